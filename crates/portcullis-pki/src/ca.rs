@@ -1,0 +1,833 @@
+//! The certificate authority directory: create it, unlock it, issue from it.
+//!
+//! ```text
+//! pki/                      0700
+//!   root.crt  root.key      self-signed root; the key is passphrase-encrypted by default
+//!   intermediate.crt/.key   issuing CA (pathlen 0), when created with --intermediate
+//!   index.jsonl             one line per issued certificate (see `index`)
+//!   crl.pem  crl.der        latest CRL of the issuing CA;  crlnumber: its number
+//!   issued/NAME.{key,crt,chain.pem,p12}
+//!   archive/SERIAL/         files replaced by `pki renew`
+//! ```
+//!
+//! Leaves are signed by the intermediate when there is one, otherwise by the root.
+//! The root and intermediate keys share one passphrase.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ::time::format_description::well_known::Rfc3339;
+use ::time::{Duration, OffsetDateTime};
+use pkcs8::der::pem::LineEnding;
+use rcgen::{KeyPair, PublicKeyData};
+use x509_parser::prelude::*;
+
+use crate::build::{self, Kind, Spec};
+use crate::error::{Error, Result};
+use crate::fsio::{self, Outputs, PUBLIC, SECRET};
+use crate::index::{Index, Record};
+use crate::keys::{self, KeyType};
+use crate::names::{self, San, Subject};
+use crate::p12::{self, P12Format};
+use crate::secret::Passphrase;
+
+/// Where `--dir` points when not given.
+pub const DEFAULT_DIR: &str = "pki";
+/// Validity defaults, in days. Leaves follow the CA/Browser Forum's 397-day ceiling so that
+/// a certificate made here also works where public-CA rules are enforced (Apple platforms).
+pub const ROOT_DAYS: u32 = 3650;
+pub const INTERMEDIATE_DAYS: u32 = 1825;
+pub const LEAF_DAYS: u32 = 397;
+pub const CRL_DAYS: u32 = 30;
+/// Certificates are back-dated this much so that a client whose clock is a little behind
+/// does not reject a certificate made a moment ago.
+const BACKDATE: Duration = Duration::minutes(5);
+
+/// Paths inside a CA directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub dir: PathBuf,
+}
+
+impl Layout {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Layout { dir: dir.into() }
+    }
+    pub fn root_cert(&self) -> PathBuf {
+        self.dir.join("root.crt")
+    }
+    pub fn root_key(&self) -> PathBuf {
+        self.dir.join("root.key")
+    }
+    pub fn intermediate_cert(&self) -> PathBuf {
+        self.dir.join("intermediate.crt")
+    }
+    pub fn intermediate_key(&self) -> PathBuf {
+        self.dir.join("intermediate.key")
+    }
+    pub fn index(&self) -> PathBuf {
+        self.dir.join("index.jsonl")
+    }
+    pub fn crl_pem(&self) -> PathBuf {
+        self.dir.join("crl.pem")
+    }
+    pub fn crl_der(&self) -> PathBuf {
+        self.dir.join("crl.der")
+    }
+    pub fn crl_number(&self) -> PathBuf {
+        self.dir.join("crlnumber")
+    }
+    pub fn issued(&self) -> PathBuf {
+        self.dir.join("issued")
+    }
+    pub fn archive(&self) -> PathBuf {
+        self.dir.join("archive")
+    }
+    pub fn exists(&self) -> bool {
+        self.root_cert().exists()
+    }
+}
+
+/// How `pki init` makes a CA.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Used in the CA names: "NAME Root CA", "NAME Issuing CA".
+    pub name: String,
+    pub organization: Option<String>,
+    pub key_type: KeyType,
+    pub intermediate: bool,
+    pub root_days: u32,
+    pub intermediate_days: u32,
+    /// `None` writes the CA keys unencrypted (the CLI asks for `--no-passphrase`).
+    pub passphrase: Option<Passphrase>,
+    pub force: bool,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            name: "Portcullis".into(),
+            organization: None,
+            key_type: KeyType::P256,
+            intermediate: false,
+            root_days: ROOT_DAYS,
+            intermediate_days: INTERMEDIATE_DAYS,
+            passphrase: None,
+            force: false,
+        }
+    }
+}
+
+/// Creates a CA in `dir`. Returns the files written.
+pub fn init(dir: &Path, opts: &InitOptions) -> Result<Vec<PathBuf>> {
+    let layout = Layout::new(dir);
+    if layout.exists() && !opts.force {
+        return Err(Error::CaExists {
+            dir: dir.to_owned(),
+        });
+    }
+    let now = now_seconds();
+    let root_subject = Subject {
+        common_name: format!("{} Root CA", opts.name),
+        organization: opts.organization.clone(),
+        ..Default::default()
+    };
+    root_subject.validate()?;
+    let root_key = opts.key_type.generate()?;
+    let root_spki = root_key.subject_public_key_info();
+    let root_name = build::subject_der(&root_subject);
+    let root_end = now + Duration::days(i64::from(opts.root_days));
+    let root_der = build::sign(
+        &Spec {
+            kind: Kind::Root,
+            issuer_name: &root_name,
+            issuer_key_id: None,
+            subject: &root_subject,
+            sans: &[],
+            spki: &root_spki,
+            not_before: now - BACKDATE,
+            not_after: root_end,
+            serial: &build::random_serial()?,
+        },
+        &root_key,
+    )?;
+
+    let pass = opts.passphrase.as_ref();
+    let mut out = Outputs::new();
+    out.add(layout.root_cert(), pem("CERTIFICATE", &root_der), PUBLIC);
+    out.add(
+        layout.root_key(),
+        keys::to_pem(&root_key, pass)?.as_bytes(),
+        SECRET,
+    );
+
+    if opts.intermediate {
+        let sub = Subject {
+            common_name: format!("{} Issuing CA", opts.name),
+            organization: opts.organization.clone(),
+            ..Default::default()
+        };
+        let key = opts.key_type.generate()?;
+        let spki = key.subject_public_key_info();
+        let root_ski = build::key_identifier(&root_spki)?;
+        let end = (now + Duration::days(i64::from(opts.intermediate_days))).min(root_end);
+        let der = build::sign(
+            &Spec {
+                kind: Kind::Intermediate,
+                issuer_name: &root_name,
+                issuer_key_id: Some(&root_ski),
+                subject: &sub,
+                sans: &[],
+                spki: &spki,
+                not_before: now - BACKDATE,
+                not_after: end,
+                serial: &build::random_serial()?,
+            },
+            &root_key,
+        )?;
+        out.add(layout.intermediate_cert(), pem("CERTIFICATE", &der), PUBLIC);
+        out.add(
+            layout.intermediate_key(),
+            keys::to_pem(&key, pass)?.as_bytes(),
+            SECRET,
+        );
+    } else if opts.force {
+        // Replacing a CA that had an intermediate with one that has none: the old
+        // intermediate would otherwise keep signing.
+        let _ = std::fs::remove_file(layout.intermediate_cert());
+        let _ = std::fs::remove_file(layout.intermediate_key());
+    }
+
+    fsio::private_dir(dir)?;
+    set_mode(dir, 0o700)?;
+    out.commit(opts.force)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        Error::Write {
+            path: path.to_owned(),
+            source,
+        }
+    })
+}
+
+/// PEM-encodes one DER object.
+pub fn pem(label: &'static str, der: &[u8]) -> String {
+    // Encoding to a String cannot fail for in-memory DER of sane size.
+    pkcs8::der::pem::encode_string(label, LineEnding::LF, der).unwrap_or_default()
+}
+
+/// Reads the certificates of a PEM (or DER) file, in file order.
+pub fn read_certs(path: &Path) -> Result<Vec<Vec<u8>>> {
+    let bytes = fsio::read(path)?;
+    certs_from_bytes(&bytes, path)
+}
+
+pub(crate) fn certs_from_bytes(bytes: &[u8], path: &Path) -> Result<Vec<Vec<u8>>> {
+    if !bytes.starts_with(b"-----") && !bytes.trim_ascii_start().starts_with(b"-----") {
+        // DER
+        parse_x509_certificate(bytes)
+            .map_err(|e| Error::malformed(path, format!("not a PEM or DER certificate ({e})")))?;
+        return Ok(vec![bytes.to_vec()]);
+    }
+    let mut certs = Vec::new();
+    for block in x509_parser::pem::Pem::iter_from_buffer(bytes) {
+        let block = block.map_err(|e| Error::malformed(path, format!("bad PEM ({e})")))?;
+        if block.label == "CERTIFICATE" {
+            parse_x509_certificate(&block.contents)
+                .map_err(|e| Error::malformed(path, format!("corrupt certificate in PEM ({e})")))?;
+            certs.push(block.contents);
+        }
+    }
+    if certs.is_empty() {
+        return Err(Error::malformed(path, "no CERTIFICATE block found"));
+    }
+    Ok(certs)
+}
+
+fn parse<'a>(der: &'a [u8], path: &Path) -> Result<X509Certificate<'a>> {
+    parse_x509_certificate(der)
+        .map(|(_, c)| c)
+        .map_err(|e| Error::malformed(path, format!("corrupt certificate ({e})")))
+}
+
+/// Now, to the second: certificates cannot carry more precision, and the index should
+/// show what the certificate says.
+fn now_seconds() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap_or(now)
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// SHA-256 fingerprint, colon-separated uppercase hex like `openssl x509 -fingerprint`.
+pub fn fingerprint(der: &[u8]) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+    d.as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A new leaf certificate to issue with a fresh key.
+#[derive(Debug, Clone)]
+pub struct LeafRequest {
+    pub kind: Kind,
+    pub subject: Subject,
+    pub sans: Vec<San>,
+    pub days: u32,
+    pub key_type: KeyType,
+}
+
+/// A certificate the CA just signed, not yet written anywhere.
+#[derive(Debug)]
+pub struct Issued {
+    /// The new private key; `None` when signing a CSR (the requester keeps the key).
+    pub key: Option<KeyPair>,
+    pub cert_der: Vec<u8>,
+    pub record: Record,
+}
+
+/// Where and how to write an issued certificate.
+#[derive(Debug, Clone)]
+pub struct SaveOptions {
+    pub out_dir: PathBuf,
+    pub stem: String,
+    pub key_passphrase: Option<Passphrase>,
+    pub p12: Option<(Passphrase, P12Format)>,
+    pub force: bool,
+}
+
+impl SaveOptions {
+    pub fn key_path(&self) -> PathBuf {
+        self.out_dir.join(format!("{}.key", self.stem))
+    }
+    pub fn cert_path(&self) -> PathBuf {
+        self.out_dir.join(format!("{}.crt", self.stem))
+    }
+    pub fn chain_path(&self) -> PathBuf {
+        self.out_dir.join(format!("{}.chain.pem", self.stem))
+    }
+    pub fn p12_path(&self) -> PathBuf {
+        self.out_dir.join(format!("{}.p12", self.stem))
+    }
+}
+
+/// Whether the signing key of the CA in `dir` is passphrase-protected (so callers only
+/// prompt when they must).
+pub fn needs_passphrase(dir: &Path) -> Result<bool> {
+    let layout = Layout::new(dir);
+    if !layout.exists() {
+        return Err(Error::NoCa {
+            dir: dir.to_owned(),
+        });
+    }
+    let key = if layout.intermediate_cert().exists() {
+        layout.intermediate_key()
+    } else {
+        layout.root_key()
+    };
+    let text = fsio::read(&key)?;
+    Ok(keys::is_encrypted(&String::from_utf8_lossy(&text)))
+}
+
+/// An unlocked CA, ready to sign.
+#[derive(Debug)]
+pub struct Ca {
+    layout: Layout,
+    issuer_path: PathBuf,
+    issuer_der: Vec<u8>,
+    issuer_key: KeyPair,
+    /// Intermediates to append after a leaf in chain files (empty for a root-only CA).
+    intermediates: Vec<Vec<u8>>,
+}
+
+/// How to ask for the CA passphrase, for error messages.
+pub const CA_PASSPHRASE_HINT: &str = "--ca-passphrase-file FILE, the PORTCULLIS_CA_PASSPHRASE environment variable, or run it in a terminal to be prompted";
+
+impl Ca {
+    /// Loads the CA in `dir` and unlocks its signing key.
+    pub fn open(dir: &Path, passphrase: Option<&Passphrase>) -> Result<Ca> {
+        let layout = Layout::new(dir);
+        if !layout.exists() {
+            return Err(Error::NoCa {
+                dir: dir.to_owned(),
+            });
+        }
+        let (cert_path, key_path) = if layout.intermediate_cert().exists() {
+            (layout.intermediate_cert(), layout.intermediate_key())
+        } else {
+            (layout.root_cert(), layout.root_key())
+        };
+        let issuer_der = read_certs(&cert_path)?.swap_remove(0);
+        let key_text = String::from_utf8(fsio::read(&key_path)?)
+            .map_err(|_| Error::malformed(&key_path, "not a PEM file (not text)"))?;
+        let issuer_key = keys::from_pem(&key_text, &key_path, passphrase, CA_PASSPHRASE_HINT)?;
+        let cert = parse(&issuer_der, &cert_path)?;
+        if cert.public_key().raw != issuer_key.subject_public_key_info().as_slice() {
+            return Err(Error::malformed(
+                &key_path,
+                format!("this key does not belong to {}", cert_path.display()),
+            ));
+        }
+        let intermediates = if cert_path == layout.intermediate_cert() {
+            vec![issuer_der.clone()]
+        } else {
+            Vec::new()
+        };
+        Ok(Ca {
+            layout,
+            issuer_path: cert_path,
+            issuer_der,
+            issuer_key,
+            intermediates,
+        })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The issuing CA's certificate (DER).
+    pub fn issuer_der(&self) -> &[u8] {
+        &self.issuer_der
+    }
+
+    /// `leaf` followed by the intermediates: what a server or client must send.
+    pub fn chain_for(&self, leaf: &[u8]) -> Vec<Vec<u8>> {
+        let mut chain = vec![leaf.to_vec()];
+        chain.extend(self.intermediates.iter().cloned());
+        chain
+    }
+
+    /// Issues a certificate with a fresh key.
+    pub fn issue(&self, req: &LeafRequest, index: &Index) -> Result<Issued> {
+        let key = req.key_type.generate()?;
+        let spki = key.subject_public_key_info();
+        let (cert_der, record) =
+            self.certify(req.kind, &req.subject, &req.sans, &spki, req.days, index)?;
+        Ok(Issued {
+            key: Some(key),
+            cert_der,
+            record,
+        })
+    }
+
+    /// Checks a leaf's names for its profile and signs it.
+    fn certify(
+        &self,
+        kind: Kind,
+        subject: &Subject,
+        sans: &[San],
+        spki: &[u8],
+        days: u32,
+        index: &Index,
+    ) -> Result<(Vec<u8>, Record)> {
+        check_leaf(kind, subject, sans)?;
+        if days == 0 {
+            return Err(Error::invalid("validity", "0", "must be at least one day"));
+        }
+        let issuer = parse(&self.issuer_der, &self.issuer_path)?;
+        let now = now_seconds();
+        let ca_start = issuer.validity().not_before.to_datetime();
+        let ca_end = issuer.validity().not_after.to_datetime();
+        if now < ca_start || now >= ca_end {
+            return Err(Error::CaNotValid {
+                path: self.issuer_path.clone(),
+                not_before: rfc3339(ca_start),
+                not_after: rfc3339(ca_end),
+            });
+        }
+        // A leaf cannot outlive its issuer: clients would reject it after the CA expires.
+        let not_after = (now + Duration::days(i64::from(days))).min(ca_end);
+        let not_before = now - BACKDATE;
+        let issuer_ski = issuer_key_id(&issuer);
+
+        // 128 random bits make a collision practically impossible; checking costs nothing.
+        let serial = loop {
+            let s = build::random_serial()?;
+            if !index.contains_serial(&build::serial_hex(&s)) {
+                break s;
+            }
+        };
+        let der = build::sign(
+            &Spec {
+                kind,
+                issuer_name: issuer.subject().as_raw(),
+                issuer_key_id: issuer_ski.as_deref(),
+                subject,
+                sans,
+                spki,
+                not_before,
+                not_after,
+                serial: &serial,
+            },
+            &self.issuer_key,
+        )?;
+        let record = Record {
+            serial: build::serial_hex(&serial),
+            profile: match kind {
+                Kind::Server => "server",
+                _ => "client",
+            }
+            .into(),
+            subject: subject.one_line(),
+            sans: sans.iter().map(ToString::to_string).collect(),
+            not_before: rfc3339(not_before),
+            not_after: rfc3339(not_after),
+            fingerprint_sha256: fingerprint(&der),
+            cert: String::new(),
+            revoked: None,
+        };
+        Ok((der, record))
+    }
+
+    /// Writes an issued certificate (and its key, chain and PKCS#12 bundle) and records it
+    /// in the index. All files or none.
+    pub fn save(
+        &self,
+        mut issued: Issued,
+        index: &mut Index,
+        opts: &SaveOptions,
+    ) -> Result<Vec<PathBuf>> {
+        let chain = self.chain_for(&issued.cert_der);
+        let mut out = Outputs::new();
+        if let Some(key) = &issued.key {
+            out.add(
+                opts.key_path(),
+                keys::to_pem(key, opts.key_passphrase.as_ref())?.as_bytes(),
+                SECRET,
+            );
+        }
+        out.add(
+            opts.cert_path(),
+            pem("CERTIFICATE", &issued.cert_der),
+            PUBLIC,
+        );
+        let chain_pem: String = chain.iter().map(|c| pem("CERTIFICATE", c)).collect();
+        out.add(opts.chain_path(), chain_pem, PUBLIC);
+        if let (Some(key), Some((password, format))) = (&issued.key, &opts.p12) {
+            let bundle = p12::bundle(key, &chain, &opts.stem, password, *format)?;
+            out.add(opts.p12_path(), bundle, SECRET);
+        }
+        let written = out.commit(opts.force)?;
+        issued.record.cert = opts.cert_path().display().to_string();
+        if let Err(e) = index.append(issued.record) {
+            for p in &written {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e);
+        }
+        Ok(written)
+    }
+
+    /// Signs a CSR under a profile. Returns the certificate and, for the user, a sentence
+    /// for each thing the CSR asked for that the profile does not grant.
+    pub fn sign_csr(
+        &self,
+        csr_bytes: &[u8],
+        path: &Path,
+        kind: Kind,
+        extra_sans: &[San],
+        days: u32,
+        index: &Index,
+    ) -> Result<(Issued, Vec<String>)> {
+        let req = crate::csr::read(csr_bytes, path, kind)?;
+        let mut sans = req.sans;
+        for s in extra_sans {
+            if !sans.contains(s) {
+                sans.push(s.clone());
+            }
+        }
+        if kind == Kind::Client {
+            add_email_san(&req.subject, &mut sans);
+        }
+        let (cert_der, record) = self.certify(kind, &req.subject, &sans, &req.spki, days, index)?;
+        Ok((
+            Issued {
+                key: None,
+                cert_der,
+                record,
+            },
+            req.dropped,
+        ))
+    }
+
+    /// Checks that `cert_path` holds a certificate this CA issued and returns its DER.
+    pub fn check_issued_here(&self, cert_path: &Path) -> Result<Vec<u8>> {
+        let der = read_certs(cert_path)?.swap_remove(0);
+        let cert = parse(&der, cert_path)?;
+        let issuer = parse(&self.issuer_der, &self.issuer_path)?;
+        let signed_by_us = cert.issuer().as_raw() == issuer.subject().as_raw()
+            && cert.verify_signature(Some(issuer.public_key())).is_ok();
+        if !signed_by_us {
+            return Err(Error::NotIssuedHere {
+                path: cert_path.to_owned(),
+                issuer: cert.issuer().to_string(),
+                ca: issuer.subject().to_string(),
+            });
+        }
+        Ok(der)
+    }
+
+    /// A new certificate with the subject and names of `cert_path` and a new key and
+    /// serial. `days` defaults to the old certificate's lifetime.
+    pub fn renew(
+        &self,
+        cert_path: &Path,
+        days: Option<u32>,
+        key_type: Option<KeyType>,
+        index: &Index,
+    ) -> Result<(Issued, LeafRequest)> {
+        let der = self.check_issued_here(cert_path)?;
+        let cert = parse(&der, cert_path)?;
+        let req = crate::inspect::leaf_request_from(&cert, cert_path, days, key_type)?;
+        Ok((self.issue(&req, index)?, req))
+    }
+
+    /// Moves the files of a leaf (`STEM.key`, `.crt`, `.chain.pem`, `.p12` next to
+    /// `cert_path`) into `archive/SERIAL/`, so `renew` can write new ones in their place
+    /// without overwriting anything. Returns (old, new) paths.
+    pub fn archive_leaf(&self, cert_path: &Path, serial: &str) -> Result<Vec<(PathBuf, PathBuf)>> {
+        let dir = cert_path.parent().unwrap_or(Path::new("."));
+        let stem = cert_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".crt").or_else(|| n.strip_suffix(".pem")))
+            .unwrap_or("cert");
+        let dest = self.layout.archive().join(serial);
+        fsio::private_dir(&dest)?;
+        let mut moved = Vec::new();
+        for ext in ["key", "crt", "chain.pem", "p12"] {
+            let from = dir.join(format!("{stem}.{ext}"));
+            if from.exists() {
+                let to = dest.join(format!("{stem}.{ext}"));
+                std::fs::rename(&from, &to).map_err(|source| Error::Write {
+                    path: to.clone(),
+                    source,
+                })?;
+                moved.push((from, to));
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Marks a certificate revoked in the index. Call [`Ca::publish_crl`] afterwards.
+    pub fn revoke(&self, index: &mut Index, serial: &str, reason: Reason) -> Result<Record> {
+        index.revoke(serial, now_seconds(), reason.name())
+    }
+
+    /// Signs and writes a CRL listing every revoked certificate in the index.
+    /// Returns the files written and the CRL number used.
+    pub fn publish_crl(&self, index: &Index, days: u32) -> Result<(Vec<PathBuf>, u64)> {
+        let number_path = self.layout.crl_number();
+        let number = match std::fs::read_to_string(&number_path) {
+            Ok(t) => {
+                t.trim()
+                    .parse::<u64>()
+                    .map_err(|_| Error::malformed(&number_path, "expected a decimal CRL number"))?
+                    + 1
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 1,
+            Err(source) => {
+                return Err(Error::Read {
+                    path: number_path,
+                    source,
+                });
+            }
+        };
+        let mut revoked = Vec::new();
+        for r in &index.records {
+            let Some(rev) = &r.revoked else { continue };
+            let serial = hex::decode(&r.serial).map_err(|e| Error::Index {
+                path: self.layout.index(),
+                line: 0,
+                reason: format!("serial {}: {e}", r.serial),
+            })?;
+            let at = OffsetDateTime::parse(&rev.at, &Rfc3339).map_err(|e| Error::Index {
+                path: self.layout.index(),
+                line: 0,
+                reason: format!("revocation time of {}: {e}", r.serial),
+            })?;
+            revoked.push(rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(&serial),
+                revocation_time: at,
+                reason_code: Reason::from_name(&rev.reason).map(Reason::rcgen),
+                invalidity_date: None,
+            });
+        }
+        let now = now_seconds();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + Duration::days(i64::from(days.max(1))),
+            crl_number: rcgen::SerialNumber::from_slice(&number.to_be_bytes()),
+            issuing_distribution_point: None,
+            revoked_certs: revoked,
+            key_identifier_method: rcgen::KeyIdMethod::PreSpecified(
+                issuer_key_id(&parse(&self.issuer_der, &self.issuer_path)?).unwrap_or_default(),
+            ),
+        };
+        let issuer = rcgen::Issuer::from_ca_cert_pem(
+            &pem("CERTIFICATE", &self.issuer_der),
+            &self.issuer_key,
+        )
+        .map_err(|e| Error::crypto("reading the CA certificate", e))?;
+        let crl = params
+            .signed_by(&issuer)
+            .map_err(|e| Error::crypto("signing the CRL", e))?;
+        let der = crl.der().to_vec();
+        let mut out = Outputs::new();
+        out.add(self.layout.crl_der(), der.clone(), PUBLIC);
+        out.add(self.layout.crl_pem(), pem("X509 CRL", &der), PUBLIC);
+        out.add(number_path, format!("{number}\n"), PUBLIC);
+        Ok((out.commit(true)?, number))
+    }
+}
+
+fn issuer_key_id(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
+    cert.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+            _ => None,
+        })
+}
+
+/// The rfc822Name SAN every certificate with an emailAddress also carries.
+pub fn add_email_san(subject: &Subject, sans: &mut Vec<San>) {
+    if let Some(e) = &subject.email {
+        let san = San::Email(e.clone());
+        if !sans.contains(&san) {
+            sans.push(san);
+        }
+    }
+}
+
+/// Profile rules for leaf names.
+fn check_leaf(kind: Kind, subject: &Subject, sans: &[San]) -> Result<()> {
+    subject.validate()?;
+    for (i, s) in sans.iter().enumerate() {
+        if sans[..i].contains(s) {
+            return Err(Error::invalid(
+                "subjectAltName",
+                s.to_string(),
+                "listed twice",
+            ));
+        }
+    }
+    match kind {
+        Kind::Server => {
+            if !sans.iter().any(|s| matches!(s, San::Dns(_) | San::Ip(_))) {
+                return Err(Error::NoSubjectAltName {
+                    hint: format!(
+                        "{:?} is not a host name; pass --dns NAME and/or --ip ADDRESS",
+                        subject.common_name
+                    ),
+                });
+            }
+            if let Some(e) = sans.iter().find(|s| matches!(s, San::Email(_))) {
+                return Err(Error::invalid(
+                    "subjectAltName",
+                    e.to_string(),
+                    "email addresses belong in client certificates",
+                ));
+            }
+        }
+        Kind::Client => {}
+        Kind::Root | Kind::Intermediate => {
+            return Err(Error::invalid("profile", "CA", "leaves only"));
+        }
+    }
+    Ok(())
+}
+
+/// Server SANs from the command line: `--dns` and `--ip`, or, when both are empty, the
+/// certificate name itself if it is a host name or an IP address.
+pub fn server_sans(name: &str, dns: &[String], ips: &[IpAddr]) -> Result<Vec<San>> {
+    let mut sans = Vec::new();
+    for d in dns {
+        sans.push(San::Dns(names::dns_name(d)?));
+    }
+    sans.extend(ips.iter().copied().map(San::Ip));
+    if sans.is_empty() {
+        if let Ok(ip) = name.parse::<IpAddr>() {
+            sans.push(San::Ip(ip));
+        } else if let Ok(d) = names::dns_name(name) {
+            sans.push(San::Dns(d));
+        }
+    }
+    Ok(sans)
+}
+
+/// RFC 5280 §5.3.1 revocation reasons, by the names `--reason` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    Unspecified,
+    KeyCompromise,
+    CaCompromise,
+    AffiliationChanged,
+    Superseded,
+    CessationOfOperation,
+    CertificateHold,
+    PrivilegeWithdrawn,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 8] = [
+        Reason::Unspecified,
+        Reason::KeyCompromise,
+        Reason::CaCompromise,
+        Reason::AffiliationChanged,
+        Reason::Superseded,
+        Reason::CessationOfOperation,
+        Reason::CertificateHold,
+        Reason::PrivilegeWithdrawn,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Unspecified => "unspecified",
+            Reason::KeyCompromise => "key-compromise",
+            Reason::CaCompromise => "ca-compromise",
+            Reason::AffiliationChanged => "affiliation-changed",
+            Reason::Superseded => "superseded",
+            Reason::CessationOfOperation => "cessation-of-operation",
+            Reason::CertificateHold => "certificate-hold",
+            Reason::PrivilegeWithdrawn => "privilege-withdrawn",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.name() == s)
+    }
+
+    fn rcgen(self) -> rcgen::RevocationReason {
+        use rcgen::RevocationReason as R;
+        match self {
+            Reason::Unspecified => R::Unspecified,
+            Reason::KeyCompromise => R::KeyCompromise,
+            Reason::CaCompromise => R::CaCompromise,
+            Reason::AffiliationChanged => R::AffiliationChanged,
+            Reason::Superseded => R::Superseded,
+            Reason::CessationOfOperation => R::CessationOfOperation,
+            Reason::CertificateHold => R::CertificateHold,
+            Reason::PrivilegeWithdrawn => R::PrivilegeWithdrawn,
+        }
+    }
+}
+
+impl std::str::FromStr for Reason {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Reason::from_name(s).ok_or_else(|| {
+            let names: Vec<_> = Reason::ALL.iter().map(|r| r.name()).collect();
+            format!("unknown reason {s:?}; expected one of {}", names.join(", "))
+        })
+    }
+}

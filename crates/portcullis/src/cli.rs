@@ -1,0 +1,277 @@
+//! Command-line definitions. Each flag is defined once; help is written for a person in a
+//! hurry.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use portcullis_pki::{KeyType, Reason};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Mutual TLS made easy: a CA, an mTLS gate, and a TLS doctor"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a certificate authority in a directory: issue, sign, revoke, inspect.
+    Pki(PkiArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PkiArgs {
+    /// The CA directory.
+    #[arg(long, global = true, default_value = portcullis_pki::ca::DEFAULT_DIR, value_name = "DIR")]
+    pub dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: PkiCommand,
+}
+
+/// Unlocking the CA key (never from an argument).
+#[derive(Debug, Args, Clone)]
+pub struct CaSecret {
+    /// Read the CA key passphrase from the first line of FILE
+    /// (or set PORTCULLIS_CA_PASSPHRASE, or answer the prompt).
+    #[arg(long, value_name = "FILE")]
+    pub ca_passphrase_file: Option<PathBuf>,
+}
+
+/// Protecting a new leaf key and its PKCS#12 bundle.
+#[derive(Debug, Args, Clone)]
+pub struct LeafSecrets {
+    /// Encrypt the new private key with the passphrase on the first line of FILE
+    /// (or set PORTCULLIS_KEY_PASSPHRASE). Without it the key is written unencrypted (0600).
+    #[arg(long, value_name = "FILE")]
+    pub key_passphrase_file: Option<PathBuf>,
+
+    /// Encrypt the new private key, asking for the passphrase on the terminal.
+    #[arg(long)]
+    pub encrypt_key: bool,
+
+    /// Password for the PKCS#12 bundle, from the first line of FILE
+    /// (or set PORTCULLIS_P12_PASSWORD, or answer the prompt).
+    #[arg(long, value_name = "FILE")]
+    pub p12_password_file: Option<PathBuf>,
+
+    /// Do not write a PKCS#12 bundle.
+    #[arg(long)]
+    pub no_p12: bool,
+
+    /// Write the PKCS#12 bundle with 3DES + SHA-1 MAC, for macOS/iOS keychains and old
+    /// Windows (the default AES-256 + SHA-256 is what OpenSSL 3, browsers and Node use).
+    #[arg(long)]
+    pub legacy_p12: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Output {
+    /// Directory for the new files [default: DIR/issued].
+    #[arg(long, value_name = "OUT_DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Replace existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create a certificate authority (root CA, and an issuing intermediate with --intermediate).
+    Init {
+        /// Name used in the CA certificates: "NAME Root CA", "NAME Issuing CA".
+        #[arg(long, default_value = "Portcullis")]
+        name: String,
+        /// Organization (O) of the CA certificates.
+        #[arg(long = "o", value_name = "ORG")]
+        organization: Option<String>,
+        #[arg(long, default_value_t = KeyType::P256, value_parser = parse_key_type)]
+        key_type: KeyType,
+        /// Also create an issuing intermediate (pathlen 0) and sign leaves with it.
+        #[arg(long)]
+        intermediate: bool,
+        /// Root CA validity in days.
+        #[arg(long, default_value_t = portcullis_pki::ca::ROOT_DAYS)]
+        days: u32,
+        /// Write the CA keys unencrypted. Only for throw-away CAs.
+        #[arg(long, conflicts_with = "ca_passphrase_file")]
+        no_passphrase: bool,
+        #[command(flatten)]
+        secret: CaSecret,
+        /// Replace an existing CA in DIR (certificates it issued stop being trusted by anyone
+        /// who trusts the new one).
+        #[arg(long)]
+        force: bool,
+    },
+
+    /// Issue a certificate with a new key.
+    #[command(subcommand)]
+    Issue(IssueCommand),
+
+    /// Sign a certificate signing request (from openssl req, keytool, Go…).
+    Sign {
+        /// The CSR file (PEM or DER).
+        csr: PathBuf,
+        #[arg(long, value_enum)]
+        profile: Profile,
+        /// Add a DNS subjectAltName (repeatable).
+        #[arg(long)]
+        dns: Vec<String>,
+        /// Add an IP subjectAltName (repeatable).
+        #[arg(long)]
+        ip: Vec<IpAddr>,
+        /// Validity in days.
+        #[arg(long, default_value_t = portcullis_pki::ca::LEAF_DAYS)]
+        days: u32,
+        /// File name stem for the output [default: the CSR's CN].
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        out: Output,
+        #[command(flatten)]
+        secret: CaSecret,
+    },
+
+    /// Revoke a certificate (by serial or certificate file) and publish a new CRL.
+    Revoke {
+        /// Serial number (hex, as `openssl x509 -serial` prints it) or a certificate file.
+        target: String,
+        #[arg(long, default_value = "unspecified", value_parser = parse_reason)]
+        reason: Reason,
+        /// Validity of the new CRL in days (its nextUpdate).
+        #[arg(long, default_value_t = portcullis_pki::ca::CRL_DAYS)]
+        crl_days: u32,
+        #[command(flatten)]
+        secret: CaSecret,
+    },
+
+    /// Publish the CRL (DIR/crl.pem and DIR/crl.der) with a new CRL number.
+    Crl {
+        /// Days until nextUpdate.
+        #[arg(long, default_value_t = portcullis_pki::ca::CRL_DAYS)]
+        days: u32,
+        #[command(flatten)]
+        secret: CaSecret,
+    },
+
+    /// Issue a replacement with the same subject and names, a new key and a new serial.
+    /// The old files move to DIR/archive/SERIAL/.
+    Renew {
+        /// The certificate to renew.
+        cert: PathBuf,
+        /// Validity in days [default: the old certificate's].
+        #[arg(long)]
+        days: Option<u32>,
+        /// Key type of the new key [default: the old key's].
+        #[arg(long, value_parser = parse_key_type)]
+        key_type: Option<KeyType>,
+        #[command(flatten)]
+        leaf: LeafSecrets,
+        #[command(flatten)]
+        secret: CaSecret,
+    },
+
+    /// List every certificate the CA issued, with its status.
+    List {
+        /// Print JSON (one array) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Show what is in a file: certificates, chains, CSRs, CRLs, keys, PKCS#12.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Password to open a PKCS#12 bundle, from the first line of FILE
+        /// (or PORTCULLIS_P12_PASSWORD).
+        #[arg(long, value_name = "FILE")]
+        p12_password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Profile {
+    Server,
+    Client,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IssueCommand {
+    /// A TLS server certificate (serverAuth). Host names go in subjectAltName.
+    Server {
+        /// Certificate name (CN and file name). Used as the DNS or IP name when neither
+        /// --dns nor --ip is given.
+        name: String,
+        /// DNS name (repeatable; `*.example.com` for a wildcard).
+        #[arg(long)]
+        dns: Vec<String>,
+        /// IP address (repeatable), written as an IP SAN.
+        #[arg(long)]
+        ip: Vec<IpAddr>,
+        #[command(flatten)]
+        common: IssueCommon,
+        #[command(flatten)]
+        leaf: LeafSecrets,
+    },
+    /// A TLS client certificate (clientAuth) with a PKCS#12 bundle for browsers.
+    Client {
+        /// Common name (CN), e.g. the user's login.
+        name: String,
+        /// Email address (emailAddress and an rfc822Name SAN).
+        #[arg(long)]
+        email: Option<String>,
+        /// Organization (O).
+        #[arg(long = "o", value_name = "ORG")]
+        organization: Option<String>,
+        /// Organizational unit (OU), repeatable.
+        #[arg(long = "ou", value_name = "UNIT")]
+        organizational_units: Vec<String>,
+        /// Locality (L).
+        #[arg(long = "l", value_name = "LOCALITY")]
+        locality: Option<String>,
+        /// State or province (ST).
+        #[arg(long = "st", value_name = "STATE")]
+        state: Option<String>,
+        /// Two-letter country code (C).
+        #[arg(long = "c", value_name = "COUNTRY")]
+        country: Option<String>,
+        /// URI SAN, e.g. spiffe://corp/ops/alice (repeatable).
+        #[arg(long)]
+        uri: Vec<String>,
+        /// DNS SAN, for service clients (repeatable).
+        #[arg(long)]
+        dns: Vec<String>,
+        #[command(flatten)]
+        common: IssueCommon,
+        #[command(flatten)]
+        leaf: LeafSecrets,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct IssueCommon {
+    /// Validity in days.
+    #[arg(long, default_value_t = portcullis_pki::ca::LEAF_DAYS)]
+    pub days: u32,
+    #[arg(long, default_value_t = KeyType::P256, value_parser = parse_key_type)]
+    pub key_type: KeyType,
+    #[command(flatten)]
+    pub out: Output,
+    #[command(flatten)]
+    pub secret: CaSecret,
+}
+
+fn parse_key_type(s: &str) -> Result<KeyType, String> {
+    s.parse()
+}
+
+fn parse_reason(s: &str) -> Result<Reason, String> {
+    s.parse()
+}

@@ -1,0 +1,530 @@
+//! `portcullis pki …`: argument handling and printing around `portcullis_pki`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use portcullis_pki::ca::{self, Ca, InitOptions};
+use portcullis_pki::inspect::{CertInfo, Object, Report};
+use portcullis_pki::names::{self, San, Subject};
+use portcullis_pki::{Index, Kind, LeafRequest, P12Format, Passphrase, SaveOptions};
+
+use crate::cli::{CaSecret, IssueCommand, LeafSecrets, Output, PkiArgs, PkiCommand, Profile};
+use crate::secrets::{self, Mode, Source};
+
+pub fn run(args: PkiArgs) -> Result<()> {
+    let dir = args.dir.as_path();
+    match args.command {
+        PkiCommand::Init {
+            name,
+            organization,
+            key_type,
+            intermediate,
+            days,
+            no_passphrase,
+            secret,
+            force,
+        } => {
+            let passphrase = if no_passphrase {
+                None
+            } else {
+                let src = ca_source(&secret, "New CA key passphrase");
+                Some(src.get(Mode::Create)?.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}, or --no-passphrase to write the CA key unencrypted",
+                        src.missing()
+                    )
+                })?)
+            };
+            let opts = InitOptions {
+                name,
+                organization,
+                key_type,
+                intermediate,
+                root_days: days,
+                passphrase,
+                force,
+                ..Default::default()
+            };
+            let written = ca::init(dir, &opts)?;
+            print_written(&written);
+            println!(
+                "\nTrust anchor for servers and clients: {}",
+                ca::Layout::new(dir).root_cert().display()
+            );
+            Ok(())
+        }
+        PkiCommand::Issue(cmd) => issue(dir, cmd),
+        PkiCommand::Sign {
+            csr,
+            profile,
+            dns,
+            ip,
+            days,
+            name,
+            out,
+            secret,
+        } => {
+            let ca = unlock(dir, &secret)?;
+            let mut index = Index::load(&ca.layout().index())?;
+            let kind = match profile {
+                Profile::Server => Kind::Server,
+                Profile::Client => Kind::Client,
+            };
+            let mut extra: Vec<San> = Vec::new();
+            for d in &dns {
+                extra.push(San::Dns(names::dns_name(d)?));
+            }
+            extra.extend(ip.iter().copied().map(San::Ip));
+            let bytes =
+                std::fs::read(&csr).with_context(|| format!("cannot read {}", csr.display()))?;
+            let (issued, dropped) = ca.sign_csr(&bytes, &csr, kind, &extra, days, &index)?;
+            let stem = name.unwrap_or_else(|| {
+                let cn = issued.record.subject.rsplit("CN=").next().unwrap_or("cert");
+                names::file_stem(cn.split(", ").next().unwrap_or(cn))
+            });
+            let opts = save_options(&ca, &out, stem, None, None);
+            let written = ca.save(issued, &mut index, &opts)?;
+            for d in &dropped {
+                println!("not granted: {d}");
+            }
+            print_written(&written);
+            Ok(())
+        }
+        PkiCommand::Revoke {
+            target,
+            reason,
+            crl_days,
+            secret,
+        } => {
+            let ca = unlock(dir, &secret)?;
+            let mut index = Index::load(&ca.layout().index())?;
+            let target_path = Path::new(&target);
+            let serial = if target_path.exists() {
+                let der = ca.check_issued_here(target_path)?;
+                portcullis_pki::inspect::cert_info(&der, target_path)?.serial
+            } else if target.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+                target.clone()
+            } else {
+                bail!("{target:?} is neither a file nor a hex serial number");
+            };
+            let rec = ca.revoke(&mut index, &serial, reason)?;
+            println!(
+                "revoked {} ({}) reason {}",
+                rec.serial,
+                rec.subject,
+                reason.name()
+            );
+            let (written, number) = ca.publish_crl(&index, crl_days)?;
+            println!("CRL number {number}");
+            print_written(&written);
+            Ok(())
+        }
+        PkiCommand::Crl { days, secret } => {
+            let ca = unlock(dir, &secret)?;
+            let index = Index::load(&ca.layout().index())?;
+            let (written, number) = ca.publish_crl(&index, days)?;
+            let revoked = index.records.iter().filter(|r| r.revoked.is_some()).count();
+            println!("CRL number {number}, {revoked} revoked, next update in {days} days");
+            print_written(&written);
+            Ok(())
+        }
+        PkiCommand::Renew {
+            cert,
+            days,
+            key_type,
+            leaf,
+            secret,
+        } => {
+            let ca = unlock(dir, &secret)?;
+            let mut index = Index::load(&ca.layout().index())?;
+            let (issued, req) = ca.renew(&cert, days, key_type, &index)?;
+            let (key_pass, p12) = leaf_secrets(&leaf, req.kind)?;
+            let old_serial =
+                portcullis_pki::inspect::cert_info(&ca.check_issued_here(&cert)?, &cert)?.serial;
+            let out_dir = cert.parent().map(Path::to_path_buf).unwrap_or_default();
+            let stem = cert
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(|n| {
+                    n.trim_end_matches(".crt")
+                        .trim_end_matches(".pem")
+                        .to_owned()
+                })
+                .unwrap_or_else(|| "cert".into());
+            let moved = ca.archive_leaf(&cert, &old_serial)?;
+            let opts = SaveOptions {
+                out_dir,
+                stem,
+                key_passphrase: key_pass,
+                p12,
+                force: false,
+            };
+            match ca.save(issued, &mut index, &opts) {
+                Ok(written) => {
+                    for (from, to) in &moved {
+                        println!("archived {} -> {}", from.display(), to.display());
+                    }
+                    print_written(&written);
+                    Ok(())
+                }
+                Err(e) => {
+                    // Put the old files back: a failed renewal must leave things as they were.
+                    for (from, to) in &moved {
+                        let _ = std::fs::rename(to, from);
+                    }
+                    Err(e.into())
+                }
+            }
+        }
+        PkiCommand::List { json } => list(dir, json),
+        PkiCommand::Inspect {
+            file,
+            json,
+            p12_password_file,
+        } => {
+            let src = Source {
+                file: p12_password_file.as_deref(),
+                flag: "--p12-password-file",
+                env: secrets::P12_ENV,
+                prompt: "PKCS#12 password",
+            };
+            // Only asked for when the file turns out to need it.
+            let report = match portcullis_pki::inspect::inspect(&file, None) {
+                Ok(r) => r,
+                Err(first) => match src.get(Mode::Enter)? {
+                    Some(pw) => portcullis_pki::inspect::inspect(&file, Some(&pw))?,
+                    None => return Err(first.into()),
+                },
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_report(&report);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn ca_source<'a>(secret: &'a CaSecret, prompt: &'static str) -> Source<'a> {
+    Source {
+        file: secret.ca_passphrase_file.as_deref(),
+        flag: "--ca-passphrase-file",
+        env: secrets::CA_ENV,
+        prompt,
+    }
+}
+
+/// Opens the CA, asking for the passphrase only when its key is encrypted.
+fn unlock(dir: &Path, secret: &CaSecret) -> Result<Ca> {
+    let pass = if ca::needs_passphrase(dir)? {
+        ca_source(secret, "CA key passphrase").get(Mode::Enter)?
+    } else {
+        None
+    };
+    Ok(Ca::open(dir, pass.as_ref())?)
+}
+
+/// The passphrase for a new leaf key, and the password and format of its PKCS#12 bundle.
+type LeafSecretValues = (Option<Passphrase>, Option<(Passphrase, P12Format)>);
+
+fn leaf_secrets(leaf: &LeafSecrets, kind: Kind) -> Result<LeafSecretValues> {
+    let key_src = Source {
+        file: leaf.key_passphrase_file.as_deref(),
+        flag: "--key-passphrase-file",
+        env: secrets::KEY_ENV,
+        prompt: "New private key passphrase",
+    };
+    let key_pass = if leaf.encrypt_key {
+        Some(key_src.require(Mode::Create)?)
+    } else if leaf.key_passphrase_file.is_some() || std::env::var_os(secrets::KEY_ENV).is_some() {
+        key_src.get(Mode::Create)?
+    } else {
+        None
+    };
+    let wants_p12 = kind == Kind::Client && !leaf.no_p12;
+    let p12 = if wants_p12 {
+        let src = Source {
+            file: leaf.p12_password_file.as_deref(),
+            flag: "--p12-password-file",
+            env: secrets::P12_ENV,
+            prompt: "PKCS#12 bundle password",
+        };
+        let pw = src
+            .get(Mode::Create)?
+            .ok_or_else(|| anyhow::anyhow!("{}, or --no-p12 to skip the bundle", src.missing()))?;
+        let format = if leaf.legacy_p12 {
+            P12Format::Legacy
+        } else {
+            P12Format::Modern
+        };
+        Some((pw, format))
+    } else {
+        None
+    };
+    Ok((key_pass, p12))
+}
+
+fn save_options(
+    ca: &Ca,
+    out: &Output,
+    stem: String,
+    key_passphrase: Option<Passphrase>,
+    p12: Option<(Passphrase, P12Format)>,
+) -> SaveOptions {
+    SaveOptions {
+        out_dir: out.out.clone().unwrap_or_else(|| ca.layout().issued()),
+        stem,
+        key_passphrase,
+        p12,
+        force: out.force,
+    }
+}
+
+fn issue(dir: &Path, cmd: IssueCommand) -> Result<()> {
+    let (req, common, leaf, stem) = match cmd {
+        IssueCommand::Server {
+            name,
+            dns,
+            ip,
+            common,
+            leaf,
+        } => {
+            let sans = ca::server_sans(&name, &dns, &ip)?;
+            let req = LeafRequest {
+                kind: Kind::Server,
+                subject: Subject {
+                    common_name: name.clone(),
+                    ..Default::default()
+                },
+                sans,
+                days: common.days,
+                key_type: common.key_type,
+            };
+            (req, common, leaf, name)
+        }
+        IssueCommand::Client {
+            name,
+            email,
+            organization,
+            organizational_units,
+            locality,
+            state,
+            country,
+            uri,
+            dns,
+            common,
+            leaf,
+        } => {
+            let email = email.map(|e| names::email(&e)).transpose()?;
+            let subject = Subject {
+                common_name: name.clone(),
+                organization,
+                organizational_units,
+                locality,
+                state,
+                country,
+                email,
+            };
+            let mut sans = Vec::new();
+            ca::add_email_san(&subject, &mut sans);
+            for u in &uri {
+                sans.push(San::Uri(names::uri(u)?));
+            }
+            for d in &dns {
+                sans.push(San::Dns(names::dns_name(d)?));
+            }
+            let req = LeafRequest {
+                kind: Kind::Client,
+                subject,
+                sans,
+                days: common.days,
+                key_type: common.key_type,
+            };
+            (req, common, leaf, name)
+        }
+    };
+    // Validate everything and gather every secret before touching the CA key.
+    let (key_pass, p12) = leaf_secrets(&leaf, req.kind)?;
+    let ca = unlock(dir, &common.secret)?;
+    let mut index = Index::load(&ca.layout().index())?;
+    let issued = ca.issue(&req, &index)?;
+    let serial = issued.record.serial.clone();
+    let opts = save_options(&ca, &common.out, names::file_stem(&stem), key_pass, p12);
+    let written = ca.save(issued, &mut index, &opts)?;
+    println!(
+        "issued {} certificate {serial} for {}",
+        if req.kind == Kind::Server {
+            "server"
+        } else {
+            "client"
+        },
+        req.subject.one_line()
+    );
+    print_written(&written);
+    Ok(())
+}
+
+fn print_written(paths: &[PathBuf]) {
+    println!("wrote:");
+    for p in paths {
+        println!("  {}", p.display());
+    }
+}
+
+fn list(dir: &Path, json: bool) -> Result<()> {
+    let layout = ca::Layout::new(dir);
+    if !layout.exists() {
+        return Err(portcullis_pki::Error::NoCa {
+            dir: dir.to_owned(),
+        }
+        .into());
+    }
+    let index = Index::load(&layout.index())?;
+    let now = time::OffsetDateTime::now_utc();
+    if json {
+        let rows: Vec<_> = index
+            .records
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                v["status"] = r.status(now).as_str().into();
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if index.records.is_empty() {
+        println!("no certificates issued yet");
+        return Ok(());
+    }
+    println!(
+        "{:<9} {:<33} {:<7} {:<21} SUBJECT",
+        "STATUS", "SERIAL", "PROFILE", "NOT AFTER"
+    );
+    for r in &index.records {
+        println!(
+            "{:<9} {:<33} {:<7} {:<21} {}",
+            r.status(now).as_str(),
+            r.serial,
+            r.profile,
+            r.not_after,
+            r.subject
+        );
+    }
+    Ok(())
+}
+
+fn print_cert(c: &CertInfo, indent: &str) {
+    println!("{indent}subject:     {}", c.subject);
+    println!("{indent}issuer:      {}", c.issuer);
+    println!("{indent}serial:      {}", c.serial);
+    if !c.sans.is_empty() {
+        println!("{indent}SANs:        {}", c.sans.join(", "));
+    }
+    println!(
+        "{indent}key:         {} (signed with {})",
+        c.key, c.signature_algorithm
+    );
+    if c.is_ca {
+        let pl = c
+            .path_len
+            .map(|p| format!(", pathlen {p}"))
+            .unwrap_or_default();
+        println!("{indent}CA:          yes{pl}");
+    }
+    if !c.key_usage.is_empty() {
+        println!("{indent}key usage:   {}", c.key_usage.join(", "));
+    }
+    if !c.extended_key_usage.is_empty() {
+        println!("{indent}ext. usage:  {}", c.extended_key_usage.join(", "));
+    }
+    println!(
+        "{indent}valid:       {} to {} ({})",
+        c.not_before, c.not_after, c.validity
+    );
+    println!("{indent}SHA-256:     {}", c.fingerprint_sha256);
+}
+
+fn print_report(r: &Report) {
+    println!("{}", r.path);
+    for (i, o) in r.objects.iter().enumerate() {
+        match o {
+            Object::Certificate(c) => {
+                println!(
+                    "[{}] certificate{}",
+                    i + 1,
+                    if c.self_signed { " (self-signed)" } else { "" }
+                );
+                print_cert(c, "    ");
+            }
+            Object::Csr {
+                subject,
+                sans,
+                key,
+                signature_valid,
+            } => {
+                println!("[{}] certificate signing request", i + 1);
+                println!("    subject:     {subject}");
+                if !sans.is_empty() {
+                    println!("    SANs:        {}", sans.join(", "));
+                }
+                println!("    key:         {key}");
+                println!(
+                    "    signature:   {}",
+                    if *signature_valid { "valid" } else { "INVALID" }
+                );
+            }
+            Object::Crl {
+                issuer,
+                this_update,
+                next_update,
+                crl_number,
+                revoked,
+            } => {
+                println!("[{}] certificate revocation list", i + 1);
+                println!("    issuer:      {issuer}");
+                println!("    number:      {}", crl_number.as_deref().unwrap_or("-"));
+                println!(
+                    "    updated:     {this_update}, next {}",
+                    next_update.as_deref().unwrap_or("-")
+                );
+                println!("    revoked:     {}", revoked.len());
+                for e in revoked {
+                    println!(
+                        "      {} at {} ({})",
+                        e.serial,
+                        e.revoked_at,
+                        e.reason.as_deref().unwrap_or("no reason")
+                    );
+                }
+            }
+            Object::PrivateKey {
+                encrypted,
+                algorithm,
+            } => {
+                println!("[{}] private key", i + 1);
+                println!("    algorithm:   {algorithm}");
+                println!("    encrypted:   {}", if *encrypted { "yes" } else { "no" });
+            }
+            Object::Pkcs12 {
+                has_private_key,
+                certificates,
+            } => {
+                println!("[{}] PKCS#12 bundle", i + 1);
+                println!(
+                    "    private key: {}",
+                    if *has_private_key { "yes" } else { "no" }
+                );
+                for (j, c) in certificates.iter().enumerate() {
+                    println!("    certificate {}", j + 1);
+                    print_cert(c, "      ");
+                }
+            }
+        }
+    }
+    for w in &r.warnings {
+        println!("warning: {w}");
+    }
+}
