@@ -1,0 +1,132 @@
+//! Shared helpers: run the real `portcullis` binary in a temporary directory, with no
+//! terminal (so it never prompts) and no PORTCULLIS_* variables leaking in from outside.
+
+// Helpers for tests and benchmarks: a failed setup step should stop the run loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+pub const CA_PASS: &str = "ca passphrase 1";
+pub const P12_PASS: &str = "bundle password";
+pub const KEY_PASS: &str = "leaf key passphrase";
+
+impl Sandbox {
+    /// A sandbox with passphrase files `ca.pass`, `p12.pass` and `key.pass`.
+    pub fn new() -> Sandbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("ca.pass"), format!("{CA_PASS}\n")).unwrap();
+        std::fs::write(dir.path().join("p12.pass"), format!("{P12_PASS}\n")).unwrap();
+        std::fs::write(dir.path().join("key.pass"), format!("{KEY_PASS}\n")).unwrap();
+        Sandbox { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Runs `portcullis ARGS` in the sandbox.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .env_remove("PORTCULLIS_CA_PASSPHRASE")
+            .env_remove("PORTCULLIS_KEY_PASSPHRASE")
+            .env_remove("PORTCULLIS_P12_PASSWORD");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run portcullis")
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "portcullis {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and asserts exit status 2 (an error); returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "portcullis {args:?} should fail cleanly; stdout:\n{}stderr:\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(!stderr.contains("panicked"), "panic: {stderr}");
+        stderr
+    }
+
+    /// `pki init` with an encrypted CA key (and an intermediate when asked).
+    pub fn init_ca(&self, intermediate: bool) {
+        let mut args = vec!["pki", "init", "--ca-passphrase-file", "ca.pass"];
+        if intermediate {
+            args.push("--intermediate");
+        }
+        self.ok(&args);
+    }
+
+    /// Runs an external tool in the sandbox and returns its output.
+    pub fn tool(&self, program: &str, args: &[&str]) -> Output {
+        Command::new(program)
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+    }
+
+    /// Runs a Node.js script (given as source) with arguments.
+    pub fn node(&self, script: &str, args: &[&str]) -> Output {
+        let file = self.path("script.cjs");
+        std::fs::write(&file, script).unwrap();
+        let mut all = vec![file.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.tool("node", &all)
+    }
+
+    /// Names of all files under the sandbox (relative), sorted.
+    pub fn files(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(self.dir.path(), self.dir.path(), &mut out);
+        out.sort();
+        out
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            walk(root, &p, out);
+        } else {
+            out.push(p.strip_prefix(root).unwrap().display().to_string());
+        }
+    }
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}

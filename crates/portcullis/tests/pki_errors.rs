@@ -1,0 +1,398 @@
+//! Bad input: each case gets an error a person can act on, exit status 2, no panic, and
+//! no file written or changed.
+
+// Test helpers: a failed setup step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::Sandbox;
+
+/// Asserts that running `args` fails, says each of `needles`, and leaves the files as
+/// they were.
+fn fails_cleanly(sb: &Sandbox, args: &[&str], needles: &[&str]) -> String {
+    let before = snapshot(sb);
+    let err = sb.fails(args);
+    for n in needles {
+        assert!(err.contains(n), "error should mention {n:?}:\n{err}");
+    }
+    assert_eq!(snapshot(sb), before, "files changed by a failed {args:?}");
+    err
+}
+
+fn snapshot(sb: &Sandbox) -> Vec<(String, Vec<u8>)> {
+    sb.files()
+        .into_iter()
+        .map(|f| {
+            let bytes = std::fs::read(sb.path(&f)).unwrap();
+            (f, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn wrong_ca_passphrase_names_the_key_and_where_the_passphrase_came_from() {
+    let sb = Sandbox::new();
+    sb.init_ca(false);
+    std::fs::write(sb.path("wrong.pass"), "not the passphrase\n").unwrap();
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "issue",
+            "client",
+            "x",
+            "--no-p12",
+            "--ca-passphrase-file",
+            "wrong.pass",
+        ],
+        &[
+            "wrong passphrase",
+            "pki/root.key",
+            "--ca-passphrase-file wrong.pass",
+        ],
+    );
+    // Same through the environment variable; the passphrase itself is never echoed.
+    let out = sb.run_env(
+        &["pki", "crl"],
+        &[("PORTCULLIS_CA_PASSPHRASE", "hunter2-secret")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("PORTCULLIS_CA_PASSPHRASE"), "{err}");
+    assert!(!err.contains("hunter2-secret"), "passphrase leaked: {err}");
+}
+
+#[test]
+fn encrypted_ca_without_any_passphrase_source_says_how_to_give_one() {
+    let sb = Sandbox::new();
+    sb.init_ca(false);
+    fails_cleanly(
+        &sb,
+        &["pki", "issue", "server", "localhost"],
+        &[
+            "pki/root.key",
+            "encrypted",
+            "--ca-passphrase-file",
+            "PORTCULLIS_CA_PASSPHRASE",
+        ],
+    );
+}
+
+#[test]
+fn init_without_passphrase_source_refuses_rather_than_writing_a_plain_key() {
+    let sb = Sandbox::new();
+    let err = fails_cleanly(
+        &sb,
+        &["pki", "init"],
+        &["--ca-passphrase-file", "--no-passphrase"],
+    );
+    assert!(!sb.path("pki/root.key").exists(), "{err}");
+}
+
+#[test]
+fn corrupt_or_truncated_pem_is_named() {
+    let sb = Sandbox::new();
+    sb.init_ca(false);
+    let cert = sb.path("pki/root.crt");
+    let pem = std::fs::read_to_string(&cert).unwrap();
+    std::fs::write(&cert, &pem[..pem.len() / 2]).unwrap();
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "issue",
+            "server",
+            "localhost",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ],
+        &["pki/root.crt"],
+    );
+    std::fs::write(&cert, &pem).unwrap();
+
+    let key = sb.path("pki/root.key");
+    let kp = std::fs::read_to_string(&key).unwrap();
+    std::fs::write(&key, kp.replace('A', "B").replacen("MI", "!!", 1)).unwrap();
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "issue",
+            "server",
+            "localhost",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ],
+        &["pki/root.key"],
+    );
+    std::fs::write(&key, &kp).unwrap();
+
+    std::fs::write(
+        sb.path("junk.pem"),
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n",
+    )
+    .unwrap();
+    fails_cleanly(&sb, &["pki", "inspect", "junk.pem"], &["junk.pem"]);
+    std::fs::write(sb.path("empty.csr"), "").unwrap();
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "sign",
+            "empty.csr",
+            "--profile",
+            "client",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ],
+        &["empty.csr"],
+    );
+}
+
+#[test]
+fn csr_with_a_broken_self_signature_is_refused() {
+    let sb = Sandbox::new();
+    sb.init_ca(false);
+    let req = sb.tool(
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "good.der",
+            "-subj",
+            "/CN=victim.test",
+            "-addext",
+            "subjectAltName=DNS:victim.test",
+        ],
+    );
+    assert!(req.status.success(), "{}", common::text(&req));
+    let mut der = std::fs::read(sb.path("good.der")).unwrap();
+    // The signature is the last field: flip its final byte.
+    let last = der.len() - 1;
+    der[last] ^= 0x55;
+    std::fs::write(sb.path("forged.der"), der).unwrap();
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "sign",
+            "forged.der",
+            "--profile",
+            "server",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ],
+        &["forged.der", "self-signature does not verify"],
+    );
+}
+
+#[test]
+fn revoking_a_certificate_from_another_ca_is_refused() {
+    let sb = Sandbox::new();
+    sb.init_ca(false);
+    sb.ok(&[
+        "pki",
+        "--dir",
+        "other",
+        "init",
+        "--no-passphrase",
+        "--name",
+        "Other",
+    ]);
+    sb.ok(&[
+        "pki", "--dir", "other", "issue", "client", "mallory", "--no-p12",
+    ]);
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "revoke",
+            "other/issued/mallory.crt",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ],
+        &[
+            "not issued by this CA",
+            "Other Root CA",
+            "Portcullis Root CA",
+        ],
+    );
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "revoke",
+            "ABCDEF0123",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ],
+        &["no certificate with serial ABCDEF0123"],
+    );
+}
+
+#[test]
+fn issuing_from_a_missing_ca_says_how_to_create_one() {
+    let sb = Sandbox::new();
+    fails_cleanly(
+        &sb,
+        &["pki", "--dir", "nowhere", "issue", "server", "localhost"],
+        &[
+            "no certificate authority in nowhere",
+            "portcullis pki init --dir nowhere",
+        ],
+    );
+    assert!(!sb.path("nowhere").exists());
+}
+
+#[test]
+fn an_existing_output_file_is_never_overwritten_without_force() {
+    let sb = Sandbox::new();
+    sb.init_ca(false);
+    sb.ok(&[
+        "pki",
+        "issue",
+        "client",
+        "alice",
+        "--ca-passphrase-file",
+        "ca.pass",
+        "--p12-password-file",
+        "p12.pass",
+    ]);
+    let err = fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "issue",
+            "client",
+            "alice",
+            "--ca-passphrase-file",
+            "ca.pass",
+            "--p12-password-file",
+            "p12.pass",
+        ],
+        &["already exists", "--force"],
+    );
+    assert!(err.contains("pki/issued/alice."), "{err}");
+    let list = sb.ok(&["pki", "list"]);
+    assert_eq!(
+        list.matches("CN=alice").count(),
+        1,
+        "a refused issue must not be recorded"
+    );
+    // With --force it goes through and both certificates are on record.
+    sb.ok(&[
+        "pki",
+        "issue",
+        "client",
+        "alice",
+        "--force",
+        "--ca-passphrase-file",
+        "ca.pass",
+        "--p12-password-file",
+        "p12.pass",
+    ]);
+    assert_eq!(sb.ok(&["pki", "list"]).matches("CN=alice").count(), 2);
+    // An existing CA is not replaced either.
+    fails_cleanly(
+        &sb,
+        &["pki", "init", "--no-passphrase"],
+        &["already holds a certificate authority", "--force"],
+    );
+}
+
+#[test]
+fn server_certificate_without_a_host_name_is_refused() {
+    let sb = Sandbox::new();
+    sb.init_ca(false);
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "issue",
+            "server",
+            "web frontend",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ],
+        &["subjectAltName", "--dns"],
+    );
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "issue",
+            "server",
+            "x",
+            "--dns",
+            "10.0.0.1",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ],
+        &["IP address", "--ip"],
+    );
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "issue",
+            "client",
+            "evil\u{1}name",
+            "--no-p12",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ],
+        &["control character"],
+    );
+}
+
+#[test]
+fn pkcs12_needs_a_real_password() {
+    let sb = Sandbox::new();
+    sb.init_ca(false);
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "issue",
+            "client",
+            "dave",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ],
+        &["--p12-password-file", "PORTCULLIS_P12_PASSWORD", "--no-p12"],
+    );
+    std::fs::write(sb.path("empty.pass"), "\n").unwrap();
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "issue",
+            "client",
+            "dave",
+            "--ca-passphrase-file",
+            "ca.pass",
+            "--p12-password-file",
+            "empty.pass",
+        ],
+        &["empty"],
+    );
+}
+
+#[test]
+fn passphrases_are_not_accepted_as_arguments() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["pki", "init", "--ca-passphrase", "secret"]);
+    assert_eq!(out.status.code(), Some(2), "clap usage error expected");
+    assert!(!sb.path("pki").exists());
+}

@@ -1,0 +1,671 @@
+//! What `portcullis pki` writes, judged by the tools people will use it with: OpenSSL
+//! and Node.js, run for real.
+
+// Test helpers: a failed setup step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+
+use common::{KEY_PASS, P12_PASS, Sandbox, text};
+
+fn openssl_ok(sb: &Sandbox, args: &[&str]) -> String {
+    let out = sb.tool("openssl", args);
+    assert!(out.status.success(), "openssl {args:?}:\n{}", text(&out));
+    text(&out)
+}
+
+#[test]
+fn server_and_client_chains_verify_for_their_purpose_with_openssl() {
+    let sb = Sandbox::new();
+    sb.init_ca(true);
+    sb.ok(&[
+        "pki",
+        "issue",
+        "server",
+        "web",
+        "--dns",
+        "web.test",
+        "--dns",
+        "*.api.test",
+        "--ip",
+        "127.0.0.1",
+        "--ip",
+        "::1",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    sb.ok(&[
+        "pki",
+        "issue",
+        "client",
+        "alice",
+        "--email",
+        "alice@example.com",
+        "--o",
+        "Acme",
+        "--ou",
+        "Eng",
+        "--ou",
+        "Admins",
+        "--l",
+        "Berlin",
+        "--st",
+        "Berlin",
+        "--c",
+        "DE",
+        "--uri",
+        "spiffe://corp/ops/alice",
+        "--ca-passphrase-file",
+        "ca.pass",
+        "--p12-password-file",
+        "p12.pass",
+    ]);
+
+    // The chain file is leaf + intermediate, never the root; verifying it against the root
+    // alone therefore proves the chain is complete and in order.
+    let chain = std::fs::read_to_string(sb.path("pki/issued/web.chain.pem")).unwrap();
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
+    let root = std::fs::read_to_string(sb.path("pki/root.crt")).unwrap();
+    assert!(
+        !chain.contains(root.trim()),
+        "root must not be in the chain file"
+    );
+
+    for (name, purpose) in [("web", "sslserver"), ("alice", "sslclient")] {
+        let leaf = format!("pki/issued/{name}.crt");
+        let chain = format!("pki/issued/{name}.chain.pem");
+        let out = openssl_ok(
+            &sb,
+            &[
+                "verify",
+                "-CAfile",
+                "pki/root.crt",
+                "-untrusted",
+                &chain,
+                "-purpose",
+                purpose,
+                &leaf,
+            ],
+        );
+        assert!(out.contains(": OK"), "{out}");
+    }
+    // …and not for the other purpose: the EKUs are really there.
+    let wrong = sb.tool(
+        "openssl",
+        &[
+            "verify",
+            "-CAfile",
+            "pki/root.crt",
+            "-untrusted",
+            "pki/intermediate.crt",
+            "-purpose",
+            "sslclient",
+            "pki/issued/web.crt",
+        ],
+    );
+    assert!(
+        !wrong.status.success(),
+        "a server cert must not verify as a client cert"
+    );
+
+    // Names are in the right SAN types; the subject has both OUs, in order.
+    let ext = openssl_ok(
+        &sb,
+        &[
+            "x509",
+            "-in",
+            "pki/issued/web.crt",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+            "-serial",
+        ],
+    );
+    assert!(ext.contains("DNS:web.test"), "{ext}");
+    assert!(ext.contains("DNS:*.api.test"), "{ext}");
+    assert!(ext.contains("IP Address:127.0.0.1"), "{ext}");
+    assert!(ext.contains("IP Address:0:0:0:0:0:0:0:1"), "{ext}");
+    let serial = ext.lines().find_map(|l| l.strip_prefix("serial=")).unwrap();
+    assert!(serial.len() >= 30, "128-bit serial expected, got {serial}");
+
+    let subj = openssl_ok(
+        &sb,
+        &[
+            "x509",
+            "-in",
+            "pki/issued/alice.crt",
+            "-noout",
+            "-subject",
+            "-ext",
+            "subjectAltName",
+            "-nameopt",
+            "RFC2253",
+        ],
+    );
+    assert!(
+        subj.contains("emailAddress=alice@example.com,CN=alice,OU=Admins,OU=Eng,O=Acme,L=Berlin,ST=Berlin,C=DE"),
+        "{subj}"
+    );
+    assert!(subj.contains("email:alice@example.com"), "{subj}");
+    assert!(subj.contains("URI:spiffe://corp/ops/alice"), "{subj}");
+
+    // Private keys 0600, the CA directory 0700.
+    for key in [
+        "pki/root.key",
+        "pki/intermediate.key",
+        "pki/issued/web.key",
+        "pki/issued/alice.key",
+        "pki/issued/alice.p12",
+    ] {
+        let mode = std::fs::metadata(sb.path(key)).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+    }
+    assert_eq!(
+        std::fs::metadata(sb.path("pki")).unwrap().mode() & 0o777,
+        0o700
+    );
+}
+
+#[test]
+fn every_key_type_issues_a_certificate_openssl_accepts() {
+    for kt in ["p384", "rsa2048", "ed25519"] {
+        let sb = Sandbox::new();
+        sb.ok(&["pki", "init", "--no-passphrase", "--key-type", kt]);
+        sb.ok(&["pki", "issue", "server", "localhost", "--key-type", kt]);
+        let out = openssl_ok(
+            &sb,
+            &[
+                "verify",
+                "-CAfile",
+                "pki/root.crt",
+                "-purpose",
+                "sslserver",
+                "pki/issued/localhost.crt",
+            ],
+        );
+        assert!(out.contains("OK"), "{kt}: {out}");
+    }
+}
+
+#[test]
+fn revoked_certificate_is_reported_revoked_by_openssl_crl_check() {
+    let sb = Sandbox::new();
+    sb.init_ca(true);
+    for who in ["alice", "bob"] {
+        sb.ok(&[
+            "pki",
+            "issue",
+            "client",
+            who,
+            "--no-p12",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ]);
+    }
+    sb.ok(&[
+        "pki",
+        "revoke",
+        "pki/issued/alice.crt",
+        "--reason",
+        "key-compromise",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+
+    let check = |who: &str| {
+        sb.tool(
+            "openssl",
+            &[
+                "verify",
+                "-crl_check",
+                "-CAfile",
+                "pki/root.crt",
+                "-untrusted",
+                "pki/intermediate.crt",
+                "-CRLfile",
+                "pki/crl.pem",
+                &format!("pki/issued/{who}.crt"),
+            ],
+        )
+    };
+    let alice = check("alice");
+    assert!(!alice.status.success());
+    assert!(
+        text(&alice).contains("certificate revoked"),
+        "{}",
+        text(&alice)
+    );
+    assert!(check("bob").status.success(), "{}", text(&check("bob")));
+
+    // The CRL number goes up with every publication and nextUpdate is set.
+    let crl1 = openssl_ok(
+        &sb,
+        &[
+            "crl",
+            "-in",
+            "pki/crl.pem",
+            "-noout",
+            "-crlnumber",
+            "-nextupdate",
+        ],
+    );
+    sb.ok(&["pki", "crl", "--ca-passphrase-file", "ca.pass"]);
+    let crl2 = openssl_ok(&sb, &["crl", "-in", "pki/crl.pem", "-noout", "-crlnumber"]);
+    assert!(crl1.contains("crlNumber=0x01"), "{crl1}");
+    assert!(crl1.contains("nextUpdate="), "{crl1}");
+    assert!(crl2.contains("crlNumber=0x02"), "{crl2}");
+    // The DER copy is the same CRL.
+    openssl_ok(
+        &sb,
+        &["crl", "-inform", "DER", "-in", "pki/crl.der", "-noout"],
+    );
+
+    let list = sb.ok(&["pki", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let status = |cn: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["subject"].as_str().unwrap().contains(&format!("CN={cn}")))
+            .map(|r| r["status"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert_eq!(status("alice"), "revoked");
+    assert_eq!(status("bob"), "valid");
+}
+
+#[test]
+fn both_pkcs12_variants_open_in_openssl_and_node() {
+    let sb = Sandbox::new();
+    sb.init_ca(true);
+    sb.ok(&[
+        "pki",
+        "issue",
+        "client",
+        "modern",
+        "--ca-passphrase-file",
+        "ca.pass",
+        "--p12-password-file",
+        "p12.pass",
+    ]);
+    sb.ok(&[
+        "pki",
+        "issue",
+        "client",
+        "legacy",
+        "--legacy-p12",
+        "--ca-passphrase-file",
+        "ca.pass",
+        "--p12-password-file",
+        "p12.pass",
+    ]);
+
+    let info = |name: &str| {
+        openssl_ok(
+            &sb,
+            &[
+                "pkcs12",
+                "-info",
+                "-in",
+                &format!("pki/issued/{name}.p12"),
+                "-passin",
+                "file:p12.pass",
+                "-noout",
+            ],
+        )
+    };
+    let modern = info("modern");
+    assert!(modern.contains("MAC: sha256"), "{modern}");
+    assert!(modern.contains("AES-256-CBC"), "{modern}");
+    assert!(!modern.contains("RC2"), "{modern}");
+    let legacy = info("legacy");
+    assert!(legacy.contains("MAC: sha1"), "{legacy}");
+    assert!(
+        legacy.contains("pbeWithSHA1And3-KeyTripleDES-CBC"),
+        "{legacy}"
+    );
+    assert!(!legacy.contains("RC2"), "{legacy}");
+
+    // Node loads each bundle into a TLS context and finds the key and certificate in it.
+    let script = r#"
+        const tls = require('tls'), fs = require('fs');
+        const [file, passphrase] = process.argv.slice(2);
+        const ctx = tls.createSecureContext({ pfx: fs.readFileSync(file), passphrase });
+        const cert = ctx.context.getCertificate();
+        if (!cert) { console.error('no certificate in context'); process.exit(1); }
+        console.log('loaded');
+    "#;
+    for name in ["modern", "legacy"] {
+        let out = sb.node(script, &[&format!("pki/issued/{name}.p12"), P12_PASS]);
+        assert!(
+            out.status.success() && text(&out).contains("loaded"),
+            "{name}: {}",
+            text(&out)
+        );
+        let bad = sb.node(
+            script,
+            &[&format!("pki/issued/{name}.p12"), "wrong password"],
+        );
+        assert!(
+            !bad.status.success(),
+            "{name}: a wrong password must not load"
+        );
+    }
+}
+
+#[test]
+fn encrypted_keys_are_read_by_openssl_pkey_and_node() {
+    let sb = Sandbox::new();
+    sb.init_ca(false);
+    sb.ok(&[
+        "pki",
+        "issue",
+        "server",
+        "localhost",
+        "--ca-passphrase-file",
+        "ca.pass",
+        "--key-passphrase-file",
+        "key.pass",
+    ]);
+    let key = "pki/issued/localhost.key";
+    let pem = std::fs::read_to_string(sb.path(key)).unwrap();
+    assert!(
+        pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+        "{pem}"
+    );
+
+    // OpenSSL: reads it with the passphrase, and says PBES2/PBKDF2/AES-256-CBC.
+    openssl_ok(
+        &sb,
+        &["pkey", "-in", key, "-passin", "file:key.pass", "-noout"],
+    );
+    let asn = openssl_ok(&sb, &["asn1parse", "-in", key]);
+    assert!(
+        asn.contains("PBES2") && asn.contains("PBKDF2") && asn.contains("aes-256-cbc"),
+        "{asn}"
+    );
+    assert!(asn.contains("hmacWithSHA256"), "{asn}");
+    let wrong = sb.tool(
+        "openssl",
+        &["pkey", "-in", key, "-passin", "pass:nope", "-noout"],
+    );
+    assert!(!wrong.status.success());
+    // The CA key too.
+    openssl_ok(
+        &sb,
+        &[
+            "pkey",
+            "-in",
+            "pki/root.key",
+            "-passin",
+            "file:ca.pass",
+            "-noout",
+        ],
+    );
+
+    // Node: the key pairs with the certificate it was issued for.
+    let script = r#"
+        const crypto = require('crypto'), fs = require('fs');
+        const [keyFile, certFile, passphrase] = process.argv.slice(2);
+        const key = crypto.createPrivateKey({ key: fs.readFileSync(keyFile), passphrase });
+        const cert = new crypto.X509Certificate(fs.readFileSync(certFile));
+        console.log(cert.checkPrivateKey(key) ? 'match' : 'mismatch');
+    "#;
+    let out = sb.node(script, &[key, "pki/issued/localhost.crt", KEY_PASS]);
+    assert!(
+        text(&out).contains("match") && !text(&out).contains("mismatch"),
+        "{}",
+        text(&out)
+    );
+    let out = sb.node(
+        script,
+        &[key, "pki/issued/localhost.crt", "wrong passphrase"],
+    );
+    assert!(!out.status.success(), "node must refuse a wrong passphrase");
+}
+
+#[test]
+fn csr_from_openssl_req_is_signed_and_verifies() {
+    let sb = Sandbox::new();
+    sb.init_ca(true);
+    let req = sb.tool(
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "svc.key",
+            "-out",
+            "svc.csr",
+            "-subj",
+            "/C=DE/O=Acme/CN=svc.internal",
+            "-addext",
+            "subjectAltName=DNS:svc.internal,IP:10.9.8.7",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=keyCertSign",
+        ],
+    );
+    assert!(req.status.success(), "{}", text(&req));
+    let out = sb.ok(&[
+        "pki",
+        "sign",
+        "svc.csr",
+        "--profile",
+        "server",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    // What the CSR asked for and did not get is said out loud.
+    assert!(out.contains("basicConstraints CA:TRUE"), "{out}");
+    assert!(out.contains("keyUsage"), "{out}");
+    assert!(out.contains("pki/issued/svc.internal.crt"), "{out}");
+    assert!(!out.contains(".key"), "signing a CSR writes no key: {out}");
+
+    let v = openssl_ok(
+        &sb,
+        &[
+            "verify",
+            "-CAfile",
+            "pki/root.crt",
+            "-untrusted",
+            "pki/issued/svc.internal.chain.pem",
+            "-purpose",
+            "sslserver",
+            "pki/issued/svc.internal.crt",
+        ],
+    );
+    assert!(v.contains("OK"));
+    let x = openssl_ok(
+        &sb,
+        &[
+            "x509",
+            "-in",
+            "pki/issued/svc.internal.crt",
+            "-noout",
+            "-ext",
+            "basicConstraints,subjectAltName",
+            "-subject",
+        ],
+    );
+    assert!(x.contains("CA:FALSE"), "{x}");
+    assert!(
+        x.contains("DNS:svc.internal") && x.contains("IP Address:10.9.8.7"),
+        "{x}"
+    );
+    // The certificate holds the requester's key.
+    let m1 = openssl_ok(
+        &sb,
+        &[
+            "x509",
+            "-in",
+            "pki/issued/svc.internal.crt",
+            "-noout",
+            "-pubkey",
+        ],
+    );
+    let m2 = openssl_ok(&sb, &["pkey", "-in", "svc.key", "-pubout"]);
+    assert_eq!(m1, m2);
+}
+
+#[test]
+fn renew_keeps_names_changes_key_and_serial_and_archives_the_old_files() {
+    let sb = Sandbox::new();
+    sb.init_ca(false);
+    sb.ok(&[
+        "pki",
+        "issue",
+        "server",
+        "app",
+        "--dns",
+        "app.test",
+        "--ip",
+        "10.0.0.1",
+        "--days",
+        "30",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    let old_cert = std::fs::read_to_string(sb.path("pki/issued/app.crt")).unwrap();
+    let old_key = std::fs::read_to_string(sb.path("pki/issued/app.key")).unwrap();
+    let out = sb.ok(&[
+        "pki",
+        "renew",
+        "pki/issued/app.crt",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    assert!(out.contains("archived"), "{out}");
+    let new_cert = std::fs::read_to_string(sb.path("pki/issued/app.crt")).unwrap();
+    let new_key = std::fs::read_to_string(sb.path("pki/issued/app.key")).unwrap();
+    assert_ne!(old_cert, new_cert);
+    assert_ne!(old_key, new_key);
+
+    let show = |f: &str| {
+        let o = sb.tool(
+            "openssl",
+            &[
+                "x509",
+                "-in",
+                f,
+                "-noout",
+                "-serial",
+                "-subject",
+                "-ext",
+                "subjectAltName,extendedKeyUsage",
+            ],
+        );
+        text(&o)
+    };
+    let archived: Vec<String> = sb
+        .files()
+        .into_iter()
+        .filter(|f| f.starts_with("pki/archive/") && f.ends_with("app.crt"))
+        .collect();
+    assert_eq!(archived.len(), 1, "{:?}", sb.files());
+    let (a, b) = (show(&archived[0]), show("pki/issued/app.crt"));
+    let strip = |s: &str| {
+        s.lines()
+            .filter(|l| !l.starts_with("serial="))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(&a), strip(&b), "same subject, SANs and EKU");
+    assert_ne!(a.lines().next(), b.lines().next(), "new serial");
+    let v = openssl_ok(
+        &sb,
+        &[
+            "verify",
+            "-CAfile",
+            "pki/root.crt",
+            "-purpose",
+            "sslserver",
+            "pki/issued/app.crt",
+        ],
+    );
+    assert!(v.contains("OK"));
+    let list = sb.ok(&["pki", "list"]);
+    assert_eq!(list.matches("CN=app").count(), 2, "{list}");
+}
+
+#[test]
+fn inspect_reports_chains_crls_keys_and_bundles_without_key_material() {
+    let sb = Sandbox::new();
+    sb.init_ca(true);
+    sb.ok(&[
+        "pki",
+        "issue",
+        "client",
+        "carol",
+        "--ca-passphrase-file",
+        "ca.pass",
+        "--p12-password-file",
+        "p12.pass",
+    ]);
+
+    let json = sb.ok(&["pki", "inspect", "--json", "pki/issued/carol.chain.pem"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let objs = v["objects"].as_array().unwrap();
+    assert_eq!(objs.len(), 2);
+    assert_eq!(objs[0]["subject"], "CN=carol");
+    assert_eq!(objs[0]["extended_key_usage"][0], "clientAuth");
+    assert_eq!(objs[1]["is_ca"], true);
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 0, "{json}");
+
+    // A misordered chain (intermediate first, then the root, then the leaf) is called out.
+    let bad: String = [
+        "pki/intermediate.crt",
+        "pki/root.crt",
+        "pki/issued/carol.crt",
+    ]
+    .iter()
+    .map(|f| std::fs::read_to_string(sb.path(f)).unwrap())
+    .collect();
+    std::fs::write(sb.path("bad.pem"), bad).unwrap();
+    let out = sb.ok(&["pki", "inspect", "bad.pem"]);
+    assert!(out.contains("leaf is not first"), "{out}");
+    assert!(
+        out.contains("includes its root") || out.contains("not the issuer"),
+        "{out}"
+    );
+
+    let key_out = sb.ok(&["pki", "inspect", "pki/issued/carol.key"]);
+    let key_pem = std::fs::read_to_string(sb.path("pki/issued/carol.key")).unwrap();
+    let body = key_pem.lines().nth(1).unwrap();
+    assert!(
+        !key_out.contains(body),
+        "inspect must never print key material"
+    );
+    assert!(key_out.contains("encrypted:   no"), "{key_out}");
+    let enc = sb.ok(&["pki", "inspect", "pki/root.key"]);
+    assert!(enc.contains("encrypted:   yes"), "{enc}");
+
+    let p12 = sb.run_env(
+        &["pki", "inspect", "pki/issued/carol.p12"],
+        &[("PORTCULLIS_P12_PASSWORD", P12_PASS)],
+    );
+    assert!(p12.status.success(), "{}", text(&p12));
+    assert!(
+        text(&p12).contains("PKCS#12 bundle") && text(&p12).contains("CN=carol"),
+        "{}",
+        text(&p12)
+    );
+
+    sb.ok(&[
+        "pki",
+        "revoke",
+        "pki/issued/carol.crt",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    let crl = sb.ok(&["pki", "inspect", "--json", "pki/crl.pem"]);
+    let v: serde_json::Value = serde_json::from_str(&crl).unwrap();
+    assert_eq!(v["objects"][0]["type"], "crl");
+    assert_eq!(v["objects"][0]["revoked"].as_array().unwrap().len(), 1);
+}
