@@ -1,0 +1,155 @@
+//! The typed identity of a verified client certificate, parsed once per connection.
+//!
+//! Every attribute is read as a parsed value of its declared type, never by slicing a DN
+//! string (SECURITY.md rule 5): `CN=admin\0.attacker` is not `admin`, and an email in a
+//! DNS SAN is not an email. A value with a NUL or control character makes the whole
+//! certificate unusable for the gate. When a subject has several CNs, the first one in the
+//! certificate's encoding is used — the left-most as OpenSSL prints a subject by default.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+use x509_parser::oid_registry::*;
+use x509_parser::prelude::*;
+
+/// Why a certificate cannot become an identity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    #[error("the certificate does not parse: {0}")]
+    Parse(String),
+    #[error("the certificate's {field} contains a NUL or control character")]
+    ControlCharacter { field: &'static str },
+    #[error("the certificate's {field} is not a string type")]
+    NotAString { field: &'static str },
+}
+
+/// What the gate knows about an authenticated client.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    /// Subject CN (the first, if there are several).
+    pub common_name: Option<String>,
+    /// Subject emailAddress attributes.
+    pub emails: Vec<String>,
+    pub organizations: Vec<String>,
+    pub organizational_units: Vec<String>,
+    pub localities: Vec<String>,
+    pub states: Vec<String>,
+    pub countries: Vec<String>,
+    pub dns_sans: Vec<String>,
+    pub email_sans: Vec<String>,
+    pub uri_sans: Vec<String>,
+    pub ip_sans: Vec<IpAddr>,
+    /// The subject as OpenSSL's RFC 2253 form prints it, for display and logs only.
+    pub subject: String,
+    pub issuer: String,
+    /// Uppercase hex, as `openssl x509 -serial` prints it.
+    pub serial: String,
+    /// Lowercase hex SHA-256 of the DER certificate.
+    pub fingerprint_sha256: String,
+    /// Unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+fn clean(field: &'static str, v: &str) -> Result<String, IdentityError> {
+    if v.chars().any(char::is_control) {
+        return Err(IdentityError::ControlCharacter { field });
+    }
+    Ok(v.to_owned())
+}
+
+impl Identity {
+    /// Parses the leaf certificate of a chain the TLS layer already verified.
+    pub fn from_der(der: &[u8]) -> Result<Identity, IdentityError> {
+        let (_, cert) =
+            parse_x509_certificate(der).map_err(|e| IdentityError::Parse(e.to_string()))?;
+        let mut id = Identity::default();
+        for attr in cert.subject().iter_attributes() {
+            let oid = attr.attr_type();
+            let (field, slot): (&'static str, &mut Vec<String>) = if *oid == OID_X509_COMMON_NAME {
+                if id.common_name.is_some() {
+                    // Still checked for control characters below via a scratch vector.
+                    let mut scratch = Vec::new();
+                    push_attr(attr, "CN", &mut scratch)?;
+                    continue;
+                }
+                let mut one = Vec::with_capacity(1);
+                push_attr(attr, "CN", &mut one)?;
+                id.common_name = one.pop();
+                continue;
+            } else if *oid == OID_PKCS9_EMAIL_ADDRESS {
+                ("emailAddress", &mut id.emails)
+            } else if *oid == OID_X509_ORGANIZATION_NAME {
+                ("O", &mut id.organizations)
+            } else if *oid == OID_X509_ORGANIZATIONAL_UNIT {
+                ("OU", &mut id.organizational_units)
+            } else if *oid == OID_X509_LOCALITY_NAME {
+                ("L", &mut id.localities)
+            } else if *oid == OID_X509_STATE_OR_PROVINCE_NAME {
+                ("ST", &mut id.states)
+            } else if *oid == OID_X509_COUNTRY_NAME {
+                ("C", &mut id.countries)
+            } else {
+                // Other attributes are not used for decisions; still refuse control bytes.
+                if let Ok(v) = attr.as_str() {
+                    clean("subject", v)?;
+                }
+                continue;
+            };
+            push_attr(attr, field, slot)?;
+        }
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(v) => id.dns_sans.push(clean("DNS SAN", v)?),
+                    GeneralName::RFC822Name(v) => id.email_sans.push(clean("email SAN", v)?),
+                    GeneralName::URI(v) => id.uri_sans.push(clean("URI SAN", v)?),
+                    GeneralName::IPAddress(b) => {
+                        if let Ok(a) = <[u8; 4]>::try_from(*b) {
+                            id.ip_sans.push(IpAddr::from(a));
+                        } else if let Ok(a) = <[u8; 16]>::try_from(*b) {
+                            id.ip_sans.push(IpAddr::from(a));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        id.subject = clean("subject", &cert.subject().to_string())?;
+        id.issuer = clean("issuer", &cert.issuer().to_string())?;
+        let serial = cert.raw_serial();
+        let start = serial
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(serial.len().saturating_sub(1));
+        id.serial = serial[start..].iter().map(|b| format!("{b:02X}")).collect();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+        id.fingerprint_sha256 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        id.not_before = cert.validity().not_before.timestamp();
+        id.not_after = cert.validity().not_after.timestamp();
+        Ok(id)
+    }
+
+    /// Every email address the certificate carries (subject and SAN), without duplicates.
+    pub fn all_emails(&self) -> impl Iterator<Item = &str> {
+        self.emails.iter().map(String::as_str).chain(
+            self.email_sans
+                .iter()
+                .map(String::as_str)
+                .filter(|e| !self.emails.iter().any(|s| s == e)),
+        )
+    }
+}
+
+fn push_attr(
+    attr: &AttributeTypeAndValue<'_>,
+    field: &'static str,
+    slot: &mut Vec<String>,
+) -> Result<(), IdentityError> {
+    let v = attr
+        .as_str()
+        .map_err(|_| IdentityError::NotAString { field })?;
+    slot.push(clean(field, v)?);
+    Ok(())
+}

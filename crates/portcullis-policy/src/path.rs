@@ -1,0 +1,288 @@
+//! Request-path canonicalization (SECURITY.md rule 2).
+//!
+//! The policy is matched on the canonical path and the upstream receives exactly that
+//! path, so the gate and the application cannot disagree about what was requested. Input
+//! that has more than one plausible reading is refused instead of guessed at:
+//!
+//! | input | result |
+//! | --- | --- |
+//! | `%61dmin`, `%7E` (percent-encoded unreserved characters) | decoded: `admin`, `~` |
+//! | `/a/./b`, `/a/x/../b`, `//a//b` | `/a/b` |
+//! | `%2F`, `%5C`, `\`, `%00`, control bytes, raw spaces | rejected |
+//! | `..` above `/` | rejected |
+//! | `;` (path parameters: `/admin;x` is `/admin` to Tomcat and Spring) | rejected |
+//! | a segment ending in `.` (`/admin.` is `/admin` to IIS) | rejected |
+//! | invalid or overlong UTF-8 in `%XX` sequences | rejected |
+//! | other `%XX` (`%20`, `%C3%A9`, `%25`) | kept encoded, hex in capitals |
+//!
+//! Matching is case-sensitive: `/ADMIN` is not `/admin`.
+
+use std::fmt;
+
+/// Why a request target was refused (the gate answers 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathError {
+    #[error("the path must start with '/'")]
+    NotOriginForm,
+    #[error("the path contains an encoded slash (%2F)")]
+    EncodedSlash,
+    #[error("the path contains a backslash")]
+    Backslash,
+    #[error("the path contains a NUL or control character")]
+    ControlCharacter,
+    #[error("the path contains a raw space or non-ASCII byte")]
+    RawByte,
+    #[error("the path contains an invalid percent-escape")]
+    BadEscape,
+    #[error("the path contains invalid or overlong UTF-8")]
+    BadUtf8,
+    #[error("the path climbs above '/'")]
+    AboveRoot,
+    #[error("the path contains ';' (path parameters are read differently by different servers)")]
+    Semicolon,
+    #[error("a path segment ends with '.', which some servers strip")]
+    TrailingDot,
+}
+
+/// A canonical path: starts with `/`, no `.`/`..`/empty segments, a trailing slash only
+/// where the request had one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalPath(String);
+
+impl CanonicalPath {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The segments after the leading `/`; a trailing slash yields a final empty segment.
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.0[1..].split('/')
+    }
+}
+
+impl fmt::Display for CanonicalPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Characters allowed raw in a path segment (RFC 3986 `pchar` minus `%` and `;`, which
+/// are handled separately).
+fn is_pchar(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':' | b'@'
+        )
+}
+
+/// Canonicalizes the path part of a request target (no query string).
+pub fn canonicalize(path: &str) -> Result<CanonicalPath, PathError> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotOriginForm);
+    }
+    // Decode segment by segment into `out`, then resolve dot segments.
+    let mut segments: Vec<String> = Vec::new();
+    let trailing_slash = bytes.len() > 1 && bytes.ends_with(b"/");
+    for raw in path[1..].split('/') {
+        let seg = decode_segment(raw.as_bytes())?;
+        match seg.as_str() {
+            "" | "." => {}
+            ".." => {
+                if segments.pop().is_none() {
+                    return Err(PathError::AboveRoot);
+                }
+            }
+            s if s.ends_with('.') => return Err(PathError::TrailingDot),
+            _ => segments.push(seg),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() || (trailing_slash && !segments.is_empty()) {
+        out.push('/');
+    }
+    // A final `..` or `.` also means "the directory": `/a/b/..` is `/a/`.
+    if !segments.is_empty()
+        && !out.ends_with('/')
+        && matches!(path.rsplit('/').next(), Some(last) if matches!(decode_segment(last.as_bytes()).as_deref(), Ok(".") | Ok("..")))
+    {
+        out.push('/');
+    }
+    Ok(CanonicalPath(out))
+}
+
+/// Decodes one segment: unreserved escapes become characters, other escapes stay escaped
+/// (upper-case hex) after checking they form valid UTF-8.
+fn decode_segment(raw: &[u8]) -> Result<String, PathError> {
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    // Bytes of a pending multi-byte UTF-8 sequence given as escapes, validated as a whole.
+    let mut pending: Vec<u8> = Vec::new();
+    let flush = |pending: &mut Vec<u8>, out: &mut String| -> Result<(), PathError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        // `from_utf8` refuses overlong forms, surrogates and truncated sequences.
+        std::str::from_utf8(pending).map_err(|_| PathError::BadUtf8)?;
+        for b in pending.iter() {
+            out.push('%');
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+        }
+        pending.clear();
+        Ok(())
+    };
+    while i < raw.len() {
+        let b = raw[i];
+        if b == b'%' {
+            let (Some(h), Some(l)) = (
+                raw.get(i + 1).copied().and_then(hex_val),
+                raw.get(i + 2).copied().and_then(hex_val),
+            ) else {
+                return Err(PathError::BadEscape);
+            };
+            let v = h << 4 | l;
+            i += 3;
+            match v {
+                b'/' => return Err(PathError::EncodedSlash),
+                b'\\' => return Err(PathError::Backslash),
+                0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+                0x80..=0xff => {
+                    pending.push(v);
+                    continue;
+                }
+                _ => {}
+            }
+            flush(&mut pending, &mut out)?;
+            if is_unreserved(v) {
+                out.push(char::from(v));
+            } else if v == b';' {
+                // Encoded, `;` is data, not a parameter delimiter: keep it encoded.
+                out.push_str("%3B");
+            } else {
+                out.push('%');
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(v >> 4)]));
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(v & 15)]));
+            }
+            continue;
+        }
+        flush(&mut pending, &mut out)?;
+        match b {
+            b'\\' => return Err(PathError::Backslash),
+            0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+            b';' => return Err(PathError::Semicolon),
+            _ if is_pchar(b) => out.push(char::from(b)),
+            _ => return Err(PathError::RawByte),
+        }
+        i += 1;
+    }
+    flush(&mut pending, &mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(input: &str) -> String {
+        canonicalize(input)
+            .unwrap_or_else(|e| panic!("{input:?} rejected: {e}"))
+            .0
+    }
+
+    #[test]
+    fn normal_paths_are_unchanged() {
+        for p in [
+            "/",
+            "/admin",
+            "/admin/",
+            "/a/b/c",
+            "/a-b_c~d.e/f",
+            "/x:y@z!$&'()*+,=",
+        ] {
+            assert_eq!(ok(p), p);
+        }
+    }
+
+    #[test]
+    fn dots_and_double_slashes_resolve() {
+        assert_eq!(ok("/admin/../admin"), "/admin");
+        assert_eq!(ok("/a/./b"), "/a/b");
+        assert_eq!(ok("//admin"), "/admin");
+        assert_eq!(ok("/admin//x///"), "/admin/x/");
+        assert_eq!(ok("/a/b/.."), "/a/");
+        assert_eq!(ok("/a/."), "/a/");
+    }
+
+    #[test]
+    fn climbing_above_root_is_refused() {
+        assert_eq!(canonicalize("/../etc/passwd"), Err(PathError::AboveRoot));
+        assert_eq!(canonicalize("/a/../../b"), Err(PathError::AboveRoot));
+        assert_eq!(canonicalize("/%2e%2e/x"), Err(PathError::AboveRoot));
+    }
+
+    #[test]
+    fn unreserved_escapes_decode_and_others_stay() {
+        assert_eq!(ok("/%61dmin"), "/admin");
+        assert_eq!(ok("/%7euser"), "/~user");
+        assert_eq!(ok("/hello%20world"), "/hello%20world");
+        assert_eq!(ok("/caf%c3%a9"), "/caf%C3%A9");
+        assert_eq!(ok("/100%25"), "/100%25");
+        assert_eq!(ok("/a%3bb"), "/a%3Bb");
+    }
+
+    #[test]
+    fn ambiguous_input_is_refused() {
+        let cases = [
+            ("/admin%2f", PathError::EncodedSlash),
+            ("/admin%2Fx", PathError::EncodedSlash),
+            ("/admin%5cx", PathError::Backslash),
+            ("/admin\\x", PathError::Backslash),
+            ("/admin%00", PathError::ControlCharacter),
+            ("/admin%0a", PathError::ControlCharacter),
+            ("/admin\u{1}", PathError::ControlCharacter),
+            ("/admin;x", PathError::Semicolon),
+            ("/admin;jsessionid=1/x", PathError::Semicolon),
+            ("/admin.", PathError::TrailingDot),
+            ("/admin../x", PathError::TrailingDot),
+            ("/admin%2e", PathError::TrailingDot),
+            ("/a b", PathError::RawByte),
+            ("/caf\u{e9}", PathError::RawByte),
+            ("/%zz", PathError::BadEscape),
+            ("/%4", PathError::BadEscape),
+            ("/%c0%af", PathError::BadUtf8),
+            ("/%e0%80%af", PathError::BadUtf8),
+            ("/%c3", PathError::BadUtf8),
+            ("/%ed%a0%80", PathError::BadUtf8),
+            ("admin", PathError::NotOriginForm),
+            ("*", PathError::NotOriginForm),
+        ];
+        for (input, want) in cases {
+            assert_eq!(canonicalize(input), Err(want), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn case_is_preserved() {
+        assert_eq!(ok("/ADMIN"), "/ADMIN");
+    }
+}

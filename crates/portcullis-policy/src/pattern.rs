@@ -1,0 +1,163 @@
+//! Route path patterns, compiled once at load.
+//!
+//! | pattern | matches | does not match |
+//! | --- | --- | --- |
+//! | `/me` | `/me` | `/me/`, `/me/x`, `/ME` |
+//! | `/admin/**` | `/admin`, `/admin/`, `/admin/a/b` | `/administrator` |
+//! | `/users/*/keys` | `/users/bob/keys` | `/users//keys`, `/users/a/b/keys` |
+//! | `/` | `/` | `/x` |
+//! | `/**` | everything | |
+//!
+//! Patterns are matched against canonical paths (see [`crate::path`]), segment by segment,
+//! case-sensitively; `**` is allowed only as the last segment, so there is no
+//! backtracking and no regular expression to get wrong (Spring's CVE-2023-20860).
+
+use crate::path::CanonicalPath;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Lit(String),
+    /// Exactly one non-empty segment.
+    Star,
+}
+
+/// A compiled path pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    source: String,
+    segs: Vec<Seg>,
+    /// Ends in `/**`: anything (or nothing) may follow.
+    rest: bool,
+}
+
+/// Why a pattern is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid path pattern {pattern:?}: {reason}")]
+pub struct PatternError {
+    pub pattern: String,
+    pub reason: &'static str,
+}
+
+impl Pattern {
+    pub fn parse(source: &str) -> Result<Pattern, PatternError> {
+        let err = |reason| PatternError {
+            pattern: source.to_owned(),
+            reason,
+        };
+        if !source.starts_with('/') {
+            return Err(err("must start with '/'"));
+        }
+        let body = &source[1..];
+        let (body, rest) = match body.strip_suffix("**") {
+            Some(b) if b.is_empty() || b.ends_with('/') => (b.strip_suffix('/').unwrap_or(b), true),
+            Some(_) => return Err(err("'**' must be a whole segment")),
+            None => (body, false),
+        };
+        let mut segs = Vec::new();
+        if !(rest && body.is_empty()) {
+            let parts: Vec<&str> = body.split('/').collect();
+            for (i, s) in parts.iter().enumerate() {
+                segs.push(match *s {
+                    "*" => Seg::Star,
+                    "**" => return Err(err("'**' is only allowed as the last segment")),
+                    "." | ".." => {
+                        return Err(err("'.' and '..' segments never match a canonical path"));
+                    }
+                    s if s.contains('*') => return Err(err("'*' must be a whole segment")),
+                    s if s.contains('%') || s.contains(';') || s.contains('\\') => {
+                        return Err(err("write the path decoded, without '%', ';' or '\\'"));
+                    }
+                    // Only the last segment may be empty: `/` and `/dir/`.
+                    "" if i + 1 != parts.len() || rest => {
+                        return Err(err("empty segment ('//') never matches a canonical path"));
+                    }
+                    s => Seg::Lit(s.to_owned()),
+                });
+            }
+        }
+        Ok(Pattern {
+            source: source.to_owned(),
+            segs,
+            rest,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    pub fn matches(&self, path: &CanonicalPath) -> bool {
+        let mut it = path.segments();
+        for seg in &self.segs {
+            match (seg, it.next()) {
+                (Seg::Lit(l), Some(s)) if l == s => {}
+                (Seg::Star, Some(s)) if !s.is_empty() => {}
+                _ => return false,
+            }
+        }
+        self.rest || it.next().is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::path::canonicalize;
+
+    fn m(pat: &str, path: &str) -> bool {
+        Pattern::parse(pat)
+            .unwrap()
+            .matches(&canonicalize(path).unwrap())
+    }
+
+    #[test]
+    fn exact() {
+        assert!(m("/me", "/me"));
+        assert!(!m("/me", "/me/"));
+        assert!(!m("/me", "/me/x"));
+        assert!(!m("/me", "/ME"));
+        assert!(!m("/me", "/"));
+        assert!(m("/", "/"));
+        assert!(!m("/", "/x"));
+    }
+
+    #[test]
+    fn prefix() {
+        for p in [
+            "/admin",
+            "/admin/",
+            "/admin/x",
+            "/admin/x/y/",
+            "//admin",
+            "/%61dmin",
+            "/admin/../admin",
+        ] {
+            assert!(m("/admin/**", p), "{p}");
+        }
+        for p in ["/administrator", "/ADMIN", "/", "/x/admin"] {
+            assert!(!m("/admin/**", p), "{p}");
+        }
+        assert!(m("/**", "/"));
+        assert!(m("/**", "/anything/at/all"));
+        assert!(m("/a/b/**", "/a/b"));
+        assert!(!m("/a/b/**", "/a"));
+    }
+
+    #[test]
+    fn star() {
+        assert!(m("/users/*/keys", "/users/bob/keys"));
+        assert!(!m("/users/*/keys", "/users//keys"));
+        assert!(!m("/users/*/keys", "/users/a/b/keys"));
+        assert!(!m("/users/*", "/users/"));
+        assert!(m("/users/*/**", "/users/bob/x/y"));
+    }
+
+    #[test]
+    fn bad_patterns() {
+        for p in [
+            "admin", "/a/**/b", "/a**", "/a/b*", "/a/../b", "/a//b", "/%61", "/a;b",
+        ] {
+            assert!(Pattern::parse(p).is_err(), "{p}");
+        }
+    }
+}

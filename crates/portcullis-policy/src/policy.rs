@@ -1,0 +1,562 @@
+//! Role mapping and route rules, compiled at load; `decide` at request time.
+//!
+//! `decide` is a pure function of the compiled policy, the request facts and the roles of
+//! the caller. It allocates nothing: roles are a bitset computed once per connection,
+//! patterns are pre-split, and the refusal it returns borrows the requirement from the
+//! policy so a page can name what was missing.
+
+use std::fmt;
+
+use crate::identity::Identity;
+use crate::path::CanonicalPath;
+use crate::pattern::{Pattern, PatternError};
+
+/// Up to 64 roles: enough for any sane policy, and one machine word per connection.
+pub const MAX_ROLES: usize = 64;
+
+/// A set of roles, by index into [`Policy::role_names`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoleSet(u64);
+
+impl RoleSet {
+    pub fn contains(self, role: RoleId) -> bool {
+        self.0 & (1 << role.0) != 0
+    }
+    fn insert(&mut self, role: RoleId) {
+        self.0 |= 1 << role.0;
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// Index of a role name in the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleId(u8);
+
+/// One condition on a typed certificate field. All conditions of a role rule must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Condition {
+    /// The CN is one of these (exact, case-sensitive).
+    Cn(Vec<String>),
+    /// Some OU equals this.
+    Ou(String),
+    /// Some O equals this.
+    O(String),
+    /// Some email address (subject emailAddress or rfc822Name SAN) equals this
+    /// (case-insensitively: mail domains are).
+    Email(String),
+    /// Some URI SAN starts with this (e.g. `spiffe://corp/ops/`).
+    UriPrefix(String),
+    /// Some DNS SAN equals this (case-insensitive).
+    Dns(String),
+    /// The certificate's SHA-256 fingerprint (hex, colons and case ignored).
+    Fingerprint(String),
+}
+
+impl Condition {
+    fn holds(&self, id: &Identity) -> bool {
+        match self {
+            Condition::Cn(list) => id.common_name.as_ref().is_some_and(|cn| list.contains(cn)),
+            Condition::Ou(v) => id.organizational_units.iter().any(|x| x == v),
+            Condition::O(v) => id.organizations.iter().any(|x| x == v),
+            Condition::Email(v) => id.all_emails().any(|e| e.eq_ignore_ascii_case(v)),
+            Condition::UriPrefix(p) => id.uri_sans.iter().any(|u| u.starts_with(p.as_str())),
+            Condition::Dns(v) => id.dns_sans.iter().any(|d| d.eq_ignore_ascii_case(v)),
+            Condition::Fingerprint(f) => id.fingerprint_sha256.eq_ignore_ascii_case(f),
+        }
+    }
+}
+
+/// What a route needs from the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Requirement {
+    /// Anyone, with or without a certificate (`anonymous` in config).
+    Anyone,
+    /// Any verified client certificate.
+    Authenticated,
+    Role(RoleId),
+    AnyOf(Vec<Requirement>),
+    AllOf(Vec<Requirement>),
+    /// Nobody.
+    Deny,
+}
+
+/// Compiled route rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub pattern: Pattern,
+    /// Upper-case method names; empty means any method.
+    pub methods: Vec<String>,
+    /// Lower-case host; `None` means any host.
+    pub host: Option<String>,
+    pub require: Requirement,
+}
+
+/// The facts about a request that rules look at.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// Host without port, any case.
+    pub host: &'a str,
+    pub path: &'a CanonicalPath,
+}
+
+/// The outcome of [`Policy::decide`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision<'p> {
+    Allow {
+        rule: usize,
+    },
+    /// A certificate is needed (401).
+    Unauthenticated {
+        rule: usize,
+    },
+    /// The certificate is fine but not enough (403); `require` says what was needed.
+    Forbidden {
+        rule: usize,
+        require: &'p Requirement,
+    },
+    /// No rule matched: denied by default (403).
+    NoRule,
+}
+
+impl Decision<'_> {
+    /// The index of the rule that decided, if one did.
+    pub fn rule(&self) -> Option<usize> {
+        match *self {
+            Decision::Allow { rule }
+            | Decision::Unauthenticated { rule }
+            | Decision::Forbidden { rule, .. } => Some(rule),
+            Decision::NoRule => None,
+        }
+    }
+}
+
+/// Errors building a policy; the config layer adds file and line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+    #[error(
+        "unknown requirement {0:?}: expected \"anonymous\", \"authenticated\", \"role:NAME\" or \"deny\""
+    )]
+    Requirement(String),
+    #[error("role {0:?} is required by a rule but no role mapping grants it")]
+    UnknownRole(String),
+    #[error("invalid role name {0:?}: use letters, digits, '-', '_' or '.'")]
+    RoleName(String),
+    #[error("more than {MAX_ROLES} roles")]
+    TooManyRoles,
+    #[error("invalid method {0:?}")]
+    Method(String),
+    #[error("a role mapping needs at least one condition")]
+    EmptyCondition,
+}
+
+/// A compiled policy.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    role_names: Vec<String>,
+    role_rules: Vec<(RoleId, Vec<Condition>)>,
+    rules: Vec<Rule>,
+}
+
+impl Policy {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn role_id(&mut self, name: &str) -> Result<RoleId, PolicyError> {
+        if let Some(i) = self.role_names.iter().position(|n| n == name) {
+            return Ok(RoleId(i as u8));
+        }
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(PolicyError::RoleName(name.to_owned()));
+        }
+        if self.role_names.len() >= MAX_ROLES {
+            return Err(PolicyError::TooManyRoles);
+        }
+        self.role_names.push(name.to_owned());
+        Ok(RoleId((self.role_names.len() - 1) as u8))
+    }
+
+    /// Adds a role mapping: `role` is granted when every condition holds.
+    pub fn add_role(&mut self, role: &str, when: Vec<Condition>) -> Result<(), PolicyError> {
+        if when.is_empty() {
+            return Err(PolicyError::EmptyCondition);
+        }
+        let id = self.role_id(role)?;
+        self.role_rules.push((id, when));
+        Ok(())
+    }
+
+    /// Parses `anonymous`, `authenticated`, `role:NAME` or `deny`. Roles must have been
+    /// declared by [`Policy::add_role`] first, so a typo cannot silently deny everyone.
+    pub fn requirement(&self, s: &str) -> Result<Requirement, PolicyError> {
+        match s {
+            "anonymous" | "anyone" => Ok(Requirement::Anyone),
+            "authenticated" => Ok(Requirement::Authenticated),
+            "deny" => Ok(Requirement::Deny),
+            _ => match s.strip_prefix("role:") {
+                Some(r) => self
+                    .role_names
+                    .iter()
+                    .position(|n| n == r)
+                    .map(|i| Requirement::Role(RoleId(i as u8)))
+                    .ok_or_else(|| PolicyError::UnknownRole(r.to_owned())),
+                None => Err(PolicyError::Requirement(s.to_owned())),
+            },
+        }
+    }
+
+    /// Appends a route rule (rules are tried in order; the first match decides).
+    pub fn add_rule(
+        &mut self,
+        path: &str,
+        methods: &[String],
+        host: Option<&str>,
+        require: Requirement,
+    ) -> Result<(), PolicyError> {
+        let methods = methods
+            .iter()
+            .map(|m| {
+                if !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    Ok(m.to_ascii_uppercase())
+                } else {
+                    Err(PolicyError::Method(m.clone()))
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        self.rules.push(Rule {
+            pattern: Pattern::parse(path)?,
+            methods,
+            host: host.map(str::to_ascii_lowercase),
+            require,
+        });
+        Ok(())
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn role_names(&self) -> &[String] {
+        &self.role_names
+    }
+
+    /// The roles an identity holds. Call once per connection.
+    pub fn roles_of(&self, id: &Identity) -> RoleSet {
+        let mut set = RoleSet::default();
+        for (role, when) in &self.role_rules {
+            if when.iter().all(|c| c.holds(id)) {
+                set.insert(*role);
+            }
+        }
+        set
+    }
+
+    /// Names of the roles in `set`, in declaration order.
+    pub fn role_list(&self, set: RoleSet) -> impl Iterator<Item = &str> {
+        self.role_names
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| set.contains(RoleId(*i as u8)))
+            .map(|(_, n)| n.as_str())
+    }
+
+    /// Names the roles a requirement asks for, for a 403 page.
+    pub fn describe(&self, req: &Requirement) -> String {
+        match req {
+            Requirement::Anyone => "nothing".into(),
+            Requirement::Authenticated => "a client certificate".into(),
+            Requirement::Role(r) => format!("role {}", self.role_names[usize::from(r.0)]),
+            Requirement::AnyOf(v) => {
+                let parts: Vec<_> = v.iter().map(|r| self.describe(r)).collect();
+                format!("one of: {}", parts.join(", "))
+            }
+            Requirement::AllOf(v) => {
+                let parts: Vec<_> = v.iter().map(|r| self.describe(r)).collect();
+                format!("all of: {}", parts.join(", "))
+            }
+            Requirement::Deny => "access that no one has".into(),
+        }
+    }
+
+    /// The first rule matching `req` decides; `who` is `None` for a caller without a
+    /// (valid) certificate. No match: denied.
+    pub fn decide(&self, req: &Request<'_>, who: Option<RoleSet>) -> Decision<'_> {
+        for (i, rule) in self.rules.iter().enumerate() {
+            if !rule.methods.is_empty() && !rule.methods.iter().any(|m| m == req.method) {
+                continue;
+            }
+            if rule
+                .host
+                .as_ref()
+                .is_some_and(|h| !h.eq_ignore_ascii_case(req.host))
+            {
+                continue;
+            }
+            if !rule.pattern.matches(req.path) {
+                continue;
+            }
+            return match eval(&rule.require, who) {
+                Outcome::Allow => Decision::Allow { rule: i },
+                Outcome::NeedsCert => Decision::Unauthenticated { rule: i },
+                Outcome::Forbidden => Decision::Forbidden {
+                    rule: i,
+                    require: &rule.require,
+                },
+            };
+        }
+        Decision::NoRule
+    }
+}
+
+enum Outcome {
+    Allow,
+    NeedsCert,
+    Forbidden,
+}
+
+fn eval(req: &Requirement, who: Option<RoleSet>) -> Outcome {
+    match (req, who) {
+        (Requirement::Anyone, _) => Outcome::Allow,
+        (Requirement::Deny, _) => Outcome::Forbidden,
+        (Requirement::Authenticated | Requirement::Role(_), None) => Outcome::NeedsCert,
+        (Requirement::Authenticated, Some(_)) => Outcome::Allow,
+        (Requirement::Role(r), Some(set)) if set.contains(*r) => Outcome::Allow,
+        (Requirement::Role(_), Some(_)) => Outcome::Forbidden,
+        (Requirement::AnyOf(list), _) => {
+            let mut needs_cert = false;
+            for r in list {
+                match eval(r, who) {
+                    Outcome::Allow => return Outcome::Allow,
+                    Outcome::NeedsCert => needs_cert = true,
+                    Outcome::Forbidden => {}
+                }
+            }
+            if needs_cert {
+                Outcome::NeedsCert
+            } else {
+                Outcome::Forbidden
+            }
+        }
+        (Requirement::AllOf(list), _) => {
+            for r in list {
+                match eval(r, who) {
+                    Outcome::Allow => {}
+                    other => return other,
+                }
+            }
+            Outcome::Allow
+        }
+    }
+}
+
+impl fmt::Display for Requirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Requirement::Anyone => f.write_str("anonymous"),
+            Requirement::Authenticated => f.write_str("authenticated"),
+            Requirement::Role(r) => write!(f, "role #{}", r.0),
+            Requirement::AnyOf(v) => write!(f, "any_of({} requirements)", v.len()),
+            Requirement::AllOf(v) => write!(f, "all_of({} requirements)", v.len()),
+            Requirement::Deny => f.write_str("deny"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::path::canonicalize;
+
+    fn sample() -> Policy {
+        let mut p = Policy::new();
+        p.add_role("admin", vec![Condition::Ou("Admins".into())])
+            .unwrap();
+        p.add_role(
+            "user",
+            vec![Condition::Cn(vec!["alice".into(), "bob".into()])],
+        )
+        .unwrap();
+        p.add_role(
+            "ops",
+            vec![Condition::UriPrefix("spiffe://corp/ops/".into())],
+        )
+        .unwrap();
+        let any = p.requirement("anonymous").unwrap();
+        let auth = p.requirement("authenticated").unwrap();
+        let admin = p.requirement("role:admin").unwrap();
+        let admin_or_ops =
+            Requirement::AnyOf(vec![admin.clone(), p.requirement("role:ops").unwrap()]);
+        p.add_rule("/", &[], None, any).unwrap();
+        p.add_rule("/me", &[], None, auth).unwrap();
+        p.add_rule("/admin/**", &[], None, admin).unwrap();
+        p.add_rule("/ops/**", &["GET".into()], None, admin_or_ops)
+            .unwrap();
+        p
+    }
+
+    fn id(cn: &str, ous: &[&str], uris: &[&str]) -> Identity {
+        Identity {
+            common_name: Some(cn.into()),
+            organizational_units: ous.iter().map(|s| (*s).to_owned()).collect(),
+            uri_sans: uris.iter().map(|s| (*s).to_owned()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn decide<'p>(p: &'p Policy, method: &str, path: &str, who: Option<&Identity>) -> Decision<'p> {
+        let path = canonicalize(path).unwrap();
+        let roles = who.map(|i| p.roles_of(i));
+        // Decision borrows only the policy, not the path.
+        let d = p.decide(
+            &Request {
+                method,
+                host: "localhost",
+                path: &path,
+            },
+            roles,
+        );
+        d
+    }
+
+    #[test]
+    fn sample_policy() {
+        let p = sample();
+        let alice = id("alice", &["Admins"], &[]);
+        let bob = id("bob", &["Users"], &[]);
+        let opsbot = id("deployer", &[], &["spiffe://corp/ops/deployer"]);
+        assert!(matches!(
+            decide(&p, "GET", "/", None),
+            Decision::Allow { rule: 0 }
+        ));
+        assert!(matches!(
+            decide(&p, "GET", "/me", None),
+            Decision::Unauthenticated { rule: 1 }
+        ));
+        assert!(matches!(
+            decide(&p, "GET", "/me", Some(&bob)),
+            Decision::Allow { .. }
+        ));
+        assert!(matches!(
+            decide(&p, "GET", "/admin/", None),
+            Decision::Unauthenticated { .. }
+        ));
+        assert!(matches!(
+            decide(&p, "GET", "/admin/x", Some(&bob)),
+            Decision::Forbidden { rule: 2, .. }
+        ));
+        assert!(matches!(
+            decide(&p, "GET", "/admin", Some(&alice)),
+            Decision::Allow { rule: 2 }
+        ));
+        assert!(matches!(
+            decide(&p, "GET", "/ops/deploy", Some(&opsbot)),
+            Decision::Allow { .. }
+        ));
+        assert!(matches!(
+            decide(&p, "POST", "/ops/deploy", Some(&opsbot)),
+            Decision::NoRule
+        ));
+        assert!(matches!(
+            decide(&p, "GET", "/other", Some(&alice)),
+            Decision::NoRule
+        ));
+        assert_eq!(
+            p.role_list(p.roles_of(&alice)).collect::<Vec<_>>(),
+            ["admin", "user"]
+        );
+    }
+
+    #[test]
+    fn bypass_spellings_reach_the_admin_rule() {
+        let p = sample();
+        let bob = id("bob", &["Users"], &[]);
+        for path in [
+            "/admin/../admin",
+            "/%61dmin",
+            "//admin",
+            "/admin/",
+            "/./admin",
+            "/x/../admin/y",
+        ] {
+            assert!(
+                matches!(
+                    decide(&p, "GET", path, Some(&bob)),
+                    Decision::Forbidden { .. }
+                ),
+                "{path} must be judged as /admin"
+            );
+        }
+        // Case-sensitive: /ADMIN is another path, and no rule allows it.
+        assert!(matches!(
+            decide(&p, "GET", "/ADMIN", Some(&bob)),
+            Decision::NoRule
+        ));
+    }
+
+    #[test]
+    fn forbidden_names_the_missing_role() {
+        let p = sample();
+        let bob = id("bob", &[], &[]);
+        let Decision::Forbidden { require, .. } = decide(&p, "GET", "/admin", Some(&bob)) else {
+            panic!("expected 403");
+        };
+        assert_eq!(p.describe(require), "role admin");
+        let Decision::Forbidden { require, .. } = decide(&p, "GET", "/ops/x", Some(&bob)) else {
+            panic!("expected 403");
+        };
+        assert_eq!(p.describe(require), "one of: role admin, role ops");
+    }
+
+    #[test]
+    fn typos_and_bad_input_are_load_errors() {
+        let p = sample();
+        assert_eq!(
+            p.requirement("role:admn"),
+            Err(PolicyError::UnknownRole("admn".into()))
+        );
+        assert!(matches!(
+            p.requirement("admin"),
+            Err(PolicyError::Requirement(_))
+        ));
+        let mut p = sample();
+        assert!(
+            p.add_role("bad name", vec![Condition::Ou("x".into())])
+                .is_err()
+        );
+        assert!(p.add_role("x", vec![]).is_err());
+        assert!(
+            p.add_rule("/a", &["G E T".into()], None, Requirement::Anyone)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn roles_need_every_condition_and_exact_values() {
+        let mut p = Policy::new();
+        p.add_role(
+            "eng-admin",
+            vec![Condition::O("Acme".into()), Condition::Ou("Admins".into())],
+        )
+        .unwrap();
+        let mut i = id("x", &["Admins"], &[]);
+        assert!(p.roles_of(&i).is_empty(), "O missing");
+        i.organizations = vec!["Acme".into()];
+        assert!(!p.roles_of(&i).is_empty());
+        i.organizational_units = vec!["admins".into()];
+        assert!(p.roles_of(&i).is_empty(), "case-sensitive");
+        i.organizational_units = vec!["Admins ".into()];
+        assert!(p.roles_of(&i).is_empty(), "no trimming");
+    }
+}

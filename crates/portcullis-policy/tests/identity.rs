@@ -1,0 +1,133 @@
+//! Identities from real certificates, including hostile ones the PKI would never issue.
+
+use portcullis_pki::build::{self, Kind, Spec};
+use portcullis_pki::{KeyType, San, Subject};
+use portcullis_policy::{Condition, Identity, IdentityError, Policy};
+use time::{Duration, OffsetDateTime};
+
+/// A self-signed client certificate with the given subject and SANs, bypassing the CA's
+/// input validation on purpose.
+fn cert(subject: &Subject, sans: &[San]) -> Vec<u8> {
+    let key = KeyType::P256.generate().unwrap();
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+    let name = build::subject_der(&Subject {
+        common_name: "Test CA".into(),
+        ..Default::default()
+    });
+    let now = OffsetDateTime::now_utc();
+    build::sign(
+        &Spec {
+            kind: Kind::Client,
+            issuer_name: &name,
+            issuer_key_id: None,
+            subject,
+            sans,
+            spki: &spki,
+            not_before: now - Duration::hours(1),
+            not_after: now + Duration::days(1),
+            serial: &build::random_serial().unwrap(),
+        },
+        &key,
+    )
+    .unwrap()
+}
+
+#[test]
+fn typed_fields_are_read() {
+    let der = cert(
+        &Subject {
+            common_name: "alice".into(),
+            organization: Some("Acme".into()),
+            organizational_units: vec!["Eng".into(), "Admins".into()],
+            locality: Some("Berlin".into()),
+            state: Some("Berlin".into()),
+            country: Some("DE".into()),
+            email: Some("alice@example.com".into()),
+        },
+        &[
+            San::Email("alice@example.com".into()),
+            San::Uri("spiffe://corp/ops/alice".into()),
+            San::Dns("alice.corp".into()),
+            San::Ip("10.0.0.1".parse().unwrap()),
+        ],
+    );
+    let id = Identity::from_der(&der).unwrap();
+    assert_eq!(id.common_name.as_deref(), Some("alice"));
+    assert_eq!(id.organizational_units, ["Eng", "Admins"]);
+    assert_eq!(id.organizations, ["Acme"]);
+    assert_eq!(id.countries, ["DE"]);
+    assert_eq!(id.emails, ["alice@example.com"]);
+    assert_eq!(id.uri_sans, ["spiffe://corp/ops/alice"]);
+    assert_eq!(id.dns_sans, ["alice.corp"]);
+    assert_eq!(
+        id.ip_sans,
+        ["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        id.all_emails().count(),
+        1,
+        "subject and SAN email are one address"
+    );
+    assert_eq!(id.fingerprint_sha256.len(), 64);
+    assert!(id.not_after > id.not_before);
+}
+
+#[test]
+fn nul_or_control_characters_make_the_certificate_unusable() {
+    for cn in ["admin\0.attacker", "admin\n", "ad\u{7f}min"] {
+        let der = cert(
+            &Subject {
+                common_name: cn.into(),
+                ..Default::default()
+            },
+            &[],
+        );
+        assert_eq!(
+            Identity::from_der(&der),
+            Err(IdentityError::ControlCharacter { field: "CN" }),
+            "{cn:?}"
+        );
+    }
+    let der = cert(
+        &Subject {
+            common_name: "ok".into(),
+            organizational_units: vec!["Admins\0".into()],
+            ..Default::default()
+        },
+        &[],
+    );
+    assert!(Identity::from_der(&der).is_err());
+    let der = cert(
+        &Subject {
+            common_name: "ok".into(),
+            ..Default::default()
+        },
+        &[San::Uri("spiffe://corp/ops/\u{1}x".into())],
+    );
+    assert!(Identity::from_der(&der).is_err());
+}
+
+#[test]
+fn a_dn_string_lookalike_does_not_grant_a_role() {
+    // The OU value literally contains "OU=Admins": a DN-string matcher would be fooled.
+    let der = cert(
+        &Subject {
+            common_name: "mallory, OU=Admins".into(),
+            organizational_units: vec!["Users,OU=Admins".into()],
+            ..Default::default()
+        },
+        &[San::Dns("admins.example".into())],
+    );
+    let id = Identity::from_der(&der).unwrap();
+    let mut p = Policy::new();
+    p.add_role("admin", vec![Condition::Ou("Admins".into())])
+        .unwrap();
+    p.add_role("alice", vec![Condition::Cn(vec!["alice".into()])])
+        .unwrap();
+    p.add_role(
+        "mail-admin",
+        vec![Condition::Email("admins.example".into())],
+    )
+    .unwrap();
+    assert!(p.roles_of(&id).is_empty(), "{id:?}");
+}
