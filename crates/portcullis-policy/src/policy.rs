@@ -418,16 +418,15 @@ mod tests {
     fn decide<'p>(p: &'p Policy, method: &str, path: &str, who: Option<&Identity>) -> Decision<'p> {
         let path = canonicalize(path).unwrap();
         let roles = who.map(|i| p.roles_of(i));
-        // Decision borrows only the policy, not the path.
-        let d = p.decide(
+        // The decision borrows only the policy, not the path.
+        p.decide(
             &Request {
                 method,
                 host: "localhost",
                 path: &path,
             },
             roles,
-        );
-        d
+        )
     }
 
     #[test]
