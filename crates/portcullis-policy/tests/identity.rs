@@ -1,5 +1,8 @@
 //! Identities from real certificates, including hostile ones the PKI would never issue.
 
+// Test helpers: a failed setup step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use portcullis_pki::build::{self, Kind, Spec};
 use portcullis_pki::{KeyType, San, Subject};
 use portcullis_policy::{Condition, Identity, IdentityError, Policy};
