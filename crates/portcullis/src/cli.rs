@@ -18,10 +18,31 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start-up; the size difference between subcommands costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the mTLS gate. Without -c: a development CA, certificates and a demo page on
+    /// https://localhost:8443 (files under .portcullis/dev/).
+    Serve(ServeArgs),
+    /// Validate a gate configuration and explain what it does.
+    Check {
+        /// The configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Run a certificate authority in a directory: issue, sign, revoke, inspect.
     Pki(PkiArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration file (see docs/gate.md). Without it: the development setup.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Listen on this address instead of the configured one (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 mod cli;
 mod pki;
 mod secrets;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -13,6 +14,8 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Pki(args) => pki::run(args),
+        cli::Command::Serve(args) => serve::serve(args),
+        cli::Command::Check { config } => serve::check(&config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -186,7 +186,7 @@ pub fn run(args: PkiArgs) -> Result<()> {
                 file: p12_password_file.as_deref(),
                 flag: "--p12-password-file",
                 env: secrets::P12_ENV,
-                prompt: "PKCS#12 password",
+                prompt: "PKCS#12 password".into(),
             };
             // Only asked for when the file turns out to need it.
             let report = match portcullis_pki::inspect::inspect(&file, None) {
@@ -206,12 +206,12 @@ pub fn run(args: PkiArgs) -> Result<()> {
     }
 }
 
-fn ca_source<'a>(secret: &'a CaSecret, prompt: &'static str) -> Source<'a> {
+fn ca_source<'a>(secret: &'a CaSecret, prompt: &str) -> Source<'a> {
     Source {
         file: secret.ca_passphrase_file.as_deref(),
         flag: "--ca-passphrase-file",
         env: secrets::CA_ENV,
-        prompt,
+        prompt: prompt.into(),
     }
 }
 
@@ -233,7 +233,7 @@ fn leaf_secrets(leaf: &LeafSecrets, kind: Kind) -> Result<LeafSecretValues> {
         file: leaf.key_passphrase_file.as_deref(),
         flag: "--key-passphrase-file",
         env: secrets::KEY_ENV,
-        prompt: "New private key passphrase",
+        prompt: "New private key passphrase".into(),
     };
     let key_pass = if leaf.encrypt_key {
         Some(key_src.require(Mode::Create)?)
@@ -248,7 +248,7 @@ fn leaf_secrets(leaf: &LeafSecrets, kind: Kind) -> Result<LeafSecretValues> {
             file: leaf.p12_password_file.as_deref(),
             flag: "--p12-password-file",
             env: secrets::P12_ENV,
-            prompt: "PKCS#12 bundle password",
+            prompt: "PKCS#12 bundle password".into(),
         };
         let pw = src
             .get(Mode::Create)?

@@ -12,7 +12,7 @@ pub struct Source<'a> {
     pub file: Option<&'a Path>,
     pub flag: &'static str,
     pub env: &'static str,
-    pub prompt: &'static str,
+    pub prompt: String,
 }
 
 pub const CA_ENV: &str = "PORTCULLIS_CA_PASSPHRASE";

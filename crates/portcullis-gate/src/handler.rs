@@ -1,0 +1,246 @@
+//! One request through the gate. The steps run in this order, and the order matters:
+//!
+//! 1. **Canonicalize the path** — everything after judges the one canonical form, and the
+//!    upstream receives that same form (SECURITY.md rule 2). Ambiguous paths stop here: 400.
+//! 2. **Host must match SNI** — before any identity is used, so a connection authenticated
+//!    for one virtual host cannot be used against another (rule 4): 421.
+//! 3. **Policy** — on the canonical path, the host, the method and the roles computed when
+//!    the connection was set up: 401 (no certificate) or 403 (not enough).
+//! 4. **Rewrite headers** — inbound identity and forwarding headers are removed from every
+//!    request, anonymous or not (rule 3), then ours are added.
+//! 5. **Forward** to the upstream, or answer with the built-in app.
+//!
+//! Every failure becomes a response; nothing escapes to hyper (which would drop the
+//! connection without an answer).
+
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use portcullis_policy::{Decision, path};
+
+use crate::Gate;
+use crate::config::Upstream;
+use crate::pages::{self, Body, Refusal};
+use crate::server::{Connection, Peer};
+
+/// The host part of a `Host` header or authority: no port, no IPv6 brackets.
+pub fn host_only(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) are for one connection only.
+const HOP_BY_HOP: [header::HeaderName; 6] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+pub async fn handle(gate: &Gate, conn: &Connection, mut req: Request<Incoming>) -> Response<Body> {
+    let html = pages::wants_html(req.headers());
+
+    // 1. Canonical path.
+    let canonical = match path::canonicalize(req.uri().path()) {
+        Ok(p) => p,
+        Err(e) => {
+            return gate
+                .pages
+                .refusal(&Refusal::BadRequest(&e.to_string()), html);
+        }
+    };
+
+    // 2. Host: the authority of an absolute-form or h2 request, else the Host header;
+    //    when both are present they must agree.
+    let header_host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let uri_host = req.uri().authority().map(|a| a.as_str());
+    let host = match (uri_host, header_host) {
+        (Some(u), Some(h)) if !host_only(u).eq_ignore_ascii_case(host_only(h)) => {
+            return gate.pages.refusal(
+                &Refusal::BadRequest("the request target and the Host header name different hosts"),
+                html,
+            );
+        }
+        (Some(u), _) => host_only(u),
+        (None, Some(h)) => host_only(h),
+        (None, None) => {
+            return gate
+                .pages
+                .refusal(&Refusal::BadRequest("the Host header is missing"), html);
+        }
+    };
+    let host_ok = match &conn.sni {
+        Some(sni) => sni.eq_ignore_ascii_case(host),
+        None => gate.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)),
+    };
+    if !host_ok {
+        let connection_host = conn
+            .sni
+            .as_deref()
+            .unwrap_or("(no SNI: this server's default names)");
+        return gate.pages.refusal(
+            &Refusal::Misdirected {
+                connection_host,
+                request_host: host,
+            },
+            html,
+        );
+    }
+
+    // 3. Policy.
+    let verified = match &conn.peer {
+        Peer::Verified(v) => Some(v.as_ref()),
+        Peer::Anonymous => None,
+    };
+    let facts = portcullis_policy::Request {
+        method: req.method().as_str(),
+        host,
+        path: &canonical,
+    };
+    let policy = &gate.config.policy;
+    match policy.decide(&facts, verified.map(|v| v.roles)) {
+        Decision::Allow { .. } => {}
+        Decision::Unauthenticated { .. } => {
+            return gate.pages.refusal(&Refusal::NoCertificate, html);
+        }
+        Decision::Forbidden { require, .. } => {
+            let who = verified.map_or("anonymous", |v| v.label.as_str());
+            let needs = policy.describe(require);
+            return gate
+                .pages
+                .refusal(&Refusal::Forbidden { who, needs: &needs }, html);
+        }
+        Decision::NoRule => {
+            let who = verified.map_or("anonymous", |v| v.label.as_str());
+            return gate.pages.refusal(&Refusal::NoRule { who }, html);
+        }
+    }
+
+    // 4. Headers: theirs out, ours in.
+    let host = host.to_owned();
+    let headers = req.headers_mut();
+    gate.names.strip(headers);
+    match verified {
+        Some(v) => {
+            for (name, value) in &v.headers {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        None => {
+            headers.insert(gate.names.verify.clone(), HeaderValue::from_static("NONE"));
+        }
+    }
+
+    // 5. Forward or answer.
+    match &gate.config.upstream {
+        Upstream::Whoami => {
+            let roles: Vec<&str> = verified
+                .map(|v| v.role_names.iter().map(String::as_str).collect())
+                .unwrap_or_default();
+            pages::whoami(
+                verified.map(|v| (&v.identity, roles.as_slice())),
+                canonical.as_str(),
+                html,
+            )
+        }
+        Upstream::Http { authority, http2 } => {
+            let Some(client) = &gate.client else {
+                return gate.pages.refusal(&Refusal::BadGateway, html);
+            };
+            let pq = match req.uri().query() {
+                Some(q) => format!("{}?{q}", canonical.as_str()),
+                None => canonical.as_str().to_owned(),
+            };
+            let uri = Uri::builder()
+                .scheme("http")
+                .authority(authority.clone())
+                .path_and_query(pq)
+                .build();
+            let Ok(uri) = uri else {
+                return gate
+                    .pages
+                    .refusal(&Refusal::BadRequest("the query string is not valid"), html);
+            };
+            *req.uri_mut() = uri;
+            *req.version_mut() = if *http2 {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            };
+            let headers = req.headers_mut();
+            // Fields named in Connection are hop-by-hop too.
+            if let Some(listed) = headers
+                .get(header::CONNECTION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+            {
+                for name in listed.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    headers.remove(name);
+                }
+            }
+            for h in &HOP_BY_HOP {
+                headers.remove(h);
+            }
+            headers.remove("keep-alive");
+            headers.remove("proxy-connection");
+            // h2 requests carry the host in :authority only; HTTP/1.1 upstreams need Host.
+            if let (false, Ok(v)) = (
+                headers.contains_key(header::HOST),
+                HeaderValue::from_str(&host),
+            ) {
+                headers.insert(header::HOST, v);
+            }
+            headers.insert("x-forwarded-for", conn.forwarded_for.clone());
+            headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+            if let Ok(v) = HeaderValue::from_str(&host) {
+                headers.insert("x-forwarded-host", v);
+            }
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("{};host=\"{host}\"", conn.forwarded_prefix))
+            {
+                headers.insert(header::FORWARDED, v);
+            }
+            let timeout = Duration::from_secs(gate.config.limits.upstream_timeout_secs);
+            match tokio::time::timeout(timeout, client.request(req)).await {
+                Ok(Ok(resp)) => {
+                    let (mut parts, body) = resp.into_parts();
+                    for h in &HOP_BY_HOP {
+                        parts.headers.remove(h);
+                    }
+                    parts.headers.remove("keep-alive");
+                    Response::from_parts(parts, Either::Left(body))
+                }
+                Ok(Err(e)) if e.is_connect() => gate.pages.refusal(&Refusal::BadGateway, html),
+                Ok(Err(_)) => gate.pages.refusal(&Refusal::BadGateway, html),
+                Err(_) => gate.pages.refusal(&Refusal::GatewayTimeout, html),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_only;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(host_only("example.com:8443"), "example.com");
+        assert_eq!(host_only("example.com"), "example.com");
+        assert_eq!(host_only("[::1]:8443"), "::1");
+        assert_eq!(host_only("[::1]"), "::1");
+        assert_eq!(host_only("127.0.0.1:1"), "127.0.0.1");
+    }
+}

@@ -1,0 +1,301 @@
+//! Built-in pages: the refusals (400, 401, 403, 421, 502, 504) and the "who am I" app.
+//! HTML for browsers (`Accept: text/html`), JSON for everything else. A refusal never
+//! reveals policy internals: a 403 names the missing role, not the rule.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use portcullis_policy::Identity;
+use serde_json::json;
+
+use crate::error::{Error, Result};
+
+/// Response body of the gate: streamed from the upstream, or a page built here.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// Replacement HTML pages, by status (`401.html`, `403.html`, …), loaded at start.
+#[derive(Debug, Default, Clone)]
+pub struct Pages {
+    custom: HashMap<u16, Bytes>,
+}
+
+impl Pages {
+    /// Loads `NNN.html` files from `dir` for the statuses the gate produces.
+    pub fn load(dir: Option<&Path>) -> Result<Pages> {
+        let mut custom = HashMap::new();
+        if let Some(dir) = dir {
+            for code in [400u16, 401, 403, 421, 502, 504] {
+                let p = dir.join(format!("{code}.html"));
+                match std::fs::read(&p) {
+                    Ok(b) => {
+                        custom.insert(code, Bytes::from(b));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(Error::Read { path: p, source }),
+                }
+            }
+        }
+        Ok(Pages { custom })
+    }
+}
+
+/// What a refusal page explains.
+#[derive(Debug)]
+pub enum Refusal<'a> {
+    BadRequest(&'a str),
+    NoCertificate,
+    Forbidden {
+        who: &'a str,
+        needs: &'a str,
+    },
+    NoRule {
+        who: &'a str,
+    },
+    Misdirected {
+        connection_host: &'a str,
+        request_host: &'a str,
+    },
+    BadGateway,
+    GatewayTimeout,
+}
+
+fn escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn html_page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width\">\
+<title>{t}</title><style>body{{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:3rem auto;padding:0 1rem;color:#222}}\
+h1{{font-size:1.6rem}}code,pre{{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px}}pre{{padding:.6rem;overflow:auto}}\
+table{{border-collapse:collapse}}td,th{{text-align:left;padding:.25rem .8rem .25rem 0;vertical-align:top}}th{{color:#555;font-weight:500}}</style>\
+</head><body><h1>{t}</h1>{body}<hr><small>portcullis</small></body></html>",
+        t = escape(title)
+    )
+}
+
+pub fn wants_html(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut r = Response::new(Either::Right(Full::new(body.into())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+impl Pages {
+    /// Renders a refusal.
+    pub fn refusal(&self, refusal: &Refusal<'_>, html: bool) -> Response<Body> {
+        let (status, code, title, text, detail_html) = match refusal {
+            Refusal::BadRequest(why) => (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Bad request",
+                format!("The request path was refused: {why}."),
+                format!("<p>The request path was refused: {}.</p>", escape(why)),
+            ),
+            Refusal::NoCertificate => (
+                StatusCode::UNAUTHORIZED,
+                "client_certificate_required",
+                "A client certificate is required",
+                "This page needs a client certificate, and this connection did not present one. \
+                 Ask the site's administrator for a certificate (a .p12 file for browsers, or a \
+                 certificate and key for programs) and present it: curl --cert client.crt --key client.key, \
+                 or Node's https.request({ cert, key, ca })."
+                    .to_owned(),
+                "<p>This page needs a <b>client certificate</b>, and your browser did not present one.</p>\
+<p><b>Get one:</b> ask the site's administrator for a certificate bundle (a <code>.p12</code> file and its password).</p>\
+<p><b>Install it:</b></p><ul>\
+<li>Chrome / Edge: Settings → Privacy and security → Security → Manage certificates → Import.</li>\
+<li>Firefox: Settings → Privacy &amp; Security → Certificates → View Certificates → Your Certificates → Import.</li>\
+<li>macOS Safari: double-click the <code>.p12</code> to add it to the login keychain (ask for the legacy bundle if it will not import).</li>\
+</ul><p>Then restart the browser and reload this page; it will ask which certificate to use.</p>\
+<p>Programs: <code>curl --cert client.crt --key client.key https://…</code></p>"
+                    .to_owned(),
+            ),
+            Refusal::Forbidden { who, needs } => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Access denied",
+                format!("Your certificate ({who}) does not grant access to this page: it needs {needs}."),
+                format!(
+                    "<p>Your certificate (<code>{}</code>) does not grant access to this page: it needs <b>{}</b>.</p>\
+<p>If you should have access, ask the administrator to grant it.</p>",
+                    escape(who),
+                    escape(needs)
+                ),
+            ),
+            Refusal::NoRule { who } => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Access denied",
+                format!("No access rule allows this request for {who}."),
+                format!("<p>No access rule allows this request for <code>{}</code>.</p>", escape(who)),
+            ),
+            Refusal::Misdirected {
+                connection_host,
+                request_host,
+            } => (
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected_request",
+                "Misdirected request",
+                format!(
+                    "This connection was authenticated for {connection_host}, but the request is for {request_host}. Open a new connection to {request_host}."
+                ),
+                format!(
+                    "<p>This connection was authenticated for <code>{}</code>, but the request is for <code>{}</code>. Open a new connection to that host.</p>",
+                    escape(connection_host),
+                    escape(request_host)
+                ),
+            ),
+            Refusal::BadGateway => (
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "Bad gateway",
+                "The application behind this gateway could not be reached.".to_owned(),
+                "<p>The application behind this gateway could not be reached. Try again shortly.</p>".to_owned(),
+            ),
+            Refusal::GatewayTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway_timeout",
+                "Gateway timeout",
+                "The application behind this gateway did not answer in time.".to_owned(),
+                "<p>The application behind this gateway did not answer in time. Try again shortly.</p>".to_owned(),
+            ),
+        };
+        if html {
+            if let Some(custom) = self.custom.get(&status.as_u16()) {
+                return respond(status, "text/html; charset=utf-8", custom.clone());
+            }
+            respond(
+                status,
+                "text/html; charset=utf-8",
+                html_page(title, &detail_html),
+            )
+        } else {
+            let body = json!({ "status": status.as_u16(), "error": code, "message": text });
+            respond(status, "application/json", body.to_string())
+        }
+    }
+}
+
+/// The built-in app: who the caller is, as the gate sees them.
+pub fn whoami(identity: Option<(&Identity, &[&str])>, path: &str, html: bool) -> Response<Body> {
+    if !html {
+        let body = match identity {
+            Some((id, roles)) => json!({
+                "authenticated": true,
+                "path": path,
+                "subject": {
+                    "cn": id.common_name,
+                    "email": id.all_emails().next(),
+                    "o": id.organizations,
+                    "ou": id.organizational_units,
+                    "l": id.localities,
+                    "st": id.states,
+                    "c": id.countries,
+                },
+                "sans": { "dns": id.dns_sans, "email": id.email_sans, "uri": id.uri_sans, "ip": id.ip_sans },
+                "issuer": id.issuer,
+                "serial": id.serial,
+                "fingerprint_sha256": id.fingerprint_sha256,
+                "not_before": id.not_before,
+                "not_after": id.not_after,
+                "roles": roles,
+            }),
+            None => json!({ "authenticated": false, "path": path }),
+        };
+        return respond(StatusCode::OK, "application/json", body.to_string());
+    }
+    let body = match identity {
+        None => "<p>You are not presenting a client certificate. This page is open to everyone; \
+<a href=\"/me\">/me</a> needs a certificate.</p>"
+            .to_owned(),
+        Some((id, roles)) => {
+            let row =
+                |k: &str, v: &str| format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v));
+            let mut rows = String::new();
+            rows += &row("Common name (CN)", id.common_name.as_deref().unwrap_or("-"));
+            rows += &row("Email", id.all_emails().next().unwrap_or("-"));
+            rows += &row("Organization (O)", &id.organizations.join(", "));
+            rows += &row(
+                "Organizational unit (OU)",
+                &id.organizational_units.join(", "),
+            );
+            rows += &row("Locality (L)", &id.localities.join(", "));
+            rows += &row("State (ST)", &id.states.join(", "));
+            rows += &row("Country (C)", &id.countries.join(", "));
+            rows += &row("Issuer", &id.issuer);
+            rows += &row(
+                "Valid",
+                &format!("{} to {} (Unix time)", id.not_before, id.not_after),
+            );
+            rows += &row("Serial", &id.serial);
+            rows += &row("SHA-256", &id.fingerprint_sha256);
+            rows += &row(
+                "Roles",
+                &if roles.is_empty() {
+                    "none".into()
+                } else {
+                    roles.join(", ")
+                },
+            );
+            format!(
+                "<p>Hello {}, your certificate was issued by {}.</p><table>{rows}</table><p>Path: <code>{}</code></p>",
+                escape(id.common_name.as_deref().unwrap_or("(no CN)")),
+                escape(&id.issuer),
+                escape(path)
+            )
+        }
+    };
+    let title = if identity.is_some() {
+        "Authorized"
+    } else {
+        "Anonymous"
+    };
+    respond(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        html_page(title, &body),
+    )
+}
+
+/// A 308 to the HTTPS origin, for the plain-HTTP listener.
+pub fn redirect(location: &str) -> Response<Body> {
+    let mut r = respond(
+        StatusCode::PERMANENT_REDIRECT,
+        "text/plain; charset=utf-8",
+        "Use HTTPS.\n",
+    );
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}

@@ -1,0 +1,214 @@
+//! Listeners and connections: TCP accept, TLS handshake (bounded in time), the identity
+//! parsed once per connection, then hyper (HTTP/1.1 and h2) with the gate's handler.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use portcullis_policy::{Identity, RoleSet};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::Gate;
+use crate::error::{Error, Result};
+use crate::handler;
+use crate::pages;
+
+/// Who is on the other end of a connection, decided once after the handshake.
+#[derive(Debug)]
+pub enum Peer {
+    /// No certificate (optional mode, or client auth off).
+    Anonymous,
+    /// A certificate that rustls verified (chain, validity, CRL, clientAuth EKU).
+    Verified(Box<Verified>),
+}
+
+/// A verified client: its identity, roles and the headers that carry them upstream.
+#[derive(Debug)]
+pub struct Verified {
+    pub identity: Identity,
+    pub roles: RoleSet,
+    pub role_names: Vec<String>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `CN=alice`-style label for pages.
+    pub label: String,
+}
+
+/// Per-connection facts shared by all requests on it.
+#[derive(Debug)]
+pub struct Connection {
+    pub peer_addr: SocketAddr,
+    /// Lower-case SNI host name, if the client sent one.
+    pub sni: Option<String>,
+    pub peer: Peer,
+    /// `for=…;proto=https` of the Forwarded header, and the X-Forwarded-For value.
+    pub forwarded_for: HeaderValue,
+    pub forwarded_prefix: String,
+}
+
+impl Gate {
+    /// Binds the configured address.
+    pub async fn bind(&self) -> Result<TcpListener> {
+        let addr = self.config.listen;
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })
+    }
+
+    /// Accepts connections forever. Each connection runs on its own task; the number of
+    /// open connections is capped (excess connections are closed at once).
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+        let slots = Arc::new(Semaphore::new(self.config.limits.max_connections));
+        loop {
+            let (tcp, peer_addr) = match listener.accept().await {
+                Ok(c) => c,
+                // Out of file descriptors and similar: back off instead of spinning.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                drop(tcp);
+                continue;
+            };
+            let gate = self.clone();
+            tokio::spawn(async move {
+                gate.connection(tcp, peer_addr).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn connection(self: Arc<Self>, tcp: TcpStream, peer_addr: SocketAddr) {
+        let _ = tcp.set_nodelay(true);
+        let limits = self.config.limits;
+        let handshake = self.acceptor.accept(tcp);
+        let tls = match tokio::time::timeout(
+            Duration::from_secs(limits.handshake_timeout_secs),
+            handshake,
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            // Handshake failures are the client's to diagnose (the alert tells it why);
+            // issue #5 adds logging of the reason.
+            Ok(Err(_)) | Err(_) => return,
+        };
+        let (_, session) = tls.get_ref();
+        let sni = session.server_name().map(str::to_ascii_lowercase);
+        let peer = match session.peer_certificates() {
+            Some(chain) if !chain.is_empty() => match Identity::from_der(&chain[0]) {
+                Ok(identity) => {
+                    let roles = self.config.policy.roles_of(&identity);
+                    let headers =
+                        self.names
+                            .for_identity(&identity, chain, &self.config.policy, roles);
+                    let role_names = self
+                        .config
+                        .policy
+                        .role_list(roles)
+                        .map(str::to_owned)
+                        .collect();
+                    let label = match &identity.common_name {
+                        Some(cn) => format!("CN={cn}"),
+                        None => identity.subject.clone(),
+                    };
+                    Peer::Verified(Box::new(Verified {
+                        identity,
+                        roles,
+                        role_names,
+                        headers,
+                        label,
+                    }))
+                }
+                // A verified certificate whose fields we refuse to interpret (a NUL in the
+                // CN, …) gets nothing: fail closed, close the connection.
+                Err(_) => return,
+            },
+            _ => Peer::Anonymous,
+        };
+        let ip = peer_addr.ip();
+        let forwarded_prefix = match ip {
+            std::net::IpAddr::V4(a) => format!("for={a};proto=https"),
+            std::net::IpAddr::V6(a) => format!("for=\"[{a}]\";proto=https"),
+        };
+        let conn = Arc::new(Connection {
+            peer_addr,
+            sni,
+            peer,
+            forwarded_for: crate::identity_headers::text(&ip.to_string()),
+            forwarded_prefix,
+        });
+
+        let gate = self.clone();
+        let service = service_fn(move |req| {
+            let gate = gate.clone();
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(handler::handle(&gate, &conn, req).await) }
+        });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(limits.header_timeout_secs))
+            .max_buf_size(limits.max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+    }
+
+    /// Serves the plain-HTTP listener: every request gets a 308 to HTTPS, nothing else.
+    pub async fn serve_redirects(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+        let https_port = self.config.listen.port();
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = service_fn(
+                    move |req: http::Request<hyper::body::Incoming>| async move {
+                        let host = req
+                            .headers()
+                            .get(http::header::HOST)
+                            .and_then(|h| h.to_str().ok())
+                            .map(|h| handler::host_only(h).to_owned());
+                        let pq = req
+                            .uri()
+                            .path_and_query()
+                            .map_or("/", |p| p.as_str())
+                            .to_owned();
+                        Ok::<_, Infallible>(match host {
+                            Some(h) if !h.is_empty() => {
+                                let h = if h.contains(':') { format!("[{h}]") } else { h };
+                                let port = if https_port == 443 {
+                                    String::new()
+                                } else {
+                                    format!(":{https_port}")
+                                };
+                                pages::redirect(&format!("https://{h}{port}{pq}"))
+                            }
+                            _ => pages::Pages::default().refusal(
+                                &pages::Refusal::BadRequest("the Host header is missing"),
+                                false,
+                            ),
+                        })
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The rustls server configuration: certificate chain, private key, and the client
+//! certificate verifier for the configured mode. Verification is always rustls/webpki's;
+//! nothing here can turn it off.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use portcullis_pki::Passphrase;
+use rustls::RootCertStore;
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer,
+};
+use rustls::server::WebPkiClientVerifier;
+use x509_parser::prelude::*;
+
+use crate::config::{ClientAuth, Config};
+use crate::error::{Error, Result};
+
+/// Everything TLS-related the gate needs after loading.
+#[derive(Debug)]
+pub struct Tls {
+    pub server_config: Arc<rustls::ServerConfig>,
+    /// DNS and IP names of the server certificate (lower case): the hosts accepted from
+    /// clients that send no SNI, unless `server_names` overrides them.
+    pub cert_names: Vec<String>,
+    /// Subjects of the trusted client CAs, for pages and `portcullis check`.
+    pub client_ca_subjects: Vec<String>,
+    /// CRLs whose nextUpdate has passed (reported loudly at start).
+    pub expired_crls: Vec<String>,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Every `label` block of a PEM file, or the whole file if it is DER.
+fn pem_blocks(path: &Path, label: &str) -> Result<Vec<Vec<u8>>> {
+    let bytes = read(path)?;
+    if !bytes.trim_ascii_start().starts_with(b"-----") {
+        return Ok(vec![bytes]);
+    }
+    let mut out = Vec::new();
+    for block in x509_parser::pem::Pem::iter_from_buffer(&bytes) {
+        let block = block.map_err(|e| Error::Invalid {
+            path: path.to_owned(),
+            reason: format!("bad PEM: {e}"),
+        })?;
+        if block.label == label {
+            out.push(block.contents);
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Invalid {
+            path: path.to_owned(),
+            reason: format!("no {label} block found"),
+        });
+    }
+    Ok(out)
+}
+
+/// Builds the TLS side of the gate from a config. `key_passphrase` unlocks an encrypted
+/// server key.
+pub fn load(config: &Config, key_passphrase: Option<&Passphrase>) -> Result<Tls> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+
+    let chain: Vec<CertificateDer<'static>> = pem_blocks(&config.cert, "CERTIFICATE")?
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
+    let mut cert_names = Vec::new();
+    {
+        let (_, leaf) = parse_x509_certificate(&chain[0]).map_err(|e| Error::Invalid {
+            path: config.cert.clone(),
+            reason: format!("corrupt certificate: {e}"),
+        })?;
+        if leaf.is_ca() {
+            return Err(Error::Invalid {
+                path: config.cert.clone(),
+                reason: "the first certificate is a CA; the file must start with the server's own certificate".into(),
+            });
+        }
+        if let Ok(Some(san)) = leaf.subject_alternative_name() {
+            for n in &san.value.general_names {
+                match n {
+                    GeneralName::DNSName(d) => cert_names.push(d.to_ascii_lowercase()),
+                    GeneralName::IPAddress(b) => {
+                        if let Ok(a) = <[u8; 4]>::try_from(*b) {
+                            cert_names.push(std::net::IpAddr::from(a).to_string());
+                        } else if let Ok(a) = <[u8; 16]>::try_from(*b) {
+                            cert_names.push(std::net::IpAddr::from(a).to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    let key_text = String::from_utf8(read(&config.key)?).map_err(|_| Error::Invalid {
+        path: config.key.clone(),
+        reason: "not a PEM private key".into(),
+    })?;
+    let key = portcullis_pki::keys::from_pem(
+        &key_text,
+        &config.key,
+        key_passphrase,
+        "key_passphrase_file in the config, the PORTCULLIS_KEY_PASSPHRASE environment variable, or run in a terminal to be prompted",
+    )?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+
+    let mut client_ca_subjects = Vec::new();
+    let mut expired_crls = Vec::new();
+    let verifier = match config.client_auth {
+        ClientAuth::Off => WebPkiClientVerifier::no_client_auth(),
+        mode => {
+            let mut roots = RootCertStore::empty();
+            for path in &config.client_ca {
+                for der in pem_blocks(path, "CERTIFICATE")? {
+                    if let Ok((_, c)) = parse_x509_certificate(&der) {
+                        client_ca_subjects.push(c.subject().to_string());
+                    }
+                    roots
+                        .add(CertificateDer::from(der))
+                        .map_err(|e| Error::Invalid {
+                            path: path.clone(),
+                            reason: format!("not a usable CA certificate: {e}"),
+                        })?;
+                }
+            }
+            let mut crls = Vec::new();
+            let now = x509_parser::time::ASN1Time::now();
+            for path in &config.crl {
+                for der in pem_blocks(path, "X509 CRL")? {
+                    let (_, crl) = parse_x509_crl(&der).map_err(|e| Error::Invalid {
+                        path: path.clone(),
+                        reason: format!("corrupt CRL: {e}"),
+                    })?;
+                    if crl.next_update().is_some_and(|n| n < now) {
+                        expired_crls.push(format!(
+                            "{} (issuer {}, nextUpdate {})",
+                            path.display(),
+                            crl.issuer(),
+                            crl.next_update().map(|t| t.to_string()).unwrap_or_default()
+                        ));
+                    }
+                    crls.push(CertificateRevocationListDer::from(der));
+                }
+            }
+            let mut builder =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+            if !crls.is_empty() {
+                // Leaves must be covered by a CRL; intermediates need not be (the usual
+                // setup publishes only the issuing CA's CRL).
+                builder = builder.with_crls(crls).only_check_end_entity_revocation();
+                if !config.allow_expired_crl {
+                    builder = builder.enforce_revocation_expiration();
+                }
+            }
+            if mode == ClientAuth::Optional {
+                builder = builder.allow_unauthenticated();
+            }
+            builder
+                .build()
+                .map_err(|e| Error::Tls(format!("client certificate verifier: {e}")))?
+        }
+    };
+
+    let mut server_config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| Error::Invalid {
+            path: config.key.clone(),
+            reason: format!(
+                "does not match the certificate in {}: {e}",
+                config.cert.display()
+            ),
+        })?;
+    server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+
+    Ok(Tls {
+        server_config: Arc::new(server_config),
+        cert_names,
+        client_ca_subjects,
+        expired_crls,
+    })
+}
+
+/// Whether the server key file is passphrase-protected (so the CLI knows to ask).
+pub fn key_is_encrypted(path: &Path) -> Result<bool> {
+    let bytes = read(path)?;
+    Ok(portcullis_pki::keys::is_encrypted(
+        &String::from_utf8_lossy(&bytes),
+    ))
+}

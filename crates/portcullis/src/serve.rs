@@ -1,0 +1,193 @@
+//! `portcullis serve` and `portcullis check`: load, explain, run.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use portcullis_gate::dev::{self, DevSetup};
+use portcullis_gate::{ClientAuth, Config, Gate, Upstream};
+
+use crate::cli::ServeArgs;
+use crate::secrets::{self, Mode, Source};
+
+/// Unlocks the server key if it is encrypted: config file, environment, then prompt.
+fn load(config: Config) -> Result<Gate> {
+    let pass = if portcullis_gate::tls::key_is_encrypted(&config.key)? {
+        let src = Source {
+            file: config.key_passphrase_file.as_deref(),
+            flag: "key_passphrase_file",
+            env: secrets::KEY_ENV,
+            prompt: format!("Enter passphrase for {}", config.key.display()),
+        };
+        src.get(Mode::Enter)?
+    } else {
+        None
+    };
+    let gate = Gate::load(config, pass.as_ref())?;
+    for crl in &gate.tls.expired_crls {
+        let policy = if gate.config.allow_expired_crl {
+            "clients are accepted anyway (allow_expired_crl = true)"
+        } else {
+            "every client certificate it covers is REJECTED until a fresh CRL is published"
+        };
+        eprintln!("WARNING: CRL past its nextUpdate: {crl}; {policy}");
+    }
+    Ok(gate)
+}
+
+pub fn serve(args: ServeArgs) -> Result<()> {
+    let (mut config, setup) = match &args.config {
+        Some(path) => (Config::from_file(path)?, None),
+        None => {
+            let setup = dev::ensure(Path::new("")).context("setting up the development gate")?;
+            (setup.config.clone(), Some(setup))
+        }
+    };
+    if let Some(addr) = args.listen {
+        config.listen = addr;
+    }
+    let gate = Arc::new(load(config)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = gate.bind().await?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        if let Some(setup) = &setup {
+            print_dev_guide(setup, addr.port());
+        }
+        println!(
+            "listening on https://{addr} (client_auth = {})",
+            mode_name(gate.config.client_auth)
+        );
+        let _ = std::io::stdout().flush();
+        if let Some(redirect) = gate.config.redirect_http {
+            let plain = tokio::net::TcpListener::bind(redirect)
+                .await
+                .with_context(|| format!("cannot listen on {redirect}"))?;
+            println!("redirecting http://{redirect} to HTTPS");
+            tokio::spawn(gate.clone().serve_redirects(plain));
+        }
+        gate.serve(listener).await?;
+        Ok(())
+    })
+}
+
+fn mode_name(m: ClientAuth) -> &'static str {
+    match m {
+        ClientAuth::Require => "require",
+        ClientAuth::Optional => "optional",
+        ClientAuth::Off => "off",
+    }
+}
+
+/// The copy-paste guide of the first run. Every command is runnable as printed from the
+/// directory `portcullis serve` was started in.
+fn print_dev_guide(s: &DevSetup, port: u16) {
+    let ca = s.ca_cert.display();
+    let url = format!("https://localhost:{port}");
+    if !s.created.is_empty() {
+        println!(
+            "Created a development CA and certificates in {} (not for production).",
+            s.dir.display()
+        );
+    } else {
+        println!(
+            "Using the development CA and certificates in {}.",
+            s.dir.display()
+        );
+    }
+    println!();
+    println!("Try it:");
+    println!("  # anonymous: the home page is open, /me needs a certificate (401)");
+    println!("  curl --cacert {ca} {url}/");
+    println!("  curl --cacert {ca} {url}/me");
+    for u in &s.users {
+        let (cert, key) = (u.cert.display(), u.key.display());
+        let path = if u.role == "admin" { "/admin/" } else { "/me" };
+        println!(
+            "  # {} (role {}){}",
+            u.name,
+            u.role,
+            if u.role == "admin" {
+                ""
+            } else {
+                "; /admin/ answers 403"
+            }
+        );
+        println!("  curl --cacert {ca} --cert {cert} --key {key} {url}{path}");
+    }
+    if let Some(alice) = s.users.first() {
+        println!("  # the same with the PKCS#12 bundle");
+        println!(
+            "  curl --cacert {ca} --cert-type P12 --cert {}:{} {url}/me",
+            alice.p12.display(),
+            dev::DEV_P12_PASSWORD
+        );
+        println!();
+        println!("Node.js (https.request options):");
+        println!(
+            "  node -e \"const fs=require('fs');require('https').get({{host:'localhost',port:{port},path:'/me',ca:fs.readFileSync('{ca}'),cert:fs.readFileSync('{}'),key:fs.readFileSync('{}')}},r=>r.pipe(process.stdout))\"",
+            alice.cert.display(),
+            alice.key.display()
+        );
+        println!();
+        println!("Browser:");
+        println!(
+            "  1. Import {} (password: {}) into the browser's certificates.",
+            alice.p12.display(),
+            dev::DEV_P12_PASSWORD
+        );
+        println!("  2. Trust {ca} as a certificate authority (or accept the warning once).");
+        println!("  3. Open {url}/me and pick the certificate.");
+    }
+    println!();
+    println!(
+        "Configuration: {} (edit a copy and run `portcullis serve -c FILE`)",
+        s.config_path.display()
+    );
+    println!();
+}
+
+pub fn check(path: &Path) -> Result<()> {
+    let gate = load(Config::from_file(path)?)?;
+    let c = &gate.config;
+    println!("{}: OK", path.display());
+    println!("  listen       https://{}", c.listen);
+    println!(
+        "  certificate  {} for {}",
+        c.cert.display(),
+        gate.tls.cert_names.join(", ")
+    );
+    println!(
+        "  without SNI  accepts Host {}",
+        gate.default_hosts().join(", ")
+    );
+    println!("  client_auth  {}", mode_name(c.client_auth));
+    for s in &gate.tls.client_ca_subjects {
+        println!("  client CA    {s}");
+    }
+    for p in &c.crl {
+        println!("  CRL          {}", p.display());
+    }
+    match &c.upstream {
+        Upstream::Whoami => println!("  upstream     built-in whoami page"),
+        Upstream::Http { authority, http2 } => {
+            println!(
+                "  upstream     http://{authority}{}",
+                if *http2 { " (h2c)" } else { "" }
+            )
+        }
+    }
+    if let Some(r) = c.redirect_http {
+        println!("  redirect     http://{r} -> https");
+    }
+    println!("  roles        {}", c.policy.role_names().join(", "));
+    println!("  rules (first match wins; no match is denied):");
+    for r in &c.rule_names {
+        println!("    {r}");
+    }
+    Ok(())
+}
