@@ -115,7 +115,10 @@ pub async fn run(gate: Arc<Gate>) -> Result<()> {
         let plain = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind { addr, source })?;
-        tokio::spawn(gate.clone().serve_redirects(plain));
+        let https_port = listener
+            .local_addr()
+            .map_or(gate.config.listen.port(), |a| a.port());
+        tokio::spawn(gate.clone().serve_redirects(plain, https_port));
     }
     gate.serve(listener).await
 }

@@ -165,9 +165,13 @@ impl Gate {
         let _ = builder.serve_connection(TokioIo::new(tls), service).await;
     }
 
-    /// Serves the plain-HTTP listener: every request gets a 308 to HTTPS, nothing else.
-    pub async fn serve_redirects(self: Arc<Self>, listener: TcpListener) -> Result<()> {
-        let https_port = self.config.listen.port();
+    /// Serves the plain-HTTP listener: every request gets a 308 to HTTPS on `https_port`
+    /// (the port the TLS listener really bound), nothing else.
+    pub async fn serve_redirects(
+        self: Arc<Self>,
+        listener: TcpListener,
+        https_port: u16,
+    ) -> Result<()> {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(50)).await;

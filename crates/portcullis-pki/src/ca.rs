@@ -487,6 +487,36 @@ impl Ca {
         Ok((der, record))
     }
 
+    /// Signs a certificate exactly as described, skipping every profile check and the
+    /// index: for test fixtures and tools that need certificates this CA would never
+    /// issue (expired, a NUL in the CN, a CA used as a leaf). Not used by the CLI.
+    pub fn sign_raw(
+        &self,
+        kind: Kind,
+        subject: &Subject,
+        sans: &[San],
+        spki: &[u8],
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<Vec<u8>> {
+        let issuer = parse(&self.issuer_der, &self.issuer_path)?;
+        let issuer_ski = issuer_key_id(&issuer);
+        build::sign(
+            &Spec {
+                kind,
+                issuer_name: issuer.subject().as_raw(),
+                issuer_key_id: issuer_ski.as_deref(),
+                subject,
+                sans,
+                spki,
+                not_before,
+                not_after,
+                serial: &build::random_serial()?,
+            },
+            &self.issuer_key,
+        )
+    }
+
     /// Writes an issued certificate (and its key, chain and PKCS#12 bundle) and records it
     /// in the index. All files or none.
     pub fn save(

@@ -33,6 +33,8 @@ pub enum Command {
     },
     /// Run a certificate authority in a directory: issue, sign, revoke, inspect.
     Pki(PkiArgs),
+    /// Tell why a TLS connection fails, show the evidence, and give the secure fix.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 #[derive(Debug, Args)]

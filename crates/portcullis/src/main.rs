@@ -2,6 +2,7 @@
 //! libraries and prints; the logic lives in the `portcullis-*` crates.
 
 mod cli;
+mod doctor;
 mod pki;
 mod secrets;
 mod serve;
@@ -14,6 +15,8 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Pki(args) => pki::run(args),
+        // The doctor has its own exit codes: 0 healthy, 1 problem found, 2 failure.
+        cli::Command::Doctor(args) => return doctor::run(args),
         cli::Command::Serve(args) => serve::serve(args),
         cli::Command::Check { config } => serve::check(&config),
     };

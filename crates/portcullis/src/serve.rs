@@ -68,7 +68,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {redirect}"))?;
             println!("redirecting http://{redirect} to HTTPS");
-            tokio::spawn(gate.clone().serve_redirects(plain));
+            tokio::spawn(gate.clone().serve_redirects(plain, addr.port()));
         }
         gate.serve(listener).await?;
         Ok(())

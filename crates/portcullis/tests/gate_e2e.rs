@@ -1,0 +1,423 @@
+//! The gate, end to end: the real binary, real TLS, real clients (curl, openssl s_client,
+//! Node.js), a real upstream. Each test asserts what a user relies on: who gets in, what
+//! the upstream sees.
+
+// Test code: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod gate_support;
+
+use gate_support::*;
+
+#[test]
+fn clients_reach_whoami_with_curl_pem_and_p12_openssl_and_node() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config("optional", "builtin:whoami", ""));
+
+    let r = curl_as(&pki, "alice", &[], &gate.url("/me"));
+    assert_eq!(r.status, "200", "{r:?}");
+    let v = json(&r.body);
+    assert_eq!(v["subject"]["cn"], "alice");
+    assert_eq!(v["subject"]["email"], "alice@example.com");
+    assert_eq!(v["subject"]["ou"][0], "Admins");
+    assert_eq!(v["roles"][0], "admin");
+    assert!(
+        v["issuer"]
+            .as_str()
+            .unwrap()
+            .contains("Portcullis Issuing CA")
+    );
+
+    let p12 = format!("{}:{P12_PASS}", pki.path("pki/issued/bob.p12").display());
+    let r = curl(
+        &pki,
+        &["--cert-type", "P12", "--cert", &p12],
+        &gate.url("/me"),
+    );
+    assert_eq!(r.status, "200", "{r:?}");
+    assert_eq!(json(&r.body)["subject"]["cn"], "bob");
+
+    // Browsers get the HTML page with the same facts.
+    let r = curl_as(
+        &pki,
+        "alice",
+        &["-H", "Accept: text/html"],
+        &gate.url("/me"),
+    );
+    assert!(
+        r.body.contains("<h1>Authorized</h1>") && r.body.contains("alice@example.com"),
+        "{}",
+        r.body
+    );
+
+    let out = s_client(
+        &pki,
+        gate.port,
+        Some("bob"),
+        "GET /me HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"cn\":\"bob\""), "{out}");
+
+    // Node with an encrypted key and its passphrase.
+    let script = r#"
+        const fs = require('fs'), https = require('https');
+        const [port, ca, cert, key, passphrase] = process.argv.slice(1);
+        https.get({ host: 'localhost', port, path: '/me', ca: fs.readFileSync(ca),
+                    cert: fs.readFileSync(cert), key: fs.readFileSync(key), passphrase }, res => {
+            let body = ''; res.on('data', d => body += d);
+            res.on('end', () => console.log(res.statusCode + ' ' + body));
+        }).on('error', e => { console.log('error ' + e.code); process.exit(1); });
+    "#;
+    let (cert, key) = pki.client("carol");
+    let out = std::process::Command::new("node")
+        .args([
+            "-e",
+            script,
+            &gate.port.to_string(),
+            &pki.root(),
+            &cert,
+            &key,
+            KEY_PASS,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("200 "),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("\"cn\":\"carol\""), "{text}");
+}
+
+#[test]
+fn optional_mode_401_403_200() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config("optional", "builtin:whoami", ""));
+
+    let r = curl(&pki, &[], &gate.url("/"));
+    assert_eq!(r.status, "200");
+    assert_eq!(json(&r.body)["authenticated"], false);
+
+    let r = curl(&pki, &[], &gate.url("/me"));
+    assert_eq!(r.status, "401");
+    assert_eq!(json(&r.body)["error"], "client_certificate_required");
+    let r = curl(&pki, &["-H", "Accept: text/html"], &gate.url("/me"));
+    assert_eq!(r.status, "401");
+    assert!(
+        r.body.contains("Import") && r.body.contains(".p12"),
+        "the 401 page explains how: {}",
+        r.body
+    );
+
+    let r = curl_as(&pki, "bob", &[], &gate.url("/admin/"));
+    assert_eq!(r.status, "403");
+    let msg = json(&r.body)["message"].as_str().unwrap().to_owned();
+    assert!(
+        msg.contains("role admin") && msg.contains("CN=bob"),
+        "403 names the missing role: {msg}"
+    );
+    assert!(!msg.contains("/admin/**"), "no policy internals: {msg}");
+
+    assert_eq!(
+        curl_as(&pki, "alice", &[], &gate.url("/admin/")).status,
+        "200"
+    );
+    // Not covered by any rule: denied by default, even for an admin.
+    assert_eq!(
+        curl_as(&pki, "alice", &[], &gate.url("/elsewhere")).status,
+        "403"
+    );
+}
+
+#[test]
+fn require_mode_refuses_the_handshake_without_a_certificate() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config("require", "builtin:whoami", ""));
+    let r = curl(&pki, &[], &gate.url("/"));
+    assert_eq!(
+        r.status, "000",
+        "no HTTP at all without a certificate: {r:?}"
+    );
+    // The refusal is the TLS 1.3 "certificate required" alert (116), not some other failure.
+    let out = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{}", gate.port),
+            "-servername",
+            "localhost",
+            "-CAfile",
+        ])
+        .arg(pki.root())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("alert certificate required"), "{text}");
+    assert_eq!(curl_as(&pki, "bob", &[], &gate.url("/me")).status, "200");
+}
+
+#[test]
+fn expired_revoked_and_foreign_certificates_are_refused_in_both_modes() {
+    let pki = Pki::new();
+    for mode in ["optional", "require"] {
+        let gate = Gate::start(&pki.config(mode, "builtin:whoami", ""));
+        for who in ["eve", "dave", "zed"] {
+            let r = curl_as(&pki, who, &[], &gate.url("/"));
+            assert_eq!(
+                r.status, "000",
+                "{mode}: {who} must not get an HTTP answer: {r:?}"
+            );
+        }
+        // The same connection details with a good certificate work, so the refusals
+        // above are about the certificates.
+        assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/")).status, "200");
+    }
+}
+
+#[test]
+fn nul_in_the_cn_gets_nothing_even_though_the_ca_signed_it() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config("optional", "builtin:whoami", ""));
+    for path in ["/", "/admin/", "/me"] {
+        let r = curl_as(&pki, "mallory", &[], &gate.url(path));
+        assert_eq!(r.status, "000", "{path}: {r:?}");
+    }
+}
+
+#[test]
+fn host_must_match_sni() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config("optional", "builtin:whoami", ""));
+    // SNI localhost, Host something else: 421.
+    let r = curl_as(
+        &pki,
+        "alice",
+        &["-H", "Host: admin.internal"],
+        &gate.url("/me"),
+    );
+    assert_eq!(r.status, "421", "{r:?}");
+    assert!(
+        json(&r.body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("localhost")
+    );
+    // No SNI (connecting by IP): Host must be one of the certificate's names.
+    let ip_url = format!("https://127.0.0.1:{}/me", gate.port);
+    assert_eq!(curl_as(&pki, "alice", &[], &ip_url).status, "200");
+    assert_eq!(
+        curl_as(&pki, "alice", &["-H", "Host: evil.test"], &ip_url).status,
+        "421"
+    );
+    // Absolute-form target naming another host than Host: 400.
+    let out = s_client(
+        &pki,
+        gate.port,
+        Some("alice"),
+        "GET https://evil.test/me HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+}
+
+#[test]
+fn upstream_receives_identity_headers_and_the_canonical_path() {
+    let pki = Pki::new();
+    let upstream = Upstream::start();
+    let gate = Gate::start(&pki.config("optional", &upstream.url(), ""));
+
+    let r = curl_as(&pki, "alice", &[], &gate.url("/admin/../admin/reports?x=1"));
+    assert_eq!(r.status, "200", "{r:?}");
+    let v = json(&r.body);
+    assert_eq!(
+        v["url"], "/admin/reports?x=1",
+        "the upstream gets the canonical path"
+    );
+    let h = &v["headers"];
+    assert_eq!(h["x-client-verify"], "SUCCESS");
+    assert_eq!(h["x-client-cn"], "alice");
+    assert_eq!(h["x-client-email"], "alice@example.com");
+    assert_eq!(h["x-client-ou"], "Admins");
+    assert_eq!(h["x-client-roles"], "admin");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-host"], "localhost");
+    assert!(
+        h["forwarded"]
+            .as_str()
+            .unwrap()
+            .starts_with("for=127.0.0.1;proto=https")
+    );
+    // RFC 9440: the leaf as an sf-binary, byte-identical to the certificate file.
+    let cc = h["client-cert"].as_str().unwrap();
+    let b64 = cc
+        .strip_prefix(':')
+        .and_then(|s| s.strip_suffix(':'))
+        .unwrap();
+    let pem = std::fs::read_to_string(pki.path("pki/issued/alice.crt")).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert_eq!(b64, body);
+    // The chain header carries the intermediate the client sent.
+    assert_eq!(
+        h["client-cert-chain"]
+            .as_str()
+            .unwrap()
+            .matches(':')
+            .count(),
+        2
+    );
+    assert_eq!(h["x-client-fingerprint"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn spoofed_identity_headers_never_reach_the_upstream() {
+    let pki = Pki::new();
+    let upstream = Upstream::start();
+    let gate = Gate::start(&pki.config(
+        "optional",
+        &upstream.url(),
+        "[headers]\nstrip = [\"X-Remote-User\"]",
+    ));
+    let spoof = [
+        "-H",
+        "Client-Cert: :AAAA:",
+        "-H",
+        "client-cert-chain: :BBBB:",
+        "-H",
+        "X-CLIENT-VERIFY: SUCCESS",
+        "-H",
+        "x-client-cn: alice",
+        "-H",
+        "X-Client-Roles: admin",
+        "-H",
+        "X-Client-Anything: x",
+        "-H",
+        "X-Remote-User: alice",
+        "-H",
+        "X-Forwarded-For: 10.0.0.1",
+        "-H",
+        "Forwarded: for=10.0.0.1",
+    ];
+    // Anonymous.
+    let r = curl(&pki, &spoof, &gate.url("/public/x"));
+    assert_eq!(r.status, "200", "{r:?}");
+    let h = json(&r.body)["headers"].clone();
+    assert_eq!(h["x-client-verify"], "NONE");
+    for gone in [
+        "client-cert",
+        "client-cert-chain",
+        "x-client-cn",
+        "x-client-roles",
+        "x-client-anything",
+        "x-remote-user",
+    ] {
+        assert!(h.get(gone).is_none(), "{gone} leaked: {h}");
+    }
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert!(!h["forwarded"].as_str().unwrap().contains("10.0.0.1"));
+
+    // Authenticated as bob: bob's identity, not the spoofed one; and the spoof does not
+    // open the admin area.
+    let r = curl_as(&pki, "bob", &spoof, &gate.url("/public/x"));
+    let h = json(&r.body)["headers"].clone();
+    assert_eq!(h["x-client-cn"], "bob");
+    assert_eq!(h["x-client-roles"], "user");
+    assert_ne!(h["client-cert"], ":AAAA:");
+    assert!(h.get("x-client-anything").is_none());
+    assert_eq!(
+        curl_as(&pki, "bob", &spoof, &gate.url("/admin/")).status,
+        "403"
+    );
+}
+
+#[test]
+fn path_tricks_are_judged_canonically_or_refused() {
+    let pki = Pki::new();
+    let upstream = Upstream::start();
+    let gate = Gate::start(&pki.config("optional", &upstream.url(), ""));
+    // bob is a user: every spelling of /admin must be judged as /admin (403)…
+    for path in [
+        "/admin/../admin",
+        "/%61dmin",
+        "//admin",
+        "/admin/",
+        "/./admin",
+        "/public/../admin",
+        "/%2e/admin",
+    ] {
+        let r = curl_as(&pki, "bob", &[], &gate.url(path));
+        assert_eq!(r.status, "403", "{path}: {r:?}");
+    }
+    // …or refused outright when it is ambiguous (400), for everyone, before the policy.
+    for path in [
+        "/admin%2f",
+        "/admin%2Fx",
+        "/admin;x",
+        "/admin%00",
+        "/admin%5cx",
+        "/admin.",
+        "/admin..",
+        "/public/..%2fadmin",
+        "/../admin",
+    ] {
+        let r = curl_as(&pki, "alice", &[], &gate.url(path));
+        assert_eq!(r.status, "400", "{path}: {r:?}");
+        assert_eq!(json(&r.body)["error"], "bad_request");
+    }
+    // Rules are case-sensitive: /ADMIN is not /admin, and no rule allows it.
+    assert_eq!(curl_as(&pki, "bob", &[], &gate.url("/ADMIN")).status, "403");
+    // What an admin does reach arrives canonical.
+    let r = curl_as(&pki, "alice", &[], &gate.url("//admin/./x/../%7Ereports"));
+    assert_eq!(json(&r.body)["url"], "/admin/~reports");
+}
+
+#[test]
+fn upstream_down_is_a_502_page() {
+    let pki = Pki::new();
+    // A port nothing listens on: bind, read the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gate = Gate::start(&pki.config("optional", &format!("http://127.0.0.1:{port}"), ""));
+    let r = curl(&pki, &[], &gate.url("/"));
+    assert_eq!(r.status, "502", "{r:?}");
+    assert_eq!(json(&r.body)["error"], "bad_gateway");
+}
+
+#[test]
+fn http_listener_only_redirects() {
+    let pki = Pki::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gate = Gate::start(&pki.config(
+        "optional",
+        "builtin:whoami",
+        &format!("redirect_http = \"127.0.0.1:{port}\""),
+    ));
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+        ])
+        .arg(format!("http://localhost:{port}/me?x=1"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text, format!("308 https://localhost:{}/me?x=1", gate.port));
+}

@@ -1,0 +1,150 @@
+//! `portcullis serve` with no configuration, in an empty directory: it sets up a
+//! development CA and prints commands; every printed command must work exactly as printed.
+
+// Test code: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod gate_support;
+
+use std::process::Command;
+
+use gate_support::Gate;
+
+/// Runs one printed command line with `sh -c` in `dir`; returns (success, stdout).
+fn run_printed(dir: &std::path::Path, line: &str) -> (bool, String) {
+    let out = Command::new("sh")
+        .args(["-c", line])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn first_run_sets_up_and_every_printed_command_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::start_in(dir.path(), &["serve", "--listen", "127.0.0.1:0"], &[]);
+    assert!(
+        gate.stdout.contains("Created a development CA"),
+        "{}",
+        gate.stdout
+    );
+    for f in [
+        ".portcullis/dev/root.crt",
+        ".portcullis/dev/issued/alice.p12",
+        ".portcullis/dev/portcullis.toml",
+    ] {
+        assert!(dir.path().join(f).exists(), "{f}");
+    }
+
+    let commands: Vec<&str> = gate
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("curl ") || l.starts_with("node "))
+        .collect();
+    assert_eq!(commands.len(), 6, "{}", gate.stdout);
+    let mut saw = Vec::new();
+    for line in &commands {
+        let (ok, body) = run_printed(dir.path(), line);
+        assert!(ok, "printed command failed: {line}\n{body}");
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{line}: {body}"));
+        saw.push((line.to_string(), v));
+    }
+    // What each command shows, in order: home (anonymous), /me without a cert (401),
+    // alice on /admin/, bob on /me, alice via PKCS#12, alice via Node.
+    assert_eq!(saw[0].1["authenticated"], false);
+    assert_eq!(saw[1].1["error"], "client_certificate_required");
+    assert_eq!(saw[2].1["subject"]["cn"], "alice");
+    assert_eq!(saw[2].1["roles"][0], "admin");
+    assert_eq!(saw[3].1["subject"]["cn"], "bob");
+    assert_eq!(saw[3].1["roles"][0], "user");
+    assert_eq!(saw[4].1["subject"]["cn"], "alice");
+    assert_eq!(saw[5].1["subject"]["cn"], "alice");
+
+    // bob really is kept out of /admin/ by the sample policy.
+    let bob = commands[3].replace("/me", "/admin/");
+    let (_, body) = run_printed(dir.path(), &bob);
+    assert!(
+        body.contains("\"status\":403") && body.contains("role admin"),
+        "{body}"
+    );
+    drop(gate);
+
+    // A second run reuses everything.
+    let before = std::fs::read(dir.path().join(".portcullis/dev/root.crt")).unwrap();
+    let again = Gate::start_in(dir.path(), &["serve", "--listen", "127.0.0.1:0"], &[]);
+    assert!(
+        again.stdout.contains("Using the development CA"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join(".portcullis/dev/root.crt")).unwrap(),
+        before
+    );
+    let line = again
+        .stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("curl ") && l.contains("alice.key"))
+        .unwrap();
+    let (ok, body) = run_printed(dir.path(), line);
+    assert!(ok && body.contains("\"cn\":\"alice\""), "{body}");
+}
+
+#[test]
+fn check_explains_a_config_and_locates_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first run writes the sample config; `check` must accept it and explain it.
+    drop(Gate::start_in(
+        dir.path(),
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[],
+    ));
+    let bin = env!("CARGO_BIN_EXE_portcullis");
+    let out = Command::new(bin)
+        .args(["check", "-c", ".portcullis/dev/portcullis.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("client_auth  optional"), "{text}");
+    assert!(text.contains("/admin/** role:admin"), "{text}");
+    assert!(text.contains("Portcullis Dev Root CA"), "{text}");
+
+    let bad = dir.path().join("bad.toml");
+    let sample =
+        std::fs::read_to_string(dir.path().join(".portcullis/dev/portcullis.toml")).unwrap();
+    std::fs::write(
+        &bad,
+        sample.replace("require = \"role:admin\"", "require = \"role:root\""),
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .args(["check", "-c"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    let line = sample
+        .lines()
+        .position(|l| l.contains("role:admin"))
+        .unwrap()
+        + 1;
+    assert!(err.contains(&format!("bad.toml:{line}: rules[2]")), "{err}");
+    assert!(
+        err.contains("\"root\"") && err.contains("roles defined: admin, user"),
+        "{err}"
+    );
+}

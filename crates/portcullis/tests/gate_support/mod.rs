@@ -1,0 +1,460 @@
+//! Fixtures for the gate's end-to-end tests: a PKI with good and bad client
+//! certificates, the real `portcullis serve` as a child process on an ephemeral loopback
+//! port, a Node.js upstream that echoes what it receives, and curl.
+
+// Helpers: a failed setup step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use portcullis_pki::ca::{self, Ca, InitOptions};
+use portcullis_pki::{
+    Index, KeyType, Kind, LeafRequest, P12Format, Passphrase, San, SaveOptions, Subject,
+};
+use time::OffsetDateTime;
+
+pub const P12_PASS: &str = "p12 password";
+pub const KEY_PASS: &str = "carol key passphrase";
+
+/// A CA with: server `localhost`; clients alice (OU Admins), bob (OU Users), carol
+/// (encrypted key), dave (revoked), eve (expired), mallory (NUL in CN, signed by the CA);
+/// and zed from a different CA.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("pki");
+        ca::init(
+            &root,
+            &InitOptions {
+                intermediate: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let ca = Ca::open(&root, None).unwrap();
+        let mut index = Index::load(&ca.layout().index()).unwrap();
+        let issued = ca.layout().issued();
+        let p12 = Passphrase::new(P12_PASS.into(), "test").unwrap();
+        let mut issue =
+            |name: &str, kind: Kind, ou: Option<&str>, sans: Vec<San>, key_pass: Option<&str>| {
+                let req = LeafRequest {
+                    kind,
+                    subject: Subject {
+                        common_name: name.into(),
+                        organizational_units: ou.map(|o| vec![o.to_owned()]).unwrap_or_default(),
+                        email: (kind == Kind::Client).then(|| format!("{name}@example.com")),
+                        ..Default::default()
+                    },
+                    sans,
+                    days: 30,
+                    key_type: KeyType::P256,
+                };
+                let cert = ca.issue(&req, &index).unwrap();
+                let opts = SaveOptions {
+                    out_dir: issued.clone(),
+                    stem: name.into(),
+                    key_passphrase: key_pass.map(|k| Passphrase::new(k.into(), "test").unwrap()),
+                    p12: (kind == Kind::Client).then(|| (p12.clone(), P12Format::Modern)),
+                    force: false,
+                };
+                ca.save(cert, &mut index, &opts).unwrap();
+            };
+        issue(
+            "localhost",
+            Kind::Server,
+            None,
+            vec![San::Dns("localhost".into()), San::Ip([127, 0, 0, 1].into())],
+            None,
+        );
+        issue(
+            "alice",
+            Kind::Client,
+            Some("Admins"),
+            vec![San::Email("alice@example.com".into())],
+            None,
+        );
+        issue(
+            "bob",
+            Kind::Client,
+            Some("Users"),
+            vec![San::Email("bob@example.com".into())],
+            None,
+        );
+        issue("carol", Kind::Client, Some("Users"), vec![], Some(KEY_PASS));
+        issue("dave", Kind::Client, Some("Admins"), vec![], None);
+        let dave = index.records.last().unwrap().serial.clone();
+        ca.revoke(&mut index, &dave, portcullis_pki::Reason::KeyCompromise)
+            .unwrap();
+        ca.publish_crl(&index, 30).unwrap();
+
+        // Certificates the CA would never issue, signed by it all the same.
+        let now = OffsetDateTime::now_utc();
+        let raw = |name: &str, cn: &str, ou: &str, start: OffsetDateTime, end: OffsetDateTime| {
+            let key = KeyType::P256.generate().unwrap();
+            let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+            let subject = Subject {
+                common_name: cn.into(),
+                organizational_units: vec![ou.into()],
+                ..Default::default()
+            };
+            let der = ca
+                .sign_raw(Kind::Client, &subject, &[], &spki, start, end)
+                .unwrap();
+            let chain: String = ca
+                .chain_for(&der)
+                .iter()
+                .map(|c| ca::pem("CERTIFICATE", c))
+                .collect();
+            std::fs::write(issued.join(format!("{name}.crt")), chain).unwrap();
+            std::fs::write(
+                issued.join(format!("{name}.key")),
+                portcullis_pki::keys::to_pem(&key, None).unwrap().as_bytes(),
+            )
+            .unwrap();
+        };
+        raw(
+            "eve",
+            "eve",
+            "Admins",
+            now - time::Duration::days(60),
+            now - time::Duration::days(1),
+        );
+        raw(
+            "mallory",
+            "admin\0.attacker",
+            "Admins",
+            now - time::Duration::hours(1),
+            now + time::Duration::days(1),
+        );
+
+        let other = dir.path().join("other");
+        ca::init(
+            &other,
+            &InitOptions {
+                name: "Foreign".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let foreign = Ca::open(&other, None).unwrap();
+        let mut findex = Index::load(&foreign.layout().index()).unwrap();
+        let req = LeafRequest {
+            kind: Kind::Client,
+            subject: Subject {
+                common_name: "zed".into(),
+                organizational_units: vec!["Admins".into()],
+                ..Default::default()
+            },
+            sans: vec![],
+            days: 30,
+            key_type: KeyType::P256,
+        };
+        let cert = foreign.issue(&req, &findex).unwrap();
+        foreign
+            .save(
+                cert,
+                &mut findex,
+                &SaveOptions {
+                    out_dir: issued.clone(),
+                    stem: "zed".into(),
+                    key_passphrase: None,
+                    p12: None,
+                    force: false,
+                },
+            )
+            .unwrap();
+        Pki { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `--cert` (chain) and `--key` paths of a client.
+    pub fn client(&self, name: &str) -> (String, String) {
+        let chain = if ["eve", "mallory"].contains(&name) {
+            self.path(&format!("pki/issued/{name}.crt"))
+        } else {
+            self.path(&format!("pki/issued/{name}.chain.pem"))
+        };
+        (
+            chain.display().to_string(),
+            self.path(&format!("pki/issued/{name}.key"))
+                .display()
+                .to_string(),
+        )
+    }
+
+    pub fn root(&self) -> String {
+        self.path("pki/root.crt").display().to_string()
+    }
+
+    /// Writes a gate config in the PKI's directory and returns its path.
+    pub fn config(&self, client_auth: &str, upstream: &str, extra: &str) -> PathBuf {
+        let text = format!(
+            r#"
+listen = "127.0.0.1:0"
+cert = "pki/issued/localhost.chain.pem"
+key = "pki/issued/localhost.key"
+client_auth = "{client_auth}"
+client_ca = ["pki/root.crt"]
+crl = ["pki/crl.pem"]
+upstream = "{upstream}"
+{extra}
+
+[[roles]]
+role = "admin"
+ou = "Admins"
+
+[[roles]]
+role = "user"
+ou = "Users"
+
+[[rules]]
+path = "/"
+require = "anonymous"
+
+[[rules]]
+path = "/public/**"
+require = "anonymous"
+
+[[rules]]
+path = "/me"
+require = "authenticated"
+
+[[rules]]
+path = "/admin/**"
+require = "role:admin"
+"#
+        );
+        let p = self.path(&format!("gate-{client_auth}.toml"));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+/// A running `portcullis serve`, killed on drop.
+pub struct Gate {
+    child: Child,
+    pub port: u16,
+    pub stdout: String,
+}
+
+impl Gate {
+    pub fn start(config: &Path) -> Gate {
+        Gate::start_in(
+            config.parent().unwrap(),
+            &["serve", "-c", config.to_str().unwrap()],
+            &[],
+        )
+    }
+
+    /// Starts `portcullis ARGS` in `dir` and waits for its "listening on" line.
+    pub fn start_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Gate {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("PORTCULLIS_KEY_PASSPHRASE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut seen = String::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                seen.push_str(&line);
+                seen.push('\n');
+                if let Some(rest) = line.strip_prefix("listening on https://") {
+                    let port = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap()
+                        .rsplit(':')
+                        .next()
+                        .unwrap()
+                        .parse::<u16>()
+                        .unwrap();
+                    let _ = tx.send((port, seen.clone()));
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok((port, stdout)) => Gate {
+                child,
+                port,
+                stdout,
+            },
+            Err(_) => {
+                let _ = child.kill();
+                let mut err = String::new();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("gate did not start: {err}");
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What curl saw: the HTTP status ("000" when there was no HTTP response) and the body.
+#[derive(Debug)]
+pub struct Curl {
+    pub status: String,
+    pub body: String,
+    pub stderr: String,
+}
+
+/// curl with `--cacert root`, the given extra args and URL; never follows redirects.
+pub fn curl(pki: &Pki, args: &[&str], url: &str) -> Curl {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "--path-as-is",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+        ])
+        .arg(pki.root())
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    Curl {
+        status: status.trim().to_owned(),
+        body: body.to_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// curl as a client with a certificate.
+pub fn curl_as(pki: &Pki, who: &str, extra: &[&str], url: &str) -> Curl {
+    let (cert, key) = pki.client(who);
+    let mut args = vec!["--cert", cert.as_str(), "--key", key.as_str()];
+    args.extend_from_slice(extra);
+    curl(pki, &args, url)
+}
+
+/// A Node.js HTTP server on 127.0.0.1 that answers every request with a JSON echo of
+/// its method, URL and headers.
+pub struct Upstream {
+    child: Child,
+    pub port: u16,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let script = r#"
+            const http = require('http');
+            const s = http.createServer((req, res) => {
+                res.setHeader('content-type', 'application/json');
+                res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers }));
+            });
+            s.listen(0, '127.0.0.1', () => console.log('port ' + s.address().port));
+            setTimeout(() => process.exit(0), 120000).unref();
+        "#;
+        let mut child = Command::new("node")
+            .args(["-e", script])
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
+        Upstream { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends raw bytes over TLS with `openssl s_client` (SNI localhost) and returns stdout.
+pub fn s_client(pki: &Pki, port: u16, who: Option<&str>, request: &str) -> String {
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "s_client",
+        "-quiet",
+        "-connect",
+        &format!("127.0.0.1:{port}"),
+        "-servername",
+        "localhost",
+        "-CAfile",
+    ])
+    .arg(pki.root())
+    .args(["-verify_return_error"]);
+    let creds;
+    if let Some(w) = who {
+        // -cert reads one certificate; the intermediate goes with -cert_chain.
+        creds = pki.client(w);
+        cmd.args(["-cert", &creds.0, "-cert_chain", &creds.0, "-key", &creds.1]);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
