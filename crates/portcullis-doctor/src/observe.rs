@@ -122,7 +122,11 @@ pub enum HandshakeOutcome {
     /// Handshake done and the server did not hang up during the short wait after it.
     Established,
     /// The server sent a fatal alert.
-    Alert { code: u8, name: String, stage: Stage },
+    Alert {
+        code: u8,
+        name: String,
+        stage: Stage,
+    },
     /// The server closed (FIN) or reset (RST) the connection without an alert.
     Closed { reset: bool, stage: Stage },
     /// Nothing came back within the timeout.
@@ -180,13 +184,25 @@ pub struct Handshake {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum RawResponse {
-    ServerHello { version: String, cipher_suite: String },
-    Alert { code: u8, name: String },
-    Closed { reset: bool },
+    ServerHello {
+        version: String,
+        cipher_suite: String,
+    },
+    Alert {
+        code: u8,
+        name: String,
+    },
+    Closed {
+        reset: bool,
+    },
     Timeout,
     /// Not TLS: the first bytes, printable characters kept and the rest escaped.
-    NotTls { preview: String },
-    Error { message: String },
+    NotTls {
+        preview: String,
+    },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -155,11 +155,17 @@ async fn run_async(req: &Request, stores: &Stores) -> (Observations, Vec<Handsha
 
     // TCP: the first address that answers.
     let mut addr = None;
+    let mut first_stream = None;
     for a in addrs.iter().take(4) {
         let start = Instant::now();
         let (outcome, error) = match tokio::time::timeout(req.timeout, TcpStream::connect(a)).await
         {
-            Ok(Ok(_)) => (TcpOutcome::Connected, None),
+            Ok(Ok(s)) => {
+                // Reused for the first handshake: a server that accepts only a few
+                // connections (or logs each one) sees no extra empty connection.
+                first_stream = Some(s);
+                (TcpOutcome::Connected, None)
+            }
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 (TcpOutcome::Refused, Some(e.to_string()))
             }
@@ -184,7 +190,7 @@ async fn run_async(req: &Request, stores: &Stores) -> (Observations, Vec<Handsha
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let profile = req.profile();
-    let (primary, mut chain) = handshake(addr, &profile, req, &provider).await;
+    let (primary, mut chain) = handshake(addr, &profile, req, &provider, first_stream).await;
     let failed_early = primary.outcome.stage() == Some(Stage::Hello);
     obs.handshakes.push(primary);
 
@@ -197,7 +203,7 @@ async fn run_async(req: &Request, stores: &Stores) -> (Observations, Vec<Handsha
                 sni: Some(name.clone()),
                 ..profile.clone()
             };
-            let (h, c) = handshake(addr, &p, req, &provider).await;
+            let (h, c) = handshake(addr, &p, req, &provider, None).await;
             obs.handshakes.push(h);
             chain = c;
         }
@@ -216,7 +222,7 @@ async fn run_async(req: &Request, stores: &Stores) -> (Observations, Vec<Handsha
     let mut matrix = Vec::new();
     if req.compare {
         for p in crate::compare::profiles(req, &obs) {
-            let (h, _) = handshake(addr, &p, req, &provider).await;
+            let (h, _) = handshake(addr, &p, req, &provider, None).await;
             matrix.push(h);
         }
     }
@@ -226,7 +232,7 @@ async fn run_async(req: &Request, stores: &Stores) -> (Observations, Vec<Handsha
 /// Raw ClientHellos that vary one thing, to prove why the handshake died early.
 async fn raw_probes(addr: SocketAddr, req: &Request, profile: &Profile, obs: &mut Observations) {
     let t = req.timeout;
-    let mut run = |label: String, hello: RawHello| async move {
+    let run = |label: String, hello: RawHello| async move {
         let (response, ms) = raw::probe(addr, &hello, t).await;
         RawProbe {
             label,
@@ -252,7 +258,11 @@ async fn raw_probes(addr: SocketAddr, req: &Request, profile: &Profile, obs: &mu
     // SNI: leave it out, or try the names the hosts file gives the address.
     let mut sni = profile.sni.clone();
     if profile.sni.is_some() {
-        let p = run("without SNI".into(), RawHello::modern(None, profile.alpn.clone())).await;
+        let p = run(
+            "without SNI".into(),
+            RawHello::modern(None, profile.alpn.clone()),
+        )
+        .await;
         obs.raw.push(p);
     } else if let Ok(ip) = req.target.host.parse::<IpAddr>() {
         let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
@@ -320,13 +330,17 @@ fn versions(tls: Option<&str>) -> Vec<&'static SupportedProtocolVersion> {
     }
 }
 
-fn certified_key(c: &ClientIdentity, provider: &CryptoProvider) -> Result<CertifiedKey, rustls::Error> {
+fn certified_key(
+    c: &ClientIdentity,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, rustls::Error> {
     let chain = c
         .chain
         .iter()
         .map(|d| CertificateDer::from(d.clone()))
         .collect();
-    let key = PrivateKeyDer::try_from(c.key_pkcs8.clone()).map_err(|e| rustls::Error::General(e.into()))?;
+    let key = PrivateKeyDer::try_from(c.key_pkcs8.clone())
+        .map_err(|e| rustls::Error::General(e.into()))?;
     CertifiedKey::from_der(chain, key, provider)
 }
 
@@ -355,6 +369,7 @@ pub(crate) async fn handshake(
     profile: &Profile,
     req: &Request,
     provider: &Arc<CryptoProvider>,
+    connected: Option<TcpStream>,
 ) -> (Handshake, Vec<Vec<u8>>) {
     let record = danger::Shared::default();
     let key = if profile.client_cert {
@@ -376,7 +391,11 @@ pub(crate) async fn handshake(
         sni: profile.sni.clone(),
         versions: vers
             .iter()
-            .map(|v| format!("{:?}", v.version).replace("v1_", "1.").replace("TLS", "TLS "))
+            .map(|v| {
+                format!("{:?}", v.version)
+                    .replace("v1_", "1.")
+                    .replace("TLS", "TLS ")
+            })
             .collect(),
         alpn: profile.alpn.clone(),
         cipher_suites: suites,
@@ -398,18 +417,17 @@ pub(crate) async fn handshake(
         ms: 0,
     };
 
-    let builder = match ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&vers)
-    {
-        Ok(b) => b,
-        Err(e) => {
-            h.outcome = HandshakeOutcome::ClientError {
-                message: e.to_string(),
-                stage: Stage::Hello,
-            };
-            return (h, Vec::new());
-        }
-    };
+    let builder =
+        match ClientConfig::builder_with_provider(provider.clone()).with_protocol_versions(&vers) {
+            Ok(b) => b,
+            Err(e) => {
+                h.outcome = HandshakeOutcome::ClientError {
+                    message: e.to_string(),
+                    stage: Stage::Hello,
+                };
+                return (h, Vec::new());
+            }
+        };
     let mut config = builder
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
@@ -434,7 +452,13 @@ pub(crate) async fn handshake(
 
     let start = Instant::now();
     let deadline = tokio::time::Instant::now() + req.timeout;
-    let tcp = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+    let connect = async {
+        match connected {
+            Some(s) => Ok(s),
+            None => TcpStream::connect(addr).await,
+        }
+    };
+    let tcp = match tokio::time::timeout_at(deadline, connect).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             h.outcome = HandshakeOutcome::ClientError {
@@ -449,7 +473,8 @@ pub(crate) async fn handshake(
         }
     };
     let connect_ms = ms(start);
-    h.steps.push(step(connect_ms, "sent", describe_hello(&h.sent)));
+    h.steps
+        .push(step(connect_ms, "sent", describe_hello(&h.sent)));
     let connector = TlsConnector::from(Arc::new(config));
     let result = tokio::time::timeout_at(deadline, connector.connect(server_name, tcp)).await;
     let stage_now = |r: &danger::Shared| {
@@ -493,10 +518,25 @@ pub(crate) async fn handshake(
                 ),
             ));
             // Listen briefly: no application data is ever written on this connection.
-            let wait = AFTER_HANDSHAKE_WAIT.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            let wait = AFTER_HANDSHAKE_WAIT
+                .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
             let mut buf = [0u8; 1024];
+            let asked_for_cert = record
+                .lock()
+                .map(|r| r.cert_request.is_some())
+                .unwrap_or(false);
             h.outcome = match tokio::time::timeout(wait, tls.read(&mut buf)).await {
                 Err(_) | Ok(Ok(1..)) => HandshakeOutcome::Established,
+                // A clean close after a handshake that did not involve a client
+                // certificate is the server's business (it had nothing to reject).
+                Ok(Ok(0)) if !asked_for_cert => {
+                    h.steps.push(step(
+                        ms(start),
+                        "closed",
+                        "the server closed the connection after the handshake".into(),
+                    ));
+                    HandshakeOutcome::Established
+                }
                 Ok(Ok(0)) => HandshakeOutcome::Closed {
                     reset: false,
                     stage: Stage::AfterHandshake,
@@ -639,10 +679,9 @@ fn from_io_error(e: &std::io::Error, stage: Stage) -> HandshakeOutcome {
         };
     }
     match e.kind() {
-        ConnectionReset | ConnectionAborted | BrokenPipe => HandshakeOutcome::Closed {
-            reset: true,
-            stage,
-        },
+        ConnectionReset | ConnectionAborted | BrokenPipe => {
+            HandshakeOutcome::Closed { reset: true, stage }
+        }
         UnexpectedEof => HandshakeOutcome::Closed {
             reset: false,
             stage,
@@ -660,11 +699,15 @@ mod tests {
 
     #[test]
     fn hosts_file_names() {
-        let hosts = "127.0.0.1 localhost\n# comment\n127.0.0.1 vm vm.local # x\n::1 ip6-localhost\n";
+        let hosts =
+            "127.0.0.1 localhost\n# comment\n127.0.0.1 vm vm.local # x\n::1 ip6-localhost\n";
         assert_eq!(
             names_for(hosts, "127.0.0.1".parse().unwrap()),
             vec!["localhost", "vm", "vm.local"]
         );
-        assert_eq!(names_for(hosts, "::1".parse().unwrap()), vec!["ip6-localhost"]);
+        assert_eq!(
+            names_for(hosts, "::1".parse().unwrap()),
+            vec!["ip6-localhost"]
+        );
     }
 }

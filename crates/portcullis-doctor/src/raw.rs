@@ -29,8 +29,7 @@ pub const MODERN_SUITES: &[u16] = &[
 
 /// CBC, RSA key exchange, 3DES and RC4: what old servers may still insist on.
 pub const LEGACY_SUITES: &[u16] = &[
-    0xc013, 0xc014, 0xc009, 0xc00a, 0x009c, 0x009d, 0x002f, 0x0035, 0x003c, 0x000a, 0x0005,
-    0x0004,
+    0xc013, 0xc014, 0xc009, 0xc00a, 0x009c, 0x009d, 0x002f, 0x0035, 0x003c, 0x000a, 0x0005, 0x0004,
 ];
 
 impl RawHello {
@@ -275,7 +274,11 @@ fn parse_server_hello(hs: &[u8]) -> Option<(u16, u16)> {
 
 /// Sends `hello` on a fresh connection and reads the first answer (one record, or the
 /// first bytes of something else), within `timeout`.
-pub async fn probe(addr: std::net::SocketAddr, hello: &RawHello, timeout: Duration) -> (RawResponse, u64) {
+pub async fn probe(
+    addr: std::net::SocketAddr,
+    hello: &RawHello,
+    timeout: Duration,
+) -> (RawResponse, u64) {
     let start = Instant::now();
     let ms = |s: Instant| s.elapsed().as_millis() as u64;
     let mut stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {

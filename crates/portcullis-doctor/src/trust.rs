@@ -24,7 +24,11 @@ impl Stores {
         let system = native
             .certs
             .iter()
-            .filter_map(|c| webpki::anchor_from_trusted_cert(c).ok().map(|a| a.to_owned()))
+            .filter_map(|c| {
+                webpki::anchor_from_trusted_cert(c)
+                    .ok()
+                    .map(|a| a.to_owned())
+            })
             .collect();
         Stores {
             system,

@@ -68,6 +68,18 @@ pub enum ClientAuth {
     Off,
 }
 
+/// What happens to a client certificate that is presented but fails verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvalidCert {
+    /// The TLS handshake fails (the default, and the only choice in `require` mode).
+    #[default]
+    Reject,
+    /// The client continues as anonymous; `X-Client-Verify: FAILED:reason` and the 401
+    /// page say why. Only with `client_auth = "optional"`.
+    Anonymous,
+}
+
 /// Where requests go after the policy allows them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upstream {
@@ -112,7 +124,6 @@ impl Default for HeaderNames {
 pub struct Limits {
     pub handshake_timeout_secs: u64,
     pub header_timeout_secs: u64,
-    pub idle_timeout_secs: u64,
     pub upstream_connect_timeout_secs: u64,
     pub upstream_timeout_secs: u64,
     pub max_header_bytes: usize,
@@ -124,7 +135,6 @@ impl Default for Limits {
         Limits {
             handshake_timeout_secs: 10,
             header_timeout_secs: 10,
-            idle_timeout_secs: 60,
             upstream_connect_timeout_secs: 5,
             upstream_timeout_secs: 30,
             max_header_bytes: 16 * 1024,
@@ -145,6 +155,7 @@ pub struct Config {
     /// Host names accepted from clients that send no SNI (empty: the certificate's SANs).
     pub server_names: Vec<String>,
     pub client_auth: ClientAuth,
+    pub invalid_cert: InvalidCert,
     pub client_ca: Vec<PathBuf>,
     pub crl: Vec<PathBuf>,
     /// Accept clients while a CRL is past its nextUpdate (off by default: fail closed).
@@ -171,6 +182,8 @@ struct Raw {
     #[serde(default)]
     server_names: Vec<String>,
     client_auth: ClientAuth,
+    #[serde(default)]
+    invalid_cert: InvalidCert,
     #[serde(default)]
     client_ca: Vec<PathBuf>,
     #[serde(default)]
@@ -283,6 +296,13 @@ impl Config {
                 None,
                 Some("client_ca".into()),
                 "client_auth needs the CA certificates that issue client certificates, e.g. client_ca = [\"pki/root.crt\"]".into(),
+            ));
+        }
+        if raw.invalid_cert == InvalidCert::Anonymous && raw.client_auth != ClientAuth::Optional {
+            return Err(at(
+                None,
+                Some("invalid_cert".into()),
+                "\"anonymous\" only makes sense with client_auth = \"optional\"".into(),
             ));
         }
         let upstream = parse_upstream(raw.upstream.get_ref(), raw.upstream_http2)
@@ -444,6 +464,7 @@ impl Config {
                 .map(|s| s.to_ascii_lowercase())
                 .collect(),
             client_auth: raw.client_auth,
+            invalid_cert: raw.invalid_cert,
             client_ca: raw.client_ca.iter().map(|p| rel(p)).collect(),
             crl: raw.crl.iter().map(|p| rel(p)).collect(),
             allow_expired_crl: raw.allow_expired_crl,

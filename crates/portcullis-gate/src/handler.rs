@@ -103,7 +103,7 @@ pub async fn handle(gate: &Gate, conn: &Connection, mut req: Request<Incoming>) 
     // 3. Policy.
     let verified = match &conn.peer {
         Peer::Verified(v) => Some(v.as_ref()),
-        Peer::Anonymous => None,
+        Peer::Anonymous | Peer::Failed(_) => None,
     };
     let facts = portcullis_policy::Request {
         method: req.method().as_str(),
@@ -114,7 +114,11 @@ pub async fn handle(gate: &Gate, conn: &Connection, mut req: Request<Incoming>) 
     match policy.decide(&facts, verified.map(|v| v.roles)) {
         Decision::Allow { .. } => {}
         Decision::Unauthenticated { .. } => {
-            return gate.pages.refusal(&Refusal::NoCertificate, html);
+            let refusal = match conn.peer {
+                Peer::Failed(reason) => Refusal::CertificateRefused(reason),
+                _ => Refusal::NoCertificate,
+            };
+            return gate.pages.refusal(&refusal, html);
         }
         Decision::Forbidden { require, .. } => {
             let who = verified.map_or("anonymous", |v| v.label.as_str());
@@ -140,7 +144,11 @@ pub async fn handle(gate: &Gate, conn: &Connection, mut req: Request<Incoming>) 
             }
         }
         None => {
-            headers.insert(gate.names.verify.clone(), HeaderValue::from_static("NONE"));
+            let verify = match conn.peer {
+                Peer::Failed(reason) => crate::identity_headers::text(&format!("FAILED:{reason}")),
+                _ => HeaderValue::from_static("NONE"),
+            };
+            headers.insert(gate.names.verify.clone(), verify);
         }
     }
 

@@ -34,7 +34,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-pub use config::{ClientAuth, Config, ConfigError, Upstream};
+pub use config::{ClientAuth, Config, ConfigError, InvalidCert, Upstream};
 pub use error::{Error, Result};
 
 /// A loaded gate: configuration, TLS, compiled policy, pages and the upstream client.

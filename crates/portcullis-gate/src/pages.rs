@@ -48,6 +48,8 @@ impl Pages {
 pub enum Refusal<'a> {
     BadRequest(&'a str),
     NoCertificate,
+    /// A certificate was presented but refused (only with `invalid_cert = "anonymous"`).
+    CertificateRefused(&'a str),
     Forbidden {
         who: &'a str,
         needs: &'a str,
@@ -139,6 +141,20 @@ impl Pages {
 </ul><p>Then restart the browser and reload this page; it will ask which certificate to use.</p>\
 <p>Programs: <code>curl --cert client.crt --key client.key https://…</code></p>"
                     .to_owned(),
+            ),
+            Refusal::CertificateRefused(reason) => (
+                StatusCode::UNAUTHORIZED,
+                "client_certificate_refused",
+                "Your client certificate was not accepted",
+                format!(
+                    "This page needs a valid client certificate; the one presented was refused ({reason}). \
+                     Ask the site's administrator for a new certificate."
+                ),
+                format!(
+                    "<p>This page needs a valid client certificate. The certificate your browser presented was refused: <b>{}</b>.</p>\
+<p>Ask the site's administrator for a new certificate, import it, and remove the old one from your browser.</p>",
+                    escape(reason)
+                ),
             ),
             Refusal::Forbidden { who, needs } => (
                 StatusCode::FORBIDDEN,

@@ -26,6 +26,9 @@ pub enum Peer {
     Anonymous,
     /// A certificate that rustls verified (chain, validity, CRL, clientAuth EKU).
     Verified(Box<Verified>),
+    /// A certificate was presented and refused (`invalid_cert = "anonymous"` only):
+    /// treated as anonymous, with the reason shown to pages and the upstream.
+    Failed(&'static str),
 }
 
 /// A verified client: its identity, roles and the headers that carry them upstream.
@@ -103,34 +106,30 @@ impl Gate {
         let (_, session) = tls.get_ref();
         let sni = session.server_name().map(str::to_ascii_lowercase);
         let peer = match session.peer_certificates() {
-            Some(chain) if !chain.is_empty() => match Identity::from_der(&chain[0]) {
-                Ok(identity) => {
-                    let roles = self.config.policy.roles_of(&identity);
-                    let headers =
-                        self.names
-                            .for_identity(&identity, chain, &self.config.policy, roles);
-                    let role_names = self
-                        .config
-                        .policy
-                        .role_list(roles)
-                        .map(str::to_owned)
-                        .collect();
-                    let label = match &identity.common_name {
-                        Some(cn) => format!("CN={cn}"),
-                        None => identity.subject.clone(),
-                    };
-                    Peer::Verified(Box::new(Verified {
-                        identity,
-                        roles,
-                        role_names,
-                        headers,
-                        label,
-                    }))
+            Some(chain) if !chain.is_empty() => {
+                // With invalid_cert = "anonymous" the handshake deferred chain
+                // verification to here; this check is what makes an identity possible.
+                let verdict = match &self.tls.deferred {
+                    Some(verifier) => verifier
+                        .verify_client_cert(
+                            &chain[0],
+                            &chain[1..],
+                            rustls::pki_types::UnixTime::now(),
+                        )
+                        .map(drop)
+                        .map_err(|e| crate::tls::failure_reason(&e)),
+                    None => Ok(()),
+                };
+                match verdict
+                    .and_then(|()| Identity::from_der(&chain[0]).map_err(|_| "invalid-subject"))
+                {
+                    Ok(identity) => Peer::Verified(Box::new(self.verified(identity, chain))),
+                    Err(reason) if self.tls.deferred.is_some() => Peer::Failed(reason),
+                    // A verified certificate whose fields we refuse to interpret (a NUL in
+                    // the CN, …) gets nothing: fail closed, close the connection.
+                    Err(_) => return,
                 }
-                // A verified certificate whose fields we refuse to interpret (a NUL in the
-                // CN, …) gets nothing: fail closed, close the connection.
-                Err(_) => return,
-            },
+            }
             _ => Peer::Anonymous,
         };
         let ip = peer_addr.ip();
@@ -163,6 +162,28 @@ impl Gate {
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
         let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+    }
+
+    fn verified(
+        &self,
+        identity: Identity,
+        chain: &[rustls::pki_types::CertificateDer<'_>],
+    ) -> Verified {
+        let policy = &self.config.policy;
+        let roles = policy.roles_of(&identity);
+        let headers = self.names.for_identity(&identity, chain, policy, roles);
+        let role_names = policy.role_list(roles).map(str::to_owned).collect();
+        let label = match &identity.common_name {
+            Some(cn) => format!("CN={cn}"),
+            None => identity.subject.clone(),
+        };
+        Verified {
+            identity,
+            roles,
+            role_names,
+            headers,
+            label,
+        }
     }
 
     /// Serves the plain-HTTP listener: every request gets a 308 to HTTPS on `https_port`

@@ -7,19 +7,27 @@ use std::sync::Arc;
 
 use portcullis_pki::Passphrase;
 use rustls::RootCertStore;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::UnixTime;
 use rustls::pki_types::{
     CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer,
 };
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use x509_parser::prelude::*;
 
-use crate::config::{ClientAuth, Config};
+use crate::config::{ClientAuth, Config, InvalidCert};
 use crate::error::{Error, Result};
 
 /// Everything TLS-related the gate needs after loading.
 #[derive(Debug)]
 pub struct Tls {
     pub server_config: Arc<rustls::ServerConfig>,
+    /// Set only with `invalid_cert = "anonymous"`: the handshake did NOT verify the client
+    /// chain, and the gate must run this verifier on it before any identity exists
+    /// (see [`DeferredVerifier`]).
+    pub deferred: Option<Arc<dyn ClientCertVerifier>>,
     /// DNS and IP names of the server certificate (lower case): the hosts accepted from
     /// clients that send no SNI, unless `server_names` overrides them.
     pub cert_names: Vec<String>,
@@ -113,6 +121,7 @@ pub fn load(config: &Config, key_passphrase: Option<&Passphrase>) -> Result<Tls>
 
     let mut client_ca_subjects = Vec::new();
     let mut expired_crls = Vec::new();
+    let mut deferred = None;
     let verifier = match config.client_auth {
         ClientAuth::Off => WebPkiClientVerifier::no_client_auth(),
         mode => {
@@ -162,9 +171,15 @@ pub fn load(config: &Config, key_passphrase: Option<&Passphrase>) -> Result<Tls>
             if mode == ClientAuth::Optional {
                 builder = builder.allow_unauthenticated();
             }
-            builder
+            let verifier = builder
                 .build()
-                .map_err(|e| Error::Tls(format!("client certificate verifier: {e}")))?
+                .map_err(|e| Error::Tls(format!("client certificate verifier: {e}")))?;
+            if mode == ClientAuth::Optional && config.invalid_cert == InvalidCert::Anonymous {
+                deferred = Some(verifier.clone());
+                Arc::new(DeferredVerifier { inner: verifier })
+            } else {
+                verifier
+            }
         }
     };
 
@@ -184,6 +199,7 @@ pub fn load(config: &Config, key_passphrase: Option<&Passphrase>) -> Result<Tls>
 
     Ok(Tls {
         server_config: Arc::new(server_config),
+        deferred,
         cert_names,
         client_ca_subjects,
         expired_crls,
@@ -196,4 +212,86 @@ pub fn key_is_encrypted(path: &Path) -> Result<bool> {
     Ok(portcullis_pki::keys::is_encrypted(
         &String::from_utf8_lossy(&bytes),
     ))
+}
+
+// === impl DeferredVerifier ===
+
+/// For `invalid_cert = "anonymous"` only: lets the TLS handshake complete when the client
+/// presents a certificate that fails chain verification, so the gate can answer with a
+/// page ("your certificate is expired") instead of a bare handshake failure — like nginx's
+/// `ssl_verify_client optional_no_ca` with `$ssl_client_verify`.
+///
+/// Verification is moved, not removed: the proof of possession (the client's handshake
+/// signature) is still checked here, and the gate runs the real verifier, `inner`, on the
+/// chain right after the handshake (`Tls::deferred`). Only a chain that passes becomes an
+/// identity; any other is anonymous, with the failure reason in `X-Client-Verify`.
+#[derive(Debug)]
+struct DeferredVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for DeferredVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        // Deferred to `Tls::deferred`, which the gate runs after the handshake.
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A short, stable reason for a refused client certificate (`X-Client-Verify: FAILED:…`).
+pub fn failure_reason(e: &rustls::Error) -> &'static str {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::Expired | C::ExpiredContext { .. } => "expired",
+            C::NotValidYet | C::NotValidYetContext { .. } => "not-yet-valid",
+            C::Revoked => "revoked",
+            C::UnknownIssuer => "unknown-ca",
+            C::UnknownRevocationStatus => "unknown-revocation-status",
+            C::ExpiredRevocationList | C::ExpiredRevocationListContext { .. } => "crl-expired",
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => "wrong-purpose",
+            C::BadSignature => "bad-signature",
+            C::BadEncoding => "bad-encoding",
+            _ => "invalid",
+        },
+        _ => "invalid",
+    }
 }

@@ -421,3 +421,42 @@ fn http_listener_only_redirects() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text, format!("308 https://localhost:{}/me?x=1", gate.port));
 }
+
+#[test]
+fn invalid_cert_as_anonymous_shows_the_reason_and_grants_nothing() {
+    let pki = Pki::new();
+    let upstream = Upstream::start();
+    let gate =
+        Gate::start(&pki.config("optional", &upstream.url(), "invalid_cert = \"anonymous\""));
+    for (who, reason) in [
+        ("eve", "expired"),
+        ("dave", "revoked"),
+        ("zed", "unknown-ca"),
+    ] {
+        // Through to anonymous routes, with the reason for the upstream…
+        let r = curl_as(&pki, who, &[], &gate.url("/public/x"));
+        assert_eq!(r.status, "200", "{who}: {r:?}");
+        let h = json(&r.body)["headers"].clone();
+        assert_eq!(h["x-client-verify"], format!("FAILED:{reason}"), "{who}");
+        assert!(
+            h.get("x-client-cn").is_none() && h.get("client-cert").is_none(),
+            "{who}: {h}"
+        );
+        // …but never an identity: eve and dave are OU=Admins, and still get 401, with why.
+        let r = curl_as(&pki, who, &[], &gate.url("/admin/"));
+        assert_eq!(r.status, "401", "{who}: {r:?}");
+        let v = json(&r.body);
+        assert_eq!(v["error"], "client_certificate_refused");
+        assert!(v["message"].as_str().unwrap().contains(reason), "{v}");
+    }
+    // A NUL in the CN is a refused certificate here too, not an identity.
+    let r = curl_as(&pki, "mallory", &[], &gate.url("/public/x"));
+    assert_eq!(
+        json(&r.body)["headers"]["x-client-verify"],
+        "FAILED:invalid-subject"
+    );
+    // Valid certificates are unaffected.
+    let r = curl_as(&pki, "alice", &[], &gate.url("/admin/x"));
+    assert_eq!(r.status, "200");
+    assert_eq!(json(&r.body)["headers"]["x-client-verify"], "SUCCESS");
+}

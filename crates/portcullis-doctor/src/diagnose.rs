@@ -1,0 +1,770 @@
+//! `diagnose`: a pure function from [`Observations`] to findings. No I/O, no clock (the
+//! observation carries the time), so it runs the same on a live probe, a saved JSON file,
+//! or a capture.
+
+use serde::{Deserialize, Serialize};
+
+use crate::causes;
+use crate::certs::is_weak_signature;
+use crate::fixes::{self, Fix};
+use crate::observe::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One thing the doctor found, with its evidence and the secure fix per ecosystem.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finding {
+    pub cause: String,
+    pub severity: Severity,
+    pub summary: String,
+    pub evidence: Vec<String>,
+    /// The error text clients print for this cause, so people find it by what they saw.
+    pub errors_seen: Vec<String>,
+    pub fixes: Vec<Fix>,
+}
+
+/// The diagnosis: findings in the order a client runs into them; `cause` is the first
+/// error (or `ok`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Diagnosis {
+    pub cause: String,
+    pub findings: Vec<Finding>,
+}
+
+impl Diagnosis {
+    pub fn healthy(&self) -> bool {
+        self.cause == "ok"
+    }
+}
+
+struct Builder<'a> {
+    obs: &'a Observations,
+    out: Vec<Finding>,
+}
+
+impl Builder<'_> {
+    fn add(&mut self, cause: &str, severity: Severity, summary: String, evidence: Vec<String>) {
+        if self.out.iter().any(|f| f.cause == cause) {
+            return;
+        }
+        let errors_seen = causes::get(cause)
+            .map(|c| c.errors.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default();
+        self.out.push(Finding {
+            cause: cause.into(),
+            severity,
+            summary,
+            evidence,
+            errors_seen,
+            fixes: fixes::for_cause(cause, self.obs),
+        });
+    }
+}
+
+/// Judges the observations.
+pub fn diagnose(obs: &Observations) -> Diagnosis {
+    let mut b = Builder {
+        obs,
+        out: Vec::new(),
+    };
+    connection(&mut b);
+    chain(&mut b);
+    let mut findings = b.out;
+    findings.sort_by_key(|f| (f.severity == Severity::Warning, causes::rank(&f.cause)));
+    let cause = findings
+        .iter()
+        .find(|f| f.severity == Severity::Error)
+        .map_or_else(|| "ok".to_owned(), |f| f.cause.clone());
+    Diagnosis { cause, findings }
+}
+
+fn ms_text(ms: u64) -> String {
+    format!("{ms} ms")
+}
+
+/// Everything up to and including the handshake.
+fn connection(b: &mut Builder<'_>) {
+    let obs = b.obs;
+    for l in &obs.local {
+        b.add(&l.cause, Severity::Error, l.detail.clone(), vec![]);
+    }
+    if !obs.local.is_empty() {
+        return;
+    }
+    let t = &obs.target;
+    if let Some(dns) = &obs.dns {
+        if let Some(e) = &dns.error {
+            b.add(
+                "dns-failure",
+                Severity::Error,
+                format!("{} does not resolve", t.host),
+                vec![format!("resolver: {e} (after {})", ms_text(dns.ms))],
+            );
+            return;
+        }
+    }
+    if let Some(tcp) = &obs.tcp {
+        match tcp.outcome {
+            TcpOutcome::Connected => {}
+            TcpOutcome::Refused => {
+                b.add(
+                    "tcp-refused",
+                    Severity::Error,
+                    format!(
+                        "nothing listens on {}: the connection was refused",
+                        tcp.address
+                    ),
+                    vec![format!(
+                        "TCP SYN to {} answered with RST after {}",
+                        tcp.address,
+                        ms_text(tcp.ms)
+                    )],
+                );
+                return;
+            }
+            TcpOutcome::Timeout => {
+                b.add(
+                    "tcp-timeout",
+                    Severity::Error,
+                    format!("no answer from {}: filtered or down", tcp.address),
+                    vec![format!("no SYN-ACK within {}", ms_text(tcp.ms))],
+                );
+                return;
+            }
+            TcpOutcome::Error => {
+                b.add(
+                    "tcp-refused",
+                    Severity::Error,
+                    format!(
+                        "cannot connect to {}: {}",
+                        tcp.address,
+                        tcp.error.as_deref().unwrap_or("error")
+                    ),
+                    vec![],
+                );
+                return;
+            }
+        }
+    }
+    let Some(primary) = obs.handshakes.first() else {
+        return;
+    };
+    let trace = |h: &Handshake| -> Vec<String> {
+        let mut v = vec![format!("handshake \"{}\":", h.label)];
+        v.extend(
+            h.steps
+                .iter()
+                .map(|s| format!("  +{} ms {} {}", s.ms, s.dir, s.what)),
+        );
+        v
+    };
+    let raw_lines = |obs: &Observations| -> Vec<String> {
+        obs.raw
+            .iter()
+            .map(|r| {
+                format!(
+                    "raw ClientHello \"{}\" (SNI {}, {}): {} after {} ms",
+                    r.label,
+                    r.sent.sni.as_deref().unwrap_or("none"),
+                    r.sent.versions.join("/"),
+                    raw_text(&r.response),
+                    r.ms
+                )
+            })
+            .collect()
+    };
+    let mut evidence = trace(primary);
+    evidence.extend(raw_lines(obs));
+
+    // The handshake the diagnosis of the chain relies on (the SNI retry when there is one).
+    let main = obs.handshakes.last().unwrap_or(primary);
+
+    match &primary.outcome {
+        HandshakeOutcome::Established => {}
+        o if o.stage() == Some(Stage::Hello) => {
+            hello_failure(b, primary, evidence.clone());
+        }
+        _ => {}
+    }
+
+    // Failures after the server's certificate: client certificates.
+    let late = |h: &Handshake| {
+        !matches!(h.outcome, HandshakeOutcome::Established)
+            && h.outcome.stage() != Some(Stage::Hello)
+    };
+    if late(main) {
+        let mut ev = trace(main);
+        if let Some(names) = &main.cert_request {
+            ev.push(format!(
+                "the server accepts client certificates from: {}",
+                if names.is_empty() {
+                    "(it did not list CA names)".to_owned()
+                } else {
+                    names.join("; ")
+                }
+            ));
+        }
+        let alert = match &main.outcome {
+            HandshakeOutcome::Alert { code, .. } => Some(*code),
+            _ => None,
+        };
+        if main.cert_request.is_some() && !main.sent.client_cert || alert == Some(116) {
+            b.add(
+                "client-cert-required",
+                Severity::Error,
+                "the server requires a client certificate and we sent none".into(),
+                ev,
+            );
+        } else if main.cert_request.is_some() && main.sent.client_cert {
+            b.add(
+                "client-cert-rejected",
+                Severity::Error,
+                format!(
+                    "the server refused our client certificate ({})",
+                    outcome_text(&main.outcome)
+                ),
+                ev,
+            );
+        } else if alert == Some(120) {
+            b.add(
+                "alpn-mismatch",
+                Severity::Error,
+                "the server speaks none of the application protocols we offered".into(),
+                ev,
+            );
+        } else {
+            b.add(
+                "reset-after-client-hello",
+                Severity::Error,
+                format!(
+                    "the handshake failed after the server's certificate: {}",
+                    outcome_text(&main.outcome)
+                ),
+                ev,
+            );
+        }
+    }
+}
+
+/// The handshake died before the server's certificate: use the raw probes to say why.
+fn hello_failure(b: &mut Builder<'_>, primary: &Handshake, evidence: Vec<String>) {
+    let obs = b.obs;
+    let raw = |label: &str| obs.raw.iter().find(|r| r.label == label);
+    let server_hello = |r: &RawProbe| match &r.response {
+        RawResponse::ServerHello {
+            version,
+            cipher_suite,
+        } => Some((version.clone(), cipher_suite.clone())),
+        _ => None,
+    };
+    let not_tls = obs.raw.iter().find_map(|r| match &r.response {
+        RawResponse::NotTls { preview } => Some(preview.clone()),
+        _ => None,
+    });
+    if matches!(primary.outcome, HandshakeOutcome::NotTls { .. }) || not_tls.is_some() {
+        let preview = not_tls.unwrap_or_default();
+        let guess = guess_protocol(&preview);
+        b.add(
+            "not-tls",
+            Severity::Error,
+            format!(
+                "port {} does not speak TLS{}; its first bytes: \"{preview}\"",
+                obs.target.port,
+                guess
+                    .map(|g| format!(" (looks like {g})"))
+                    .unwrap_or_default()
+            ),
+            evidence,
+        );
+        return;
+    }
+    if let HandshakeOutcome::Alert { code, name, .. } = &primary.outcome {
+        match code {
+            120 => {
+                b.add(
+                    "alpn-mismatch",
+                    Severity::Error,
+                    format!(
+                        "the server speaks none of the application protocols we offered ({})",
+                        primary.sent.alpn.join(", ")
+                    ),
+                    evidence,
+                );
+                return;
+            }
+            112 => {
+                b.add(
+                    "sni-unrecognized",
+                    Severity::Error,
+                    format!(
+                        "the server does not serve the name we sent ({}): alert {code} ({name})",
+                        primary.sent.sni.as_deref().unwrap_or("none")
+                    ),
+                    evidence,
+                );
+                return;
+            }
+            _ => {}
+        }
+    }
+    let modern = raw("modern hello");
+    if matches!(primary.outcome, HandshakeOutcome::Timeout { .. })
+        && modern.is_none_or(|r| r.response == RawResponse::Timeout)
+    {
+        b.add(
+            "handshake-timeout",
+            Severity::Error,
+            "the server accepted the TCP connection but never answered our ClientHello".into(),
+            evidence,
+        );
+        return;
+    }
+    if let Some(name) = &obs.sni_found {
+        b.add(
+            "sni-required",
+            Severity::Error,
+            format!(
+                "the server drops a ClientHello without SNI, and accepts one naming \"{name}\""
+            ),
+            evidence,
+        );
+        return;
+    }
+    if primary.sent.sni.is_some() {
+        if let Some(r) = raw("without SNI").filter(|r| server_hello(r).is_some()) {
+            let _ = r;
+            b.add(
+                "sni-unrecognized",
+                Severity::Error,
+                format!(
+                    "the server rejects a ClientHello naming \"{}\" but accepts one without SNI",
+                    primary.sent.sni.as_deref().unwrap_or("")
+                ),
+                evidence,
+            );
+            return;
+        }
+    }
+    // A version we did not offer got a ServerHello.
+    let offered = &primary.sent.versions;
+    if let Some((label, version)) = obs.raw.iter().find_map(|r| {
+        server_hello(r)
+            .filter(|(v, _)| !offered.contains(v))
+            .map(|(v, _)| (r.label.clone(), v))
+    }) {
+        let _ = label;
+        b.add(
+            "protocol-version-mismatch",
+            Severity::Error,
+            format!(
+                "the server speaks {version}; our client offered only {}",
+                offered.join(" and ")
+            ),
+            evidence,
+        );
+        return;
+    }
+    if let (Some(legacy), Some(modern12)) =
+        (raw("TLS 1.2, legacy suites"), raw("TLS 1.2, modern suites"))
+    {
+        if let (Some((_, suite)), None) = (server_hello(legacy), server_hello(modern12)) {
+            b.add(
+                "no-shared-cipher",
+                Severity::Error,
+                format!(
+                    "the server refuses every modern cipher suite and picked the legacy {suite}"
+                ),
+                evidence,
+            );
+            return;
+        }
+    }
+    if modern.and_then(server_hello).is_some() {
+        // A plain hello works, ours does not: the difference is in the client's settings.
+        let version_limited = primary.sent.versions.len() == 1;
+        if version_limited {
+            b.add(
+                "protocol-version-mismatch",
+                Severity::Error,
+                format!(
+                    "the server refuses {} (our client was limited to it with --tls)",
+                    primary.sent.versions.join("")
+                ),
+                evidence,
+            );
+            return;
+        }
+    }
+    b.add(
+        "reset-after-client-hello",
+        Severity::Error,
+        format!(
+            "the server ended the connection after our ClientHello ({}), and no variant we tried was accepted",
+            outcome_text(&primary.outcome)
+        ),
+        evidence,
+    );
+}
+
+/// Trust, dates, key strength, purpose and name of the presented chain.
+fn chain(b: &mut Builder<'_>) {
+    let obs = b.obs;
+    let Some(leaf) = obs.chain.first() else {
+        return;
+    };
+    let chain_lines: Vec<String> = obs
+        .chain
+        .iter()
+        .enumerate()
+        .map(|(i, c)| cert_line(i, c))
+        .collect();
+    let pinned = !obs.target.ca_files.is_empty();
+    let verdict = |store: &str| obs.trust.iter().find(|v| v.store == store);
+    let effective = if pinned {
+        verdict("pinned")
+    } else {
+        match verdict("system") {
+            Some(v) if v.anchors > 0 => Some(v),
+            _ => verdict("mozilla"),
+        }
+    };
+    let mut trust_lines = chain_lines.clone();
+    trust_lines.extend(obs.trust.iter().map(|v| {
+        format!(
+            "{} store ({} anchors): {}",
+            v.store,
+            v.anchors,
+            if v.trusted {
+                format!("trusted, anchor {}", v.anchor.as_deref().unwrap_or("?"))
+            } else {
+                format!("not trusted ({})", v.error.as_deref().unwrap_or("?"))
+            }
+        )
+    }));
+
+    // Weak algorithms and keys first: they also make the trust check fail.
+    let mut weak = false;
+    for (i, c) in obs.chain.iter().enumerate() {
+        let anchor_self_sig = c.self_issued && i > 0;
+        if is_weak_signature(&c.signature_algorithm) && !anchor_self_sig {
+            weak = true;
+            b.add(
+                "weak-signature",
+                Severity::Error,
+                format!(
+                    "certificate {i} ({}) is signed with {}, which clients refuse",
+                    c.subject, c.signature_algorithm
+                ),
+                chain_lines.clone(),
+            );
+        }
+        if c.rsa_bits > 0 && c.rsa_bits < 2048 {
+            weak = true;
+            b.add(
+                "weak-key",
+                Severity::Error,
+                format!(
+                    "certificate {i} ({}) has a {}-bit RSA key; clients require 2048 bits or more",
+                    c.subject, c.rsa_bits
+                ),
+                chain_lines.clone(),
+            );
+        }
+    }
+
+    // Purpose.
+    let eku_bad = leaf
+        .eku
+        .as_ref()
+        .is_some_and(|e| !e.iter().any(|u| u == "serverAuth" || u == "any"));
+    if eku_bad {
+        b.add(
+            "wrong-purpose",
+            Severity::Error,
+            format!(
+                "the server's certificate is not for TLS servers: extendedKeyUsage is {} (no serverAuth)",
+                leaf.eku.as_ref().map(|e| e.join(", ")).unwrap_or_default()
+            ),
+            chain_lines.clone(),
+        );
+    }
+
+    if let Some(v) = effective.filter(|v| !v.trusted) {
+        let err = v.error.as_deref().unwrap_or("");
+        let purpose = err.starts_with("RequiredEku") || err == "CaUsedAsEndEntity";
+        if purpose && !(obs.chain.len() == 1 && leaf.self_issued && !pinned) {
+            b.add(
+                "wrong-purpose",
+                Severity::Error,
+                if err == "CaUsedAsEndEntity" {
+                    "the server presents a CA certificate as its own (CA:TRUE); rustls-based clients refuse it".into()
+                } else {
+                    "the server's certificate does not allow TLS server use (extendedKeyUsage)".into()
+                },
+                trust_lines.clone(),
+            );
+        } else if !weak && !eku_bad {
+            trust_finding(b, v, pinned, trust_lines.clone());
+        }
+    }
+
+    // Dates.
+    for (i, c) in obs.chain.iter().enumerate() {
+        let which = if i == 0 {
+            "the server's certificate".to_owned()
+        } else {
+            format!("certificate {i} ({})", c.subject)
+        };
+        if c.not_after < obs.now {
+            let days = (obs.now - c.not_after) / 86_400;
+            b.add(
+                "expired",
+                Severity::Error,
+                format!(
+                    "{which} expired on {} ({days} days ago by this machine's clock)",
+                    date(c.not_after)
+                ),
+                chain_lines.clone(),
+            );
+        } else if c.not_before > obs.now {
+            let days = (c.not_before - obs.now) / 86_400;
+            b.add(
+                "not-yet-valid",
+                Severity::Error,
+                format!(
+                    "{which} is valid only from {} (in {days} days by this machine's clock)",
+                    date(c.not_before)
+                ),
+                chain_lines.clone(),
+            );
+        }
+    }
+
+    // Name.
+    if let Some(nc) = obs.name_check.as_ref().filter(|n| !n.valid) {
+        match &leaf.sans {
+            None => b.add(
+                "cn-only-no-san",
+                Severity::Error,
+                format!(
+                    "the certificate has no subjectAltName; its CN ({}) is ignored by modern clients",
+                    leaf.common_name.as_deref().unwrap_or("none")
+                ),
+                chain_lines.clone(),
+            ),
+            Some(sans) => {
+                let ip = nc.name.parse::<std::net::IpAddr>().is_ok();
+                let hint = if ip && sans.iter().all(|s| !s.starts_with("IP:")) {
+                    " (you connect by IP address; the certificate lists only DNS names)"
+                } else {
+                    ""
+                };
+                b.add(
+                    "hostname-mismatch",
+                    Severity::Error,
+                    format!(
+                        "\"{}\" is not in the certificate's names: {}{hint}",
+                        nc.name,
+                        sans.join(", ")
+                    ),
+                    chain_lines.clone(),
+                );
+            }
+        }
+    }
+
+    // Order.
+    for i in 1..obs.chain.len() {
+        if obs.chain[i].subject != obs.chain[i - 1].issuer {
+            b.add(
+                "chain-misordered",
+                Severity::Warning,
+                format!(
+                    "certificate {i} ({}) is not the issuer of certificate {} ({})",
+                    obs.chain[i].subject,
+                    i - 1,
+                    obs.chain[i - 1].issuer
+                ),
+                chain_lines.clone(),
+            );
+            break;
+        }
+    }
+
+    if leaf.is_ca && !b.out.iter().any(|f| f.cause == "wrong-purpose") {
+        b.add(
+            "wrong-purpose",
+            Severity::Warning,
+            "the server's certificate is a CA certificate (CA:TRUE); rustls-based clients refuse it".into(),
+            chain_lines,
+        );
+    }
+}
+
+/// Self-signed leaf, missing intermediate, untrusted root, or the wrong pinned CA.
+fn trust_finding(b: &mut Builder<'_>, v: &TrustVerdict, pinned: bool, evidence: Vec<String>) {
+    let obs = b.obs;
+    let chain = &obs.chain;
+    let leaf = &chain[0];
+    let public = obs
+        .trust
+        .iter()
+        .filter(|t| t.store != "pinned" && t.trusted)
+        .map(|t| t.store.clone())
+        .collect::<Vec<_>>();
+    let public_note = if public.is_empty() {
+        "neither the system store nor Mozilla's trusts it either".to_owned()
+    } else {
+        format!("the {} store trusts it", public.join(" and "))
+    };
+    let leaf_issuer_sent = chain[1..].iter().any(|c| c.subject == leaf.issuer);
+    let top = chain.last().map_or(leaf, |c| c);
+
+    if chain.len() == 1 && leaf.self_issued {
+        if pinned {
+            b.add(
+                "pinned-ca-mismatch",
+                Severity::Error,
+                format!(
+                    "the server presents a self-signed certificate ({}, SHA-256 {}) that is not among your --ca certificates",
+                    leaf.subject, leaf.sha256
+                ),
+                evidence,
+            );
+        } else {
+            b.add(
+                "self-signed",
+                Severity::Error,
+                format!(
+                    "the server's certificate is self-signed ({}, SHA-256 {}) and not trusted",
+                    leaf.subject, leaf.sha256
+                ),
+                evidence,
+            );
+        }
+        return;
+    }
+    if !leaf.self_issued && !leaf_issuer_sent && !v.has_leaf_issuer {
+        if pinned && !public.is_empty() {
+            b.add(
+                "pinned-ca-mismatch",
+                Severity::Error,
+                format!(
+                    "the server's chain leads to {}, not to your --ca; {public_note}",
+                    top.issuer
+                ),
+                evidence,
+            );
+        } else {
+            b.add(
+                "missing-intermediate",
+                Severity::Error,
+                format!(
+                    "the server sent its certificate without the CA that issued it ({}); that issuer is neither in the chain nor in the trust store",
+                    leaf.issuer
+                ),
+                evidence,
+            );
+        }
+        return;
+    }
+    let root = if top.self_issued {
+        format!("the root {} (sent by the server)", top.subject)
+    } else {
+        format!("the root {}", top.issuer)
+    };
+    if pinned {
+        b.add(
+            "pinned-ca-mismatch",
+            Severity::Error,
+            format!("the server's chain leads to {root}, not to your --ca; {public_note}"),
+            evidence,
+        );
+    } else {
+        b.add(
+            "untrusted-root",
+            Severity::Error,
+            format!(
+                "the chain leads to {root}, which the {} store does not trust (a private CA, or a proxy that intercepts TLS)",
+                v.store
+            ),
+            evidence,
+        );
+    }
+}
+
+fn cert_line(i: usize, c: &CertDetails) -> String {
+    format!(
+        "cert {i}: subject {} | issuer {} | SAN {} | valid {} to {} | {} {} | SHA-256 {}",
+        c.subject,
+        c.issuer,
+        c.sans
+            .as_ref()
+            .map_or_else(|| "(none)".to_owned(), |s| s.join(", ")),
+        date(c.not_before),
+        date(c.not_after),
+        c.key,
+        c.signature_algorithm,
+        c.sha256
+    )
+}
+
+fn date(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}
+
+pub fn outcome_text(o: &HandshakeOutcome) -> String {
+    match o {
+        HandshakeOutcome::Established => "handshake completed".into(),
+        HandshakeOutcome::Alert { code, name, .. } => format!("alert {code} ({name})"),
+        HandshakeOutcome::Closed { reset: true, .. } => "connection reset (RST)".into(),
+        HandshakeOutcome::Closed { reset: false, .. } => "connection closed (FIN)".into(),
+        HandshakeOutcome::Timeout { .. } => "no answer".into(),
+        HandshakeOutcome::NotTls { .. } => "not TLS".into(),
+        HandshakeOutcome::ClientError { message, .. } => message.clone(),
+    }
+}
+
+pub fn raw_text(r: &RawResponse) -> String {
+    match r {
+        RawResponse::ServerHello {
+            version,
+            cipher_suite,
+        } => format!("ServerHello {version} {cipher_suite}"),
+        RawResponse::Alert { code, name } => format!("alert {code} ({name})"),
+        RawResponse::Closed { reset: true } => "reset (RST)".into(),
+        RawResponse::Closed { reset: false } => "closed (FIN)".into(),
+        RawResponse::Timeout => "no answer".into(),
+        RawResponse::NotTls { preview } => format!("not TLS: \"{preview}\""),
+        RawResponse::Error { message } => message.clone(),
+    }
+}
+
+fn guess_protocol(preview: &str) -> Option<&'static str> {
+    if preview.starts_with("HTTP/") {
+        Some("HTTP")
+    } else if preview.starts_with("SSH-") {
+        Some("SSH")
+    } else if preview.starts_with("220") {
+        Some("SMTP or FTP")
+    } else if preview.starts_with("+OK") {
+        Some("POP3")
+    } else if preview.starts_with("* OK") {
+        Some("IMAP")
+    } else {
+        None
+    }
+}

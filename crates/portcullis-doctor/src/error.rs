@@ -1,0 +1,24 @@
+//! Errors of the doctor itself (not of the connection it examines: those are findings).
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(
+        "cannot understand target {input:?}: {reason} (expected HOST[:PORT] or https://HOST[:PORT]/path)"
+    )]
+    Target { input: String, reason: String },
+
+    #[error("--tls must be 1.2 or 1.3, not {0:?}")]
+    TlsVersion(String),
+
+    #[error("{}: no certificate found (expected PEM or DER)", path.display())]
+    NoCertificates { path: PathBuf },
+
+    #[error("{}: not a usable private key: {reason}", path.display())]
+    Key { path: PathBuf, reason: String },
+
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+}

@@ -1,0 +1,190 @@
+//! Renderers: short text for people (verdict, cause, fix), the full trace with `-v`, and
+//! JSON for scripts (a stable interface: change it deliberately).
+
+use std::fmt::Write;
+
+use crate::Report;
+use crate::diagnose::{Severity, raw_text};
+use crate::explain::Explanation;
+
+/// Terminal styling; all empty when not on a TTY.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub red: &'static str,
+    pub yellow: &'static str,
+    pub green: &'static str,
+    pub bold: &'static str,
+    pub dim: &'static str,
+    pub reset: &'static str,
+}
+
+impl Style {
+    pub fn new(color: bool) -> Style {
+        if color {
+            Style {
+                red: "\x1b[31m",
+                yellow: "\x1b[33m",
+                green: "\x1b[32m",
+                bold: "\x1b[1m",
+                dim: "\x1b[2m",
+                reset: "\x1b[0m",
+            }
+        } else {
+            Style {
+                red: "",
+                yellow: "",
+                green: "",
+                bold: "",
+                dim: "",
+                reset: "",
+            }
+        }
+    }
+}
+
+pub fn json(report: &Report) -> String {
+    serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+fn indent(text: &str, by: &str) -> String {
+    text.lines()
+        .map(|l| format!("{by}{l}\n"))
+        .collect::<String>()
+}
+
+/// The report for people. Short: verdict, each finding with its main fix. Verbose adds
+/// the evidence, the error texts clients print, and the fixes for every ecosystem.
+pub fn text(report: &Report, verbose: bool, st: Style) -> String {
+    let mut out = String::new();
+    let Style {
+        red,
+        yellow,
+        green,
+        bold,
+        dim,
+        reset,
+    } = st;
+    let _ = writeln!(out, "{bold}portcullis doctor {}{reset}", report.target);
+    if report.cause == "ok" {
+        let _ = writeln!(out, "{green}✓ {}{reset}", report.verdict);
+    } else {
+        let _ = writeln!(out, "{red}✗ {}: {}{reset}", report.cause, report.verdict);
+    }
+    for f in &report.findings {
+        let (mark, color) = match f.severity {
+            Severity::Error => ("error", red),
+            Severity::Warning => ("warning", yellow),
+        };
+        let _ = writeln!(
+            out,
+            "\n{color}{bold}[{mark}] {}{reset}: {}",
+            f.cause, f.summary
+        );
+        if verbose {
+            if !f.evidence.is_empty() {
+                let _ = writeln!(out, "  {bold}evidence{reset}");
+                for e in &f.evidence {
+                    let _ = writeln!(out, "    {e}");
+                }
+            }
+            if !f.errors_seen.is_empty() {
+                let _ = writeln!(out, "  {bold}what clients print for this{reset}");
+                for e in &f.errors_seen {
+                    let _ = writeln!(out, "    {e}");
+                }
+            }
+        }
+        let shown: Vec<_> = if verbose {
+            f.fixes.iter().collect()
+        } else {
+            // Short mode: the general advice and the first snippet.
+            let mut v: Vec<_> = f.fixes.iter().filter(|x| x.snippet.is_empty()).collect();
+            v.extend(f.fixes.iter().find(|x| !x.snippet.is_empty()));
+            v
+        };
+        if !shown.is_empty() {
+            let _ = writeln!(out, "  {bold}fix{reset}");
+        }
+        for x in shown {
+            if x.snippet.is_empty() {
+                let _ = writeln!(out, "    {}", x.summary);
+            } else {
+                let _ = writeln!(out, "    {dim}[{}]{reset} {}", x.ecosystem, x.summary);
+                out.push_str(&indent(&x.snippet, "      "));
+            }
+        }
+    }
+    if let Some(c) = &report.compare {
+        let _ = writeln!(out, "\n{bold}compare{reset}");
+        for r in &c.rows {
+            let _ = writeln!(
+                out,
+                "  {} {:<32} {}",
+                if r.ok {
+                    format!("{green}ok  {reset}")
+                } else {
+                    format!("{red}FAIL{reset}")
+                },
+                r.profile,
+                r.outcome
+            );
+        }
+        if let Some(d) = &c.difference {
+            let _ = writeln!(out, "  {bold}difference{reset}: {d}");
+        }
+    }
+    let obs = &report.observations;
+    if verbose {
+        let _ = writeln!(out, "\n{bold}trace{reset}");
+        if let Some(d) = &obs.dns {
+            let _ = writeln!(
+                out,
+                "  dns: {} ({} ms)",
+                d.error.clone().unwrap_or_else(|| d.addresses.join(", ")),
+                d.ms
+            );
+        }
+        if let Some(t) = &obs.tcp {
+            let _ = writeln!(out, "  tcp {}: {:?} ({} ms)", t.address, t.outcome, t.ms);
+        }
+        for h in &obs.handshakes {
+            let _ = writeln!(out, "  handshake \"{}\" ({} ms)", h.label, h.ms);
+            for s in &h.steps {
+                let _ = writeln!(out, "    +{:>5} ms  {:<8} {}", s.ms, s.dir, s.what);
+            }
+        }
+        for r in &obs.raw {
+            let _ = writeln!(
+                out,
+                "  raw hello \"{}\" (SNI {}, {}): {} ({} ms)",
+                r.label,
+                r.sent.sni.as_deref().unwrap_or("none"),
+                r.sent.versions.join("/"),
+                raw_text(&r.response),
+                r.ms
+            );
+        }
+        let _ = writeln!(out, "  diagnosis took {} ms", report.elapsed_ms);
+    } else if !report.findings.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{dim}Run with -v for the handshake trace, the evidence, and fixes for curl, openssl, Python and Rust; --json for all of it.{reset}"
+        );
+    }
+    out
+}
+
+pub fn explanation(e: &Explanation, st: Style) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}{}{}: {}", st.bold, e.cause, st.reset, e.what);
+    let _ = writeln!(out, "  matched: {}", e.matched);
+    let _ = writeln!(out, "  secure fix: {}", e.fix);
+    if let Some(n) = &e.note {
+        let _ = writeln!(out, "  note: {n}");
+    }
+    let _ = writeln!(
+        out,
+        "  to see the evidence for your server: portcullis doctor HOST[:PORT]"
+    );
+    out
+}

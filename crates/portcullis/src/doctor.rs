@@ -1,0 +1,233 @@
+//! `portcullis doctor`: arguments and printing. The probing, the diagnosis and the fix
+//! catalog live in `portcullis-doctor`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use portcullis_doctor::render::{self, Style};
+use portcullis_doctor::{ClientIdentity, Report, Request, Target};
+
+use crate::secrets::{self, Mode, Source};
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DoctorArgs {
+    #[command(subcommand)]
+    pub command: Option<DoctorCommand>,
+
+    /// HOST[:PORT] or https://HOST[:PORT]/path (port 443 by default).
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
+
+    /// Trust only these CA certificates (PEM or DER; repeatable), like Node's `ca` or
+    /// curl's --cacert. Without it: the system store, and Mozilla's list for comparison.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Vec<PathBuf>,
+
+    /// The name to send in SNI and to verify in the certificate (Node's `servername`).
+    #[arg(long, value_name = "NAME")]
+    pub servername: Option<String>,
+
+    /// Client certificate (PEM; may hold the chain) to present when the server asks.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// Private key of --cert (PEM, plain or encrypted PKCS#8).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// Passphrase of an encrypted --key, from the first line of FILE
+    /// (or PORTCULLIS_KEY_PASSPHRASE, or the prompt).
+    #[arg(long, value_name = "FILE")]
+    pub key_passphrase_file: Option<PathBuf>,
+
+    /// Offer only this TLS version.
+    #[arg(long, value_parser = ["1.2", "1.3"])]
+    pub tls: Option<String>,
+
+    /// ALPN protocols to offer, comma-separated (e.g. h2,http/1.1).
+    #[arg(long, value_delimiter = ',', value_name = "PROTOCOLS")]
+    pub alpn: Vec<String>,
+
+    /// Give up on each step after SECS seconds.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub timeout: f64,
+
+    /// Print one JSON object (stable: `cause`, `findings`, `observations`…).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also try other client profiles (SNI, TLS version, ALPN, client certificate, trust
+    /// store) and name the smallest difference that makes it work.
+    #[arg(long)]
+    pub compare: bool,
+
+    /// Show the evidence, the handshake trace and fixes for every ecosystem.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DoctorCommand {
+    /// Offline: what an error message or code from Node.js, OpenSSL, curl, rustls, Go,
+    /// Java or Python means, and the secure fix.
+    Explain {
+        /// The error text (quote it) or an OpenSSL verify code.
+        text: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn style() -> Style {
+    Style::new(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+}
+
+pub fn run(args: DoctorArgs) -> ExitCode {
+    if let Some(DoctorCommand::Explain { text, json }) = &args.command {
+        return explain(&text.join(" "), *json);
+    }
+    match diagnose(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn explain(text: &str, json: bool) -> ExitCode {
+    match portcullis_doctor::explain::explain(text) {
+        Some(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&e).unwrap_or_else(|e| e.to_string())
+                );
+            } else {
+                print!("{}", render::explanation(&e, style()));
+            }
+            ExitCode::SUCCESS
+        }
+        None => {
+            if json {
+                println!(
+                    "{{\"input\": {}, \"cause\": null}}",
+                    serde_json::Value::from(text)
+                );
+            } else {
+                println!(
+                    "no known cause for {text:?}; run `portcullis doctor HOST[:PORT]` to probe the server"
+                );
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn diagnose(args: DoctorArgs) -> Result<ExitCode> {
+    let Some(target) = &args.target else {
+        bail!("give a TARGET (HOST[:PORT] or https://HOST[:PORT]/path), or `explain \"TEXT\"`");
+    };
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
+        bail!("--timeout must be between 0 and 600 seconds");
+    }
+    let mut ca = Vec::new();
+    for f in &args.ca {
+        let bytes =
+            std::fs::read(f).with_context(|| format!("cannot read --ca {}", f.display()))?;
+        let certs = portcullis_doctor::certs::pem_certs(&bytes);
+        if certs.is_empty() {
+            return Err(portcullis_doctor::Error::NoCertificates { path: f.clone() }.into());
+        }
+        ca.extend(certs);
+    }
+    let mut req = Request {
+        target: Target::parse(target)?,
+        servername: args.servername.clone(),
+        ca_files: args.ca.iter().map(|p| p.display().to_string()).collect(),
+        ca: (!args.ca.is_empty()).then_some(ca),
+        client: None,
+        tls: args.tls.clone(),
+        alpn: args.alpn.clone(),
+        timeout: Duration::from_secs_f64(args.timeout),
+        compare: args.compare,
+    };
+    let report = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => {
+            match load_client(cert, key, args.key_passphrase_file.as_deref())? {
+                Ok(identity) => {
+                    req.client = Some(identity);
+                    portcullis_doctor::run(&req)?
+                }
+                Err((cause, detail)) => portcullis_doctor::local_report(&req, cause, detail),
+            }
+        }
+        _ => portcullis_doctor::run(&req)?,
+    };
+    print(&report, &args);
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+fn print(report: &Report, args: &DoctorArgs) {
+    if args.json {
+        println!("{}", render::json(report));
+    } else {
+        print!("{}", render::text(report, args.verbose, style()));
+    }
+}
+
+/// Reads the client certificate and key. A key we cannot unlock is a finding
+/// (`client-key-passphrase`), not a doctor failure.
+fn load_client(
+    cert: &Path,
+    key: &Path,
+    pass_file: Option<&Path>,
+) -> Result<std::result::Result<ClientIdentity, (&'static str, String)>> {
+    let bytes =
+        std::fs::read(cert).with_context(|| format!("cannot read --cert {}", cert.display()))?;
+    let chain = portcullis_doctor::certs::pem_certs(&bytes);
+    if chain.is_empty() {
+        return Err(portcullis_doctor::Error::NoCertificates {
+            path: cert.to_owned(),
+        }
+        .into());
+    }
+    let text = std::fs::read_to_string(key)
+        .with_context(|| format!("cannot read --key {}", key.display()))?;
+    let pass = if portcullis_pki::keys::is_encrypted(&text) {
+        let source = Source {
+            file: pass_file,
+            flag: "--key-passphrase-file",
+            env: secrets::KEY_ENV,
+            prompt: "Client key passphrase".to_string(),
+        };
+        match source.get(Mode::Enter)? {
+            Some(p) => Some(p),
+            None => {
+                return Ok(Err((
+                    "client-key-passphrase",
+                    format!("{} is encrypted: {}", key.display(), source.missing()),
+                )));
+            }
+        }
+    } else {
+        None
+    };
+    match portcullis_pki::keys::from_pem(&text, key, pass.as_ref(), "--key-passphrase-file") {
+        Ok(k) => Ok(Ok(ClientIdentity {
+            chain,
+            key_pkcs8: k.serialize_der(),
+            cert_file: cert.display().to_string(),
+            key_file: key.display().to_string(),
+        })),
+        Err(e @ portcullis_pki::Error::WrongPassphrase { .. }) => {
+            Ok(Err(("client-key-passphrase", e.to_string())))
+        }
+        Err(e) => Err(e).context("cannot use the client key"),
+    }
+}

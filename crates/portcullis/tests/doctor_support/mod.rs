@@ -1,0 +1,424 @@
+//! Test servers for the doctor, one kind per cause: rustls servers with crafted chains from
+//! the PKI crate, raw TCP servers (plaintext banner, silent, close unless SNI matches,
+//! alert sender) and `openssl s_server` for what rustls will not serve. All listen on
+//! 127.0.0.1, on ephemeral ports, and stop when the test process ends.
+
+// Test helpers: a failed setup step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis_pki::build::{self, Kind, Spec};
+use portcullis_pki::{KeyType, San, Subject};
+use rcgen::{KeyPair, PublicKeyData};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use time::OffsetDateTime;
+
+use crate::common::Sandbox;
+
+// === certificates ===
+
+/// A certificate and the key it certifies.
+pub struct Cert {
+    pub der: Vec<u8>,
+    pub key: KeyPair,
+    pub subject_der: Vec<u8>,
+    pub key_id: Vec<u8>,
+}
+
+impl Cert {
+    pub fn pem(&self) -> String {
+        portcullis_pki::ca::pem("CERTIFICATE", &self.der)
+    }
+    pub fn key_pem(&self) -> String {
+        portcullis_pki::keys::to_pem(&self.key, None).unwrap().to_string()
+    }
+}
+
+/// What to put in a certificate; `issuer: None` makes it self-signed.
+pub struct Make<'a> {
+    pub kind: Kind,
+    pub cn: &'a str,
+    pub sans: Vec<San>,
+    pub issuer: Option<&'a Cert>,
+    /// Validity relative to now, in days.
+    pub from_days: i64,
+    pub to_days: i64,
+}
+
+impl Make<'_> {
+    pub fn new(kind: Kind, cn: &str) -> Make<'_> {
+        Make {
+            kind,
+            cn,
+            sans: vec![],
+            issuer: None,
+            from_days: -1,
+            to_days: 30,
+        }
+    }
+}
+
+pub fn dns(n: &str) -> San {
+    San::Dns(n.into())
+}
+
+pub fn ip(n: &str) -> San {
+    San::Ip(n.parse::<IpAddr>().unwrap())
+}
+
+pub fn make(m: Make<'_>) -> Cert {
+    let key = KeyType::P256.generate().unwrap();
+    let subject = Subject {
+        common_name: m.cn.into(),
+        ..Default::default()
+    };
+    let subject_der = build::subject_der(&subject);
+    let spki = key.subject_public_key_info();
+    let key_id = build::key_identifier(&spki).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let serial = build::random_serial().unwrap();
+    let (issuer_name, issuer_key_id, issuer_key) = match m.issuer {
+        Some(i) => (i.subject_der.clone(), Some(i.key_id.clone()), &i.key),
+        None => (subject_der.clone(), None, &key),
+    };
+    let der = build::sign(
+        &Spec {
+            kind: m.kind,
+            issuer_name: &issuer_name,
+            issuer_key_id: issuer_key_id.as_deref(),
+            subject: &subject,
+            sans: &m.sans,
+            spki: &spki,
+            not_before: now + time::Duration::days(m.from_days),
+            not_after: now + time::Duration::days(m.to_days),
+            serial: &serial,
+        },
+        issuer_key,
+    )
+    .unwrap();
+    Cert {
+        der,
+        key,
+        subject_der,
+        key_id,
+    }
+}
+
+pub fn root(cn: &str) -> Cert {
+    make(Make::new(Kind::Root, cn))
+}
+
+pub fn intermediate(cn: &str, root: &Cert) -> Cert {
+    make(Make {
+        issuer: Some(root),
+        ..Make::new(Kind::Intermediate, cn)
+    })
+}
+
+/// A server certificate for localhost and 127.0.0.1 issued by `issuer`.
+pub fn server_leaf(issuer: &Cert) -> Cert {
+    make(Make {
+        sans: vec![dns("localhost"), ip("127.0.0.1")],
+        issuer: Some(issuer),
+        ..Make::new(Kind::Server, "localhost")
+    })
+}
+
+// === rustls servers ===
+
+/// How a rustls test server behaves.
+pub struct Server<'a> {
+    /// Certificates sent, in this order (leaf first normally).
+    pub chain: Vec<&'a Cert>,
+    /// Whose key signs the handshake (the leaf).
+    pub key: &'a Cert,
+    /// Require a client certificate from this CA.
+    pub client_ca: Option<&'a Cert>,
+    pub alpn: Vec<&'a str>,
+    /// Close the connection, without an alert, unless the ClientHello names this host.
+    pub sni_only: Option<&'a str>,
+}
+
+impl<'a> Server<'a> {
+    pub fn new(leaf: &'a Cert) -> Server<'a> {
+        Server {
+            chain: vec![leaf],
+            key: leaf,
+            client_ca: None,
+            alpn: vec![],
+            sni_only: None,
+        }
+    }
+
+    /// Starts the server on 127.0.0.1 and returns its port.
+    pub fn start(self) -> u16 {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = match self.client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(CertificateDer::from(ca.der.clone())).unwrap();
+                let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .unwrap();
+                builder.with_client_cert_verifier(v)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let chain = self
+            .chain
+            .iter()
+            .map(|c| CertificateDer::from(c.der.clone()))
+            .collect();
+        let key = PrivateKeyDer::Pkcs8(self.key.key.serialize_der().into());
+        let mut config = builder.with_single_cert(chain, key).unwrap();
+        config.alpn_protocols = self.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        let config = Arc::new(config);
+        let sni_only = self.sni_only.map(str::to_owned);
+        spawn_listener(move |sock| serve_tls(sock, config.clone(), sni_only.as_deref()))
+    }
+}
+
+fn serve_tls(mut sock: TcpStream, config: Arc<rustls::ServerConfig>, sni_only: Option<&str>) {
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut acceptor = rustls::server::Acceptor::default();
+    let accepted = loop {
+        if acceptor.read_tls(&mut sock).unwrap_or(0) == 0 {
+            return;
+        }
+        match acceptor.accept() {
+            Ok(Some(a)) => break a,
+            Ok(None) => continue,
+            Err((_, mut alert)) => {
+                let _ = alert.write_all(&mut sock);
+                return;
+            }
+        }
+    };
+    if let Some(name) = sni_only {
+        if accepted.client_hello().server_name() != Some(name) {
+            return; // dropped: FIN, no alert, like many SNI-routing servers
+        }
+    }
+    let mut conn = match accepted.into_connection(config) {
+        Ok(c) => c,
+        Err((_, mut alert)) => {
+            let _ = alert.write_all(&mut sock);
+            return;
+        }
+    };
+    while conn.is_handshaking() {
+        if conn.complete_io(&mut sock).is_err() {
+            let _ = conn.write_tls(&mut sock);
+            return;
+        }
+    }
+    // Keep the connection open until the client leaves; answer nothing.
+    let mut stream = rustls::StreamOwned::new(conn, sock);
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// Accepts up to 64 connections, each handled on its own thread.
+pub fn spawn_listener(handle: impl Fn(TcpStream) + Send + Sync + 'static) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = Arc::new(handle);
+    std::thread::spawn(move || {
+        for sock in listener.incoming().take(64).flatten() {
+            let h = handle.clone();
+            std::thread::spawn(move || h(sock));
+        }
+    });
+    port
+}
+
+// === raw TCP servers ===
+
+/// Sends `banner` as soon as a client connects (SSH, SMTP), then reads and closes.
+pub fn plaintext_server(banner: &'static [u8]) -> u16 {
+    spawn_listener(move |mut s| {
+        let _ = s.write_all(banner);
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 2048];
+        let _ = s.read(&mut buf);
+    })
+}
+
+/// Accepts and never says anything.
+pub fn silent_server() -> u16 {
+    spawn_listener(|s| {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut s = s;
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+}
+
+/// Reads the ClientHello, then answers with `reply` (empty: just closes).
+pub fn hello_then(reply: &'static [u8]) -> u16 {
+    spawn_listener(move |mut s| {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(reply);
+    })
+}
+
+/// A port nothing listens on.
+pub fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+// === openssl s_server ===
+
+/// `openssl s_server`, killed when dropped. Its stdin stays open: s_server closes the
+/// connection when stdin ends.
+pub struct OpenSsl {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for OpenSsl {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn openssl_server(dir: &Path, args: &[&str]) -> OpenSsl {
+    let port = closed_port();
+    let child = Command::new("openssl")
+        .arg("s_server")
+        .arg("-accept")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "openssl s_server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    OpenSsl { child, port }
+}
+
+// === running the doctor ===
+
+/// The doctor's exit code and JSON report.
+pub struct Run {
+    pub code: i32,
+    pub json: serde_json::Value,
+}
+
+impl Run {
+    pub fn cause(&self) -> &str {
+        self.json["cause"].as_str().unwrap_or("")
+    }
+
+    pub fn finding(&self, cause: &str) -> &serde_json::Value {
+        self.json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["cause"] == cause)
+            .unwrap_or_else(|| panic!("no finding {cause} in {:#}", self.json))
+    }
+
+    /// The Node.js snippet of a finding's fixes.
+    pub fn node_fix(&self, cause: &str) -> String {
+        self.finding(cause)["fixes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["ecosystem"] == "node")
+            .unwrap_or_else(|| panic!("no Node fix for {cause}"))["snippet"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// Runs `portcullis doctor ARGS --json`; records how long the diagnosis took.
+pub fn doctor(sb: &Sandbox, args: &[&str]) -> Run {
+    let mut all = vec!["doctor"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = sb.run(&all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor {args:?} printed no JSON ({e}):\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        json,
+    };
+    record_timing(&run);
+    run
+}
+
+/// Appends `cause elapsed_ms` to target/tmp/doctor-timings.txt, for the median figures in
+/// the docs (timings are recorded, never asserted).
+fn record_timing(run: &Run) {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("doctor-timings.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{} {}", run.cause(), run.json["elapsed_ms"]);
+    }
+}
+
+/// Asserts the exit code and cause, with the whole report on failure.
+pub fn expect(run: &Run, code: i32, cause: &str) {
+    assert!(
+        run.code == code && run.cause() == cause,
+        "expected exit {code} and cause {cause}, got exit {} and cause {}:\n{:#}",
+        run.code,
+        run.cause(),
+        run.json
+    );
+}
+
+/// Runs the Node.js fix the doctor printed, in the sandbox, and asserts it connects with
+/// verification on.
+pub fn node_connects(sb: &Sandbox, snippet: &str) {
+    // Bounded: a fix that hangs fails the test instead of stalling it.
+    let script = format!(
+        "setTimeout(() => {{ console.error('timed out'); process.exit(2); }}, 10000).unref();\n{snippet}"
+    );
+    let out = sb.node(&script, &[]);
+    let text = crate::common::text(&out);
+    assert!(
+        out.status.success() && text.contains("connected, verified: true"),
+        "the Node.js fix did not connect:\n--- snippet\n{snippet}\n--- output\n{text}"
+    );
+}
