@@ -97,16 +97,16 @@ fn connection(b: &mut Builder<'_>) {
         return;
     }
     let t = &obs.target;
-    if let Some(dns) = &obs.dns {
-        if let Some(e) = &dns.error {
-            b.add(
-                "dns-failure",
-                Severity::Error,
-                format!("{} does not resolve", t.host),
-                vec![format!("resolver: {e} (after {})", ms_text(dns.ms))],
-            );
-            return;
-        }
+    if let Some(dns) = &obs.dns
+        && let Some(e) = &dns.error
+    {
+        b.add(
+            "dns-failure",
+            Severity::Error,
+            format!("{} does not resolve", t.host),
+            vec![format!("resolver: {e} (after {})", ms_text(dns.ms))],
+        );
+        return;
     }
     if let Some(tcp) = &obs.tcp {
         match tcp.outcome {
@@ -335,9 +335,8 @@ fn hello_failure(b: &mut Builder<'_>, primary: &Handshake, evidence: Vec<String>
         );
         return;
     }
-    if primary.sent.sni.is_some() {
-        if let Some(r) = raw("without SNI").filter(|r| server_hello(r).is_some()) {
-            let _ = r;
+    if primary.sent.sni.is_some() && raw("without SNI").is_some_and(|r| server_hello(r).is_some()) {
+        {
             b.add(
                 "sni-unrecognized",
                 Severity::Error,
@@ -371,8 +370,9 @@ fn hello_failure(b: &mut Builder<'_>, primary: &Handshake, evidence: Vec<String>
     }
     if let (Some(legacy), Some(modern12)) =
         (raw("TLS 1.2, legacy suites"), raw("TLS 1.2, modern suites"))
+        && let (Some((_, suite)), None) = (server_hello(legacy), server_hello(modern12))
     {
-        if let (Some((_, suite)), None) = (server_hello(legacy), server_hello(modern12)) {
+        {
             b.add(
                 "no-shared-cipher",
                 Severity::Error,
@@ -623,6 +623,12 @@ fn trust_finding(b: &mut Builder<'_>, v: &TrustVerdict, pinned: bool, evidence: 
         format!("the {} store trusts it", public.join(" and "))
     };
     let leaf_issuer_sent = chain[1..].iter().any(|c| c.subject == leaf.issuer);
+    let yours = obs
+        .trust
+        .iter()
+        .find(|t| t.store == "pinned")
+        .map(|t| format!(" (your --ca: {})", t.anchor_names.join("; ")))
+        .unwrap_or_default();
     let top = chain.last().map_or(leaf, |c| c);
 
     if chain.len() == 1 && leaf.self_issued {
@@ -631,7 +637,7 @@ fn trust_finding(b: &mut Builder<'_>, v: &TrustVerdict, pinned: bool, evidence: 
                 "pinned-ca-mismatch",
                 Severity::Error,
                 format!(
-                    "the server presents a self-signed certificate ({}, SHA-256 {}) that is not among your --ca certificates",
+                    "the server presents a self-signed certificate ({}, SHA-256 {}) that is not among your --ca certificates{yours}",
                     leaf.subject, leaf.sha256
                 ),
                 evidence,
@@ -655,17 +661,25 @@ fn trust_finding(b: &mut Builder<'_>, v: &TrustVerdict, pinned: bool, evidence: 
                 "pinned-ca-mismatch",
                 Severity::Error,
                 format!(
-                    "the server's chain leads to {}, not to your --ca; {public_note}",
+                    "the server's chain leads to {}, not to your --ca{yours}; {public_note}",
                     top.issuer
                 ),
                 evidence,
             );
         } else {
+            let or_root = if pinned {
+                format!(
+                    "; if {} is a root rather than an intermediate, it is simply not the CA you pinned{yours}",
+                    leaf.issuer
+                )
+            } else {
+                String::new()
+            };
             b.add(
                 "missing-intermediate",
                 Severity::Error,
                 format!(
-                    "the server sent its certificate without the CA that issued it ({}); that issuer is neither in the chain nor in the trust store",
+                    "the server sent its certificate without the CA that issued it ({}); that issuer is neither in the chain nor in the trust store{or_root}",
                     leaf.issuer
                 ),
                 evidence,
@@ -682,7 +696,7 @@ fn trust_finding(b: &mut Builder<'_>, v: &TrustVerdict, pinned: bool, evidence: 
         b.add(
             "pinned-ca-mismatch",
             Severity::Error,
-            format!("the server's chain leads to {root}, not to your --ca; {public_note}"),
+            format!("the server's chain leads to {root}, not to your --ca{yours}; {public_note}"),
             evidence,
         );
     } else {
@@ -766,5 +780,52 @@ fn guess_protocol(preview: &str) -> Option<&'static str> {
         Some("IMAP")
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Observations {
+        let mut o = Observations::default();
+        o.target.host = "192.0.2.1".into();
+        o.target.port = 443;
+        o.dns = Some(DnsObservation {
+            addresses: vec!["192.0.2.1".into()],
+            error: None,
+            ms: 0,
+        });
+        o
+    }
+
+    /// `tcp-timeout` cannot be produced on loopback; it is judged from its observation,
+    /// round-tripped through JSON as a saved report would be.
+    #[test]
+    fn tcp_timeout_from_a_recorded_observation() {
+        let mut o = base();
+        o.tcp = Some(TcpObservation {
+            address: "192.0.2.1:443".into(),
+            outcome: TcpOutcome::Timeout,
+            error: None,
+            ms: 5000,
+        });
+        let saved = serde_json::to_string(&o).unwrap();
+        let back: Observations = serde_json::from_str(&saved).unwrap();
+        let d = diagnose(&back);
+        assert_eq!(d.cause, "tcp-timeout");
+        assert!(!d.findings[0].fixes.is_empty());
+    }
+
+    #[test]
+    fn nothing_observed_is_not_ok_by_accident() {
+        let mut o = base();
+        o.tcp = Some(TcpObservation {
+            address: "192.0.2.1:443".into(),
+            outcome: TcpOutcome::Refused,
+            error: None,
+            ms: 1,
+        });
+        assert_eq!(diagnose(&o).cause, "tcp-refused");
     }
 }

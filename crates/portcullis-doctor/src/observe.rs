@@ -256,6 +256,9 @@ pub struct TrustVerdict {
     pub has_top_issuer: bool,
     /// Number of anchors in the store (0: store empty or unreadable).
     pub anchors: usize,
+    /// The anchors' subjects, for the `pinned` store only (the others are long lists).
+    #[serde(default)]
+    pub anchor_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -110,11 +110,11 @@ async fn run_async(req: &Request, stores: &Stores) -> (Observations, Vec<Handsha
         now: time::OffsetDateTime::now_utc().unix_timestamp(),
         ..Default::default()
     };
-    if let Some(c) = &req.client {
-        if let Some(issue) = check_client_key(c) {
-            obs.local.push(issue);
-            return (obs, Vec::new());
-        }
+    if let Some(c) = &req.client
+        && let Some(issue) = check_client_key(c)
+    {
+        obs.local.push(issue);
+        return (obs, Vec::new());
     }
 
     // DNS
@@ -518,13 +518,19 @@ pub(crate) async fn handshake(
                 ),
             ));
             // Listen briefly: no application data is ever written on this connection.
-            let wait = AFTER_HANDSHAKE_WAIT
-                .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-            let mut buf = [0u8; 1024];
+            // Only when the server asked for a client certificate is there a verdict to
+            // wait for; otherwise a quick look is enough.
             let asked_for_cert = record
                 .lock()
                 .map(|r| r.cert_request.is_some())
                 .unwrap_or(false);
+            let wait = if asked_for_cert {
+                AFTER_HANDSHAKE_WAIT
+            } else {
+                Duration::from_millis(50)
+            }
+            .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            let mut buf = [0u8; 1024];
             h.outcome = match tokio::time::timeout(wait, tls.read(&mut buf)).await {
                 Err(_) | Ok(Ok(1..)) => HandshakeOutcome::Established,
                 // A clean close after a handshake that did not involve a client
@@ -626,7 +632,22 @@ pub(crate) async fn handshake(
             format!("our client gave up: {message}"),
         )),
     }
-    h.steps.sort_by_key(|s| s.ms);
+    // Same-millisecond steps in protocol order: hello, server flight, completion, end.
+    h.steps.sort_by_key(|s| {
+        let rank = if s.what.starts_with("ClientHello") {
+            0
+        } else if s.what.starts_with("ServerHello")
+            || s.what.starts_with("CertificateRequest")
+            || s.what.starts_with("Certificate (")
+        {
+            1
+        } else if s.what.starts_with("handshake complete") {
+            2
+        } else {
+            3
+        };
+        (s.ms, rank)
+    });
     (h, rec.chain)
 }
 

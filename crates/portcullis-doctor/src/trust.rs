@@ -98,6 +98,14 @@ fn verdict(
         has_leaf_issuer,
         has_top_issuer,
         anchors: anchors.len(),
+        anchor_names: if store == "pinned" {
+            anchors
+                .iter()
+                .map(|a| certs::name_string(a.subject.as_ref()))
+                .collect()
+        } else {
+            Vec::new()
+        },
     };
     let Some(leaf) = chain.first() else {
         v.error = Some("no certificate".into());

@@ -23,7 +23,7 @@ use portcullis_policy::{Decision, path};
 
 use crate::Gate;
 use crate::config::Upstream;
-use crate::pages::{self, Body, Refusal};
+use crate::pages::{self, Body, Page, Refusal};
 use crate::server::{Connection, Peer};
 
 /// The host part of a `Host` header or authority: no port, no IPv6 brackets.
@@ -47,16 +47,30 @@ const HOP_BY_HOP: [header::HeaderName; 6] = [
     header::PROXY_AUTHORIZATION,
 ];
 
-pub async fn handle(gate: &Gate, conn: &Connection, mut req: Request<Incoming>) -> Response<Body> {
+/// What [`check`] established about an allowed request.
+#[derive(Debug)]
+pub struct Allowed {
+    /// The request's host (no port), already matched against SNI.
+    pub host: String,
+    /// Whether the client asked for HTML, for pages rendered later.
+    pub html: bool,
+}
+
+/// Steps 1 to 4 for any request body type: on success the request carries the canonical
+/// path, no inbound identity headers and the gate's own; otherwise the refusal page.
+// The error is a whole response, built only on the refusal path; boxing it would add an
+// allocation there and save nothing on the hot path.
+#[allow(clippy::result_large_err)]
+pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<Allowed, Page> {
     let html = pages::wants_html(req.headers());
 
-    // 1. Canonical path.
+    // 1. Canonical path; the request is rewritten to it so nothing after can see another.
     let canonical = match path::canonicalize(req.uri().path()) {
         Ok(p) => p,
         Err(e) => {
-            return gate
+            return Err(gate
                 .pages
-                .refusal(&Refusal::BadRequest(&e.to_string()), html);
+                .refusal(&Refusal::BadRequest(&e.to_string()), html));
         }
     };
 
@@ -69,17 +83,17 @@ pub async fn handle(gate: &Gate, conn: &Connection, mut req: Request<Incoming>) 
     let uri_host = req.uri().authority().map(|a| a.as_str());
     let host = match (uri_host, header_host) {
         (Some(u), Some(h)) if !host_only(u).eq_ignore_ascii_case(host_only(h)) => {
-            return gate.pages.refusal(
+            return Err(gate.pages.refusal(
                 &Refusal::BadRequest("the request target and the Host header name different hosts"),
                 html,
-            );
+            ));
         }
         (Some(u), _) => host_only(u),
         (None, Some(h)) => host_only(h),
         (None, None) => {
-            return gate
+            return Err(gate
                 .pages
-                .refusal(&Refusal::BadRequest("the Host header is missing"), html);
+                .refusal(&Refusal::BadRequest("the Host header is missing"), html));
         }
     };
     let host_ok = match &conn.sni {
@@ -91,26 +105,24 @@ pub async fn handle(gate: &Gate, conn: &Connection, mut req: Request<Incoming>) 
             .sni
             .as_deref()
             .unwrap_or("(no SNI: this server's default names)");
-        return gate.pages.refusal(
+        return Err(gate.pages.refusal(
             &Refusal::Misdirected {
                 connection_host,
                 request_host: host,
             },
             html,
-        );
+        ));
     }
 
     // 3. Policy.
-    let verified = match &conn.peer {
-        Peer::Verified(v) => Some(v.as_ref()),
-        Peer::Anonymous | Peer::Failed(_) => None,
-    };
+    let verified = conn.verified();
     let facts = portcullis_policy::Request {
         method: req.method().as_str(),
         host,
         path: &canonical,
     };
     let policy = &gate.config.policy;
+    let who = || verified.map_or("anonymous", |v| v.label.as_str());
     match policy.decide(&facts, verified.map(|v| v.roles)) {
         Decision::Allow { .. } => {}
         Decision::Unauthenticated { .. } => {
@@ -118,23 +130,48 @@ pub async fn handle(gate: &Gate, conn: &Connection, mut req: Request<Incoming>) 
                 Peer::Failed(reason) => Refusal::CertificateRefused(reason),
                 _ => Refusal::NoCertificate,
             };
-            return gate.pages.refusal(&refusal, html);
+            return Err(gate.pages.refusal(&refusal, html));
         }
         Decision::Forbidden { require, .. } => {
-            let who = verified.map_or("anonymous", |v| v.label.as_str());
             let needs = policy.describe(require);
-            return gate
-                .pages
-                .refusal(&Refusal::Forbidden { who, needs: &needs }, html);
+            return Err(gate.pages.refusal(
+                &Refusal::Forbidden {
+                    who: who(),
+                    needs: &needs,
+                },
+                html,
+            ));
         }
-        Decision::NoRule => {
-            let who = verified.map_or("anonymous", |v| v.label.as_str());
-            return gate.pages.refusal(&Refusal::NoRule { who }, html);
+        Decision::NoRule => return Err(gate.pages.refusal(&Refusal::NoRule { who: who() }, html)),
+    }
+    let host = host.to_owned();
+
+    if canonical.as_str() != req.uri().path() {
+        let pq = match req.uri().query() {
+            Some(q) => format!("{}?{q}", canonical.as_str()),
+            None => canonical.as_str().to_owned(),
+        };
+        let mut parts = req.uri().clone().into_parts();
+        parts.path_and_query = match pq.parse() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                return Err(gate
+                    .pages
+                    .refusal(&Refusal::BadRequest("the query string is not valid"), html));
+            }
+        };
+        match Uri::from_parts(parts) {
+            Ok(u) => *req.uri_mut() = u,
+            Err(_) => {
+                return Err(gate.pages.refusal(
+                    &Refusal::BadRequest("the request target is not valid"),
+                    html,
+                ));
+            }
         }
     }
 
     // 4. Headers: theirs out, ours in.
-    let host = host.to_owned();
     let headers = req.headers_mut();
     gate.names.strip(headers);
     match verified {
@@ -151,36 +188,57 @@ pub async fn handle(gate: &Gate, conn: &Connection, mut req: Request<Incoming>) 
             headers.insert(gate.names.verify.clone(), verify);
         }
     }
+    Ok(Allowed { host, html })
+}
 
-    // 5. Forward or answer.
+/// The whole pipeline for `portcullis serve`: [`check`], then the upstream or the
+/// built-in app.
+pub async fn handle(gate: &Gate, conn: &Connection, mut req: Request<Incoming>) -> Response<Body> {
+    let allowed = match check(gate, conn, &mut req) {
+        Ok(a) => a,
+        Err(page) => return page.map(Either::Right),
+    };
+    forward(gate, conn, req, allowed).await
+}
+
+/// Step 5.
+async fn forward(
+    gate: &Gate,
+    conn: &Connection,
+    mut req: Request<Incoming>,
+    allowed: Allowed,
+) -> Response<Body> {
+    let Allowed { host, html } = allowed;
+    let refuse = |r: Refusal<'_>| gate.pages.refusal(&r, html).map(Either::Right);
     match &gate.config.upstream {
         Upstream::Whoami => {
+            let verified = conn.verified();
             let roles: Vec<&str> = verified
                 .map(|v| v.role_names.iter().map(String::as_str).collect())
                 .unwrap_or_default();
             pages::whoami(
                 verified.map(|v| (&v.identity, roles.as_slice())),
-                canonical.as_str(),
+                req.uri().path(),
                 html,
             )
+            .map(Either::Right)
         }
         Upstream::Http { authority, http2 } => {
             let Some(client) = &gate.client else {
-                return gate.pages.refusal(&Refusal::BadGateway, html);
+                return refuse(Refusal::BadGateway);
             };
-            let pq = match req.uri().query() {
-                Some(q) => format!("{}?{q}", canonical.as_str()),
-                None => canonical.as_str().to_owned(),
-            };
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
             let uri = Uri::builder()
                 .scheme("http")
                 .authority(authority.clone())
                 .path_and_query(pq)
                 .build();
             let Ok(uri) = uri else {
-                return gate
-                    .pages
-                    .refusal(&Refusal::BadRequest("the query string is not valid"), html);
+                return refuse(Refusal::BadRequest("the query string is not valid"));
             };
             *req.uri_mut() = uri;
             *req.version_mut() = if *http2 {
@@ -231,9 +289,8 @@ pub async fn handle(gate: &Gate, conn: &Connection, mut req: Request<Incoming>) 
                     parts.headers.remove("keep-alive");
                     Response::from_parts(parts, Either::Left(body))
                 }
-                Ok(Err(e)) if e.is_connect() => gate.pages.refusal(&Refusal::BadGateway, html),
-                Ok(Err(_)) => gate.pages.refusal(&Refusal::BadGateway, html),
-                Err(_) => gate.pages.refusal(&Refusal::GatewayTimeout, html),
+                Ok(Err(_)) => refuse(Refusal::BadGateway),
+                Err(_) => refuse(Refusal::GatewayTimeout),
             }
         }
     }

@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod dev;
+pub mod embed;
 pub mod error;
 pub mod handler;
 pub mod identity_headers;

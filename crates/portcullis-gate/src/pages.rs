@@ -17,6 +17,9 @@ use crate::error::{Error, Result};
 /// Response body of the gate: streamed from the upstream, or a page built here.
 pub type Body = Either<Incoming, Full<Bytes>>;
 
+/// A page built by the gate.
+pub type Page = Response<Full<Bytes>>;
+
 /// Replacement HTML pages, by status (`401.html`, `403.html`, …), loaded at start.
 #[derive(Debug, Default, Clone)]
 pub struct Pages {
@@ -98,12 +101,8 @@ pub fn wants_html(headers: &http::HeaderMap) -> bool {
         .is_some_and(|v| v.contains("text/html"))
 }
 
-fn respond(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Body> {
-    let mut r = Response::new(Either::Right(Full::new(body.into())));
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Page {
+    let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -114,7 +113,7 @@ fn respond(
 
 impl Pages {
     /// Renders a refusal.
-    pub fn refusal(&self, refusal: &Refusal<'_>, html: bool) -> Response<Body> {
+    pub fn refusal(&self, refusal: &Refusal<'_>, html: bool) -> Page {
         let (status, code, title, text, detail_html) = match refusal {
             Refusal::BadRequest(why) => (
                 StatusCode::BAD_REQUEST,
@@ -223,7 +222,7 @@ impl Pages {
 }
 
 /// The built-in app: who the caller is, as the gate sees them.
-pub fn whoami(identity: Option<(&Identity, &[&str])>, path: &str, html: bool) -> Response<Body> {
+pub fn whoami(identity: Option<(&Identity, &[&str])>, path: &str, html: bool) -> Page {
     if !html {
         let body = match identity {
             Some((id, roles)) => json!({
@@ -304,7 +303,7 @@ pub fn whoami(identity: Option<(&Identity, &[&str])>, path: &str, html: bool) ->
 }
 
 /// A 308 to the HTTPS origin, for the plain-HTTP listener.
-pub fn redirect(location: &str) -> Response<Body> {
+pub fn redirect(location: &str) -> Page {
     let mut r = respond(
         StatusCode::PERMANENT_REDIRECT,
         "text/plain; charset=utf-8",

@@ -42,6 +42,16 @@ pub struct Verified {
     pub label: String,
 }
 
+impl Connection {
+    /// The verified client, if there is one.
+    pub fn verified(&self) -> Option<&Verified> {
+        match &self.peer {
+            Peer::Verified(v) => Some(v),
+            Peer::Anonymous | Peer::Failed(_) => None,
+        }
+    }
+}
+
 /// Per-connection facts shared by all requests on it.
 #[derive(Debug)]
 pub struct Connection {
@@ -88,20 +98,22 @@ impl Gate {
         }
     }
 
-    async fn connection(self: Arc<Self>, tcp: TcpStream, peer_addr: SocketAddr) {
+    /// The TLS half of the gate, for servers of your own (see [`crate::embed`]): the
+    /// handshake, bounded by `handshake_timeout_secs`, then the client's identity, parsed
+    /// once. `None` when the handshake fails or the certificate is refused.
+    pub async fn accept(
+        &self,
+        tcp: TcpStream,
+        peer_addr: SocketAddr,
+    ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Arc<Connection>)> {
         let _ = tcp.set_nodelay(true);
-        let limits = self.config.limits;
         let handshake = self.acceptor.accept(tcp);
-        let tls = match tokio::time::timeout(
-            Duration::from_secs(limits.handshake_timeout_secs),
-            handshake,
-        )
-        .await
-        {
+        let limit = Duration::from_secs(self.config.limits.handshake_timeout_secs);
+        let tls = match tokio::time::timeout(limit, handshake).await {
             Ok(Ok(s)) => s,
             // Handshake failures are the client's to diagnose (the alert tells it why);
             // issue #5 adds logging of the reason.
-            Ok(Err(_)) | Err(_) => return,
+            Ok(Err(_)) | Err(_) => return None,
         };
         let (_, session) = tls.get_ref();
         let sni = session.server_name().map(str::to_ascii_lowercase);
@@ -127,7 +139,7 @@ impl Gate {
                     Err(reason) if self.tls.deferred.is_some() => Peer::Failed(reason),
                     // A verified certificate whose fields we refuse to interpret (a NUL in
                     // the CN, …) gets nothing: fail closed, close the connection.
-                    Err(_) => return,
+                    Err(_) => return None,
                 }
             }
             _ => Peer::Anonymous,
@@ -145,12 +157,12 @@ impl Gate {
             forwarded_prefix,
         });
 
-        let gate = self.clone();
-        let service = service_fn(move |req| {
-            let gate = gate.clone();
-            let conn = conn.clone();
-            async move { Ok::<_, Infallible>(handler::handle(&gate, &conn, req).await) }
-        });
+        Some((tls, conn))
+    }
+
+    /// An HTTP/1.1 + h2 connection builder with the gate's limits.
+    pub fn http_builder(&self) -> auto::Builder<TokioExecutor> {
+        let limits = self.config.limits;
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -161,7 +173,23 @@ impl Gate {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-        let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+        builder
+    }
+
+    async fn connection(self: Arc<Self>, tcp: TcpStream, peer_addr: SocketAddr) {
+        let Some((tls, conn)) = self.accept(tcp, peer_addr).await else {
+            return;
+        };
+        let gate = self.clone();
+        let service = service_fn(move |req| {
+            let gate = gate.clone();
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(handler::handle(&gate, &conn, req).await) }
+        });
+        let _ = self
+            .http_builder()
+            .serve_connection(TokioIo::new(tls), service)
+            .await;
     }
 
     fn verified(

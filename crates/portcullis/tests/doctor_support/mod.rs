@@ -37,7 +37,9 @@ impl Cert {
         portcullis_pki::ca::pem("CERTIFICATE", &self.der)
     }
     pub fn key_pem(&self) -> String {
-        portcullis_pki::keys::to_pem(&self.key, None).unwrap().to_string()
+        portcullis_pki::keys::to_pem(&self.key, None)
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -192,7 +194,8 @@ impl<'a> Server<'a> {
 }
 
 fn serve_tls(mut sock: TcpStream, config: Arc<rustls::ServerConfig>, sni_only: Option<&str>) {
-    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut acceptor = rustls::server::Acceptor::default();
     let accepted = loop {
         if acceptor.read_tls(&mut sock).unwrap_or(0) == 0 {
@@ -207,10 +210,10 @@ fn serve_tls(mut sock: TcpStream, config: Arc<rustls::ServerConfig>, sni_only: O
             }
         }
     };
-    if let Some(name) = sni_only {
-        if accepted.client_hello().server_name() != Some(name) {
-            return; // dropped: FIN, no alert, like many SNI-routing servers
-        }
+    if let Some(name) = sni_only
+        && accepted.client_hello().server_name() != Some(name)
+    {
+        return; // dropped: FIN, no alert, like many SNI-routing servers
     }
     let mut conn = match accepted.into_connection(config) {
         Ok(c) => c,
@@ -392,7 +395,11 @@ pub fn doctor(sb: &Sandbox, args: &[&str]) -> Run {
 /// the docs (timings are recorded, never asserted).
 fn record_timing(run: &Run) {
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("doctor-timings.txt");
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         let _ = writeln!(f, "{} {}", run.cause(), run.json["elapsed_ms"]);
     }
 }

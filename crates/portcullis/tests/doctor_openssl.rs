@@ -1,0 +1,168 @@
+//! Causes rustls will not serve, produced with the real `openssl s_server`: a TLS 1.0-only
+//! server, legacy cipher suites only, a 1024-bit RSA key and a SHA-1 signature (with the
+//! security level lowered on the *server*, never on the doctor).
+
+// Integration tests: a failed setup step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod doctor_support;
+
+use common::Sandbox;
+use doctor_support::*;
+
+/// Runs openssl in the sandbox and asserts it worked.
+fn openssl(sb: &Sandbox, args: &[&str]) {
+    let out = sb.tool("openssl", args);
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed:\n{}",
+        common::text(&out)
+    );
+}
+
+/// A CA (ca.pem, ca.key) from the PKI crate, and a leaf for localhost signed by OpenSSL
+/// with the given key and digest: leaf.crt, leaf.key.
+fn openssl_leaf(sb: &Sandbox, newkey: &str, digest: &str) {
+    let ca = root("OpenSSL Test Root");
+    std::fs::write(sb.path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(sb.path("ca.key"), ca.key_pem()).unwrap();
+    std::fs::write(
+        sb.path("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        sb,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            newkey,
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    openssl(
+        sb,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            digest,
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "leaf.crt",
+        ],
+    );
+}
+
+#[test]
+fn tls_1_0_only_server_is_a_protocol_version_mismatch() {
+    let sb = Sandbox::new();
+    openssl_leaf(&sb, "rsa:2048", "-sha256");
+    let server = openssl_server(
+        sb.dir.path(),
+        &[
+            "-cert",
+            "leaf.crt",
+            "-key",
+            "leaf.key",
+            "-tls1",
+            "-cipher",
+            "DEFAULT@SECLEVEL=0",
+        ],
+    );
+    let run = doctor(
+        &sb,
+        &[&format!("localhost:{}", server.port), "--ca", "ca.pem"],
+    );
+    expect(&run, 1, "protocol-version-mismatch");
+    let summary = run.finding("protocol-version-mismatch")["summary"]
+        .as_str()
+        .unwrap();
+    assert!(summary.contains("TLS 1.0"), "{summary}");
+}
+
+#[test]
+fn legacy_suites_only_is_no_shared_cipher() {
+    let sb = Sandbox::new();
+    openssl_leaf(&sb, "rsa:2048", "-sha256");
+    let server = openssl_server(
+        sb.dir.path(),
+        &[
+            "-cert",
+            "leaf.crt",
+            "-key",
+            "leaf.key",
+            "-no_tls1_3",
+            "-cipher",
+            "AES128-SHA",
+        ],
+    );
+    let run = doctor(
+        &sb,
+        &[&format!("localhost:{}", server.port), "--ca", "ca.pem"],
+    );
+    expect(&run, 1, "no-shared-cipher");
+    let summary = run.finding("no-shared-cipher")["summary"].as_str().unwrap();
+    assert!(summary.contains("AES128-SHA"), "{summary}");
+}
+
+#[test]
+fn rsa_1024_key_is_weak() {
+    let sb = Sandbox::new();
+    openssl_leaf(&sb, "rsa:1024", "-sha256");
+    let server = openssl_server(
+        sb.dir.path(),
+        &[
+            "-cert",
+            "leaf.crt",
+            "-key",
+            "leaf.key",
+            "-cipher",
+            "DEFAULT@SECLEVEL=0",
+        ],
+    );
+    let run = doctor(
+        &sb,
+        &[&format!("127.0.0.1:{}", server.port), "--ca", "ca.pem"],
+    );
+    expect(&run, 1, "weak-key");
+}
+
+#[test]
+fn sha1_signature_is_weak() {
+    let sb = Sandbox::new();
+    openssl_leaf(&sb, "rsa:2048", "-sha1");
+    let server = openssl_server(
+        sb.dir.path(),
+        &[
+            "-cert",
+            "leaf.crt",
+            "-key",
+            "leaf.key",
+            "-cipher",
+            "DEFAULT@SECLEVEL=0",
+        ],
+    );
+    let run = doctor(
+        &sb,
+        &[&format!("127.0.0.1:{}", server.port), "--ca", "ca.pem"],
+    );
+    expect(&run, 1, "weak-signature");
+}
