@@ -447,10 +447,14 @@ fn chain(b: &mut Builder<'_>) {
         )
     }));
 
-    // Weak algorithms and keys first: they also make the trust check fail.
+    // Weak algorithms and keys first: they also make the trust check fail. A self-signed
+    // certificate's own signature is not checked by OpenSSL once it is trusted, so it only
+    // counts when rustls refused the pinned chain for it.
+    let effective_error = effective.and_then(|v| v.error.as_deref()).unwrap_or("");
     let mut weak = false;
     for (i, c) in obs.chain.iter().enumerate() {
-        let anchor_self_sig = c.self_issued && i > 0;
+        let anchor_self_sig = c.self_issued
+            && !(pinned && effective_error.starts_with("UnsupportedSignatureAlgorithm"));
         if is_weak_signature(&c.signature_algorithm) && !anchor_self_sig {
             weak = true;
             b.add(

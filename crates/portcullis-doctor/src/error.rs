@@ -19,6 +19,16 @@ pub enum Error {
     #[error("{}: not a usable private key: {reason}", path.display())]
     Key { path: PathBuf, reason: String },
 
+    #[error("{}: not a PKCS#12 bundle this password ({origin}) opens: {reason}", path.display())]
+    P12 {
+        path: PathBuf,
+        origin: String,
+        reason: String,
+    },
+
+    #[error("{}: the PKCS#12 bundle holds no private key with a certificate", path.display())]
+    P12Empty { path: PathBuf },
+
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
 }

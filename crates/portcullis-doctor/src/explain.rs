@@ -254,6 +254,29 @@ const PATTERNS: &[(&str, &str, Option<&str>)] = &[
     ),
 ];
 
+/// The usual advice to switch verification off. Asked about it, the doctor explains why
+/// not and what to do instead (pin the CA); it never repeats it.
+const TURN_OFF_VERIFICATION: &[&str] = &[
+    "rejectunauthorized",
+    "node tls reject unauthorized",
+    "danger accept invalid",
+    "insecureskipverify",
+    "verify=false",
+    "verify = false",
+    "cert none",
+    "check hostname = false",
+    "curl k ",
+    "curl insecure",
+    "trustallcerts",
+    "trust all certificates",
+];
+
+/// The slug `explain` answers with when asked about disabling verification. Not a cause
+/// of a failing connection, so it is not in [`causes::CAUSES`].
+pub const VERIFICATION_OFF: &str = "verification-disabled";
+
+const PIN_INSTEAD: &str = "Switching certificate verification off lets anyone on the network     path impersonate the server, which is what TLS exists to prevent. Fix the cause instead:     run `portcullis doctor HOST` to see which one it is. For a self-signed or private-CA     server, pin that certificate or CA for this client only: Node `ca: fs.readFileSync('ca.pem')`     (or NODE_EXTRA_CA_CERTS=ca.pem), curl --cacert ca.pem, Python verify='ca.pem',     reqwest add_root_certificate. Get ca.pem out-of-band and check its fingerprint.";
+
 /// OpenSSL verify codes (`verify error:num=N`), also accepted bare.
 const OPENSSL_CODES: &[(u32, &str)] = &[
     (9, "not-yet-valid"),
@@ -273,6 +296,20 @@ fn normalize(s: &str) -> String {
 /// Explains an error text or code; `None` when nothing matches.
 pub fn explain(input: &str) -> Option<Explanation> {
     let text = normalize(input.trim());
+    let spaced = format!(
+        " {} ",
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    if let Some(p) = TURN_OFF_VERIFICATION.iter().find(|p| spaced.contains(*p)) {
+        return Some(Explanation {
+            input: input.to_owned(),
+            cause: VERIFICATION_OFF.into(),
+            matched: p.trim().to_owned(),
+            what: "that setting turns certificate verification off".into(),
+            fix: PIN_INSTEAD.split_whitespace().collect::<Vec<_>>().join(" "),
+            note: None,
+        });
+    }
     let code = text
         .strip_prefix("verify error:num=")
         .unwrap_or(&text)
@@ -382,5 +419,17 @@ mod tests {
             assert_eq!(cause(text), want, "{text}");
         }
         assert!(explain("the weather is nice").is_none());
+        for advice in [
+            "NODE_TLS_REJECT_UNAUTHORIZED=0",
+            "rejectUnauthorized: false",
+            "curl -k https://x",
+            "curl --insecure https://x",
+            "requests.get(url, verify=False)",
+            "danger_accept_invalid_certs(true)",
+        ] {
+            let e = explain(advice).unwrap();
+            assert_eq!(e.cause, VERIFICATION_OFF, "{advice}");
+            assert!(e.fix.contains("ca.pem"), "{advice}");
+        }
     }
 }

@@ -35,6 +35,46 @@ pub struct ClientIdentity {
     pub key_file: String,
 }
 
+impl ClientIdentity {
+    /// The key and chain from a PKCS#12 bundle (`--p12`). A bundle the password does not
+    /// open is [`Error::P12`]; the CLI reports it as `client-key-passphrase`.
+    pub fn from_p12(
+        der: &[u8],
+        password: &str,
+        origin: &str,
+        path: &std::path::Path,
+    ) -> Result<ClientIdentity, Error> {
+        let store = p12_keystore::KeyStore::from_pkcs12(
+            der,
+            password,
+            p12_keystore::Pkcs12ImportPolicy::Relaxed,
+        )
+        .map_err(|e| Error::P12 {
+            path: path.to_owned(),
+            origin: origin.to_owned(),
+            reason: e.to_string(),
+        })?;
+        for (_, entry) in store.entries() {
+            if let p12_keystore::KeyStoreEntry::PrivateKeyChain(chain) = entry {
+                let certs: Vec<Vec<u8>> =
+                    chain.certs().iter().map(|c| c.as_der().to_vec()).collect();
+                if certs.is_empty() {
+                    continue;
+                }
+                return Ok(ClientIdentity {
+                    chain: certs,
+                    key_pkcs8: chain.key().as_der().to_vec(),
+                    cert_file: path.display().to_string(),
+                    key_file: path.display().to_string(),
+                });
+            }
+        }
+        Err(Error::P12Empty {
+            path: path.to_owned(),
+        })
+    }
+}
+
 /// What the user asked the doctor to try.
 #[derive(Debug, Clone)]
 pub struct Request {

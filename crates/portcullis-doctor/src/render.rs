@@ -149,6 +149,12 @@ pub fn text(report: &Report, verbose: bool, st: Style) -> String {
         }
         for h in &obs.handshakes {
             let _ = writeln!(out, "  handshake \"{}\" ({} ms)", h.label, h.ms);
+            let _ = writeln!(
+                out,
+                "    offered: {} | suites {}",
+                h.sent.versions.join(", "),
+                h.sent.cipher_suites.join(", ")
+            );
             for s in &h.steps {
                 let _ = writeln!(out, "    +{:>5} ms  {:<8} {}", s.ms, s.dir, s.what);
             }

@@ -33,7 +33,7 @@ pub struct DoctorArgs {
     pub servername: Option<String>,
 
     /// Client certificate (PEM; may hold the chain) to present when the server asks.
-    #[arg(long, value_name = "FILE", requires = "key")]
+    #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "p12")]
     pub cert: Option<PathBuf>,
 
     /// Private key of --cert (PEM, plain or encrypted PKCS#8).
@@ -44,6 +44,15 @@ pub struct DoctorArgs {
     /// (or PORTCULLIS_KEY_PASSPHRASE, or the prompt).
     #[arg(long, value_name = "FILE")]
     pub key_passphrase_file: Option<PathBuf>,
+
+    /// Client certificate and key from a PKCS#12 bundle (instead of --cert/--key).
+    #[arg(long, value_name = "FILE")]
+    pub p12: Option<PathBuf>,
+
+    /// Password of the --p12 bundle, from the first line of FILE
+    /// (or PORTCULLIS_P12_PASSWORD, or the prompt).
+    #[arg(long, value_name = "FILE")]
+    pub p12_password_file: Option<PathBuf>,
 
     /// Offer only this TLS version.
     #[arg(long, value_parser = ["1.2", "1.3"])]
@@ -167,7 +176,16 @@ fn diagnose(args: DoctorArgs) -> Result<ExitCode> {
                 Err((cause, detail)) => portcullis_doctor::local_report(&req, cause, detail),
             }
         }
-        _ => portcullis_doctor::run(&req)?,
+        _ => match &args.p12 {
+            Some(p12) => match load_p12(p12, args.p12_password_file.as_deref())? {
+                Ok(identity) => {
+                    req.client = Some(identity);
+                    portcullis_doctor::run(&req)?
+                }
+                Err((cause, detail)) => portcullis_doctor::local_report(&req, cause, detail),
+            },
+            None => portcullis_doctor::run(&req)?,
+        },
     };
     print(&report, &args);
     Ok(ExitCode::from(report.exit_code()))
@@ -178,6 +196,35 @@ fn print(report: &Report, args: &DoctorArgs) {
         println!("{}", render::json(report));
     } else {
         print!("{}", render::text(report, args.verbose, style()));
+    }
+}
+
+/// Opens a PKCS#12 bundle. A bundle we cannot open with the password given is a finding
+/// (`client-key-passphrase`), not a doctor failure.
+fn load_p12(
+    path: &Path,
+    pass_file: Option<&Path>,
+) -> Result<std::result::Result<ClientIdentity, (&'static str, String)>> {
+    let der =
+        std::fs::read(path).with_context(|| format!("cannot read --p12 {}", path.display()))?;
+    let source = Source {
+        file: pass_file,
+        flag: "--p12-password-file",
+        env: secrets::P12_ENV,
+        prompt: "PKCS#12 password".to_string(),
+    };
+    let Some(pass) = source.get(Mode::Enter)? else {
+        return Ok(Err((
+            "client-key-passphrase",
+            format!("{} needs a password: {}", path.display(), source.missing()),
+        )));
+    };
+    match ClientIdentity::from_p12(&der, pass.expose(), pass.origin(), path) {
+        Ok(id) => Ok(Ok(id)),
+        Err(e @ portcullis_doctor::Error::P12 { .. }) => {
+            Ok(Err(("client-key-passphrase", e.to_string())))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -59,6 +59,13 @@ fn plaintext_service_is_not_tls() {
     let summary = run.finding("not-tls")["summary"].as_str().unwrap();
     assert!(summary.contains("SSH-2.0-OpenSSH_9.2p1"), "{summary}");
     assert!(summary.contains("looks like SSH"), "{summary}");
+
+    // An HTTP server answers the ClientHello with an HTTP error.
+    let port = hello_then(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    let run = doctor(&sb, &[&addr(port)]);
+    expect(&run, 1, "not-tls");
+    let summary = run.finding("not-tls")["summary"].as_str().unwrap();
+    assert!(summary.contains("looks like HTTP"), "{summary}");
 }
 
 #[test]
@@ -242,6 +249,36 @@ fn client_certificate_required_and_the_cert_fix_works_in_node() {
         ],
     );
     expect(&run, 0, "ok");
+
+    // The same identity from a PKCS#12 bundle; a wrong password is a local finding.
+    let pass = portcullis_pki::Passphrase::new("bundle pw".into(), "test").unwrap();
+    let p12 = portcullis_pki::p12::bundle(
+        &alice.key,
+        std::slice::from_ref(&alice.der),
+        "alice",
+        &pass,
+        portcullis_pki::P12Format::Modern,
+    )
+    .unwrap();
+    std::fs::write(sb.path("alice.p12"), p12).unwrap();
+    std::fs::write(sb.path("p12.pw"), "bundle pw\n").unwrap();
+    std::fs::write(sb.path("bad.pw"), "not it\n").unwrap();
+    let target = addr(port);
+    for (pw, code, cause) in [("p12.pw", 0, "ok"), ("bad.pw", 1, "client-key-passphrase")] {
+        let run = doctor(
+            &sb,
+            &[
+                &target,
+                "--ca",
+                "ca.pem",
+                "--p12",
+                "alice.p12",
+                "--p12-password-file",
+                pw,
+            ],
+        );
+        expect(&run, code, cause);
+    }
 }
 
 #[test]

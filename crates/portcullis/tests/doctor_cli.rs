@@ -81,6 +81,20 @@ fn explain_maps_errors_from_each_ecosystem() {
     );
     let out = sb.run(&["doctor", "explain", "the printer is on fire"]);
     assert_eq!(out.status.code(), Some(1));
+
+    // Asked about switching verification off, it explains pinning instead.
+    let out = sb.run(&[
+        "doctor",
+        "explain",
+        "NODE_TLS_REJECT_UNAUTHORIZED=0",
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["cause"], "verification-disabled");
+    assert!(
+        json["fix"].as_str().unwrap().contains("--cacert ca.pem"),
+        "{json:#}"
+    );
 }
 
 #[test]
