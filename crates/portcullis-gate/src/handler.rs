@@ -48,12 +48,27 @@ const HOP_BY_HOP: [header::HeaderName; 6] = [
 ];
 
 /// What [`check`] established about an allowed request.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Allowed {
-    /// The request's host (no port), already matched against SNI.
-    pub host: String,
     /// Whether the client asked for HTML, for pages rendered later.
     pub html: bool,
+}
+
+/// The host a request names: the authority of an absolute-form or h2 request, else the
+/// Host header, without port. `Err` when they disagree or neither is there.
+fn request_host<B>(req: &Request<B>) -> Result<&str, &'static str> {
+    let header_host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    match (req.uri().authority().map(|a| a.as_str()), header_host) {
+        (Some(u), Some(h)) if !host_only(u).eq_ignore_ascii_case(host_only(h)) => {
+            Err("the request target and the Host header name different hosts")
+        }
+        (Some(u), _) => Ok(host_only(u)),
+        (None, Some(h)) => Ok(host_only(h)),
+        (None, None) => Err("the Host header is missing"),
+    }
 }
 
 /// Steps 1 to 4 for any request body type: on success the request carries the canonical
@@ -74,27 +89,10 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
         }
     };
 
-    // 2. Host: the authority of an absolute-form or h2 request, else the Host header;
-    //    when both are present they must agree.
-    let header_host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let uri_host = req.uri().authority().map(|a| a.as_str());
-    let host = match (uri_host, header_host) {
-        (Some(u), Some(h)) if !host_only(u).eq_ignore_ascii_case(host_only(h)) => {
-            return Err(gate.pages.refusal(
-                &Refusal::BadRequest("the request target and the Host header name different hosts"),
-                html,
-            ));
-        }
-        (Some(u), _) => host_only(u),
-        (None, Some(h)) => host_only(h),
-        (None, None) => {
-            return Err(gate
-                .pages
-                .refusal(&Refusal::BadRequest("the Host header is missing"), html));
-        }
+    // 2. Host.
+    let host = match request_host(req) {
+        Ok(h) => h,
+        Err(why) => return Err(gate.pages.refusal(&Refusal::BadRequest(why), html)),
     };
     let host_ok = match &conn.sni {
         Some(sni) => sni.eq_ignore_ascii_case(host),
@@ -144,8 +142,6 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
         }
         Decision::NoRule => return Err(gate.pages.refusal(&Refusal::NoRule { who: who() }, html)),
     }
-    let host = host.to_owned();
-
     if canonical.as_str() != req.uri().path() {
         let pq = match req.uri().query() {
             Some(q) => format!("{}?{q}", canonical.as_str()),
@@ -176,6 +172,7 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
     gate.names.strip(headers);
     match verified {
         Some(v) => {
+            headers.reserve(v.headers.len());
             for (name, value) in &v.headers {
                 headers.insert(name.clone(), value.clone());
             }
@@ -188,7 +185,7 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
             headers.insert(gate.names.verify.clone(), verify);
         }
     }
-    Ok(Allowed { host, html })
+    Ok(Allowed { html })
 }
 
 /// The whole pipeline for `portcullis serve`: [`check`], then the upstream or the
@@ -208,7 +205,7 @@ async fn forward(
     mut req: Request<Incoming>,
     allowed: Allowed,
 ) -> Response<Body> {
-    let Allowed { host, html } = allowed;
+    let Allowed { html } = allowed;
     let refuse = |r: Refusal<'_>| gate.pages.refusal(&r, html).map(Either::Right);
     match &gate.config.upstream {
         Upstream::Whoami => {
@@ -227,6 +224,8 @@ async fn forward(
             let Some(client) = &gate.client else {
                 return refuse(Refusal::BadGateway);
             };
+            // `check` accepted the host, so this cannot fail; an empty host is harmless.
+            let host = request_host(&req).unwrap_or_default().to_owned();
             let pq = req
                 .uri()
                 .path_and_query()

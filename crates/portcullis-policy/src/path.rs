@@ -17,6 +17,7 @@
 //!
 //! Matching is case-sensitive: `/ADMIN` is not `/admin`.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why a request target was refused (the gate answers 400).
@@ -46,11 +47,12 @@ pub enum PathError {
 }
 
 /// A canonical path: starts with `/`, no `.`/`..`/empty segments, a trailing slash only
-/// where the request had one.
+/// where the request had one. Borrows the request's path when it already was canonical,
+/// which is almost always: the common case allocates nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CanonicalPath(String);
+pub struct CanonicalPath<'a>(Cow<'a, str>);
 
-impl CanonicalPath {
+impl CanonicalPath<'_> {
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -61,7 +63,7 @@ impl CanonicalPath {
     }
 }
 
-impl fmt::Display for CanonicalPath {
+impl fmt::Display for CanonicalPath<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -90,8 +92,37 @@ fn is_pchar(b: u8) -> bool {
         )
 }
 
+/// Whether `path` is already canonical: only plain `pchar`s, and no empty, `.` or `..`
+/// segment nor one ending in `.` (an empty last segment is a trailing slash, kept).
+fn already_canonical(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    let mut segments = rest.split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if seg.is_empty() {
+            if !last {
+                return false;
+            }
+            continue;
+        }
+        if seg.ends_with('.') || !seg.bytes().all(is_pchar) {
+            return false;
+        }
+    }
+    true
+}
+
 /// Canonicalizes the path part of a request target (no query string).
-pub fn canonicalize(path: &str) -> Result<CanonicalPath, PathError> {
+pub fn canonicalize(path: &str) -> Result<CanonicalPath<'_>, PathError> {
+    if already_canonical(path) {
+        return Ok(CanonicalPath(Cow::Borrowed(path)));
+    }
+    canonicalize_slow(path).map(|p| CanonicalPath(Cow::Owned(p)))
+}
+
+fn canonicalize_slow(path: &str) -> Result<String, PathError> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotOriginForm);
@@ -127,7 +158,7 @@ pub fn canonicalize(path: &str) -> Result<CanonicalPath, PathError> {
     {
         out.push('/');
     }
-    Ok(CanonicalPath(out))
+    Ok(out)
 }
 
 /// Decodes one segment: unreserved escapes become characters, other escapes stay escaped
@@ -206,7 +237,46 @@ mod tests {
     fn ok(input: &str) -> String {
         canonicalize(input)
             .unwrap_or_else(|e| panic!("{input:?} rejected: {e}"))
-            .0
+            .as_str()
+            .to_owned()
+    }
+
+    /// Every string up to 6 characters over an alphabet of the characters that matter:
+    /// wherever the fast path says "already canonical", the full algorithm agrees.
+    #[test]
+    fn fast_path_agrees_with_the_full_algorithm() {
+        let alphabet = ['/', 'a', '.', '%', '2', 'f', ';', 'A', '~', ' '];
+        let mut frontier = vec![String::new()];
+        let mut checked = 0;
+        for _ in 0..6 {
+            let mut next = Vec::new();
+            for s in &frontier {
+                for c in alphabet {
+                    let t = format!("{s}{c}");
+                    if already_canonical(&t) {
+                        assert_eq!(canonicalize_slow(&t).as_deref(), Ok(t.as_str()), "{t:?}");
+                        checked += 1;
+                    }
+                    next.push(t);
+                }
+            }
+            frontier = next;
+        }
+        assert!(checked > 1000, "{checked}");
+    }
+
+    #[test]
+    fn canonical_input_is_borrowed() {
+        for p in ["/", "/admin", "/admin/", "/a/b/c", "/x:y@z"] {
+            assert!(
+                matches!(canonicalize(p).unwrap().0, Cow::Borrowed(_)),
+                "{p}"
+            );
+        }
+        for p in ["//a", "/a/./b", "/%61", "/a/"] {
+            let c = canonicalize(p).unwrap();
+            assert_eq!(matches!(c.0, Cow::Borrowed(_)), p == "/a/", "{p}");
+        }
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl Pattern {
         &self.source
     }
 
-    pub fn matches(&self, path: &CanonicalPath) -> bool {
+    pub fn matches(&self, path: &CanonicalPath<'_>) -> bool {
         let mut it = path.segments();
         for seg in &self.segs {
             match (seg, it.next()) {

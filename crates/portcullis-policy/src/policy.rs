@@ -101,7 +101,7 @@ pub struct Request<'a> {
     pub method: &'a str,
     /// Host without port, any case.
     pub host: &'a str,
-    pub path: &'a CanonicalPath,
+    pub path: &'a CanonicalPath<'a>,
 }
 
 /// The outcome of [`Policy::decide`].
