@@ -158,6 +158,17 @@ fn hostname_mismatch_and_the_servername_fix_works_in_node() {
     let fix = run.node_fix("hostname-mismatch");
     assert!(fix.contains("servername: 'mysecretdomain.local'"), "{fix}");
     node_connects(&sb, &fix);
+
+    // The diagnosis is a pure function of the observations: replayed from the JSON, with
+    // no server, it reaches the same verdict.
+    let saved: portcullis_doctor::Observations =
+        serde_json::from_value(run.json["observations"].clone()).unwrap();
+    let replayed = portcullis_doctor::Report::from_observations(saved, 0);
+    assert_eq!(replayed.cause, "hostname-mismatch");
+    assert_eq!(
+        serde_json::to_value(&replayed.findings).unwrap(),
+        run.json["findings"]
+    );
 }
 
 #[test]
@@ -352,6 +363,7 @@ fn sni_required_and_the_servername_fix_works_in_node() {
     expect(&run, 0, "ok");
     let difference = run.json["compare"]["difference"].as_str().unwrap_or("");
     assert!(difference.starts_with("SNI"), "{:#}", run.json["compare"]);
+    assert_eq!(run.finding("sni-required")["severity"], "warning");
 }
 
 #[test]

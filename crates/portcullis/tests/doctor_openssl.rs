@@ -99,6 +99,26 @@ fn tls_1_0_only_server_is_a_protocol_version_mismatch() {
 }
 
 #[test]
+fn tls_1_3_only_server_and_a_tls_1_2_client() {
+    let sb = Sandbox::new();
+    openssl_leaf(&sb, "rsa:2048", "-sha256");
+    let server = openssl_server(
+        sb.dir.path(),
+        &["-cert", "leaf.crt", "-key", "leaf.key", "-tls1_3"],
+    );
+    let target = format!("localhost:{}", server.port);
+    let run = doctor(&sb, &[&target, "--ca", "ca.pem", "--tls", "1.2"]);
+    expect(&run, 1, "protocol-version-mismatch");
+    let summary = run.finding("protocol-version-mismatch")["summary"]
+        .as_str()
+        .unwrap();
+    assert!(summary.contains("TLS 1.3"), "{summary}");
+    // Without the restriction the same server is healthy.
+    let run = doctor(&sb, &[&target, "--ca", "ca.pem"]);
+    expect(&run, 0, "ok");
+}
+
+#[test]
 fn legacy_suites_only_is_no_shared_cipher() {
     let sb = Sandbox::new();
     openssl_leaf(&sb, "rsa:2048", "-sha256");

@@ -460,3 +460,171 @@ fn invalid_cert_as_anonymous_shows_the_reason_and_grants_nothing() {
     assert_eq!(r.status, "200");
     assert_eq!(json(&r.body)["headers"]["x-client-verify"], "SUCCESS");
 }
+
+#[test]
+fn wrong_purpose_and_ca_certificates_are_refused_as_client_certificates() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config("optional", "builtin:whoami", ""));
+    // A server certificate (serverAuth EKU only) presented as a client certificate.
+    let r = curl_as(&pki, "localhost", &[], &gate.url("/"));
+    assert_eq!(
+        r.status, "000",
+        "serverAuth-only certificate accepted: {r:?}"
+    );
+    // The issuing CA's own certificate and key presented as a client certificate.
+    let (ca_cert, ca_key) = (
+        pki.path("pki/intermediate.crt").display().to_string(),
+        pki.path("pki/intermediate.key").display().to_string(),
+    );
+    let r = curl(
+        &pki,
+        &["--cert", &ca_cert, "--key", &ca_key],
+        &gate.url("/"),
+    );
+    assert_eq!(r.status, "000", "CA certificate accepted as a leaf: {r:?}");
+    assert_eq!(curl_as(&pki, "bob", &[], &gate.url("/")).status, "200");
+}
+
+#[test]
+fn client_auth_off_never_asks_for_a_certificate() {
+    let pki = Pki::new();
+    let upstream = Upstream::start();
+    let gate = Gate::start(&pki.config("off", &upstream.url(), ""));
+    let r = curl_as(&pki, "alice", &[], &gate.url("/public/x"));
+    assert_eq!(r.status, "200", "{r:?}");
+    let h = json(&r.body)["headers"].clone();
+    assert_eq!(
+        h["x-client-verify"], "NONE",
+        "a certificate was used although auth is off: {h}"
+    );
+    assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/me")).status, "401");
+}
+
+#[test]
+fn encrypted_server_key_is_unlocked_from_the_environment_or_refused_clearly() {
+    let pki = Pki::new();
+    // Re-encrypt the server key with a passphrase.
+    let key_path = pki.path("pki/issued/localhost.key");
+    let text = std::fs::read_to_string(&key_path).unwrap();
+    let key = portcullis_pki::keys::from_pem(&text, &key_path, None, "").unwrap();
+    let pass = portcullis_pki::Passphrase::new("server key pass".into(), "test").unwrap();
+    std::fs::write(
+        &key_path,
+        portcullis_pki::keys::to_pem(&key, Some(&pass))
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap();
+    let config = pki.config("optional", "builtin:whoami", "");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "-c"])
+        .arg(&config)
+        .env_remove("PORTCULLIS_KEY_PASSPHRASE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("localhost.key") && err.contains("PORTCULLIS_KEY_PASSPHRASE"),
+        "{err}"
+    );
+
+    let gate = Gate::start_in(
+        config.parent().unwrap(),
+        &["serve", "-c", config.to_str().unwrap()],
+        &[("PORTCULLIS_KEY_PASSPHRASE", "server key pass")],
+    );
+    assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/me")).status, "200");
+}
+
+#[test]
+fn slow_upstream_is_a_504_and_custom_pages_replace_the_html() {
+    let pki = Pki::new();
+    // An upstream that accepts requests and never answers.
+    let mut node = std::process::Command::new("node")
+        .args(["-e", "const s=require('http').createServer(()=>{});s.listen(0,'127.0.0.1',()=>console.log(s.address().port));setTimeout(()=>process.exit(0),60000).unref()"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(node.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port = line.trim();
+    std::fs::create_dir_all(pki.path("pages")).unwrap();
+    std::fs::write(pki.path("pages/504.html"), "<h1>Our app is napping</h1>").unwrap();
+    let gate = Gate::start(&pki.config(
+        "optional",
+        &format!("http://127.0.0.1:{port}"),
+        "pages_dir = \"pages\"\n[limits]\nupstream_timeout_secs = 1",
+    ));
+    let r = curl(&pki, &[], &gate.url("/"));
+    assert_eq!(r.status, "504", "{r:?}");
+    assert_eq!(json(&r.body)["error"], "gateway_timeout");
+    let r = curl(&pki, &["-H", "Accept: text/html"], &gate.url("/"));
+    assert_eq!(r.status, "504");
+    assert_eq!(r.body, "<h1>Our app is napping</h1>");
+    let _ = node.kill();
+    let _ = node.wait();
+}
+
+#[test]
+fn http2_to_the_client_and_h2c_to_the_upstream() {
+    let pki = Pki::new();
+    let mut node = std::process::Command::new("node")
+        .args(["-e", r#"
+            const s = require('http2').createServer((req, res) => {
+                res.setHeader('content-type', 'application/json');
+                res.end(JSON.stringify({ version: req.httpVersion, url: req.url, headers: req.headers }));
+            });
+            s.listen(0, '127.0.0.1', () => console.log(s.address().port));
+            setTimeout(() => process.exit(0), 60000).unref();
+        "#])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(node.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let gate = Gate::start(&pki.config(
+        "optional",
+        &format!("http://127.0.0.1:{}", line.trim()),
+        "upstream_http2 = true",
+    ));
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_version}",
+            "--cacert",
+            &pki.root(),
+        ])
+        .args([
+            "--cert",
+            &pki.client("alice").0,
+            "--key",
+            &pki.client("alice").1,
+        ])
+        .arg(gate.url("/admin/h2"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, client_version) = text.rsplit_once('\n').unwrap();
+    assert_eq!(client_version, "2", "the client spoke HTTP/2 to the gate");
+    let v = json(body);
+    assert_eq!(v["version"], "2.0", "the gate spoke h2c to the upstream");
+    assert_eq!(v["url"], "/admin/h2");
+    assert_eq!(v["headers"]["x-client-cn"], "alice");
+    let _ = node.kill();
+    let _ = node.wait();
+}
