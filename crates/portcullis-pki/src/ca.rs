@@ -446,7 +446,6 @@ impl Ca {
         // A leaf cannot outlive its issuer: clients would reject it after the CA expires.
         let not_after = (now + Duration::days(i64::from(days))).min(ca_end);
         let not_before = now - BACKDATE;
-        let issuer_ski = issuer_key_id(&issuer);
 
         // 128 random bits make a collision practically impossible; checking costs nothing.
         let serial = loop {
@@ -455,20 +454,7 @@ impl Ca {
                 break s;
             }
         };
-        let der = build::sign(
-            &Spec {
-                kind,
-                issuer_name: issuer.subject().as_raw(),
-                issuer_key_id: issuer_ski.as_deref(),
-                subject,
-                sans,
-                spki,
-                not_before,
-                not_after,
-                serial: &serial,
-            },
-            &self.issuer_key,
-        )?;
+        let der = self.sign_spec(kind, subject, sans, spki, (not_before, not_after), &serial)?;
         let record = Record {
             serial: build::serial_hex(&serial),
             profile: match kind {
@@ -499,6 +485,20 @@ impl Ca {
         not_before: OffsetDateTime,
         not_after: OffsetDateTime,
     ) -> Result<Vec<u8>> {
+        let serial = build::random_serial()?;
+        self.sign_spec(kind, subject, sans, spki, (not_before, not_after), &serial)
+    }
+
+    /// Signs with this CA as issuer: its subject, key identifier and key.
+    fn sign_spec(
+        &self,
+        kind: Kind,
+        subject: &Subject,
+        sans: &[San],
+        spki: &[u8],
+        (not_before, not_after): (OffsetDateTime, OffsetDateTime),
+        serial: &[u8],
+    ) -> Result<Vec<u8>> {
         let issuer = parse(&self.issuer_der, &self.issuer_path)?;
         let issuer_ski = issuer_key_id(&issuer);
         build::sign(
@@ -511,7 +511,7 @@ impl Ca {
                 spki,
                 not_before,
                 not_after,
-                serial: &build::random_serial()?,
+                serial,
             },
             &self.issuer_key,
         )

@@ -543,23 +543,12 @@ fn encrypted_server_key_is_unlocked_from_the_environment_or_refused_clearly() {
 fn slow_upstream_is_a_504_and_custom_pages_replace_the_html() {
     let pki = Pki::new();
     // An upstream that accepts requests and never answers.
-    let mut node = std::process::Command::new("node")
-        .args(["-e", "const s=require('http').createServer(()=>{});s.listen(0,'127.0.0.1',()=>console.log(s.address().port));setTimeout(()=>process.exit(0),60000).unref()"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(node.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let port = line.trim();
+    let silent = Upstream::node("http.createServer(() => {})");
     std::fs::create_dir_all(pki.path("pages")).unwrap();
     std::fs::write(pki.path("pages/504.html"), "<h1>Our app is napping</h1>").unwrap();
     let gate = Gate::start(&pki.config(
         "optional",
-        &format!("http://127.0.0.1:{port}"),
+        &silent.url(),
         "pages_dir = \"pages\"\n[limits]\nupstream_timeout_secs = 1",
     ));
     let r = curl(&pki, &[], &gate.url("/"));
@@ -568,36 +557,18 @@ fn slow_upstream_is_a_504_and_custom_pages_replace_the_html() {
     let r = curl(&pki, &["-H", "Accept: text/html"], &gate.url("/"));
     assert_eq!(r.status, "504");
     assert_eq!(r.body, "<h1>Our app is napping</h1>");
-    let _ = node.kill();
-    let _ = node.wait();
 }
 
 #[test]
 fn http2_to_the_client_and_h2c_to_the_upstream() {
     let pki = Pki::new();
-    let mut node = std::process::Command::new("node")
-        .args(["-e", r#"
-            const s = require('http2').createServer((req, res) => {
-                res.setHeader('content-type', 'application/json');
-                res.end(JSON.stringify({ version: req.httpVersion, url: req.url, headers: req.headers }));
-            });
-            s.listen(0, '127.0.0.1', () => console.log(s.address().port));
-            setTimeout(() => process.exit(0), 60000).unref();
-        "#])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(node.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let gate = Gate::start(&pki.config(
-        "optional",
-        &format!("http://127.0.0.1:{}", line.trim()),
-        "upstream_http2 = true",
-    ));
+    let upstream = Upstream::node(
+        r#"http2.createServer((req, res) => {
+            res.setHeader('content-type', 'application/json');
+            res.end(JSON.stringify({ version: req.httpVersion, url: req.url, headers: req.headers }));
+        })"#,
+    );
+    let gate = Gate::start(&pki.config("optional", &upstream.url(), "upstream_http2 = true"));
     let out = std::process::Command::new("curl")
         .args([
             "-sS",
@@ -625,6 +596,4 @@ fn http2_to_the_client_and_h2c_to_the_upstream() {
     assert_eq!(v["version"], "2.0", "the gate spoke h2c to the upstream");
     assert_eq!(v["url"], "/admin/h2");
     assert_eq!(v["headers"]["x-client-cn"], "alice");
-    let _ = node.kill();
-    let _ = node.wait();
 }

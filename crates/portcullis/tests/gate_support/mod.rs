@@ -375,18 +375,26 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// The JSON echo server.
     pub fn start() -> Upstream {
-        let script = r#"
-            const http = require('http');
-            const s = http.createServer((req, res) => {
+        Upstream::node(
+            r#"http.createServer((req, res) => {
                 res.setHeader('content-type', 'application/json');
                 res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers }));
-            });
-            s.listen(0, '127.0.0.1', () => console.log('port ' + s.address().port));
-            setTimeout(() => process.exit(0), 120000).unref();
-        "#;
+            })"#,
+        )
+    }
+
+    /// A Node.js server made by the `server` expression (with `http` and `http2` in
+    /// scope), listening on an ephemeral loopback port, exiting by itself after 2 minutes.
+    pub fn node(server: &str) -> Upstream {
+        let script = format!(
+            "const http = require('http'), http2 = require('http2'); const s = {server};
+             s.listen(0, '127.0.0.1', () => console.log('port ' + s.address().port));
+             setTimeout(() => process.exit(0), 120000).unref();"
+        );
         let mut child = Command::new("node")
-            .args(["-e", script])
+            .args(["-e", &script])
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()
