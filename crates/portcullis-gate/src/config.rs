@@ -128,6 +128,8 @@ pub struct Limits {
     pub upstream_timeout_secs: u64,
     pub max_header_bytes: usize,
     pub max_connections: usize,
+    /// On SIGTERM, how long in-flight requests may take to finish before the gate exits.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Limits {
@@ -139,6 +141,7 @@ impl Default for Limits {
             upstream_timeout_secs: 30,
             max_header_bytes: 16 * 1024,
             max_connections: 10_000,
+            shutdown_grace_secs: 30,
         }
     }
 }

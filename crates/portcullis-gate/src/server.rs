@@ -73,12 +73,34 @@ impl Gate {
             .map_err(|source| Error::Bind { addr, source })
     }
 
-    /// Accepts connections forever. Each connection runs on its own task; the number of
-    /// open connections is capped (excess connections are closed at once).
+    /// Accepts connections forever (see [`Gate::serve_until`]).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+        self.serve_until(listener, std::future::pending())
+            .await
+            .map(drop)
+    }
+
+    /// Accepts connections until `shutdown` completes, then stops accepting, lets every
+    /// open connection finish the request it is serving (and close), and returns once they
+    /// have — or after `shutdown_grace_secs`. Returns the number of connections that were
+    /// still open at the deadline.
+    ///
+    /// Each connection runs on its own task; the number of open connections is capped
+    /// (excess connections are closed at once).
+    pub async fn serve_until(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<usize> {
         let slots = Arc::new(Semaphore::new(self.config.limits.max_connections));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            let (tcp, peer_addr) = match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = &mut shutdown => break,
+            };
+            let (tcp, peer_addr) = match accepted {
                 Ok(c) => c,
                 // Out of file descriptors and similar: back off instead of spinning.
                 Err(_) => {
@@ -91,10 +113,18 @@ impl Gate {
                 continue;
             };
             let gate = self.clone();
+            let watcher = graceful.watcher();
             tokio::spawn(async move {
-                gate.connection(tcp, peer_addr).await;
+                gate.connection(tcp, peer_addr, watcher).await;
                 drop(permit);
             });
+        }
+        drop(listener);
+        let grace = Duration::from_secs(self.config.limits.shutdown_grace_secs);
+        let open = graceful.count();
+        match tokio::time::timeout(grace, graceful.shutdown()).await {
+            Ok(()) => Ok(0),
+            Err(_) => Ok(open),
         }
     }
 
@@ -176,7 +206,12 @@ impl Gate {
         builder
     }
 
-    async fn connection(self: Arc<Self>, tcp: TcpStream, peer_addr: SocketAddr) {
+    async fn connection(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer_addr: SocketAddr,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) {
         let Some((tls, conn)) = self.accept(tcp, peer_addr).await else {
             return;
         };
@@ -186,10 +221,9 @@ impl Gate {
             let conn = conn.clone();
             async move { Ok::<_, Infallible>(handler::handle(&gate, &conn, req).await) }
         });
-        let _ = self
-            .http_builder()
-            .serve_connection(TokioIo::new(tls), service)
-            .await;
+        let builder = self.http_builder();
+        let conn = builder.serve_connection(TokioIo::new(tls), service);
+        let _ = watcher.watch(conn).await;
     }
 
     fn verified(

@@ -70,9 +70,31 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             println!("redirecting http://{redirect} to HTTPS");
             tokio::spawn(gate.clone().serve_redirects(plain, addr.port()));
         }
-        gate.serve(listener).await?;
+        let still_open = gate.clone().serve_until(listener, terminated()).await?;
+        if still_open > 0 {
+            eprintln!("stopped; {still_open} connection(s) were still open after the grace period");
+        } else {
+            println!("stopped");
+        }
         Ok(())
     })
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C), saying so.
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the gate runs until killed.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    println!("shutting down: no new connections; finishing requests in flight");
 }
 
 fn mode_name(m: ClientAuth) -> &'static str {

@@ -597,3 +597,116 @@ fn http2_to_the_client_and_h2c_to_the_upstream() {
     assert_eq!(v["url"], "/admin/h2");
     assert_eq!(v["headers"]["x-client-cn"], "alice");
 }
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
+    let pki = Pki::new();
+    let slow = Upstream::node(
+        "http.createServer((req, res) => setTimeout(() => res.end('slow answer'), 1500))",
+    );
+    let mut gate = Gate::start(&pki.config("optional", &slow.url(), ""));
+    let url = gate.url("/public/slow");
+    let root = pki.root();
+    let in_flight = std::thread::spawn(move || {
+        std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-w",
+                "\n%{http_code}",
+                "--cacert",
+                &root,
+                &url,
+            ])
+            .output()
+            .unwrap()
+    });
+    // Let the request reach the upstream, then ask the gate to stop.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    gate.terminate();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let late = curl(&pki, &[], &gate.url("/"));
+    assert_eq!(
+        late.status, "000",
+        "no new connections after SIGTERM: {late:?}"
+    );
+
+    let out = in_flight.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text, "slow answer\n200", "the request in flight completes");
+    let status = gate
+        .wait_exit(std::time::Duration::from_secs(10))
+        .expect("the gate exits");
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Opens `n` TCP connections that never start TLS.
+fn stalled(port: u16, n: usize) -> Vec<std::net::TcpStream> {
+    (0..n)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect()
+}
+
+#[test]
+fn five_hundred_stalled_handshakes_do_not_stop_a_real_client() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config("optional", "builtin:whoami", ""));
+    let idle = stalled(gate.port, 500);
+    let (cert, key) = pki.client("alice");
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{time_total}",
+            "--cacert",
+            &pki.root(),
+        ])
+        .args(["--cert", &cert, "--key", &key])
+        .arg(gate.url("/me"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (code, secs) = text.split_once(' ').unwrap();
+    assert_eq!(code, "200", "{text}");
+    let secs: f64 = secs.parse().unwrap();
+    assert!(
+        secs < 1.0,
+        "served in {secs} s with 500 stalled connections open"
+    );
+    drop(idle);
+}
+
+#[test]
+fn the_connection_cap_refuses_the_excess_and_the_gate_stays_up() {
+    use std::io::Read;
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config(
+        "optional",
+        "builtin:whoami",
+        "[limits]\nmax_connections = 20\nhandshake_timeout_secs = 2",
+    ));
+    let mut idle = stalled(gate.port, 50);
+    // The excess is closed at once: reading gives end-of-file, not a wait.
+    let mut closed = 0;
+    for s in &mut idle {
+        s.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+            .unwrap();
+        if matches!(s.read(&mut [0u8; 1]), Ok(0)) {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 30,
+        "only {closed} of the 30 excess connections were refused"
+    );
+    // While the cap is full a client is refused too; once the stalled handshakes time
+    // out (2 s here), service resumes: the gate did not fall over.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/me")).status, "200");
+    drop(idle);
+}
