@@ -165,6 +165,9 @@ pub struct Config {
     pub allow_expired_crl: bool,
     pub upstream: Upstream,
     pub redirect_http: Option<SocketAddr>,
+    /// Loopback address of the admin listener (`/metrics`, `/healthz`, `/readyz`); off when unset.
+    pub admin: Option<SocketAddr>,
+    pub access_log: crate::log::Format,
     pub pages_dir: Option<PathBuf>,
     pub headers: HeaderNames,
     pub limits: Limits,
@@ -197,6 +200,9 @@ struct Raw {
     #[serde(default)]
     upstream_http2: bool,
     redirect_http: Option<Spanned<String>>,
+    admin: Option<Spanned<String>>,
+    #[serde(default)]
+    access_log: crate::log::Format,
     pages_dir: Option<PathBuf>,
     #[serde(default)]
     headers: HeaderNames,
@@ -292,6 +298,28 @@ impl Config {
                     format!("{:?} is not an address like 127.0.0.1:8080", l.get_ref()),
                 )
             })?),
+            None => None,
+        };
+        let admin = match &raw.admin {
+            Some(a) => {
+                let addr: SocketAddr = a.get_ref().parse().map_err(|_| {
+                    at(
+                        Some(a.span()),
+                        Some("admin".into()),
+                        format!("{:?} is not an address like 127.0.0.1:9901", a.get_ref()),
+                    )
+                })?;
+                // Metrics name clients and certificates: keep them off the network.
+                if !addr.ip().is_loopback() {
+                    return Err(at(
+                        Some(a.span()),
+                        Some("admin".into()),
+                        "the admin listener must be on a loopback address (127.0.0.1 or [::1])"
+                            .into(),
+                    ));
+                }
+                Some(addr)
+            }
             None => None,
         };
         if raw.client_auth != ClientAuth::Off && raw.client_ca.is_empty() {
@@ -473,6 +501,8 @@ impl Config {
             allow_expired_crl: raw.allow_expired_crl,
             upstream,
             redirect_http,
+            admin,
+            access_log: raw.access_log,
             pages_dir: raw.pages_dir.as_deref().map(rel),
             headers: raw.headers,
             limits: raw.limits,

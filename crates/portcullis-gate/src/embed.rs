@@ -129,7 +129,7 @@ where
                 let fut = self.inner.call(req);
                 Box::pin(async move { fut.await.map(|r| r.map(Either::Left)) })
             }
-            Err(page) => Box::pin(std::future::ready(Ok(page.map(Either::Right)))),
+            Err(refused) => Box::pin(std::future::ready(Ok(refused.page.map(Either::Right)))),
         }
     }
 }

@@ -52,6 +52,17 @@ const HOP_BY_HOP: [header::HeaderName; 6] = [
 pub struct Allowed {
     /// Whether the client asked for HTML, for pages rendered later.
     pub html: bool,
+    /// Index of the rule that allowed it.
+    pub rule: usize,
+}
+
+/// A refused request: the page to answer with, and what decided it (for logs and metrics).
+#[derive(Debug)]
+pub struct Refused {
+    pub page: Page,
+    /// Index into [`crate::metrics::DECISIONS`].
+    pub decision: usize,
+    pub rule: Option<usize>,
 }
 
 /// The host a request names: the authority of an absolute-form or h2 request, else the
@@ -73,26 +84,40 @@ fn request_host<B>(req: &Request<B>) -> Result<&str, &'static str> {
 
 /// Steps 1 to 4 for any request body type: on success the request carries the canonical
 /// path, no inbound identity headers and the gate's own; otherwise the refusal page.
-// The error is a whole response, built only on the refusal path; boxing it would add an
-// allocation there and save nothing on the hot path.
+/// Counts the decision in the gate's metrics either way.
+// The error holds a whole response, built only on the refusal path; boxing it would add
+// an allocation there and save nothing on the hot path.
 #[allow(clippy::result_large_err)]
-pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<Allowed, Page> {
+pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<Allowed, Refused> {
+    use crate::metrics::DECISIONS;
     let html = pages::wants_html(req.headers());
+    let decision = |name: &str| DECISIONS.iter().position(|d| *d == name).unwrap_or(0);
+    let refuse = |r: Refusal<'_>, name: &str, rule: Option<usize>| {
+        let d = decision(name);
+        gate.metrics.decision(d);
+        Refused {
+            page: gate.pages.refusal(&r, html),
+            decision: d,
+            rule,
+        }
+    };
 
     // 1. Canonical path; the request is rewritten to it so nothing after can see another.
     let canonical = match path::canonicalize(req.uri().path()) {
         Ok(p) => p,
         Err(e) => {
-            return Err(gate
-                .pages
-                .refusal(&Refusal::BadRequest(&e.to_string()), html));
+            return Err(refuse(
+                Refusal::BadRequest(&e.to_string()),
+                "bad-request",
+                None,
+            ));
         }
     };
 
     // 2. Host.
     let host = match request_host(req) {
         Ok(h) => h,
-        Err(why) => return Err(gate.pages.refusal(&Refusal::BadRequest(why), html)),
+        Err(why) => return Err(refuse(Refusal::BadRequest(why), "bad-request", None)),
     };
     let host_ok = match &conn.sni {
         Some(sni) => sni.eq_ignore_ascii_case(host),
@@ -103,13 +128,11 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
             .sni
             .as_deref()
             .unwrap_or("(no SNI: this server's default names)");
-        return Err(gate.pages.refusal(
-            &Refusal::Misdirected {
-                connection_host,
-                request_host: host,
-            },
-            html,
-        ));
+        let r = Refusal::Misdirected {
+            connection_host,
+            request_host: host,
+        };
+        return Err(refuse(r, "misdirected", None));
     }
 
     // 3. Policy.
@@ -121,51 +144,50 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
     };
     let policy = &gate.config.policy;
     let who = || verified.map_or("anonymous", |v| v.label.as_str());
-    match policy.decide(&facts, verified.map(|v| v.roles)) {
-        Decision::Allow { .. } => {}
-        Decision::Unauthenticated { .. } => {
-            let refusal = match conn.peer {
+    let rule = match policy.decide(&facts, verified.map(|v| v.roles)) {
+        Decision::Allow { rule } => rule,
+        Decision::Unauthenticated { rule } => {
+            let r = match conn.peer {
                 Peer::Failed(reason) => Refusal::CertificateRefused(reason),
                 _ => Refusal::NoCertificate,
             };
-            return Err(gate.pages.refusal(&refusal, html));
+            return Err(refuse(r, "unauthenticated", Some(rule)));
         }
-        Decision::Forbidden { require, .. } => {
+        Decision::Forbidden { rule, require } => {
             let needs = policy.describe(require);
-            return Err(gate.pages.refusal(
-                &Refusal::Forbidden {
+            return Err(refuse(
+                Refusal::Forbidden {
                     who: who(),
                     needs: &needs,
                 },
-                html,
+                "forbidden",
+                Some(rule),
             ));
         }
-        Decision::NoRule => return Err(gate.pages.refusal(&Refusal::NoRule { who: who() }, html)),
-    }
+        Decision::NoRule => return Err(refuse(Refusal::NoRule { who: who() }, "no-rule", None)),
+    };
     if canonical.as_str() != req.uri().path() {
         let pq = match req.uri().query() {
             Some(q) => format!("{}?{q}", canonical.as_str()),
             None => canonical.as_str().to_owned(),
         };
         let mut parts = req.uri().clone().into_parts();
-        parts.path_and_query = match pq.parse() {
-            Ok(p) => Some(p),
-            Err(_) => {
-                return Err(gate
-                    .pages
-                    .refusal(&Refusal::BadRequest("the query string is not valid"), html));
-            }
-        };
-        match Uri::from_parts(parts) {
-            Ok(u) => *req.uri_mut() = u,
-            Err(_) => {
-                return Err(gate.pages.refusal(
-                    &Refusal::BadRequest("the request target is not valid"),
-                    html,
+        let rebuilt = pq.parse().ok().and_then(|p| {
+            parts.path_and_query = Some(p);
+            Uri::from_parts(parts).ok()
+        });
+        match rebuilt {
+            Some(u) => *req.uri_mut() = u,
+            None => {
+                return Err(refuse(
+                    Refusal::BadRequest("the request target is not valid"),
+                    "bad-request",
+                    None,
                 ));
             }
         }
     }
+    gate.metrics.decision(decision("allow"));
 
     // 4. Headers: theirs out, ours in.
     let headers = req.headers_mut();
@@ -185,17 +207,47 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
             headers.insert(gate.names.verify.clone(), verify);
         }
     }
-    Ok(Allowed { html })
+    Ok(Allowed { html, rule })
 }
 
 /// The whole pipeline for `portcullis serve`: [`check`], then the upstream or the
-/// built-in app.
+/// built-in app; then metrics and the access log.
 pub async fn handle(gate: &Gate, conn: &Connection, mut req: Request<Incoming>) -> Response<Body> {
-    let allowed = match check(gate, conn, &mut req) {
-        Ok(a) => a,
-        Err(page) => return page.map(Either::Right),
+    let start = std::time::Instant::now();
+    let method = req.method().clone();
+    let (resp, decision, rule, upstream) = match check(gate, conn, &mut req) {
+        Ok(allowed) => {
+            let path = gate.log.as_ref().map(|_| req.uri().path().to_owned());
+            let (resp, upstream) = forward(gate, conn, req, allowed).await;
+            (
+                resp,
+                crate::metrics::ALLOW,
+                Some(allowed.rule),
+                (path, upstream),
+            )
+        }
+        Err(r) => {
+            let path = gate.log.as_ref().map(|_| req.uri().path().to_owned());
+            (r.page.map(Either::Right), r.decision, r.rule, (path, None))
+        }
     };
-    forward(gate, conn, req, allowed).await
+    let elapsed = start.elapsed();
+    gate.metrics
+        .response(resp.status().as_u16(), elapsed.as_secs_f64());
+    if let Some(log) = &gate.log {
+        log.request(&crate::log::RequestLine {
+            conn,
+            method: &method,
+            path: upstream.0.as_deref().unwrap_or(""),
+            rule,
+            decision,
+            status: resp.status().as_u16(),
+            bytes: hyper::body::Body::size_hint(resp.body()).exact(),
+            upstream: upstream.1,
+            total: elapsed,
+        });
+    }
+    resp
 }
 
 /// Step 5.
@@ -204,21 +256,21 @@ async fn forward(
     conn: &Connection,
     mut req: Request<Incoming>,
     allowed: Allowed,
-) -> Response<Body> {
-    let Allowed { html } = allowed;
-    let refuse = |r: Refusal<'_>| gate.pages.refusal(&r, html).map(Either::Right);
+) -> (Response<Body>, Option<Duration>) {
+    let html = allowed.html;
+    let refuse = |r: Refusal<'_>| (gate.pages.refusal(&r, html).map(Either::Right), None);
     match &gate.config.upstream {
         Upstream::Whoami => {
             let verified = conn.verified();
             let roles: Vec<&str> = verified
                 .map(|v| v.role_names.iter().map(String::as_str).collect())
                 .unwrap_or_default();
-            pages::whoami(
+            let page = pages::whoami(
                 verified.map(|v| (&v.identity, roles.as_slice())),
                 req.uri().path(),
                 html,
-            )
-            .map(Either::Right)
+            );
+            (page.map(Either::Right), None)
         }
         Upstream::Http { authority, http2 } => {
             let Some(client) = &gate.client else {
@@ -279,6 +331,7 @@ async fn forward(
                 headers.insert(header::FORWARDED, v);
             }
             let timeout = Duration::from_secs(gate.config.limits.upstream_timeout_secs);
+            let sent = std::time::Instant::now();
             match tokio::time::timeout(timeout, client.request(req)).await {
                 Ok(Ok(resp)) => {
                     let (mut parts, body) = resp.into_parts();
@@ -286,10 +339,19 @@ async fn forward(
                         parts.headers.remove(h);
                     }
                     parts.headers.remove("keep-alive");
-                    Response::from_parts(parts, Either::Left(body))
+                    (
+                        Response::from_parts(parts, Either::Left(body)),
+                        Some(sent.elapsed()),
+                    )
                 }
-                Ok(Err(_)) => refuse(Refusal::BadGateway),
-                Err(_) => refuse(Refusal::GatewayTimeout),
+                Ok(Err(_)) => {
+                    gate.metrics.upstream_error(false);
+                    refuse(Refusal::BadGateway)
+                }
+                Err(_) => {
+                    gate.metrics.upstream_error(true);
+                    refuse(Refusal::GatewayTimeout)
+                }
             }
         }
     }

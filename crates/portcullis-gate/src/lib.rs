@@ -24,6 +24,8 @@ pub mod embed;
 pub mod error;
 pub mod handler;
 pub mod identity_headers;
+pub mod log;
+pub mod metrics;
 pub mod pages;
 pub mod server;
 pub mod tls;
@@ -49,6 +51,11 @@ pub struct Gate {
     names: identity_headers::Names,
     pages: pages::Pages,
     client: Option<Client<HttpConnector, hyper::body::Incoming>>,
+    /// Counters for `/metrics`.
+    pub metrics: metrics::Metrics,
+    log: Option<log::Log>,
+    /// Set when shutdown begins: `/readyz` turns 503 so load balancers drain us.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Gate {
@@ -92,6 +99,9 @@ impl Gate {
             Upstream::Whoami => None,
         };
         Ok(Gate {
+            metrics: metrics::Metrics::default(),
+            log: log::Log::start(config.access_log),
+            draining: std::sync::atomic::AtomicBool::new(false),
             acceptor: tokio_rustls::TlsAcceptor::from(tls.server_config.clone()),
             names: identity_headers::Names::new(&config.headers),
             pages: pages::Pages::load(config.pages_dir.as_deref())?,
@@ -120,6 +130,12 @@ pub async fn run(gate: Arc<Gate>) -> Result<()> {
             .local_addr()
             .map_or(gate.config.listen.port(), |a| a.port());
         tokio::spawn(gate.clone().serve_redirects(plain, https_port));
+    }
+    if let Some(addr) = gate.config.admin {
+        let admin = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        tokio::spawn(gate.clone().serve_admin(admin));
     }
     gate.serve(listener).await
 }

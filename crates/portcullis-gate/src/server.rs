@@ -120,6 +120,8 @@ impl Gate {
             });
         }
         drop(listener);
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let grace = Duration::from_secs(self.config.limits.shutdown_grace_secs);
         let open = graceful.count();
         match tokio::time::timeout(grace, graceful.shutdown()).await {
@@ -141,9 +143,21 @@ impl Gate {
         let limit = Duration::from_secs(self.config.limits.handshake_timeout_secs);
         let tls = match tokio::time::timeout(limit, handshake).await {
             Ok(Ok(s)) => s,
-            // Handshake failures are the client's to diagnose (the alert tells it why);
-            // issue #5 adds logging of the reason.
-            Ok(Err(_)) | Err(_) => return None,
+            Ok(Err(e)) => {
+                let reason = crate::tls::handshake_failure(&e);
+                self.metrics.handshake(reason);
+                if let Some(log) = &self.log {
+                    log.handshake_failed(peer_addr, reason, &e.to_string());
+                }
+                return None;
+            }
+            Err(_) => {
+                self.metrics.handshake("timeout");
+                if let Some(log) = &self.log {
+                    log.handshake_failed(peer_addr, "timeout", "no complete handshake in time");
+                }
+                return None;
+            }
         };
         let (_, session) = tls.get_ref();
         let sni = session.server_name().map(str::to_ascii_lowercase);
@@ -169,7 +183,13 @@ impl Gate {
                     Err(reason) if self.tls.deferred.is_some() => Peer::Failed(reason),
                     // A verified certificate whose fields we refuse to interpret (a NUL in
                     // the CN, …) gets nothing: fail closed, close the connection.
-                    Err(_) => return None,
+                    Err(reason) => {
+                        self.metrics.handshake("bad-certificate");
+                        if let Some(log) = &self.log {
+                            log.handshake_failed(peer_addr, "bad-certificate", reason);
+                        }
+                        return None;
+                    }
                 }
             }
             _ => Peer::Anonymous,
@@ -187,6 +207,7 @@ impl Gate {
             forwarded_prefix,
         });
 
+        self.metrics.handshake("ok");
         Some((tls, conn))
     }
 
@@ -215,6 +236,8 @@ impl Gate {
         let Some((tls, conn)) = self.accept(tcp, peer_addr).await else {
             return;
         };
+        self.metrics.connection_opened();
+        let _open = OpenGuard(&self.metrics);
         let gate = self.clone();
         let service = service_fn(move |req| {
             let gate = gate.clone();
@@ -246,6 +269,65 @@ impl Gate {
             headers,
             label,
         }
+    }
+
+    /// Serves the admin listener: `/metrics` (Prometheus text), `/healthz` (the process is
+    /// up) and `/readyz` (accepting connections; 503 while draining).
+    pub async fn serve_admin(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let gate = self.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let gate = gate.clone();
+                    async move { Ok::<_, Infallible>(gate.admin_page(req.uri().path())) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    }
+
+    fn admin_page(&self, path: &str) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+        let now = x509_parser::time::ASN1Time::now().timestamp();
+        let (status, content_type, body) = match path {
+            "/metrics" => {
+                let expiry: Vec<(&str, String, f64)> = self
+                    .tls
+                    .expiry
+                    .iter()
+                    .map(|(k, s, t)| (*k, s.clone(), (t - now) as f64 / 86_400.0))
+                    .collect();
+                (
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    self.metrics.render(&expiry),
+                )
+            }
+            "/healthz" => (200, "text/plain", "ok\n".to_owned()),
+            "/readyz" if self.draining.load(std::sync::atomic::Ordering::Relaxed) => {
+                (503, "text/plain", "draining\n".to_owned())
+            }
+            "/readyz" => (200, "text/plain", "ready\n".to_owned()),
+            _ => (
+                404,
+                "text/plain",
+                "not found: try /metrics, /healthz or /readyz\n".to_owned(),
+            ),
+        };
+        let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+        *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(content_type),
+        );
+        r
     }
 
     /// Serves the plain-HTTP listener: every request gets a 308 to HTTPS on `https_port`
@@ -297,5 +379,14 @@ impl Gate {
                     .await;
             });
         }
+    }
+}
+
+/// Decrements the open-connections gauge however the connection task ends.
+struct OpenGuard<'a>(&'a crate::metrics::Metrics);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.connection_closed();
     }
 }

@@ -35,6 +35,9 @@ pub struct Tls {
     pub client_ca_subjects: Vec<String>,
     /// CRLs whose nextUpdate has passed (reported loudly at start).
     pub expired_crls: Vec<String>,
+    /// (kind, subject, notAfter as Unix time) of the served certificate and the client CAs,
+    /// for the expiry gauges of `/metrics`.
+    pub expiry: Vec<(&'static str, String, i64)>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -79,11 +82,17 @@ pub fn load(config: &Config, key_passphrase: Option<&Passphrase>) -> Result<Tls>
         .map(CertificateDer::from)
         .collect();
     let mut cert_names = Vec::new();
+    let mut expiry = Vec::new();
     {
         let (_, leaf) = parse_x509_certificate(&chain[0]).map_err(|e| Error::Invalid {
             path: config.cert.clone(),
             reason: format!("corrupt certificate: {e}"),
         })?;
+        expiry.push((
+            "server",
+            leaf.subject().to_string(),
+            leaf.validity().not_after.timestamp(),
+        ));
         if leaf.is_ca() {
             return Err(Error::Invalid {
                 path: config.cert.clone(),
@@ -130,6 +139,11 @@ pub fn load(config: &Config, key_passphrase: Option<&Passphrase>) -> Result<Tls>
                 for der in pem_blocks(path, "CERTIFICATE")? {
                     if let Ok((_, c)) = parse_x509_certificate(&der) {
                         client_ca_subjects.push(c.subject().to_string());
+                        expiry.push((
+                            "client-ca",
+                            c.subject().to_string(),
+                            c.validity().not_after.timestamp(),
+                        ));
                     }
                     roots
                         .add(CertificateDer::from(der))
@@ -203,6 +217,7 @@ pub fn load(config: &Config, key_passphrase: Option<&Passphrase>) -> Result<Tls>
         cert_names,
         client_ca_subjects,
         expired_crls,
+        expiry,
     })
 }
 
@@ -273,6 +288,25 @@ impl ClientCertVerifier for DeferredVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+/// Why a handshake failed, for logs and metrics: one of `metrics::HANDSHAKE_OUTCOMES`.
+pub fn handshake_failure(e: &std::io::Error) -> &'static str {
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return "io";
+    };
+    match tls {
+        rustls::Error::NoCertificatesPresented => "no-cert",
+        // The client refused us (often: it does not trust the server certificate).
+        rustls::Error::AlertReceived(_) => "peer-alert",
+        rustls::Error::InvalidCertificate(_) => match failure_reason(tls) {
+            "invalid" | "bad-signature" | "bad-encoding" | "unknown-revocation-status" => {
+                "bad-certificate"
+            }
+            other => other,
+        },
+        _ => "protocol",
     }
 }
 

@@ -70,6 +70,16 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             println!("redirecting http://{redirect} to HTTPS");
             tokio::spawn(gate.clone().serve_redirects(plain, addr.port()));
         }
+        if let Some(admin) = gate.config.admin {
+            let l = tokio::net::TcpListener::bind(admin)
+                .await
+                .with_context(|| format!("cannot listen on {admin} (admin)"))?;
+            println!(
+                "admin on http://{} (/metrics, /healthz, /readyz)",
+                l.local_addr()?
+            );
+            tokio::spawn(gate.clone().serve_admin(l));
+        }
         let still_open = gate.clone().serve_until(listener, terminated()).await?;
         if still_open > 0 {
             eprintln!("stopped; {still_open} connection(s) were still open after the grace period");

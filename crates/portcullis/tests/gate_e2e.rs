@@ -710,3 +710,130 @@ fn the_connection_cap_refuses_the_excess_and_the_gate_stays_up() {
     assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/me")).status, "200");
     drop(idle);
 }
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_move_with_traffic_and_requests_are_logged() {
+    let pki = Pki::new();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gate = Gate::start(&pki.config(
+        "optional",
+        "builtin:whoami",
+        &format!("admin = \"127.0.0.1:{admin}\"\naccess_log = \"json\""),
+    ));
+    let scrape = || {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "5",
+                &format!("http://127.0.0.1:{admin}/metrics"),
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        prometheus_parse::Scrape::parse(lines)
+            .unwrap_or_else(|e| panic!("not Prometheus text ({e}):\n{text}"))
+    };
+    let value = |s: &prometheus_parse::Scrape, name: &str, label: (&str, &str)| -> f64 {
+        s.samples
+            .iter()
+            .find(|m| m.metric == name && m.labels.get(label.0) == Some(label.1))
+            .map(|m| match m.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("no {name}{label:?}"))
+    };
+
+    let before = scrape();
+    assert_eq!(curl(&pki, &[], &gate.url("/")).status, "200");
+    assert_eq!(curl(&pki, &[], &gate.url("/me")).status, "401");
+    assert_eq!(
+        curl_as(&pki, "bob", &[], &gate.url("/admin/")).status,
+        "403"
+    );
+    assert_eq!(
+        curl_as(&pki, "alice", &[], &gate.url("/admin/x")).status,
+        "200"
+    );
+    assert_eq!(curl_as(&pki, "zed", &[], &gate.url("/")).status, "000");
+    let after = scrape();
+
+    let delta =
+        |name: &str, label: (&str, &str)| value(&after, name, label) - value(&before, name, label);
+    assert_eq!(
+        delta("portcullis_requests_total", ("decision", "allow")),
+        2.0
+    );
+    assert_eq!(
+        delta("portcullis_requests_total", ("decision", "unauthenticated")),
+        1.0
+    );
+    assert_eq!(
+        delta("portcullis_requests_total", ("decision", "forbidden")),
+        1.0
+    );
+    assert_eq!(delta("portcullis_handshakes_total", ("outcome", "ok")), 4.0);
+    assert_eq!(
+        delta("portcullis_handshakes_total", ("outcome", "unknown-ca")),
+        1.0
+    );
+    assert_eq!(delta("portcullis_responses_total", ("class", "4xx")), 2.0);
+    let days = value(
+        &after,
+        "portcullis_certificate_expiry_days",
+        ("kind", "server"),
+    );
+    assert!(
+        (29.0..=30.0).contains(&days),
+        "server certificate expires in {days} days"
+    );
+    assert!(
+        after
+            .samples
+            .iter()
+            .any(|m| m.metric == "portcullis_request_duration_seconds")
+    );
+
+    for (path, want) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", &format!("http://127.0.0.1:{admin}{path}")])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want);
+    }
+
+    // The access log: one JSON line per request, with identity, rule and decision; the
+    // refused handshake is logged with its reason.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = gate.output();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let alice = lines
+        .iter()
+        .find(|l| l["identity"] == "CN=alice")
+        .expect(&log);
+    assert_eq!(alice["path"], "/admin/x");
+    assert_eq!(alice["decision"], "allow");
+    assert_eq!(alice["rule"], 3);
+    assert_eq!(alice["status"], 200);
+    assert_eq!(alice["fingerprint"].as_str().unwrap().len(), 64);
+    let bob = lines
+        .iter()
+        .find(|l| l["identity"] == "CN=bob")
+        .expect(&log);
+    assert_eq!(bob["decision"], "forbidden");
+    let refused = lines
+        .iter()
+        .find(|l| l["event"] == "handshake_failed" && l["reason"] == "unknown-ca");
+    assert!(refused.is_some(), "{log}");
+}

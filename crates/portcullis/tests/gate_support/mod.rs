@@ -244,7 +244,10 @@ require = "role:admin"
 pub struct Gate {
     child: Child,
     pub port: u16,
+    /// Standard output up to the "listening on" line.
     pub stdout: String,
+    /// Everything printed so far, kept up to date by the reader thread.
+    all: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Gate {
@@ -271,12 +274,15 @@ impl Gate {
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let all = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let all_w = all.clone();
         std::thread::spawn(move || {
             let mut seen = String::new();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 seen.push_str(&line);
                 seen.push('\n');
+                all_w.lock().unwrap().push_str(&format!("{line}\n"));
                 if let Some(rest) = line.strip_prefix("listening on https://") {
                     let port = rest
                         .split_whitespace()
@@ -296,6 +302,7 @@ impl Gate {
                 child,
                 port,
                 stdout,
+                all,
             },
             Err(_) => {
                 let _ = child.kill();
@@ -313,6 +320,11 @@ impl Gate {
 
     pub fn url(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.port)
+    }
+
+    /// Everything the gate printed to standard output so far.
+    pub fn output(&self) -> String {
+        self.all.lock().unwrap().clone()
     }
 
     /// Sends SIGTERM (with kill(1): the crate forbids unsafe code, so no libc call).
