@@ -3,8 +3,9 @@
 //! trust store, and tell apart causes that rustls reports alike (a self-signed leaf, a
 //! missing intermediate and an untrusted root are all `UnknownIssuer`).
 //!
-//! This is dangerous on purpose and kept here, in a module named for it, private to the
-//! doctor crate (nothing outside [`crate::probe`] can build one). Connections made with it
+//! This is dangerous on purpose and kept here, in a module named for it. The module is
+//! private to the doctor crate and only the probe uses it; the gate does not depend on the
+//! doctor at all, so it can never end up verifying real clients. Connections made with it
 //! never carry application data: the probe completes the handshake, waits briefly for the
 //! server's verdict on our client certificate, and closes.
 

@@ -192,6 +192,26 @@ fn connection(b: &mut Builder<'_>) {
         _ => {}
     }
 
+    // A working connection that only works with SNI: clients connecting by IP without
+    // `servername` will fail (seen with --compare).
+    if matches!(primary.outcome, HandshakeOutcome::Established)
+        && let Some(h) = obs
+            .compare
+            .iter()
+            .flatten()
+            .find(|h| h.sent.sni.is_none() && h.outcome.stage() == Some(Stage::Hello))
+    {
+        b.add(
+            "sni-required",
+            Severity::Warning,
+            format!(
+                "this server needs SNI: a ClientHello without a name gets {} (clients that connect by IP address without servername fail)",
+                outcome_text(&h.outcome)
+            ),
+            trace(h),
+        );
+    }
+
     // Failures after the server's certificate: client certificates.
     let late = |h: &Handshake| {
         !matches!(h.outcome, HandshakeOutcome::Established)
@@ -221,11 +241,39 @@ fn connection(b: &mut Builder<'_>) {
                 ev,
             );
         } else if main.cert_request.is_some() && main.sent.client_cert {
+            let mut why = String::new();
+            if let Some(ours) = obs.client_chain.first() {
+                ev.push(format!("our client certificate: {}", cert_line(0, ours)));
+                let accepted = main.cert_request.as_deref().unwrap_or_default();
+                let issuers: Vec<&str> = obs
+                    .client_chain
+                    .iter()
+                    .map(|c| c.issuer.as_str())
+                    .chain(obs.client_chain.iter().map(|c| c.subject.as_str()))
+                    .collect();
+                if !accepted.is_empty() && !accepted.iter().any(|a| issuers.contains(&a.as_str())) {
+                    why = format!(
+                        "; it is issued by {}, and the server accepts only {}",
+                        ours.issuer,
+                        accepted.join("; ")
+                    );
+                } else if ours.not_after < obs.now {
+                    why = format!("; it expired on {}", date(ours.not_after));
+                } else if ours.not_before > obs.now {
+                    why = format!("; it is valid only from {}", date(ours.not_before));
+                } else if ours
+                    .eku
+                    .as_ref()
+                    .is_some_and(|e| !e.iter().any(|u| u == "clientAuth" || u == "any"))
+                {
+                    why = "; it does not allow client authentication (extendedKeyUsage)".into();
+                }
+            }
             b.add(
                 "client-cert-rejected",
                 Severity::Error,
                 format!(
-                    "the server refused our client certificate ({})",
+                    "the server refused our client certificate ({}){why}",
                     outcome_text(&main.outcome)
                 ),
                 ev,
@@ -324,7 +372,8 @@ fn hello_failure(b: &mut Builder<'_>, primary: &Handshake, evidence: Vec<String>
         );
         return;
     }
-    if let Some(name) = &obs.sni_found {
+    let modern_ok = modern.and_then(server_hello).is_some();
+    if let Some(name) = obs.sni_found.as_ref().filter(|_| !modern_ok) {
         b.add(
             "sni-required",
             Severity::Error,
@@ -335,28 +384,28 @@ fn hello_failure(b: &mut Builder<'_>, primary: &Handshake, evidence: Vec<String>
         );
         return;
     }
-    if primary.sent.sni.is_some() && raw("without SNI").is_some_and(|r| server_hello(r).is_some()) {
-        {
-            b.add(
-                "sni-unrecognized",
-                Severity::Error,
-                format!(
-                    "the server rejects a ClientHello naming \"{}\" but accepts one without SNI",
-                    primary.sent.sni.as_deref().unwrap_or("")
-                ),
-                evidence,
-            );
-            return;
-        }
+    if primary.sent.sni.is_some()
+        && !modern_ok
+        && raw("without SNI").is_some_and(|r| server_hello(r).is_some())
+    {
+        b.add(
+            "sni-unrecognized",
+            Severity::Error,
+            format!(
+                "the server rejects a ClientHello naming \"{}\" but accepts one without SNI",
+                primary.sent.sni.as_deref().unwrap_or("")
+            ),
+            evidence,
+        );
+        return;
     }
     // A version we did not offer got a ServerHello.
     let offered = &primary.sent.versions;
-    if let Some((label, version)) = obs.raw.iter().find_map(|r| {
+    if let Some(version) = obs.raw.iter().find_map(|r| {
         server_hello(r)
-            .filter(|(v, _)| !offered.contains(v))
-            .map(|(v, _)| (r.label.clone(), v))
+            .map(|(v, _)| v)
+            .filter(|v| !offered.contains(v))
     }) {
-        let _ = label;
         b.add(
             "protocol-version-mismatch",
             Severity::Error,
@@ -372,19 +421,15 @@ fn hello_failure(b: &mut Builder<'_>, primary: &Handshake, evidence: Vec<String>
         (raw("TLS 1.2, legacy suites"), raw("TLS 1.2, modern suites"))
         && let (Some((_, suite)), None) = (server_hello(legacy), server_hello(modern12))
     {
-        {
-            b.add(
-                "no-shared-cipher",
-                Severity::Error,
-                format!(
-                    "the server refuses every modern cipher suite and picked the legacy {suite}"
-                ),
-                evidence,
-            );
-            return;
-        }
+        b.add(
+            "no-shared-cipher",
+            Severity::Error,
+            format!("the server refuses every modern cipher suite and picked the legacy {suite}"),
+            evidence,
+        );
+        return;
     }
-    if modern.and_then(server_hello).is_some() {
+    if modern_ok {
         // A plain hello works, ours does not: the difference is in the client's settings.
         let version_limited = primary.sent.versions.len() == 1;
         if version_limited {
@@ -501,7 +546,21 @@ fn chain(b: &mut Builder<'_>) {
     if let Some(v) = effective.filter(|v| !v.trusted) {
         let err = v.error.as_deref().unwrap_or("");
         let purpose = err.starts_with("RequiredEku") || err == "CaUsedAsEndEntity";
-        if purpose && !(obs.chain.len() == 1 && leaf.self_issued && !pinned) {
+        // A pinned self-signed certificate made with `openssl req -x509` carries CA:TRUE:
+        // OpenSSL, Node.js and curl accept it, rustls does not. Only rustls users are hurt.
+        let pinned_self_signed_ca = pinned
+            && err == "CaUsedAsEndEntity"
+            && obs.chain.len() == 1
+            && leaf.self_issued
+            && v.anchor_names.contains(&leaf.subject);
+        if pinned_self_signed_ca {
+            b.add(
+                "wrong-purpose",
+                Severity::Warning,
+                "the pinned self-signed certificate is marked CA:TRUE: OpenSSL, Node.js and curl accept it, rustls-based clients refuse it (CaUsedAsEndEntity)".into(),
+                trust_lines.clone(),
+            );
+        } else if purpose && !(obs.chain.len() == 1 && leaf.self_issued && !pinned) {
             b.add(
                 "wrong-purpose",
                 Severity::Error,
@@ -565,8 +624,9 @@ fn chain(b: &mut Builder<'_>) {
                 let ip = nc.name.parse::<std::net::IpAddr>().is_ok();
                 let hint = if ip && sans.iter().all(|s| !s.starts_with("IP:")) {
                     " (you connect by IP address; the certificate lists only DNS names)"
+                        .to_owned()
                 } else {
-                    ""
+                    wildcard_hint(&nc.name, sans).unwrap_or_default()
                 };
                 b.add(
                     "hostname-mismatch",
@@ -704,16 +764,66 @@ fn trust_finding(b: &mut Builder<'_>, v: &TrustVerdict, pinned: bool, evidence: 
             evidence,
         );
     } else {
+        let names = format!("{} {}", top.subject, top.issuer).to_lowercase();
+        let proxy = INTERCEPTORS.iter().find(|p| names.contains(*p));
+        let what = match proxy {
+            Some(p) => format!(
+                "this looks like a TLS-intercepting proxy or antivirus ({p}): it re-signs every connection with its own root"
+            ),
+            None => "a private CA, or a proxy that intercepts TLS".to_owned(),
+        };
         b.add(
             "untrusted-root",
             Severity::Error,
             format!(
-                "the chain leads to {root}, which the {} store does not trust (a private CA, or a proxy that intercepts TLS)",
+                "the chain leads to {root}, which the {} store does not trust ({what})",
                 v.store
             ),
             evidence,
         );
     }
+}
+
+/// Products that intercept TLS with their own root, as their names appear in it.
+const INTERCEPTORS: &[&str] = &[
+    "zscaler",
+    "fortinet",
+    "fortigate",
+    "palo alto",
+    "netskope",
+    "blue coat",
+    "bluecoat",
+    "cisco umbrella",
+    "sophos",
+    "kaspersky",
+    "avast",
+    "eset",
+    "bitdefender",
+    "mitmproxy",
+    "charles proxy",
+    "fiddler",
+    "portswigger",
+    "burp",
+];
+
+/// Why a wildcard SAN does not cover the name: it matches exactly one label.
+fn wildcard_hint(name: &str, sans: &[String]) -> Option<String> {
+    sans.iter()
+        .filter_map(|s| s.strip_prefix("DNS:*."))
+        .find(|suffix| {
+            name.len() > suffix.len() + 1
+                && name.ends_with(&format!(".{suffix}"))
+                && name[..name.len() - suffix.len() - 1].contains('.')
+        })
+        .map(|suffix| {
+            format!(" (*.{suffix} covers exactly one label: it matches a.{suffix} but not {name})")
+        })
+        .or_else(|| {
+            sans.iter()
+                .filter_map(|s| s.strip_prefix("DNS:*."))
+                .find(|suffix| name == *suffix)
+                .map(|suffix| format!(" (*.{suffix} does not cover {suffix} itself)"))
+        })
 }
 
 fn cert_line(i: usize, c: &CertDetails) -> String {
@@ -803,8 +913,8 @@ mod tests {
         o
     }
 
-    /// `tcp-timeout` cannot be produced on loopback; it is judged from its observation,
-    /// round-tripped through JSON as a saved report would be.
+    /// Judged from a recorded observation, round-tripped through JSON as a saved report
+    /// (or one built from a capture) would be.
     #[test]
     fn tcp_timeout_from_a_recorded_observation() {
         let mut o = base();
@@ -819,6 +929,63 @@ mod tests {
         let d = diagnose(&back);
         assert_eq!(d.cause, "tcp-timeout");
         assert!(!d.findings[0].fixes.is_empty());
+    }
+
+    #[test]
+    fn wildcards_cover_one_label() {
+        let sans = vec!["DNS:*.example.com".to_owned()];
+        assert!(wildcard_hint("a.b.example.com", &sans).is_some());
+        assert!(wildcard_hint("example.com", &sans).is_some());
+        assert!(wildcard_hint("other.test", &sans).is_none());
+    }
+
+    #[test]
+    fn an_intercepting_proxy_is_named() {
+        let mut o = base();
+        o.handshakes.push(Handshake {
+            label: "as requested".into(),
+            sent: HelloSent::default(),
+            outcome: HandshakeOutcome::Established,
+            version: None,
+            cipher_suite: None,
+            alpn: None,
+            cert_request: None,
+            chain_len: 2,
+            signature_error: None,
+            steps: vec![],
+            ms: 1,
+        });
+        let leaf = CertDetails {
+            subject: "CN=example.com".into(),
+            issuer: "CN=Zscaler Intermediate Root CA".into(),
+            sans: Some(vec!["DNS:example.com".into()]),
+            not_after: i64::MAX / 2,
+            ..Default::default()
+        };
+        let inter = CertDetails {
+            subject: "CN=Zscaler Intermediate Root CA".into(),
+            issuer: "CN=Zscaler Root CA".into(),
+            not_after: i64::MAX / 2,
+            ..Default::default()
+        };
+        o.chain = vec![leaf, inter];
+        o.trust = vec![TrustVerdict {
+            store: "system".into(),
+            trusted: false,
+            anchor: None,
+            error: Some("UnknownIssuer".into()),
+            has_leaf_issuer: false,
+            has_top_issuer: false,
+            anchors: 100,
+            anchor_names: vec![],
+        }];
+        let d = diagnose(&o);
+        assert_eq!(d.cause, "untrusted-root");
+        assert!(
+            d.findings[0].summary.contains("zscaler"),
+            "{}",
+            d.findings[0].summary
+        );
     }
 
     #[test]

@@ -105,14 +105,25 @@ pub fn for_cause(cause: &str, obs: &Observations) -> Vec<Fix> {
                 } else {
                     format!("www.{name}")
                 };
-                v.push(note(&format!(
-                    "Verify the name the certificate was issued for: keep connecting to {} but \
-                     send and check \"{name}\" (Node `servername`), or connect by that name. \
-                     If that name is not the server you mean, reissue the certificate with the \
-                     right subjectAltName instead.",
-                    s.host
-                )));
-                s.servername = Some(name);
+                if name.parse::<std::net::IpAddr>().is_ok() {
+                    // An IP address cannot go in SNI: connect to it instead.
+                    v.push(note(&format!(
+                        "The certificate is issued for the address {name}: connect to that \
+                         address. If it is not the server you mean, reissue the certificate \
+                         with the right subjectAltName instead."
+                    )));
+                    s.host = name;
+                    s.servername = None;
+                } else {
+                    v.push(note(&format!(
+                        "Verify the name the certificate was issued for: keep connecting to {} \
+                         but send and check \"{name}\" (Node `servername`), or connect by that \
+                         name. If that name is not the server you mean, reissue the certificate \
+                         with the right subjectAltName instead.",
+                        s.host
+                    )));
+                    s.servername = Some(name);
+                }
                 v.extend(client_fixes(&s));
             }
             v.push(reissue(obs));

@@ -145,11 +145,7 @@ impl Report {
     }
 
     /// Builds the report from observations (pure).
-    pub fn from_observations(
-        obs: Observations,
-        variants: Option<Vec<observe::Handshake>>,
-        elapsed_ms: u64,
-    ) -> Report {
+    pub fn from_observations(obs: Observations, elapsed_ms: u64) -> Report {
         let d = diagnose(&obs);
         let target = format!(
             "{}{}",
@@ -182,12 +178,12 @@ impl Report {
                 )
             }
         };
-        let compare = variants.map(|v| {
+        let compare = obs.compare.as_ref().map(|v| {
             let chain_problem = d.findings.iter().any(|f| {
                 f.severity == Severity::Error
                     && causes::rank(&f.cause) >= causes::rank("self-signed")
             });
-            compare::compare(&obs, &v, d.healthy(), chain_problem)
+            compare::compare(&obs, v, d.healthy(), chain_problem)
         });
         Report {
             target,
@@ -205,10 +201,9 @@ impl Report {
 pub fn run(req: &Request) -> Result<Report, Error> {
     let start = Instant::now();
     let stores = trust::Stores::load(req.ca.as_deref());
-    let (obs, variants) = probe::run(req, &stores)?;
+    let obs = probe::run(req, &stores)?;
     Ok(Report::from_observations(
         obs,
-        req.compare.then_some(variants),
         start.elapsed().as_millis() as u64,
     ))
 }
@@ -222,7 +217,7 @@ pub fn local_report(req: &Request, cause: &str, detail: String) -> Report {
         cause: cause.into(),
         detail,
     });
-    Report::from_observations(obs, None, 0)
+    Report::from_observations(obs, 0)
 }
 
 #[cfg(test)]

@@ -33,6 +33,11 @@ pub struct Observations {
     /// A host name that made a server accept our ClientHello when the name we sent
     /// (or no name) did not.
     pub sni_found: Option<String>,
+    /// Our own client certificate chain (`--cert`/`--p12`), as we would present it.
+    #[serde(default)]
+    pub client_chain: Vec<CertDetails>,
+    /// `--compare`: the same handshake under other client profiles.
+    pub compare: Option<Vec<Handshake>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

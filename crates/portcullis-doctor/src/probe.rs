@@ -125,9 +125,9 @@ impl Request {
     }
 }
 
-/// Runs every probe and returns what was seen, plus the compare matrix's raw handshakes
-/// when asked for. Only fails when the doctor itself cannot work (no runtime).
-pub fn run(req: &Request, stores: &Stores) -> Result<(Observations, Vec<Handshake>), Error> {
+/// Runs every probe and returns what was seen (with the compare matrix's handshakes when
+/// asked for). Only fails when the doctor itself cannot work (no runtime).
+pub fn run(req: &Request, stores: &Stores) -> Result<Observations, Error> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -135,7 +135,7 @@ pub fn run(req: &Request, stores: &Stores) -> Result<(Observations, Vec<Handshak
     Ok(rt.block_on(run_async(req, stores)))
 }
 
-async fn run_async(req: &Request, stores: &Stores) -> (Observations, Vec<Handshake>) {
+async fn run_async(req: &Request, stores: &Stores) -> Observations {
     let mut obs = Observations {
         target: TargetInfo {
             host: req.target.host.clone(),
@@ -150,11 +150,14 @@ async fn run_async(req: &Request, stores: &Stores) -> (Observations, Vec<Handsha
         now: time::OffsetDateTime::now_utc().unix_timestamp(),
         ..Default::default()
     };
+    if let Some(c) = &req.client {
+        obs.client_chain = c.chain.iter().map(|d| certs::details(d)).collect();
+    }
     if let Some(c) = &req.client
         && let Some(issue) = check_client_key(c)
     {
         obs.local.push(issue);
-        return (obs, Vec::new());
+        return obs;
     }
 
     // DNS
@@ -172,7 +175,7 @@ async fn run_async(req: &Request, stores: &Stores) -> (Observations, Vec<Handsha
                 error: Some(e.to_string()),
                 ms: ms(start),
             });
-            return (obs, Vec::new());
+            return obs;
         }
         Err(_) => {
             obs.dns = Some(DnsObservation {
@@ -180,7 +183,7 @@ async fn run_async(req: &Request, stores: &Stores) -> (Observations, Vec<Handsha
                 error: Some("resolver timed out".into()),
                 ms: ms(start),
             });
-            return (obs, Vec::new());
+            return obs;
         }
     };
     obs.dns = Some(DnsObservation {
@@ -225,7 +228,7 @@ async fn run_async(req: &Request, stores: &Stores) -> (Observations, Vec<Handsha
         }
     }
     let Some(addr) = addr else {
-        return (obs, Vec::new());
+        return obs;
     };
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -259,14 +262,15 @@ async fn run_async(req: &Request, stores: &Stores) -> (Observations, Vec<Handsha
         obs.name_check = Some(trust::check_name(&chain[0], &name));
     }
 
-    let mut matrix = Vec::new();
     if req.compare {
+        let mut matrix = Vec::new();
         for p in crate::compare::profiles(req, &obs) {
             let (h, _) = handshake(addr, &p, req, &provider, None).await;
             matrix.push(h);
         }
+        obs.compare = Some(matrix);
     }
-    (obs, matrix)
+    obs
 }
 
 /// Raw ClientHellos that vary one thing, to prove why the handshake died early.
@@ -286,9 +290,11 @@ async fn raw_probes(addr: SocketAddr, req: &Request, profile: &Profile, obs: &mu
         RawHello::modern(profile.sni.clone(), profile.alpn.clone()),
     )
     .await;
+    // A plain modern hello answered means our client's settings (--tls, --alpn) made the
+    // difference; plaintext or silence need no variants either.
     let stop = matches!(
         first.response,
-        RawResponse::NotTls { .. } | RawResponse::Timeout
+        RawResponse::NotTls { .. } | RawResponse::Timeout | RawResponse::ServerHello { .. }
     );
     obs.raw.push(first);
     if stop {
@@ -641,7 +647,11 @@ pub(crate) async fn handshake(
     h.signature_error = rec.signature_error;
     let end = h.ms;
     match &h.outcome {
-        HandshakeOutcome::Established => {}
+        HandshakeOutcome::Established => h.steps.push(step(
+            end,
+            "closed",
+            "we closed the connection (close_notify); no application data was sent".to_owned(),
+        )),
         HandshakeOutcome::Alert { code, name, .. } => h.steps.push(step(
             end,
             "received",

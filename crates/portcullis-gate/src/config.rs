@@ -174,6 +174,8 @@ pub struct Config {
     pub policy: Policy,
     /// Rule descriptions for logs and `portcullis check`, in order.
     pub rule_names: Vec<String>,
+    /// First 12 hex digits of the SHA-256 of the file, to tell configurations apart.
+    pub version: String,
 }
 
 // === raw TOML ===
@@ -508,6 +510,11 @@ impl Config {
             limits: raw.limits,
             policy,
             rule_names,
+            version: aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes())
+                .as_ref()[..6]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
         })
     }
 }

@@ -51,11 +51,12 @@ pub struct Gate {
     names: identity_headers::Names,
     pages: pages::Pages,
     client: Option<Client<HttpConnector, hyper::body::Incoming>>,
-    /// Counters for `/metrics`.
-    pub metrics: metrics::Metrics,
-    log: Option<log::Log>,
-    /// Set when shutdown begins: `/readyz` turns 503 so load balancers drain us.
-    draining: std::sync::atomic::AtomicBool,
+    /// Counters for `/metrics`, kept across reloads.
+    pub metrics: Arc<metrics::Metrics>,
+    log: Option<Arc<log::Log>>,
+    /// Which configuration this is: a SHA-256 prefix of the file, and when it was loaded.
+    pub version: String,
+    pub loaded_at: String,
 }
 
 impl std::fmt::Debug for Gate {
@@ -75,6 +76,31 @@ impl Gate {
     pub fn load(
         config: Config,
         key_passphrase: Option<&portcullis_pki::Passphrase>,
+    ) -> Result<Gate> {
+        let log = log::Log::start(config.access_log).map(Arc::new);
+        Gate::build(config, key_passphrase, Arc::default(), log)
+    }
+
+    /// Loads a new configuration for a reload: everything is read and checked again, and
+    /// the new gate keeps this one's metrics and log.
+    pub fn reload(
+        &self,
+        config: Config,
+        key_passphrase: Option<&portcullis_pki::Passphrase>,
+    ) -> Result<Gate> {
+        Gate::build(
+            config,
+            key_passphrase,
+            self.metrics.clone(),
+            self.log.clone(),
+        )
+    }
+
+    fn build(
+        config: Config,
+        key_passphrase: Option<&portcullis_pki::Passphrase>,
+        metrics: Arc<metrics::Metrics>,
+        log: Option<Arc<log::Log>>,
     ) -> Result<Gate> {
         let tls = tls::load(&config, key_passphrase)?;
         let hosts = if config.server_names.is_empty() {
@@ -99,9 +125,17 @@ impl Gate {
             Upstream::Whoami => None,
         };
         Ok(Gate {
-            metrics: metrics::Metrics::default(),
-            log: log::Log::start(config.access_log),
-            draining: std::sync::atomic::AtomicBool::new(false),
+            metrics,
+            log,
+            version: config.version.clone(),
+            loaded_at: time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_default(),
             acceptor: tokio_rustls::TlsAcceptor::from(tls.server_config.clone()),
             names: identity_headers::Names::new(&config.headers),
             pages: pages::Pages::load(config.pages_dir.as_deref())?,

@@ -52,6 +52,8 @@ pub struct Metrics {
     open_connections: AtomicI64,
     upstream_errors: AtomicU64,
     upstream_timeouts: AtomicU64,
+    /// Set when shutdown begins (`/readyz` answers 503).
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// Index of a handshake outcome in [`HANDSHAKE_OUTCOMES`] (unknown names count as "io").
@@ -90,6 +92,14 @@ impl Metrics {
 
     pub fn connection_closed(&self) {
         self.open_connections.fetch_sub(1, Relaxed);
+    }
+
+    pub fn ready(&self) -> bool {
+        !self.draining.load(Relaxed)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.draining.store(!ready, Relaxed);
     }
 
     pub fn upstream_error(&self, timeout: bool) {
@@ -165,6 +175,12 @@ impl Metrics {
             self.latency_sum_us.load(Relaxed) as f64 / 1e6
         );
         let _ = writeln!(o, "portcullis_request_duration_seconds_count {count}");
+        let _ = writeln!(
+            o,
+            "# HELP portcullis_ready 1 while accepting connections, 0 while draining."
+        );
+        let _ = writeln!(o, "# TYPE portcullis_ready gauge");
+        let _ = writeln!(o, "portcullis_ready {}", u8::from(self.ready()));
         let _ = writeln!(
             o,
             "# HELP portcullis_open_connections TLS connections open now."

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -80,56 +81,72 @@ impl Gate {
             .map(drop)
     }
 
-    /// Accepts connections until `shutdown` completes, then stops accepting, lets every
-    /// open connection finish the request it is serving (and close), and returns once they
-    /// have — or after `shutdown_grace_secs`. Returns the number of connections that were
-    /// still open at the deadline.
-    ///
-    /// Each connection runs on its own task; the number of open connections is capped
-    /// (excess connections are closed at once).
+    /// [`serve_current`] with this gate and no reloads.
     pub async fn serve_until(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<usize> {
-        let slots = Arc::new(Semaphore::new(self.config.limits.max_connections));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                () = &mut shutdown => break,
-            };
-            let (tcp, peer_addr) = match accepted {
-                Ok(c) => c,
-                // Out of file descriptors and similar: back off instead of spinning.
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                drop(tcp);
-                continue;
-            };
-            let gate = self.clone();
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                gate.connection(tcp, peer_addr, watcher).await;
-                drop(permit);
-            });
-        }
-        drop(listener);
-        self.draining
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        let grace = Duration::from_secs(self.config.limits.shutdown_grace_secs);
-        let open = graceful.count();
-        match tokio::time::timeout(grace, graceful.shutdown()).await {
-            Ok(()) => Ok(0),
-            Err(_) => Ok(open),
-        }
+        serve_current(Arc::new(ArcSwap::new(self)), listener, shutdown).await
     }
+}
 
+/// The gate in force. A reload stores a new one; new connections take the current gate,
+/// open connections keep the one they started with. Reading it takes no lock.
+pub type Current = Arc<ArcSwap<Gate>>;
+
+/// Accepts connections until `shutdown` completes, then stops accepting, lets every open
+/// connection finish the request it is serving (and close), and returns once they have —
+/// or after `shutdown_grace_secs`. Returns the number of connections still open at the
+/// deadline.
+///
+/// Each connection runs on its own task; the number of open connections is capped
+/// (excess connections are closed at once).
+pub async fn serve_current(
+    current: Current,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<usize> {
+    let slots = Arc::new(Semaphore::new(current.load().config.limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = &mut shutdown => break,
+        };
+        let (tcp, peer_addr) = match accepted {
+            Ok(c) => c,
+            // Out of file descriptors and similar: back off instead of spinning.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            drop(tcp);
+            continue;
+        };
+        // A connection lives with the configuration it started under.
+        let gate = current.load_full();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            gate.connection(tcp, peer_addr, watcher).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let gate = current.load_full();
+    gate.metrics.set_ready(false);
+    let grace = Duration::from_secs(gate.config.limits.shutdown_grace_secs);
+    let open = graceful.count();
+    match tokio::time::timeout(grace, graceful.shutdown()).await {
+        Ok(()) => Ok(0),
+        Err(_) => Ok(open),
+    }
+}
+
+impl Gate {
     /// The TLS half of the gate, for servers of your own (see [`crate::embed`]): the
     /// handshake, bounded by `handshake_timeout_secs`, then the client's identity, parsed
     /// once. `None` when the handshake fails or the certificate is refused.
@@ -271,29 +288,37 @@ impl Gate {
         }
     }
 
-    /// Serves the admin listener: `/metrics` (Prometheus text), `/healthz` (the process is
-    /// up) and `/readyz` (accepting connections; 503 while draining).
+    /// [`serve_admin`] for this gate alone.
     pub async fn serve_admin(self: Arc<Self>, listener: TcpListener) -> Result<()> {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            let gate = self.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let gate = gate.clone();
-                    async move { Ok::<_, Infallible>(gate.admin_page(req.uri().path())) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
-            });
-        }
+        serve_admin(Arc::new(ArcSwap::new(self)), listener).await
     }
+}
 
+/// Serves the admin listener: `/metrics` (Prometheus text), `/healthz` (the process is
+/// up), `/readyz` (accepting connections; 503 while draining) and `/config` (the version
+/// and load time of the configuration in force).
+pub async fn serve_admin(current: Current, listener: TcpListener) -> Result<()> {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let current = current.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let gate = current.load_full();
+                async move { Ok::<_, Infallible>(gate.admin_page(req.uri().path())) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+impl Gate {
     fn admin_page(&self, path: &str) -> http::Response<http_body_util::Full<bytes::Bytes>> {
         let now = x509_parser::time::ASN1Time::now().timestamp();
         let (status, content_type, body) = match path {
@@ -311,7 +336,12 @@ impl Gate {
                 )
             }
             "/healthz" => (200, "text/plain", "ok\n".to_owned()),
-            "/readyz" if self.draining.load(std::sync::atomic::Ordering::Relaxed) => {
+            "/config" => (
+                200,
+                "application/json",
+                serde_json::json!({ "version": self.version, "loaded_at": self.loaded_at, "file": self.config.source }).to_string(),
+            ),
+            "/readyz" if !self.metrics.ready() => {
                 (503, "text/plain", "draining\n".to_owned())
             }
             "/readyz" => (200, "text/plain", "ready\n".to_owned()),

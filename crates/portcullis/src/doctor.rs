@@ -86,7 +86,9 @@ pub enum DoctorCommand {
     /// Java or Python means, and the secure fix.
     Explain {
         /// The error text (quote it) or an OpenSSL verify code.
+        #[arg(required = true)]
         text: Vec<String>,
+        /// Print one JSON object (`cause`, `what`, `fix`, `note`).
         #[arg(long)]
         json: bool,
     },

@@ -1,30 +1,43 @@
 //! `portcullis serve` and `portcullis check`: load, explain, run.
 
 use std::io::Write;
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
 use portcullis_gate::dev::{self, DevSetup};
+use portcullis_gate::server::{Current, serve_admin, serve_current};
 use portcullis_gate::{ClientAuth, Config, Gate, Upstream};
+use portcullis_pki::Passphrase;
 
 use crate::cli::ServeArgs;
 use crate::secrets::{self, Mode, Source};
 
-/// Unlocks the server key if it is encrypted: config file, environment, then prompt.
-fn load(config: Config) -> Result<Gate> {
-    let pass = if portcullis_gate::tls::key_is_encrypted(&config.key)? {
-        let src = Source {
-            file: config.key_passphrase_file.as_deref(),
-            flag: "key_passphrase_file",
-            env: secrets::KEY_ENV,
-            prompt: format!("Enter passphrase for {}", config.key.display()),
-        };
-        src.get(Mode::Enter)?
-    } else {
-        None
+/// The server key's passphrase if the key is encrypted: config file, environment, then
+/// prompt. Kept for reloads, which cannot prompt.
+fn key_passphrase(config: &Config) -> Result<Option<Passphrase>> {
+    if !portcullis_gate::tls::key_is_encrypted(&config.key)? {
+        return Ok(None);
+    }
+    let src = Source {
+        file: config.key_passphrase_file.as_deref(),
+        flag: "key_passphrase_file",
+        env: secrets::KEY_ENV,
+        prompt: format!("Enter passphrase for {}", config.key.display()),
     };
+    src.get(Mode::Enter)
+}
+
+fn load(config: Config) -> Result<Gate> {
+    let pass = key_passphrase(&config)?;
     let gate = Gate::load(config, pass.as_ref())?;
+    warn_expired_crls(&gate);
+    Ok(gate)
+}
+
+fn warn_expired_crls(gate: &Gate) {
     for crl in &gate.tls.expired_crls {
         let policy = if gate.config.allow_expired_crl {
             "clients are accepted anyway (allow_expired_crl = true)"
@@ -33,7 +46,45 @@ fn load(config: Config) -> Result<Gate> {
         };
         eprintln!("WARNING: CRL past its nextUpdate: {crl}; {policy}");
     }
-    Ok(gate)
+}
+
+/// Reloads on SIGHUP, forever: the file is read and checked completely before the new
+/// gate replaces the old one; a broken file changes nothing and says why.
+async fn reload_on_hangup(
+    current: Current,
+    path: PathBuf,
+    listen: SocketAddr,
+    pass: Option<Passphrase>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let old = current.load_full();
+        let (path2, pass2) = (path.clone(), pass.clone());
+        let next = tokio::task::spawn_blocking(move || -> Result<Gate> {
+            let mut config = Config::from_file(&path2)?;
+            config.listen = listen;
+            Ok(old.reload(config, pass2.as_ref())?)
+        })
+        .await;
+        let version = current.load().version.clone();
+        match next {
+            Ok(Ok(gate)) => {
+                warn_expired_crls(&gate);
+                println!(
+                    "reload: {} loaded, version {} (was {version})",
+                    path.display(),
+                    gate.version
+                );
+                current.store(Arc::new(gate));
+            }
+            Ok(Err(e)) => println!("reload failed, still serving version {version}: {e:#}"),
+            Err(e) => println!("reload failed, still serving version {version}: {e}"),
+        }
+        let _ = std::io::stdout().flush();
+    }
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {
@@ -47,7 +98,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     if let Some(addr) = args.listen {
         config.listen = addr;
     }
-    let gate = Arc::new(load(config)?);
+    let config_path = config.source.clone();
+    let pass = key_passphrase(&config)?;
+    let gate = Arc::new(Gate::load(config, pass.as_ref())?);
+    warn_expired_crls(&gate);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -55,6 +109,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     runtime.block_on(async move {
         let listener = gate.bind().await?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        // Reloads keep the address the listener really has (it may come from --listen).
+        let current: Current = Arc::new(ArcSwap::new(gate.clone()));
         if let Some(setup) = &setup {
             print_dev_guide(setup, addr.port());
         }
@@ -78,9 +134,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 "admin on http://{} (/metrics, /healthz, /readyz)",
                 l.local_addr()?
             );
-            tokio::spawn(gate.clone().serve_admin(l));
+            tokio::spawn(serve_admin(current.clone(), l));
         }
-        let still_open = gate.clone().serve_until(listener, terminated()).await?;
+        tokio::spawn(reload_on_hangup(current.clone(), config_path, addr, pass));
+        let still_open = serve_current(current, listener, terminated()).await?;
         if still_open > 0 {
             eprintln!("stopped; {still_open} connection(s) were still open after the grace period");
         } else {

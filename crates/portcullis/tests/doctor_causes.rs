@@ -50,6 +50,27 @@ fn tcp_refused() {
     expect(&run, 1, "tcp-refused");
 }
 
+/// A listener whose accept queue is full drops new SYNs, as a firewall would: no SYN-ACK.
+#[test]
+fn tcp_timeout_when_no_syn_ack_comes_back() {
+    let sb = Sandbox::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Backlog 0: the kernel queues one connection; nobody accepts it.
+    let listener = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        socket.listen(0).unwrap()
+    });
+    let port = listener.local_addr().unwrap().port();
+    let _queued = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let run = doctor(&sb, &[&addr(port), "--timeout", "1"]);
+    expect(&run, 1, "tcp-timeout");
+    drop(listener);
+}
+
 #[test]
 fn plaintext_service_is_not_tls() {
     let sb = Sandbox::new();
@@ -324,6 +345,13 @@ fn client_certificate_rejected() {
         ],
     );
     expect(&run, 1, "client-cert-rejected");
+    let summary = run.finding("client-cert-rejected")["summary"]
+        .as_str()
+        .unwrap();
+    assert!(
+        summary.contains("Stranger CA") && summary.contains("Clients CA"),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -454,4 +482,65 @@ fn misordered_chain_is_a_warning() {
     let run = doctor(&sb, &[&addr(port), "--ca", "ca.pem"]);
     expect(&run, 0, "ok");
     assert_eq!(run.finding("chain-misordered")["severity"], "warning");
+}
+
+/// The curl, openssl s_client and Python fixes run too, for the seed case (an IP address
+/// and a certificate for `mysecretdomain.local`) and for a required client certificate.
+#[test]
+fn fixes_work_in_curl_openssl_and_python() {
+    let sb = Sandbox::new();
+    let ca = root("Interop Root");
+    std::fs::write(sb.path("ca.pem"), ca.pem()).unwrap();
+
+    let named = make(Make {
+        sans: vec![dns("mysecretdomain.local")],
+        issuer: Some(&ca),
+        ..Make::new(Kind::Server, "mysecretdomain.local")
+    });
+    let port = Server::new(&named).start();
+    let run = doctor(&sb, &[&addr(port), "--ca", "ca.pem"]);
+    expect(&run, 1, "hostname-mismatch");
+
+    let leaf = server_leaf(&ca);
+    let clients = root("Interop Clients");
+    let alice = make(Make {
+        issuer: Some(&clients),
+        ..Make::new(Kind::Client, "alice")
+    });
+    std::fs::write(sb.path("client.crt"), alice.pem()).unwrap();
+    std::fs::write(sb.path("client.key"), alice.key_pem()).unwrap();
+    let mtls = Server {
+        client_ca: Some(&clients),
+        ..Server::new(&leaf)
+    }
+    .start();
+    let run2 = doctor(&sb, &[&format!("localhost:{mtls}"), "--ca", "ca.pem"]);
+    expect(&run2, 1, "client-cert-required");
+
+    for (run, cause) in [(&run, "hostname-mismatch"), (&run2, "client-cert-required")] {
+        let curl = fix_for(run, cause, "curl");
+        let out = shell_fix(&sb, &format!("{curl} --silent --show-error"));
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout) == "ok\n",
+            "curl fix for {cause} failed: {curl}\n{}",
+            common::text(&out)
+        );
+
+        let openssl = fix_for(run, cause, "openssl");
+        let out = shell_fix(&sb, &openssl);
+        let text = common::text(&out);
+        assert!(
+            out.status.success() && text.contains("Verify return code: 0 (ok)"),
+            "openssl fix for {cause} failed: {openssl}\n{text}"
+        );
+
+        let python = fix_for(run, cause, "python");
+        std::fs::write(sb.path("fix.py"), &python).unwrap();
+        let out = sb.tool("timeout", &["10", "python3", "fix.py"]);
+        assert!(
+            out.status.success(),
+            "Python fix for {cause} failed:\n{python}\n{}",
+            common::text(&out)
+        );
+    }
 }

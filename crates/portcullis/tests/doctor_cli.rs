@@ -171,6 +171,7 @@ fn usage_errors_exit_2() {
         vec!["doctor", "localhost:1", "--tls", "1.1"],
         vec!["doctor", "localhost:1", "--ca", "missing.pem"],
         vec!["doctor", "localhost:1", "--cert", "c.pem"],
+        vec!["doctor", "explain"],
     ] {
         sb.fails(&args);
     }
@@ -208,4 +209,24 @@ fn no_output_or_doc_suggests_disabling_verification() {
     // Explaining the insecure advice itself leads to the secure fix.
     let out = sb.run(&["doctor", "explain", "self signed certificate"]);
     assert_secure("explain", &common::text(&out));
+}
+
+/// The recording verifier accepts any certificate: it must stay private to the doctor, and
+/// the gate must not depend on the doctor at all.
+#[test]
+fn the_recording_verifier_is_out_of_the_gates_reach() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let lib = std::fs::read_to_string(root.join("crates/portcullis-doctor/src/lib.rs")).unwrap();
+    assert!(
+        lib.contains("\nmod danger;"),
+        "danger must be a private module"
+    );
+    assert!(!lib.contains("pub mod danger") && !lib.contains("pub use danger"));
+    let gate = root.join("crates/portcullis-gate/Cargo.toml");
+    if let Ok(manifest) = std::fs::read_to_string(gate) {
+        assert!(
+            !manifest.contains("portcullis-doctor"),
+            "the gate must not depend on the doctor"
+        );
+    }
 }

@@ -186,3 +186,40 @@ fn sha1_signature_is_weak() {
     );
     expect(&run, 1, "weak-signature");
 }
+
+/// The everyday self-signed certificate (`openssl req -x509`, which marks it CA:TRUE),
+/// pinned with --ca: healthy for OpenSSL/Node/curl, with a warning for rustls users.
+#[test]
+fn pinned_openssl_self_signed_certificate_is_healthy_with_a_warning() {
+    let sb = Sandbox::new();
+    openssl(
+        &sb,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "self.key",
+            "-out",
+            "self.pem",
+            "-subj",
+            "/CN=localhost",
+            "-days",
+            "30",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ],
+    );
+    let server = openssl_server(sb.dir.path(), &["-cert", "self.pem", "-key", "self.key"]);
+    let target = format!("localhost:{}", server.port);
+    let run = doctor(&sb, &[&target, "--ca", "self.pem"]);
+    expect(&run, 0, "ok");
+    assert_eq!(run.finding("wrong-purpose")["severity"], "warning");
+    // Not pinned, it is simply self-signed.
+    let run = doctor(&sb, &[&target]);
+    expect(&run, 1, "self-signed");
+}

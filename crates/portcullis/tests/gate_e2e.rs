@@ -140,10 +140,13 @@ fn require_mode_refuses_the_handshake_without_a_certificate() {
         r.status, "000",
         "no HTTP at all without a certificate: {r:?}"
     );
-    // The refusal is the TLS 1.3 "certificate required" alert (116), not some other failure.
-    let out = std::process::Command::new("openssl")
+    // The refusal is the TLS 1.3 "certificate required" alert (116), not some other
+    // failure. In TLS 1.3 the client finishes first and the alert comes after, so
+    // s_client must keep reading (-ign_eof) to see it.
+    let mut child = std::process::Command::new("openssl")
         .args([
             "s_client",
+            "-ign_eof",
             "-connect",
             &format!("127.0.0.1:{}", gate.port),
             "-servername",
@@ -151,9 +154,18 @@ fn require_mode_refuses_the_handshake_without_a_certificate() {
             "-CAfile",
         ])
         .arg(pki.root())
-        .stdin(std::process::Stdio::null())
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -836,4 +848,100 @@ fn metrics_parse_as_prometheus_text_and_move_with_traffic_and_requests_are_logge
         .iter()
         .find(|l| l["event"] == "handshake_failed" && l["reason"] == "unknown-ca");
     assert!(refused.is_some(), "{log}");
+}
+
+#[test]
+fn reload_storm_drops_no_request_rejects_broken_configs_and_applies_good_ones() {
+    let pki = Pki::new();
+    let path = pki.config("optional", "builtin:whoami", "");
+    let base = std::fs::read_to_string(&path).unwrap();
+    let with_flag =
+        |require: &str| format!("{base}\n[[rules]]\npath = \"/flag\"\nrequire = \"{require}\"\n");
+    let write = |text: &str| {
+        // Atomically, as a deploy tool would: a reload never sees half a file.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    };
+    write(&with_flag("deny"));
+    let gate = Gate::start(&path);
+    assert_eq!(curl(&pki, &[], &gate.url("/flag")).status, "403");
+
+    // A client on fresh connections (Connection: close) all through the storm.
+    let root = pki.root();
+    let urls = gate.url("/?n=[1-300]");
+    let client = std::thread::spawn(move || {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "60",
+                "-H",
+                "Connection: close",
+                "-w",
+                "\nCODE:%{http_code}\n",
+            ])
+            .args(["--cacert", &root, &urls])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    });
+    let broken = [
+        base.replace("client_auth = \"optional\"", "client_auth = \"maybe\""),
+        format!("{base}\nunknown_setting = 1\n"),
+        base.replace("require = \"role:admin\"", "require = \"role:nobody\""),
+    ];
+    for i in 0..100 {
+        match i % 3 {
+            2 => write(&broken[i / 3 % broken.len()]),
+            _ => write(&with_flag(if i % 2 == 0 { "anonymous" } else { "deny" })),
+        }
+        gate.hangup();
+        std::thread::sleep(std::time::Duration::from_millis(15));
+    }
+    // The last one: a good configuration that opens /flag.
+    write(&with_flag("anonymous"));
+    gate.hangup();
+
+    let codes = client.join().unwrap();
+    let ok = codes.matches("CODE:200").count();
+    assert_eq!(
+        ok,
+        300,
+        "failed requests during the reload storm:\n{}",
+        codes
+            .lines()
+            .filter(|l| l.starts_with("CODE:") && *l != "CODE:200")
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // The last good configuration is in force.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while curl(&pki, &[], &gate.url("/flag")).status != "200" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the final configuration never took effect"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log = gate.output();
+    assert!(
+        log.contains("reload: ") && log.contains("loaded, version"),
+        "{log}"
+    );
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("reload failed"))
+        .collect();
+    assert!(
+        !failures.is_empty(),
+        "broken configurations must be reported"
+    );
+    for f in &failures {
+        assert!(
+            f.contains("still serving version") && f.contains("gate-optional.toml:"),
+            "{f}"
+        );
+    }
 }

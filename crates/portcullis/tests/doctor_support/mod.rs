@@ -228,11 +228,20 @@ fn serve_tls(mut sock: TcpStream, config: Arc<rustls::ServerConfig>, sni_only: O
             return;
         }
     }
-    // Keep the connection open until the client leaves; answer nothing.
+    // Keep the connection open until the client leaves. A client that sends a request
+    // (curl, Python requests) gets a tiny HTTP answer; the doctor never sends one.
     let mut stream = rustls::StreamOwned::new(conn, sock);
     let mut buf = [0u8; 1024];
     while let Ok(n) = stream.read(&mut buf) {
         if n == 0 {
+            break;
+        }
+        if buf[..n].starts_with(b"GET ") {
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n",
+            );
+            stream.conn.send_close_notify();
+            let _ = stream.flush();
             break;
         }
     }
@@ -413,6 +422,27 @@ pub fn expect(run: &Run, code: i32, cause: &str) {
         run.cause(),
         run.json
     );
+}
+
+/// The snippet of a finding's fix for one ecosystem.
+pub fn fix_for(run: &Run, cause: &str, ecosystem: &str) -> String {
+    run.finding(cause)["fixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["ecosystem"] == ecosystem)
+        .unwrap_or_else(|| panic!("no {ecosystem} fix for {cause}"))["snippet"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Runs a shell command line from a fix (curl, openssl) in the sandbox, bounded in time.
+pub fn shell_fix(sb: &Sandbox, line: &str) -> std::process::Output {
+    sb.tool(
+        "timeout",
+        &["10", "sh", "-c", &format!("{line} </dev/null")],
+    )
 }
 
 /// Runs the Node.js fix the doctor printed, in the sandbox, and asserts it connects with
