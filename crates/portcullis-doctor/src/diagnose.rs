@@ -730,6 +730,19 @@ fn trust_finding(b: &mut Builder<'_>, v: &TrustVerdict, pinned: bool, evidence: 
                 ),
                 evidence,
             );
+        } else if !pinned && leaf.issuer.to_lowercase().contains("root") {
+            // On the wire, a leaf signed directly by a private root looks exactly like a
+            // leaf whose intermediate was left out. The issuer's name is the best evidence
+            // there is; a root-only private CA (`portcullis pki init`) is the common case.
+            b.add(
+                "untrusted-root",
+                Severity::Error,
+                format!(
+                    "the server's certificate was issued by {}, which is not in the trust store; by its name a root CA (a private CA?): trust it with --ca (Node: `ca`, curl: --cacert); if it is an intermediate instead, the server must send it",
+                    leaf.issuer
+                ),
+                evidence,
+            );
         } else {
             let or_root = if pinned {
                 format!(
@@ -737,7 +750,10 @@ fn trust_finding(b: &mut Builder<'_>, v: &TrustVerdict, pinned: bool, evidence: 
                     leaf.issuer
                 )
             } else {
-                String::new()
+                format!(
+                    "; if {} is a private root CA rather than an intermediate, trust it with --ca instead",
+                    leaf.issuer
+                )
             };
             b.add(
                 "missing-intermediate",

@@ -123,6 +123,23 @@ fn untrusted_root_and_the_ca_fix_works_in_node() {
     node_connects(&sb, &run.node_fix("untrusted-root"));
 }
 
+/// What `portcullis serve` presents with its development CA: a leaf signed directly by a
+/// private root, and no root in the chain (correctly). Looks like a missing intermediate
+/// on the wire; the issuer's name says it is a root, and trusting it is the fix.
+#[test]
+fn leaf_from_a_private_root_is_an_untrusted_root_not_a_server_mistake() {
+    let sb = Sandbox::new();
+    let ca = root("Portcullis Dev Root CA");
+    let leaf = server_leaf(&ca);
+    let port = Server::new(&leaf).start(); // leaf only, as it should be
+    let run = doctor(&sb, &[&addr(port)]);
+    expect(&run, 1, "untrusted-root");
+    let summary = run.finding("untrusted-root")["summary"].as_str().unwrap();
+    assert!(summary.contains("Portcullis Dev Root CA"), "{summary}");
+    std::fs::write(sb.path("root-ca.pem"), ca.pem()).unwrap();
+    node_connects(&sb, &run.node_fix("untrusted-root"));
+}
+
 #[test]
 fn missing_intermediate() {
     let sb = Sandbox::new();
