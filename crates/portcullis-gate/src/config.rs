@@ -130,6 +130,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// On SIGTERM, how long in-flight requests may take to finish before the gate exits.
     pub shutdown_grace_secs: u64,
+    /// How long a TLS session ticket may be used to resume.
+    pub ticket_lifetime_secs: u32,
 }
 
 impl Default for Limits {
@@ -142,6 +144,7 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_connections: 10_000,
             shutdown_grace_secs: 30,
+            ticket_lifetime_secs: 3600,
         }
     }
 }
@@ -155,6 +158,8 @@ pub struct Config {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub key_passphrase_file: Option<PathBuf>,
+    /// Session-ticket keys shared by replicas (see `tls::SharedKeyTicketer`).
+    pub ticket_keys: Option<PathBuf>,
     /// Host names accepted from clients that send no SNI (empty: the certificate's SANs).
     pub server_names: Vec<String>,
     pub client_auth: ClientAuth,
@@ -187,6 +192,7 @@ struct Raw {
     cert: Spanned<PathBuf>,
     key: Spanned<PathBuf>,
     key_passphrase_file: Option<PathBuf>,
+    ticket_keys: Option<PathBuf>,
     #[serde(default)]
     server_names: Vec<String>,
     client_auth: ClientAuth,
@@ -491,6 +497,7 @@ impl Config {
             cert: rel(raw.cert.get_ref()),
             key: rel(raw.key.get_ref()),
             key_passphrase_file: raw.key_passphrase_file.as_deref().map(rel),
+            ticket_keys: raw.ticket_keys.as_deref().map(rel),
             server_names: raw
                 .server_names
                 .iter()

@@ -182,7 +182,15 @@ impl Gate {
             Some(chain) if !chain.is_empty() => {
                 // With invalid_cert = "anonymous" the handshake deferred chain
                 // verification to here; this check is what makes an identity possible.
-                let verdict = match &self.tls.deferred {
+                // A resumed session skipped verification in the handshake; check the
+                // certificate again now, against today's CAs and CRLs.
+                let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                let verifier = match (&self.tls.deferred, resumed) {
+                    (Some(v), _) => Some(v),
+                    (None, true) => self.tls.recheck.as_ref(),
+                    (None, false) => None,
+                };
+                let verdict = match verifier {
                     Some(verifier) => verifier
                         .verify_client_cert(
                             &chain[0],
@@ -201,9 +209,20 @@ impl Gate {
                     // A verified certificate whose fields we refuse to interpret (a NUL in
                     // the CN, …) gets nothing: fail closed, close the connection.
                     Err(reason) => {
-                        self.metrics.handshake("bad-certificate");
+                        // A resumed session re-checked and refused says why (revoked, …).
+                        let outcome = if reason == "invalid-subject" {
+                            "bad-certificate"
+                        } else {
+                            reason
+                        };
+                        self.metrics.handshake(outcome);
                         if let Some(log) = &self.log {
-                            log.handshake_failed(peer_addr, "bad-certificate", reason);
+                            let detail = if resumed {
+                                "resumed session, certificate re-checked"
+                            } else {
+                                reason
+                            };
+                            log.handshake_failed(peer_addr, outcome, detail);
                         }
                         return None;
                     }

@@ -945,3 +945,109 @@ fn reload_storm_drops_no_request_rejects_broken_configs_and_applies_good_ones() 
         );
     }
 }
+
+/// One TLS connection with `openssl s_client`, saving or reusing a session, sending one
+/// request; returns everything s_client printed.
+fn s_client_session(
+    pki: &Pki,
+    port: u16,
+    who: Option<&str>,
+    session: (&str, &std::path::Path),
+) -> String {
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.args([
+        "s_client",
+        "-ign_eof",
+        "-connect",
+        &format!("127.0.0.1:{port}"),
+        "-servername",
+        "localhost",
+        "-CAfile",
+    ])
+    .arg(pki.root())
+    .arg(session.0)
+    .arg(session.1);
+    let creds;
+    if let Some(w) = who {
+        creds = pki.client(w);
+        cmd.args(["-cert", &creds.0, "-cert_chain", &creds.0, "-key", &creds.1]);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        b"GET /me HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn replicas_sharing_ticket_keys_resume_each_others_sessions_and_recheck_revocation() {
+    let pki = Pki::new();
+    let key = |name: &str| {
+        let mut k = [0u8; 32];
+        for (i, b) in k.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(31) ^ name.len() as u8;
+        }
+        let hex: String = k.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(pki.path(name), format!("# test key\n{hex}\n")).unwrap();
+    };
+    key("shared.key");
+    key("other-key.key");
+    let config = pki.config("optional", "builtin:whoami", "ticket_keys = \"shared.key\"");
+    let a = Gate::start(&config);
+    let b = Gate::start(&config);
+    let sess = pki.path("alice.sess");
+
+    let first = s_client_session(&pki, a.port, Some("alice"), ("-sess_out", &sess));
+    assert!(first.contains("\"cn\":\"alice\""), "{first}");
+    // Replica B resumes A's session: no certificate sent, alice's identity all the same.
+    let resumed = s_client_session(&pki, b.port, None, ("-sess_in", &sess));
+    assert!(resumed.contains("Reused, TLSv1.3"), "{resumed}");
+    assert!(resumed.contains("\"cn\":\"alice\""), "{resumed}");
+
+    // A gate with another key cannot open the ticket: full handshake, anonymous.
+    let shared = std::fs::read_to_string(&config).unwrap();
+    let other_path = pki.path("other.toml");
+    std::fs::write(&other_path, shared.replace("shared.key", "other-key.key")).unwrap();
+    let c = Gate::start(&other_path);
+    let fresh = s_client_session(&pki, c.port, None, ("-sess_in", &sess));
+    assert!(fresh.contains("New, TLSv1.3"), "{fresh}");
+    assert!(fresh.contains("HTTP/1.1 401"), "{fresh}");
+
+    // alice is revoked; a replica with the new CRL must not let her ticket back in.
+    let ca = portcullis_pki::Ca::open(&pki.path("pki"), None).unwrap();
+    let mut index = portcullis_pki::Index::load(&ca.layout().index()).unwrap();
+    let serial = index
+        .records
+        .iter()
+        .find(|r| r.subject.contains("CN=alice"))
+        .unwrap()
+        .serial
+        .clone();
+    ca.revoke(&mut index, &serial, portcullis_pki::Reason::KeyCompromise)
+        .unwrap();
+    ca.publish_crl(&index, 30).unwrap();
+    let d = Gate::start(&config);
+    let after = s_client_session(&pki, d.port, None, ("-sess_in", &sess));
+    assert!(
+        after.contains("Reused, TLSv1.3"),
+        "the ticket must resume, so the re-check is what stops alice: {after}"
+    );
+    assert!(
+        !after.contains("\"cn\":\"alice\""),
+        "a revoked certificate came back through a ticket: {after}"
+    );
+    assert!(!after.contains("HTTP/1.1 200"), "{after}");
+}
