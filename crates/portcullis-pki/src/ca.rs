@@ -671,6 +671,39 @@ impl Ca {
                 });
             }
         };
+        let now = now_seconds();
+        let der = self.sign_crl(
+            index,
+            number,
+            now,
+            now + Duration::days(i64::from(days.max(1))),
+        )?;
+        let mut out = Outputs::new();
+        out.add(self.layout.crl_der(), der.clone(), PUBLIC);
+        out.add(self.layout.crl_pem(), pem("X509 CRL", &der), PUBLIC);
+        out.add(number_path, format!("{number}\n"), PUBLIC);
+        Ok((out.commit(true)?, number))
+    }
+
+    /// Signs a CRL with any dates, writing nothing: for test fixtures (an expired CRL) and
+    /// tools. Not used by the CLI.
+    pub fn sign_crl_raw(
+        &self,
+        index: &Index,
+        number: u64,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<Vec<u8>> {
+        self.sign_crl(index, number, this_update, next_update)
+    }
+
+    fn sign_crl(
+        &self,
+        index: &Index,
+        number: u64,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<Vec<u8>> {
         let mut revoked = Vec::new();
         for r in &index.records {
             let Some(rev) = &r.revoked else { continue };
@@ -691,10 +724,9 @@ impl Ca {
                 invalidity_date: None,
             });
         }
-        let now = now_seconds();
         let params = rcgen::CertificateRevocationListParams {
-            this_update: now,
-            next_update: now + Duration::days(i64::from(days.max(1))),
+            this_update,
+            next_update,
             crl_number: rcgen::SerialNumber::from_slice(&number.to_be_bytes()),
             issuing_distribution_point: None,
             revoked_certs: revoked,
@@ -710,12 +742,7 @@ impl Ca {
         let crl = params
             .signed_by(&issuer)
             .map_err(|e| Error::crypto("signing the CRL", e))?;
-        let der = crl.der().to_vec();
-        let mut out = Outputs::new();
-        out.add(self.layout.crl_der(), der.clone(), PUBLIC);
-        out.add(self.layout.crl_pem(), pem("X509 CRL", &der), PUBLIC);
-        out.add(number_path, format!("{number}\n"), PUBLIC);
-        Ok((out.commit(true)?, number))
+        Ok(crl.der().to_vec())
     }
 }
 

@@ -1051,3 +1051,80 @@ fn replicas_sharing_ticket_keys_resume_each_others_sessions_and_recheck_revocati
     );
     assert!(!after.contains("HTTP/1.1 200"), "{after}");
 }
+
+#[test]
+fn an_expired_crl_rejects_clients_unless_explicitly_allowed() {
+    let pki = Pki::new();
+    let ca = portcullis_pki::Ca::open(&pki.path("pki"), None).unwrap();
+    let index = portcullis_pki::Index::load(&ca.layout().index()).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let der = ca
+        .sign_crl_raw(
+            &index,
+            99,
+            now - time::Duration::days(10),
+            now - time::Duration::days(1),
+        )
+        .unwrap();
+    std::fs::write(
+        pki.path("pki/crl.pem"),
+        portcullis_pki::ca::pem("X509 CRL", &der),
+    )
+    .unwrap();
+
+    // Fail closed by default: bob is not revoked, but the CRL is stale.
+    let config = pki.config("optional", "builtin:whoami", "");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let warning = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warning.contains("CRL past its nextUpdate") && warning.contains("REJECTED"),
+        "{warning}"
+    );
+    let gate = Gate::start(&config);
+    assert_eq!(curl_as(&pki, "bob", &[], &gate.url("/me")).status, "000");
+    assert_eq!(
+        curl(&pki, &[], &gate.url("/")).status,
+        "200",
+        "anonymous access is unaffected"
+    );
+    drop(gate);
+
+    let relaxed =
+        Gate::start(&pki.config("optional", "builtin:whoami", "allow_expired_crl = true"));
+    assert_eq!(curl_as(&pki, "bob", &[], &relaxed.url("/me")).status, "200");
+}
+
+#[test]
+fn a_reload_with_a_new_crl_refuses_the_revoked_client_next_time() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config("optional", "builtin:whoami", ""));
+    assert_eq!(curl_as(&pki, "bob", &[], &gate.url("/me")).status, "200");
+    let ca = portcullis_pki::Ca::open(&pki.path("pki"), None).unwrap();
+    let mut index = portcullis_pki::Index::load(&ca.layout().index()).unwrap();
+    let serial = index
+        .records
+        .iter()
+        .find(|r| r.subject.contains("CN=bob"))
+        .unwrap()
+        .serial
+        .clone();
+    ca.revoke(&mut index, &serial, portcullis_pki::Reason::KeyCompromise)
+        .unwrap();
+    ca.publish_crl(&index, 30).unwrap();
+    gate.hangup();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while curl_as(&pki, "bob", &[], &gate.url("/me")).status != "000" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new CRL never took effect:\n{}",
+            gate.output()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/me")).status, "200");
+    assert!(gate.output().contains("reload: "), "{}", gate.output());
+}
