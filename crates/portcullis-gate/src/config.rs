@@ -168,6 +168,8 @@ pub struct Config {
     pub crl: Vec<PathBuf>,
     /// Accept clients while a CRL is past its nextUpdate (off by default: fail closed).
     pub allow_expired_crl: bool,
+    /// On reload, close open connections whose certificate is no longer accepted.
+    pub close_revoked_connections: bool,
     pub upstream: Upstream,
     pub redirect_http: Option<SocketAddr>,
     /// Loopback address of the admin listener (`/metrics`, `/healthz`, `/readyz`); off when unset.
@@ -204,6 +206,8 @@ struct Raw {
     crl: Vec<PathBuf>,
     #[serde(default)]
     allow_expired_crl: bool,
+    #[serde(default = "yes")]
+    close_revoked_connections: bool,
     upstream: Spanned<String>,
     #[serde(default)]
     upstream_http2: bool,
@@ -508,6 +512,7 @@ impl Config {
             client_ca: raw.client_ca.iter().map(|p| rel(p)).collect(),
             crl: raw.crl.iter().map(|p| rel(p)).collect(),
             allow_expired_crl: raw.allow_expired_crl,
+            close_revoked_connections: raw.close_revoked_connections,
             upstream,
             redirect_http,
             admin,
@@ -524,6 +529,10 @@ impl Config {
                 .collect(),
         })
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn when_empty(r: &RawRole) -> bool {

@@ -27,6 +27,7 @@ pub mod identity_headers;
 pub mod log;
 pub mod metrics;
 pub mod pages;
+pub mod registry;
 pub mod server;
 pub mod tls;
 
@@ -54,6 +55,8 @@ pub struct Gate {
     /// Counters for `/metrics`, kept across reloads.
     pub metrics: Arc<metrics::Metrics>,
     log: Option<Arc<log::Log>>,
+    /// Open connections of verified clients, kept across reloads.
+    registry: Arc<registry::Registry>,
     /// Which configuration this is: a SHA-256 prefix of the file, and when it was loaded.
     pub version: String,
     pub loaded_at: String,
@@ -78,7 +81,7 @@ impl Gate {
         key_passphrase: Option<&portcullis_pki::Passphrase>,
     ) -> Result<Gate> {
         let log = log::Log::start(config.access_log).map(Arc::new);
-        Gate::build(config, key_passphrase, Arc::default(), log)
+        Gate::build(config, key_passphrase, Arc::default(), log, Arc::default())
     }
 
     /// Loads a new configuration for a reload: everything is read and checked again, and
@@ -93,7 +96,17 @@ impl Gate {
             key_passphrase,
             self.metrics.clone(),
             self.log.clone(),
+            self.registry.clone(),
         )
+    }
+
+    /// After a reload: closes the open connections whose client certificate this
+    /// configuration no longer accepts (revoked, expired, CA removed). Returns how many.
+    pub fn close_revoked(&self) -> usize {
+        match (&self.tls.recheck, self.config.close_revoked_connections) {
+            (Some(verifier), true) => self.registry.close_failing(verifier.as_ref()),
+            _ => 0,
+        }
     }
 
     fn build(
@@ -101,6 +114,7 @@ impl Gate {
         key_passphrase: Option<&portcullis_pki::Passphrase>,
         metrics: Arc<metrics::Metrics>,
         log: Option<Arc<log::Log>>,
+        registry: Arc<registry::Registry>,
     ) -> Result<Gate> {
         let tls = tls::load(&config, key_passphrase)?;
         let hosts = if config.server_names.is_empty() {
@@ -127,6 +141,7 @@ impl Gate {
         Ok(Gate {
             metrics,
             log,
+            registry,
             version: config.version.clone(),
             loaded_at: time::OffsetDateTime::now_utc()
                 .replace_nanosecond(0)

@@ -63,6 +63,9 @@ pub struct Connection {
     /// `for=…;proto=https` of the Forwarded header, and the X-Forwarded-For value.
     pub forwarded_for: HeaderValue,
     pub forwarded_prefix: String,
+    /// For verified clients: the entry that lets a reload close this connection when the
+    /// certificate is revoked. Removed from the registry when the connection is dropped.
+    pub registration: Option<crate::registry::Registration>,
 }
 
 impl Gate {
@@ -107,8 +110,9 @@ pub async fn serve_current(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<usize> {
-    let slots = Arc::new(Semaphore::new(current.load().config.limits.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let max = current.load().config.limits.max_connections;
+    let slots = Arc::new(Semaphore::new(max));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -129,9 +133,9 @@ pub async fn serve_current(
         };
         // A connection lives with the configuration it started under.
         let gate = current.load_full();
-        let watcher = graceful.watcher();
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
-            gate.connection(tcp, peer_addr, watcher).await;
+            gate.connection(tcp, peer_addr, stop).await;
             drop(permit);
         });
     }
@@ -139,10 +143,13 @@ pub async fn serve_current(
     let gate = current.load_full();
     gate.metrics.set_ready(false);
     let grace = Duration::from_secs(gate.config.limits.shutdown_grace_secs);
-    let open = graceful.count();
-    match tokio::time::timeout(grace, graceful.shutdown()).await {
-        Ok(()) => Ok(0),
-        Err(_) => Ok(open),
+    // Every connection finishes the request it is serving and closes; each returns its
+    // slot when done, so holding all slots means all are done.
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    match tokio::time::timeout(grace, slots.acquire_many(all)).await {
+        Ok(_) => Ok(0),
+        Err(_) => Ok(max - slots.available_permits()),
     }
 }
 
@@ -235,12 +242,19 @@ impl Gate {
             std::net::IpAddr::V4(a) => format!("for={a};proto=https"),
             std::net::IpAddr::V6(a) => format!("for=\"[{a}]\";proto=https"),
         };
+        let registration = match (&peer, session.peer_certificates()) {
+            (Peer::Verified(_), Some(chain)) if self.config.close_revoked_connections => {
+                Some(self.registry.register(chain))
+            }
+            _ => None,
+        };
         let conn = Arc::new(Connection {
             peer_addr,
             sni,
             peer,
             forwarded_for: crate::identity_headers::text(&ip.to_string()),
             forwarded_prefix,
+            registration,
         });
 
         self.metrics.handshake("ok");
@@ -267,13 +281,14 @@ impl Gate {
         self: Arc<Self>,
         tcp: TcpStream,
         peer_addr: SocketAddr,
-        watcher: hyper_util::server::graceful::Watcher,
+        mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let Some((tls, conn)) = self.accept(tcp, peer_addr).await else {
             return;
         };
         self.metrics.connection_opened();
         let _open = OpenGuard(&self.metrics);
+        let revoked = conn.registration.as_ref().map(|r| r.close.clone());
         let gate = self.clone();
         let service = service_fn(move |req| {
             let gate = gate.clone();
@@ -281,8 +296,21 @@ impl Gate {
             async move { Ok::<_, Infallible>(handler::handle(&gate, &conn, req).await) }
         });
         let builder = self.http_builder();
-        let conn = builder.serve_connection(TokioIo::new(tls), service);
-        let _ = watcher.watch(conn).await;
+        let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(tls), service));
+        // Close gracefully (the request in flight finishes, then the connection closes)
+        // when the gate shuts down or a reload revokes this client's certificate.
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = stop.wait_for(|stop| *stop) => {}
+            () = async {
+                match &revoked {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
     }
 
     fn verified(

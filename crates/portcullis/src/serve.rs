@@ -78,7 +78,14 @@ async fn reload_on_hangup(
                     path.display(),
                     gate.version
                 );
-                current.store(Arc::new(gate));
+                let gate = Arc::new(gate);
+                current.store(gate.clone());
+                let closed = gate.close_revoked();
+                if closed > 0 {
+                    println!(
+                        "reload: closing {closed} connection(s) whose certificate is no longer accepted"
+                    );
+                }
             }
             Ok(Err(e)) => println!("reload failed, still serving version {version}: {e:#}"),
             Err(e) => println!("reload failed, still serving version {version}: {e}"),

@@ -1128,3 +1128,100 @@ fn a_reload_with_a_new_crl_refuses_the_revoked_client_next_time() {
     assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/me")).status, "200");
     assert!(gate.output().contains("reload: "), "{}", gate.output());
 }
+
+/// A Python client that makes one keep-alive request as `who`, prints READY, then waits up
+/// to `wait` seconds and prints CLOSED if the server closes the connection, OPEN if not.
+fn idle_client(pki: &Pki, port: u16, who: &str, wait: &str) -> std::process::Child {
+    let script = r#"
+import socket, ssl, sys, time
+port, ca, cert, key, wait = sys.argv[1:6]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.load_cert_chain(cert, key)
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(port))), server_hostname="localhost")
+s.sendall(b"GET /me HTTP/1.1\r\nHost: localhost\r\n\r\n")
+buf = b""
+while b"\r\n\r\n" not in buf:
+    buf += s.recv(4096)
+head, body = buf.split(b"\r\n\r\n", 1)
+n = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+while len(body) < n:
+    body += s.recv(4096)
+print("READY", head.split(b"\r\n")[0].decode(), flush=True)
+s.settimeout(float(wait))
+try:
+    print("CLOSED" if s.recv(4096) == b"" else "DATA", flush=True)
+except socket.timeout:
+    print("OPEN", flush=True)
+except (ssl.SSLError, OSError):
+    print("CLOSED", flush=True)
+"#;
+    let (cert, key) = pki.client(who);
+    std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &port.to_string(),
+            &pki.root(),
+            &cert,
+            &key,
+            wait,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn next_line(
+    child: &mut std::process::Child,
+    reader: &mut Option<std::io::BufReader<std::process::ChildStdout>>,
+) -> String {
+    let r = reader.get_or_insert_with(|| std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut line = String::new();
+    std::io::BufRead::read_line(r, &mut line).unwrap();
+    line.trim().to_owned()
+}
+
+#[test]
+fn revoking_a_certificate_closes_its_open_connections_on_reload() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config("optional", "builtin:whoami", ""));
+    let (mut alice, mut bob) = (
+        idle_client(&pki, gate.port, "alice", "8"),
+        idle_client(&pki, gate.port, "bob", "3"),
+    );
+    let (mut ra, mut rb) = (None, None);
+    assert_eq!(next_line(&mut alice, &mut ra), "READY HTTP/1.1 200 OK");
+    assert_eq!(next_line(&mut bob, &mut rb), "READY HTTP/1.1 200 OK");
+
+    let ca = portcullis_pki::Ca::open(&pki.path("pki"), None).unwrap();
+    let mut index = portcullis_pki::Index::load(&ca.layout().index()).unwrap();
+    let serial = index
+        .records
+        .iter()
+        .find(|r| r.subject.contains("CN=alice"))
+        .unwrap()
+        .serial
+        .clone();
+    ca.revoke(&mut index, &serial, portcullis_pki::Reason::KeyCompromise)
+        .unwrap();
+    ca.publish_crl(&index, 30).unwrap();
+    gate.hangup();
+
+    assert_eq!(
+        next_line(&mut alice, &mut ra),
+        "CLOSED",
+        "alice's open connection must be closed:\n{}",
+        gate.output()
+    );
+    assert_eq!(
+        next_line(&mut bob, &mut rb),
+        "OPEN",
+        "bob was not revoked; his connection stays"
+    );
+    assert!(
+        gate.output().contains("closing 1 connection"),
+        "{}",
+        gate.output()
+    );
+    let _ = (alice.wait(), bob.wait());
+}

@@ -1,0 +1,93 @@
+//! The open connections of verified clients, so that a reload which revokes a certificate
+//! can close the connections already authenticated with it.
+//!
+//! The lock is taken when a verified connection opens or closes and during a reload; never
+//! per request.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
+use tokio::sync::Notify;
+
+#[derive(Debug)]
+struct Entry {
+    chain: Vec<CertificateDer<'static>>,
+    close: Arc<Notify>,
+}
+
+/// Verified connections by id.
+#[derive(Debug, Default)]
+pub struct Registry {
+    next: AtomicU64,
+    entries: Mutex<HashMap<u64, Entry>>,
+}
+
+/// Removes its connection from the registry when dropped.
+#[derive(Debug)]
+pub struct Registration {
+    registry: Arc<Registry>,
+    id: u64,
+    /// Notified when the connection must close.
+    pub close: Arc<Notify>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+    }
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+        // A panic elsewhere while holding the lock leaves a usable map.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a connection whose client presented `chain`.
+    pub fn register(self: &Arc<Self>, chain: &[CertificateDer<'_>]) -> Registration {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let close = Arc::new(Notify::new());
+        let chain = chain.iter().map(|c| c.clone().into_owned()).collect();
+        self.lock().insert(
+            id,
+            Entry {
+                chain,
+                close: close.clone(),
+            },
+        );
+        Registration {
+            registry: self.clone(),
+            id,
+            close,
+        }
+    }
+
+    /// Verifies every open connection's certificate again with `verifier` (the new
+    /// configuration's CAs and CRLs) and tells those that fail to close. Returns how many.
+    pub fn close_failing(&self, verifier: &dyn ClientCertVerifier) -> usize {
+        let now = UnixTime::now();
+        let mut closed = 0;
+        for entry in self.lock().values() {
+            let Some((leaf, rest)) = entry.chain.split_first() else {
+                continue;
+            };
+            if verifier.verify_client_cert(leaf, rest, now).is_err() {
+                // notify_one keeps the wake-up if the connection is not waiting yet.
+                entry.close.notify_one();
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
