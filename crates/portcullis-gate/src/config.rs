@@ -170,6 +170,8 @@ pub struct Config {
     pub allow_expired_crl: bool,
     /// On reload, close open connections whose certificate is no longer accepted.
     pub close_revoked_connections: bool,
+    /// Reload when the configuration or a file it names changes.
+    pub watch_files: bool,
     pub upstream: Upstream,
     pub redirect_http: Option<SocketAddr>,
     /// Loopback address of the admin listener (`/metrics`, `/healthz`, `/readyz`); off when unset.
@@ -208,6 +210,8 @@ struct Raw {
     allow_expired_crl: bool,
     #[serde(default = "yes")]
     close_revoked_connections: bool,
+    #[serde(default = "yes")]
+    watch_files: bool,
     upstream: Spanned<String>,
     #[serde(default)]
     upstream_http2: bool,
@@ -513,6 +517,7 @@ impl Config {
             crl: raw.crl.iter().map(|p| rel(p)).collect(),
             allow_expired_crl: raw.allow_expired_crl,
             close_revoked_connections: raw.close_revoked_connections,
+            watch_files: raw.watch_files,
             upstream,
             redirect_http,
             admin,

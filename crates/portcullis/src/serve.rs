@@ -48,9 +48,10 @@ fn warn_expired_crls(gate: &Gate) {
     }
 }
 
-/// Reloads on SIGHUP, forever: the file is read and checked completely before the new
-/// gate replaces the old one; a broken file changes nothing and says why.
-async fn reload_on_hangup(
+/// Reloads on SIGHUP and, with `watch_files`, when the configuration file or any file it
+/// names changes (checked every second; the reload waits until the files have been stable
+/// for a second, so a deploy that writes several files reloads once).
+async fn reload_forever(
     current: Current,
     path: PathBuf,
     listen: SocketAddr,
@@ -60,38 +61,92 @@ async fn reload_on_hangup(
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         return;
     };
-    while hup.recv().await.is_some() {
-        let old = current.load_full();
-        let (path2, pass2) = (path.clone(), pass.clone());
-        let next = tokio::task::spawn_blocking(move || -> Result<Gate> {
-            let mut config = Config::from_file(&path2)?;
-            config.listen = listen;
-            Ok(old.reload(config, pass2.as_ref())?)
-        })
-        .await;
-        let version = current.load().version.clone();
-        match next {
-            Ok(Ok(gate)) => {
-                warn_expired_crls(&gate);
-                println!(
-                    "reload: {} loaded, version {} (was {version})",
-                    path.display(),
-                    gate.version
-                );
-                let gate = Arc::new(gate);
-                current.store(gate.clone());
-                let closed = gate.close_revoked();
-                if closed > 0 {
-                    println!(
-                        "reload: closing {closed} connection(s) whose certificate is no longer accepted"
-                    );
-                }
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut seen = watched_state(&current.load().config);
+    let mut pending = false;
+    loop {
+        let by_signal = tokio::select! {
+            _ = hup.recv() => true,
+            _ = tick.tick() => false,
+        };
+        if !by_signal {
+            if !current.load().config.watch_files {
+                continue;
             }
-            Ok(Err(e)) => println!("reload failed, still serving version {version}: {e:#}"),
-            Err(e) => println!("reload failed, still serving version {version}: {e}"),
+            let now = watched_state(&current.load().config);
+            if now != seen {
+                // Changed during the last second: wait for it to settle.
+                seen = now;
+                pending = true;
+                continue;
+            }
+            if !pending {
+                continue;
+            }
+            println!("reload: files changed");
         }
-        let _ = std::io::stdout().flush();
+        pending = false;
+        reload(&current, &path, listen, pass.clone()).await;
+        seen = watched_state(&current.load().config);
     }
+}
+
+/// Size and modification time of every file a configuration depends on.
+fn watched_state(config: &Config) -> Vec<Option<(std::time::SystemTime, u64)>> {
+    let mut files = vec![
+        config.source.clone(),
+        config.cert.clone(),
+        config.key.clone(),
+    ];
+    files.extend(config.client_ca.iter().cloned());
+    files.extend(config.crl.iter().cloned());
+    files.extend(config.ticket_keys.iter().cloned());
+    if let Some(dir) = &config.pages_dir {
+        files.extend([400, 401, 403, 421, 502, 504].map(|c| dir.join(format!("{c}.html"))));
+    }
+    files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(f)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
+}
+
+/// One reload: the file and everything it names are read and checked completely before
+/// the new gate replaces the old one; a broken file changes nothing and says why.
+async fn reload(current: &Current, path: &Path, listen: SocketAddr, pass: Option<Passphrase>) {
+    let old = current.load_full();
+    let path2 = path.to_owned();
+    let next = tokio::task::spawn_blocking(move || -> Result<Gate> {
+        let mut config = Config::from_file(&path2)?;
+        config.listen = listen;
+        Ok(old.reload(config, pass.as_ref())?)
+    })
+    .await;
+    let version = current.load().version.clone();
+    match next {
+        Ok(Ok(gate)) => {
+            warn_expired_crls(&gate);
+            println!(
+                "reload: {} loaded, version {} (was {version})",
+                path.display(),
+                gate.version
+            );
+            let gate = Arc::new(gate);
+            current.store(gate.clone());
+            let closed = gate.close_revoked();
+            if closed > 0 {
+                println!(
+                    "reload: closing {closed} connection(s) whose certificate is no longer accepted"
+                );
+            }
+        }
+        Ok(Err(e)) => println!("reload failed, still serving version {version}: {e:#}"),
+        Err(e) => println!("reload failed, still serving version {version}: {e}"),
+    }
+    let _ = std::io::stdout().flush();
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {
@@ -143,7 +198,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             );
             tokio::spawn(serve_admin(current.clone(), l));
         }
-        tokio::spawn(reload_on_hangup(current.clone(), config_path, addr, pass));
+        tokio::spawn(reload_forever(current.clone(), config_path, addr, pass));
         let still_open = serve_current(current, listener, terminated()).await?;
         if still_open > 0 {
             eprintln!("stopped; {still_open} connection(s) were still open after the grace period");

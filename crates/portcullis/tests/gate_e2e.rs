@@ -1225,3 +1225,38 @@ fn revoking_a_certificate_closes_its_open_connections_on_reload() {
     );
     let _ = (alice.wait(), bob.wait());
 }
+
+#[test]
+fn a_changed_crl_file_is_picked_up_without_a_signal() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config("optional", "builtin:whoami", ""));
+    assert_eq!(curl_as(&pki, "bob", &[], &gate.url("/me")).status, "200");
+    let ca = portcullis_pki::Ca::open(&pki.path("pki"), None).unwrap();
+    let mut index = portcullis_pki::Index::load(&ca.layout().index()).unwrap();
+    let serial = index
+        .records
+        .iter()
+        .find(|r| r.subject.contains("CN=bob"))
+        .unwrap()
+        .serial
+        .clone();
+    ca.revoke(&mut index, &serial, portcullis_pki::Reason::KeyCompromise)
+        .unwrap();
+    ca.publish_crl(&index, 30).unwrap();
+    // No SIGHUP: the file watcher notices (checks every second, waits a second to settle).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while curl_as(&pki, "bob", &[], &gate.url("/me")).status != "000" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new CRL was never picked up:\n{}",
+            gate.output()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let log = gate.output();
+    assert!(
+        log.contains("reload: files changed") && log.contains("loaded, version"),
+        "{log}"
+    );
+    assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/me")).status, "200");
+}
