@@ -1027,18 +1027,7 @@ fn replicas_sharing_ticket_keys_resume_each_others_sessions_and_recheck_revocati
     assert!(fresh.contains("HTTP/1.1 401"), "{fresh}");
 
     // alice is revoked; a replica with the new CRL must not let her ticket back in.
-    let ca = portcullis_pki::Ca::open(&pki.path("pki"), None).unwrap();
-    let mut index = portcullis_pki::Index::load(&ca.layout().index()).unwrap();
-    let serial = index
-        .records
-        .iter()
-        .find(|r| r.subject.contains("CN=alice"))
-        .unwrap()
-        .serial
-        .clone();
-    ca.revoke(&mut index, &serial, portcullis_pki::Reason::KeyCompromise)
-        .unwrap();
-    ca.publish_crl(&index, 30).unwrap();
+    pki.revoke("alice");
     let d = Gate::start(&config);
     let after = s_client_session(&pki, d.port, None, ("-sess_in", &sess));
     assert!(
@@ -1103,18 +1092,7 @@ fn a_reload_with_a_new_crl_refuses_the_revoked_client_next_time() {
     let pki = Pki::new();
     let gate = Gate::start(&pki.config("optional", "builtin:whoami", ""));
     assert_eq!(curl_as(&pki, "bob", &[], &gate.url("/me")).status, "200");
-    let ca = portcullis_pki::Ca::open(&pki.path("pki"), None).unwrap();
-    let mut index = portcullis_pki::Index::load(&ca.layout().index()).unwrap();
-    let serial = index
-        .records
-        .iter()
-        .find(|r| r.subject.contains("CN=bob"))
-        .unwrap()
-        .serial
-        .clone();
-    ca.revoke(&mut index, &serial, portcullis_pki::Reason::KeyCompromise)
-        .unwrap();
-    ca.publish_crl(&index, 30).unwrap();
+    pki.revoke("bob");
     gate.hangup();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while curl_as(&pki, "bob", &[], &gate.url("/me")).status != "000" {
@@ -1193,18 +1171,7 @@ fn revoking_a_certificate_closes_its_open_connections_on_reload() {
     assert_eq!(next_line(&mut alice, &mut ra), "READY HTTP/1.1 200 OK");
     assert_eq!(next_line(&mut bob, &mut rb), "READY HTTP/1.1 200 OK");
 
-    let ca = portcullis_pki::Ca::open(&pki.path("pki"), None).unwrap();
-    let mut index = portcullis_pki::Index::load(&ca.layout().index()).unwrap();
-    let serial = index
-        .records
-        .iter()
-        .find(|r| r.subject.contains("CN=alice"))
-        .unwrap()
-        .serial
-        .clone();
-    ca.revoke(&mut index, &serial, portcullis_pki::Reason::KeyCompromise)
-        .unwrap();
-    ca.publish_crl(&index, 30).unwrap();
+    pki.revoke("alice");
     gate.hangup();
 
     assert_eq!(
@@ -1231,18 +1198,7 @@ fn a_changed_crl_file_is_picked_up_without_a_signal() {
     let pki = Pki::new();
     let gate = Gate::start(&pki.config("optional", "builtin:whoami", ""));
     assert_eq!(curl_as(&pki, "bob", &[], &gate.url("/me")).status, "200");
-    let ca = portcullis_pki::Ca::open(&pki.path("pki"), None).unwrap();
-    let mut index = portcullis_pki::Index::load(&ca.layout().index()).unwrap();
-    let serial = index
-        .records
-        .iter()
-        .find(|r| r.subject.contains("CN=bob"))
-        .unwrap()
-        .serial
-        .clone();
-    ca.revoke(&mut index, &serial, portcullis_pki::Reason::KeyCompromise)
-        .unwrap();
-    ca.publish_crl(&index, 30).unwrap();
+    pki.revoke("bob");
     // No SIGHUP: the file watcher notices (checks every second, waits a second to settle).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while curl_as(&pki, "bob", &[], &gate.url("/me")).status != "000" {

@@ -177,6 +177,23 @@ impl Pki {
         self.dir.path().join(rel)
     }
 
+    /// Revokes the certificate with this CN (key compromise) and publishes a new CRL.
+    pub fn revoke(&self, cn: &str) {
+        let ca = Ca::open(&self.path("pki"), None).unwrap();
+        let mut index = Index::load(&ca.layout().index()).unwrap();
+        let who = format!("CN={cn}");
+        let serial = index
+            .records
+            .iter()
+            .find(|r| r.subject.contains(&who))
+            .unwrap()
+            .serial
+            .clone();
+        ca.revoke(&mut index, &serial, portcullis_pki::Reason::KeyCompromise)
+            .unwrap();
+        ca.publish_crl(&index, 30).unwrap();
+    }
+
     /// `--cert` (chain) and `--key` paths of a client.
     pub fn client(&self, name: &str) -> (String, String) {
         let chain = if ["eve", "mallory"].contains(&name) {
