@@ -80,6 +80,31 @@ pub enum InvalidCert {
     Anonymous,
 }
 
+/// What a client that sends no SNI, or a name no host serves, gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoSni {
+    /// The default host: the one the main file describes.
+    #[default]
+    Default,
+    /// A handshake failure (unrecognized_name).
+    Reject,
+}
+
+/// Keys that belong to the listener and so only to the main file, not to a host file.
+const LISTENER_KEYS: [&str; 10] = [
+    "listen",
+    "admin",
+    "redirect_http",
+    "access_log",
+    "limits",
+    "ticket_keys",
+    "watch_files",
+    "close_revoked_connections",
+    "hosts",
+    "no_sni",
+];
+
 /// Where requests go after the policy allows them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upstream {
@@ -185,6 +210,12 @@ pub struct Config {
     pub rule_names: Vec<String>,
     /// First 12 hex digits of the SHA-256 of the file, to tell configurations apart.
     pub version: String,
+    /// Virtual hosts, each from its own file in this same format (listener keys excepted),
+    /// chosen by SNI among their `server_names`.
+    pub hosts: Vec<Config>,
+    pub no_sni: NoSni,
+    /// Host files not read yet (`from_str` parses, `from_file` follows them).
+    host_files: Vec<(PathBuf, Range<usize>)>,
 }
 
 // === raw TOML ===
@@ -197,6 +228,10 @@ struct Raw {
     key: Spanned<PathBuf>,
     key_passphrase_file: Option<PathBuf>,
     ticket_keys: Option<PathBuf>,
+    #[serde(default)]
+    hosts: Vec<Spanned<PathBuf>>,
+    #[serde(default)]
+    no_sni: NoSni,
     #[serde(default)]
     server_names: Vec<String>,
     client_auth: ClientAuth,
@@ -259,15 +294,64 @@ struct RawRule {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file, and the host files it lists.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_owned(),
-            line: 0,
-            key: None,
-            message: format!("cannot read: {e}"),
-        })?;
-        Config::from_str(&text, path)
+        let text = read_text(path)?;
+        let mut config = Config::from_str(&text, path)?;
+        let mut seen: Vec<String> = config.server_names.clone();
+        for (i, host) in std::mem::take(&mut config.host_files)
+            .into_iter()
+            .enumerate()
+        {
+            let (host_path, span) = host;
+            let host_text = read_text(&host_path).map_err(|e| ConfigError {
+                file: path.to_owned(),
+                line: line_of(&text, span.start),
+                key: Some(format!("hosts[{i}]")),
+                message: e.message,
+            })?;
+            // Listener settings live in the main file only; say so instead of ignoring them.
+            for (n, line) in host_text.lines().enumerate() {
+                let key = line
+                    .trim_start()
+                    .split(['=', ' ', ']'])
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches('[');
+                if LISTENER_KEYS.contains(&key) {
+                    return Err(ConfigError {
+                        file: host_path.clone(),
+                        line: n + 1,
+                        key: Some(key.to_owned()),
+                        message: format!(
+                            "{key} belongs in the main file ({}), not in a host file",
+                            path.display()
+                        ),
+                    });
+                }
+            }
+            let site = Config::from_str(&host_text, &host_path)?;
+            if site.server_names.is_empty() {
+                return Err(ConfigError {
+                    file: host_path.clone(),
+                    line: 0,
+                    key: Some("server_names".into()),
+                    message: "a host file needs server_names: the SNI names this host answers"
+                        .into(),
+                });
+            }
+            if let Some(dup) = site.server_names.iter().find(|n| seen.contains(n)) {
+                return Err(ConfigError {
+                    file: host_path.clone(),
+                    line: 0,
+                    key: Some("server_names".into()),
+                    message: format!("{dup:?} is already served by another host"),
+                });
+            }
+            seen.extend(site.server_names.iter().cloned());
+            config.hosts.push(site);
+        }
+        Ok(config)
     }
 
     /// Parses and validates config text; `path` locates errors and relative paths.
@@ -506,6 +590,13 @@ impl Config {
             key: rel(raw.key.get_ref()),
             key_passphrase_file: raw.key_passphrase_file.as_deref().map(rel),
             ticket_keys: raw.ticket_keys.as_deref().map(rel),
+            host_files: raw
+                .hosts
+                .iter()
+                .map(|h| (rel(h.get_ref()), h.span()))
+                .collect(),
+            hosts: Vec::new(),
+            no_sni: raw.no_sni,
             server_names: raw
                 .server_names
                 .iter()
@@ -534,6 +625,15 @@ impl Config {
                 .collect(),
         })
     }
+}
+
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_owned(),
+        line: 0,
+        key: None,
+        message: format!("cannot read: {e}"),
+    })
 }
 
 fn yes() -> bool {

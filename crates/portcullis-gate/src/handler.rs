@@ -96,7 +96,7 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
         let d = decision(name);
         gate.metrics.decision(d);
         Refused {
-            page: gate.pages.refusal(&r, html),
+            page: conn.site.pages.refusal(&r, html),
             decision: d,
             rule,
         }
@@ -121,7 +121,7 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
     };
     let host_ok = match &conn.sni {
         Some(sni) => sni.eq_ignore_ascii_case(host),
-        None => gate.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)),
+        None => conn.site.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)),
     };
     if !host_ok {
         let connection_host = conn
@@ -142,7 +142,7 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
         host,
         path: &canonical,
     };
-    let policy = &gate.config.policy;
+    let policy = &conn.site.config.policy;
     let who = || verified.map_or("anonymous", |v| v.label.as_str());
     let rule = match policy.decide(&facts, verified.map(|v| v.roles)) {
         Decision::Allow { rule } => rule,
@@ -191,7 +191,7 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
 
     // 4. Headers: theirs out, ours in.
     let headers = req.headers_mut();
-    gate.names.strip(headers);
+    conn.site.names.strip(headers);
     match verified {
         Some(v) => {
             headers.reserve(v.headers.len());
@@ -204,7 +204,7 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
                 Peer::Failed(reason) => crate::identity_headers::text(&format!("FAILED:{reason}")),
                 _ => HeaderValue::from_static("NONE"),
             };
-            headers.insert(gate.names.verify.clone(), verify);
+            headers.insert(conn.site.names.verify.clone(), verify);
         }
     }
     Ok(Allowed { html, rule })
@@ -258,8 +258,8 @@ async fn forward(
     allowed: Allowed,
 ) -> (Response<Body>, Option<Duration>) {
     let html = allowed.html;
-    let refuse = |r: Refusal<'_>| (gate.pages.refusal(&r, html).map(Either::Right), None);
-    match &gate.config.upstream {
+    let refuse = |r: Refusal<'_>| (conn.site.pages.refusal(&r, html).map(Either::Right), None);
+    match &conn.site.config.upstream {
         Upstream::Whoami => {
             let verified = conn.verified();
             let roles: Vec<&str> = verified
@@ -273,7 +273,7 @@ async fn forward(
             (page.map(Either::Right), None)
         }
         Upstream::Http { authority, http2 } => {
-            let Some(client) = &gate.client else {
+            let Some(client) = &conn.site.client else {
                 return refuse(Refusal::BadGateway);
             };
             // `check` accepted the host, so this cannot fail; an empty host is harmless.

@@ -15,6 +15,8 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 struct Entry {
     chain: Vec<CertificateDer<'static>>,
+    /// Which site (virtual host) the connection belongs to.
+    site: String,
     close: Arc<Notify>,
 }
 
@@ -47,7 +49,7 @@ impl Registry {
     }
 
     /// Registers a connection whose client presented `chain`.
-    pub fn register(self: &Arc<Self>, chain: &[CertificateDer<'_>]) -> Registration {
+    pub fn register(self: &Arc<Self>, chain: &[CertificateDer<'_>], site: &str) -> Registration {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let close = Arc::new(Notify::new());
         let chain = chain.iter().map(|c| c.clone().into_owned()).collect();
@@ -55,6 +57,7 @@ impl Registry {
             id,
             Entry {
                 chain,
+                site: site.to_owned(),
                 close: close.clone(),
             },
         );
@@ -65,16 +68,23 @@ impl Registry {
         }
     }
 
-    /// Verifies every open connection's certificate again with `verifier` (the new
-    /// configuration's CAs and CRLs) and tells those that fail to close. Returns how many.
-    pub fn close_failing(&self, verifier: &dyn ClientCertVerifier) -> usize {
+    /// Verifies every open connection's certificate again with its site's verifier in the
+    /// new configuration (its CAs and CRLs) and tells those that fail to close. A site that
+    /// no longer exists, or no longer verifies clients, closes its connections too.
+    /// Returns how many.
+    pub fn close_failing<'a>(
+        &self,
+        verifier_for: impl Fn(&str) -> Option<&'a dyn ClientCertVerifier>,
+    ) -> usize {
         let now = UnixTime::now();
         let mut closed = 0;
         for entry in self.lock().values() {
             let Some((leaf, rest)) = entry.chain.split_first() else {
                 continue;
             };
-            if verifier.verify_client_cert(leaf, rest, now).is_err() {
+            let ok = verifier_for(&entry.site)
+                .is_some_and(|v| v.verify_client_cert(leaf, rest, now).is_ok());
+            if !ok {
                 // notify_one keeps the wake-up if the connection is not waiting yet.
                 entry.close.notify_one();
                 closed += 1;

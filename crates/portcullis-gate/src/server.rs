@@ -66,6 +66,8 @@ pub struct Connection {
     /// For verified clients: the entry that lets a reload close this connection when the
     /// certificate is revoked. Removed from the registry when the connection is dropped.
     pub registration: Option<crate::registry::Registration>,
+    /// The virtual host this connection was made for (chosen by SNI).
+    pub site: Arc<crate::Site>,
 }
 
 impl Gate {
@@ -163,9 +165,24 @@ impl Gate {
         peer_addr: SocketAddr,
     ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Arc<Connection>)> {
         let _ = tcp.set_nodelay(true);
-        let handshake = self.acceptor.accept(tcp);
+        // Read the ClientHello first: its SNI chooses the site, and so the certificate,
+        // the client CAs and the client-auth mode of the handshake.
+        let handshake = async {
+            let start =
+                tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
+                    .await?;
+            let sni = start.client_hello().server_name().map(str::to_owned);
+            let Some(site) = self.site_for(sni.as_deref()).cloned() else {
+                return Err(std::io::Error::other(rustls::Error::General(format!(
+                    "no host serves {:?} and no_sni = \"reject\"",
+                    sni.as_deref().unwrap_or("(no SNI)")
+                ))));
+            };
+            let stream = start.into_stream(site.acceptor_config.clone()).await?;
+            Ok((stream, site))
+        };
         let limit = Duration::from_secs(self.config.limits.handshake_timeout_secs);
-        let tls = match tokio::time::timeout(limit, handshake).await {
+        let (tls, site) = match tokio::time::timeout(limit, handshake).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 let reason = crate::tls::handshake_failure(&e);
@@ -192,9 +209,9 @@ impl Gate {
                 // A resumed session skipped verification in the handshake; check the
                 // certificate again now, against today's CAs and CRLs.
                 let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-                let verifier = match (&self.tls.deferred, resumed) {
+                let verifier = match (&site.tls.deferred, resumed) {
                     (Some(v), _) => Some(v),
-                    (None, true) => self.tls.recheck.as_ref(),
+                    (None, true) => site.tls.recheck.as_ref(),
                     (None, false) => None,
                 };
                 let verdict = match verifier {
@@ -211,8 +228,10 @@ impl Gate {
                 match verdict
                     .and_then(|()| Identity::from_der(&chain[0]).map_err(|_| "invalid-subject"))
                 {
-                    Ok(identity) => Peer::Verified(Box::new(self.verified(identity, chain))),
-                    Err(reason) if self.tls.deferred.is_some() => Peer::Failed(reason),
+                    Ok(identity) => {
+                        Peer::Verified(Box::new(Gate::verified(&site, identity, chain)))
+                    }
+                    Err(reason) if site.tls.deferred.is_some() => Peer::Failed(reason),
                     // A verified certificate whose fields we refuse to interpret (a NUL in
                     // the CN, …) gets nothing: fail closed, close the connection.
                     Err(reason) => {
@@ -244,7 +263,7 @@ impl Gate {
         };
         let registration = match (&peer, session.peer_certificates()) {
             (Peer::Verified(_), Some(chain)) if self.config.close_revoked_connections => {
-                Some(self.registry.register(chain))
+                Some(self.registry.register(chain, site.key()))
             }
             _ => None,
         };
@@ -255,6 +274,7 @@ impl Gate {
             forwarded_for: crate::identity_headers::text(&ip.to_string()),
             forwarded_prefix,
             registration,
+            site,
         });
 
         self.metrics.handshake("ok");
@@ -314,13 +334,13 @@ impl Gate {
     }
 
     fn verified(
-        &self,
+        site: &crate::Site,
         identity: Identity,
         chain: &[rustls::pki_types::CertificateDer<'_>],
     ) -> Verified {
-        let policy = &self.config.policy;
+        let policy = &site.config.policy;
         let roles = policy.roles_of(&identity);
-        let headers = self.names.for_identity(&identity, chain, policy, roles);
+        let headers = site.names.for_identity(&identity, chain, policy, roles);
         let role_names = policy.role_list(roles).map(str::to_owned).collect();
         let label = match &identity.common_name {
             Some(cn) => format!("CN={cn}"),
@@ -371,9 +391,9 @@ impl Gate {
         let (status, content_type, body) = match path {
             "/metrics" => {
                 let expiry: Vec<(&str, String, f64)> = self
-                    .tls
-                    .expiry
+                    .sites
                     .iter()
+                    .flat_map(|site| site.tls.expiry.iter())
                     .map(|(k, s, t)| (*k, s.clone(), (t - now) as f64 / 86_400.0))
                     .collect();
                 (

@@ -38,7 +38,7 @@ fn load(config: Config) -> Result<Gate> {
 }
 
 fn warn_expired_crls(gate: &Gate) {
-    for crl in &gate.tls.expired_crls {
+    for crl in gate.sites.iter().flat_map(|s| s.tls.expired_crls.iter()) {
         let policy = if gate.config.allow_expired_crl {
             "clients are accepted anyway (allow_expired_crl = true)"
         } else {
@@ -62,7 +62,7 @@ async fn reload_forever(
         return;
     };
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    let mut seen = watched_state(&current.load().config);
+    let mut seen = watched_state(&current.load());
     let mut pending = false;
     loop {
         let by_signal = tokio::select! {
@@ -73,7 +73,7 @@ async fn reload_forever(
             if !current.load().config.watch_files {
                 continue;
             }
-            let now = watched_state(&current.load().config);
+            let now = watched_state(&current.load());
             if now != seen {
                 // Changed during the last second: wait for it to settle.
                 seen = now;
@@ -87,24 +87,13 @@ async fn reload_forever(
         }
         pending = false;
         reload(&current, &path, listen, pass.clone()).await;
-        seen = watched_state(&current.load().config);
+        seen = watched_state(&current.load());
     }
 }
 
-/// Size and modification time of every file a configuration depends on.
-fn watched_state(config: &Config) -> Vec<Option<(std::time::SystemTime, u64)>> {
-    let mut files = vec![
-        config.source.clone(),
-        config.cert.clone(),
-        config.key.clone(),
-    ];
-    files.extend(config.client_ca.iter().cloned());
-    files.extend(config.crl.iter().cloned());
-    files.extend(config.ticket_keys.iter().cloned());
-    if let Some(dir) = &config.pages_dir {
-        files.extend([400, 401, 403, 421, 502, 504].map(|c| dir.join(format!("{c}.html"))));
-    }
-    files
+/// Size and modification time of every file the gate in force depends on.
+fn watched_state(gate: &Gate) -> Vec<Option<(std::time::SystemTime, u64)>> {
+    gate.files()
         .iter()
         .map(|f| {
             std::fs::metadata(f)
@@ -307,38 +296,55 @@ pub fn check(path: &Path) -> Result<()> {
     let c = &gate.config;
     println!("{}: OK", path.display());
     println!("  listen       https://{}", c.listen);
-    println!(
-        "  certificate  {} for {}",
-        c.cert.display(),
-        gate.tls.cert_names.join(", ")
-    );
-    println!(
-        "  without SNI  accepts Host {}",
-        gate.default_hosts().join(", ")
-    );
-    println!("  client_auth  {}", mode_name(c.client_auth));
-    for s in &gate.tls.client_ca_subjects {
-        println!("  client CA    {s}");
-    }
-    for p in &c.crl {
-        println!("  CRL          {}", p.display());
-    }
-    match &c.upstream {
-        Upstream::Whoami => println!("  upstream     built-in whoami page"),
-        Upstream::Http { authority, http2 } => {
-            println!(
-                "  upstream     http://{authority}{}",
-                if *http2 { " (h2c)" } else { "" }
-            )
-        }
-    }
     if let Some(r) = c.redirect_http {
         println!("  redirect     http://{r} -> https");
     }
-    println!("  roles        {}", c.policy.role_names().join(", "));
-    println!("  rules (first match wins; no match is denied):");
-    for r in &c.rule_names {
-        println!("    {r}");
+    for (i, site) in gate.sites.iter().enumerate() {
+        let s = &site.config;
+        if i == 0 {
+            let fallback = match c.no_sni {
+                portcullis_gate::config::NoSni::Default => {
+                    "also for clients without SNI or with an unknown name"
+                }
+                portcullis_gate::config::NoSni::Reject => {
+                    "clients without SNI or with an unknown name are refused"
+                }
+            };
+            println!("  default host ({fallback})");
+        } else {
+            println!(
+                "  host {} ({})",
+                s.server_names.join(", "),
+                s.source.display()
+            );
+        }
+        println!(
+            "    certificate  {} for {}",
+            s.cert.display(),
+            site.tls.cert_names.join(", ")
+        );
+        println!("    accepts Host {}", site.hosts().join(", "));
+        println!("    client_auth  {}", mode_name(s.client_auth));
+        for ca in &site.tls.client_ca_subjects {
+            println!("    client CA    {ca}");
+        }
+        for p in &s.crl {
+            println!("    CRL          {}", p.display());
+        }
+        match &s.upstream {
+            Upstream::Whoami => println!("    upstream     built-in whoami page"),
+            Upstream::Http { authority, http2 } => {
+                println!(
+                    "    upstream     http://{authority}{}",
+                    if *http2 { " (h2c)" } else { "" }
+                )
+            }
+        }
+        println!("    roles        {}", s.policy.role_names().join(", "));
+        println!("    rules (first match wins; no match is denied):");
+        for r in &s.rule_names {
+            println!("      {r}");
+        }
     }
     Ok(())
 }

@@ -1216,3 +1216,157 @@ fn a_changed_crl_file_is_picked_up_without_a_signal() {
     );
     assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/me")).status, "200");
 }
+
+/// A second virtual host, `api.localhost`, with its own server certificate, its own client
+/// CA (the "Foreign" CA that issued zed), require mode and its own rules.
+fn add_api_host(pki: &Pki) {
+    let ca = portcullis_pki::Ca::open(&pki.path("pki"), None).unwrap();
+    let mut index = portcullis_pki::Index::load(&ca.layout().index()).unwrap();
+    let req = portcullis_pki::LeafRequest {
+        kind: portcullis_pki::Kind::Server,
+        subject: portcullis_pki::Subject {
+            common_name: "api.localhost".into(),
+            ..Default::default()
+        },
+        sans: vec![portcullis_pki::San::Dns("api.localhost".into())],
+        days: 30,
+        key_type: portcullis_pki::KeyType::P256,
+    };
+    let cert = ca.issue(&req, &index).unwrap();
+    let opts = portcullis_pki::SaveOptions {
+        out_dir: ca.layout().issued(),
+        stem: "api".into(),
+        key_passphrase: None,
+        p12: None,
+        force: false,
+    };
+    ca.save(cert, &mut index, &opts).unwrap();
+    std::fs::write(
+        pki.path("api.toml"),
+        r#"
+server_names = ["api.localhost"]
+cert = "pki/issued/api.chain.pem"
+key = "pki/issued/api.key"
+client_auth = "require"
+client_ca = ["other/root.crt"]
+upstream = "builtin:whoami"
+
+[[rules]]
+path = "/api/**"
+require = "authenticated"
+"#,
+    )
+    .unwrap();
+}
+
+#[test]
+fn two_virtual_hosts_keep_their_own_clients_policies_and_sessions() {
+    let pki = Pki::new();
+    add_api_host(&pki);
+    let key: String = (0..32).map(|i| format!("{:02x}", i * 7)).collect();
+    std::fs::write(pki.path("shared.key"), format!("{key}\n")).unwrap();
+    let gate = Gate::start(&pki.config(
+        "optional",
+        "builtin:whoami",
+        "hosts = [\"api.toml\"]\nticket_keys = \"shared.key\"",
+    ));
+    let api = |path: &str| format!("https://api.localhost:{}{path}", gate.port);
+    let resolve = format!("api.localhost:{}:127.0.0.1", gate.port);
+
+    // The default host admits the main CA's clients, not the foreign CA's.
+    assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/me")).status, "200");
+    assert_eq!(curl_as(&pki, "zed", &[], &gate.url("/me")).status, "000");
+    // api.localhost admits the foreign CA's clients only, under its own rules.
+    let r = curl_as(&pki, "zed", &["--resolve", &resolve], &api("/api/orders"));
+    assert_eq!(r.status, "200", "{r:?}");
+    assert_eq!(json(&r.body)["subject"]["cn"], "zed");
+    assert_eq!(
+        curl_as(&pki, "alice", &["--resolve", &resolve], &api("/api/orders")).status,
+        "000"
+    );
+    assert_eq!(
+        curl_as(&pki, "zed", &["--resolve", &resolve], &api("/me")).status,
+        "403",
+        "not in api's rules"
+    );
+    // A connection made for api.localhost cannot be used for the default host: 421.
+    let r = curl_as(
+        &pki,
+        "zed",
+        &["--resolve", &resolve, "-H", "Host: localhost"],
+        &api("/me"),
+    );
+    assert_eq!(r.status, "421", "{r:?}");
+
+    // A session made with the default host does not resume on api.localhost, even though
+    // both seal tickets with the same keys (nginx CVE-2025-23419).
+    let sess = pki.path("alice.sess");
+    let first = s_client_session(&pki, gate.port, Some("alice"), ("-sess_out", &sess));
+    assert!(first.contains("\"cn\":\"alice\""), "{first}");
+    let same = s_client_session(&pki, gate.port, None, ("-sess_in", &sess));
+    assert!(
+        same.contains("Reused, TLSv1.3"),
+        "the session does resume on its own host: {same}"
+    );
+    let mut cross = std::process::Command::new("openssl");
+    cross
+        .args([
+            "s_client",
+            "-ign_eof",
+            "-connect",
+            &format!("127.0.0.1:{}", gate.port),
+            "-servername",
+            "api.localhost",
+        ])
+        .arg("-sess_in")
+        .arg(&sess)
+        .arg("-CAfile")
+        .arg(pki.root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cross.spawn().unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        b"GET /api/x HTTP/1.1\r\nHost: api.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("Reused"), "a session crossed hosts: {text}");
+    assert!(!text.contains("\"cn\":\"alice\""), "{text}");
+}
+
+#[test]
+fn clients_without_sni_get_the_default_host_or_a_clean_refusal() {
+    let pki = Pki::new();
+    add_api_host(&pki);
+    let by_ip = |port: u16| format!("https://127.0.0.1:{port}/me");
+    let open = Gate::start(&pki.config("optional", "builtin:whoami", "hosts = [\"api.toml\"]"));
+    assert_eq!(
+        curl_as(&pki, "alice", &[], &by_ip(open.port)).status,
+        "200",
+        "no SNI: the default host"
+    );
+    drop(open);
+    let strict = Gate::start(&pki.config(
+        "optional",
+        "builtin:whoami",
+        "hosts = [\"api.toml\"]\nno_sni = \"reject\"",
+    ));
+    assert_eq!(
+        curl_as(&pki, "alice", &[], &by_ip(strict.port)).status,
+        "000",
+        "no SNI: refused"
+    );
+    assert_eq!(
+        curl_as(&pki, "alice", &[], &strict.url("/me")).status,
+        "200",
+        "named hosts still work"
+    );
+}
