@@ -157,6 +157,8 @@ pub struct Limits {
     pub shutdown_grace_secs: u64,
     /// How long a TLS session ticket may be used to resume.
     pub ticket_lifetime_secs: u32,
+    /// A connection with no request in flight for this long is closed (HTTP/1.1 and h2).
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -170,6 +172,7 @@ impl Default for Limits {
             max_connections: 10_000,
             shutdown_grace_secs: 30,
             ticket_lifetime_secs: 3600,
+            idle_timeout_secs: 60,
         }
     }
 }

@@ -127,7 +127,11 @@ where
             Ok(_) => {
                 req.extensions_mut().insert(Caller(self.conn.clone()));
                 let fut = self.inner.call(req);
-                Box::pin(async move { fut.await.map(|r| r.map(Either::Left)) })
+                let conn = self.conn.clone();
+                Box::pin(async move {
+                    let _active = conn.activity.begin();
+                    fut.await.map(|r| r.map(Either::Left))
+                })
             }
             Err(refused) => Box::pin(std::future::ready(Ok(refused.page.map(Either::Right)))),
         }

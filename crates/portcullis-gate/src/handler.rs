@@ -213,6 +213,7 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
 /// The whole pipeline for `portcullis serve`: [`check`], then the upstream or the
 /// built-in app; then metrics and the access log.
 pub async fn handle(gate: &Gate, conn: &Connection, mut req: Request<Incoming>) -> Response<Body> {
+    let _active = conn.activity.begin();
     let start = std::time::Instant::now();
     let method = req.method().clone();
     let (resp, decision, rule, upstream) = match check(gate, conn, &mut req) {

@@ -68,6 +68,62 @@ pub struct Connection {
     pub registration: Option<crate::registry::Registration>,
     /// The virtual host this connection was made for (chosen by SNI).
     pub site: Arc<crate::Site>,
+    /// Requests in flight and when the last one ended, for the idle limit.
+    pub activity: Activity,
+}
+
+/// Per-connection request activity: two atomics, updated by the handler.
+#[derive(Debug, Default)]
+pub struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// Milliseconds since the connection opened, when the last request ended.
+    last_ms: std::sync::atomic::AtomicU64,
+    opened: std::sync::OnceLock<std::time::Instant>,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        let a = Activity::default();
+        let _ = a.opened.set(std::time::Instant::now());
+        a
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.opened.get().map_or(0, |t| {
+            u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+        })
+    }
+
+    /// Marks a request as started; the guard marks it ended.
+    pub fn begin(&self) -> ActivityGuard<'_> {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ActivityGuard(self)
+    }
+
+    /// How long the connection has had nothing in flight (zero while a request runs).
+    pub fn idle(&self) -> Duration {
+        if self.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        Duration::from_millis(self.now_ms().saturating_sub(last))
+    }
+}
+
+/// Ends a request's activity when dropped (however the request ends).
+#[derive(Debug)]
+pub struct ActivityGuard<'a>(&'a Activity);
+
+impl Drop for ActivityGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+            .last_ms
+            .store(self.0.now_ms(), std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Gate {
@@ -275,6 +331,7 @@ impl Gate {
             forwarded_prefix,
             registration,
             site,
+            activity: Activity::new(),
         });
 
         self.metrics.handshake("ok");
@@ -309,6 +366,8 @@ impl Gate {
         self.metrics.connection_opened();
         let _open = OpenGuard(&self.metrics);
         let revoked = conn.registration.as_ref().map(|r| r.close.clone());
+        let idle_limit = Duration::from_secs(self.config.limits.idle_timeout_secs.max(1));
+        let watched = conn.clone();
         let gate = self.clone();
         let service = service_fn(move |req| {
             let gate = gate.clone();
@@ -326,6 +385,15 @@ impl Gate {
                 match &revoked {
                     Some(n) => n.notified().await,
                     None => std::future::pending().await,
+                }
+            } => {}
+            // HTTP/1.1 idles end at the header timeout; this covers h2 as well.
+            () = async {
+                loop {
+                    tokio::time::sleep(idle_limit / 4).await;
+                    if watched.activity.idle() >= idle_limit {
+                        break;
+                    }
                 }
             } => {}
         }

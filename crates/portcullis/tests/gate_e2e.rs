@@ -1370,3 +1370,89 @@ fn clients_without_sni_get_the_default_host_or_a_clean_refusal() {
         "named hosts still work"
     );
 }
+
+#[test]
+fn idle_http2_connections_are_closed_after_the_idle_limit() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config(
+        "optional",
+        "builtin:whoami",
+        "[limits]\nidle_timeout_secs = 2",
+    ));
+    let (cert, key) = pki.client("alice");
+    let script = r#"
+        const http2 = require('http2'), fs = require('fs');
+        const [port, ca, cert, key] = process.argv.slice(1);
+        const session = http2.connect(`https://localhost:${port}`, {
+            ca: fs.readFileSync(ca), cert: fs.readFileSync(cert), key: fs.readFileSync(key) });
+        const req = session.request({ ':path': '/me' });
+        req.on('response', h => console.log('status ' + h[':status']));
+        req.resume();
+        req.on('end', () => {
+            const t = Date.now();
+            session.on('close', () => { console.log('closed after ' + ((Date.now() - t) / 1000).toFixed(1)); process.exit(0); });
+        });
+        setTimeout(() => { console.log('still open'); process.exit(0); }, 8000);
+    "#;
+    let out = std::process::Command::new("node")
+        .args([
+            "-e",
+            script,
+            &gate.port.to_string(),
+            &pki.root(),
+            &cert,
+            &key,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("status 200"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secs: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("closed after "))
+        .unwrap_or_else(|| panic!("the idle h2 connection was not closed: {text}"))
+        .parse()
+        .unwrap();
+    assert!(
+        (1.5..6.0).contains(&secs),
+        "closed after {secs} s with a 2 s idle limit"
+    );
+}
+
+#[test]
+fn admin_config_reports_the_version_in_force() {
+    let pki = Pki::new();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = pki.config(
+        "optional",
+        "builtin:whoami",
+        &format!("admin = \"127.0.0.1:{admin}\""),
+    );
+    let gate = Gate::start(&path);
+    let fetch = || {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", &format!("http://127.0.0.1:{admin}/config")])
+            .output()
+            .unwrap();
+        json(&String::from_utf8_lossy(&out.stdout))
+    };
+    let before = fetch();
+    assert_eq!(before["version"].as_str().unwrap().len(), 12);
+    assert!(before["loaded_at"].as_str().unwrap().ends_with('Z'));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{text}\n# changed\n")).unwrap();
+    gate.hangup();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while fetch()["version"] == before["version"] {
+        assert!(std::time::Instant::now() < deadline, "{}", gate.output());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
