@@ -87,7 +87,7 @@ pub enum NoSni {
     /// The default host: the one the main file describes.
     #[default]
     Default,
-    /// A handshake failure (unrecognized_name).
+    /// A handshake failure: a TLS alert (access_denied), not a silent close.
     Reject,
 }
 

@@ -462,3 +462,34 @@ impl rustls::server::ProducesTickets for SharedKeyTicketer {
         Some(plain.to_vec())
     }
 }
+
+/// A server configuration that has no certificate for any name: a handshake started with
+/// it ends with an access_denied alert (rustls's answer when no certificate resolves).
+/// For `no_sni = "reject"`.
+pub fn refusing_config() -> Arc<rustls::ServerConfig> {
+    #[derive(Debug)]
+    struct NoCertificate;
+    impl rustls::server::ResolvesServerCert for NoCertificate {
+        fn resolve(
+            &self,
+            _: rustls::server::ClientHello<'_>,
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            None
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    match rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
+        Ok(b) => Arc::new(
+            b.with_no_client_auth()
+                .with_cert_resolver(Arc::new(NoCertificate)),
+        ),
+        // Cannot happen with the default provider; an empty config refuses just the same.
+        Err(_) => Arc::new(
+            rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(NoCertificate)),
+        ),
+    }
+}

@@ -1365,6 +1365,23 @@ fn clients_without_sni_get_the_default_host_or_a_clean_refusal() {
         "000",
         "no SNI: refused"
     );
+    // Refused with a TLS alert, not a silent close (s_client sends no SNI for an IP).
+    let out = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{}", strict.port),
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // rustls answers access_denied (49) when it has no certificate for the name.
+    assert!(text.contains("alert access denied"), "{text}");
     assert_eq!(
         curl_as(&pki, "alice", &[], &strict.url("/me")).status,
         "200",
