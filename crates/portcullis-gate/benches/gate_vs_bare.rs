@@ -386,6 +386,10 @@ fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     setup(dir.path());
+    if std::env::var_os("BENCH_INSTRUCTIONS").is_some() {
+        instructions(dir.path());
+        return;
+    }
     println!(
         "{HANDSHAKES} full mTLS handshakes (TLS 1.3, P-256, one request each), then {REQUESTS} keep-alive requests"
     );
@@ -431,5 +435,88 @@ fn main() {
     println!(
         "median µs CPU per keep-alive request: bare {br:.1}, gate {gr:.1} ({:+.1}%)",
         (gr / br - 1.0) * 100.0
+    );
+}
+
+// === instruction counts ===
+
+/// Instructions the server executes (valgrind's callgrind), for one run: `handshakes` full
+/// handshakes with one request each, then `requests` requests on one connection.
+fn server_instructions(kind: &str, dir: &Path, handshakes: usize, requests: usize) -> u64 {
+    let out = dir.join(format!("callgrind.{kind}.{handshakes}.{requests}"));
+    let mut child = Command::new("valgrind")
+        .args([
+            "--tool=callgrind",
+            &format!("--callgrind-out-file={}", out.display()),
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--serve", kind, dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
+    let cfg = client_config(dir);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for _ in 0..handshakes {
+            get(&mut connect(&cfg, port).await).await;
+        }
+        let mut sender = connect(&cfg, port).await;
+        for _ in 0..requests {
+            get(&mut sender).await;
+        }
+    });
+    // SIGTERM: valgrind writes the profile as the process ends.
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    // BENCH_KEEP=DIR keeps the profiles for callgrind_annotate.
+    if let Some(keep) = std::env::var_os("BENCH_KEEP") {
+        let _ = std::fs::copy(&out, Path::new(&keep).join(out.file_name().unwrap()));
+    }
+    let text = std::fs::read_to_string(&out).unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// Per-handshake and per-request instructions from the differences between runs, so that
+/// start-up and warm-up cancel out. Repeatable, unlike CPU time on a shared VM.
+fn instructions(dir: &Path) {
+    const BASE_HS: usize = 20;
+    const MORE_HS: usize = 120;
+    const BASE_RQ: usize = 200;
+    const MORE_RQ: usize = 2_200;
+    println!("server instructions (valgrind callgrind), differences between runs:");
+    let mut per = Vec::new();
+    for kind in ["bare", "gate"] {
+        let base = server_instructions(kind, dir, BASE_HS, BASE_RQ);
+        let hs = server_instructions(kind, dir, MORE_HS, BASE_RQ);
+        let rq = server_instructions(kind, dir, BASE_HS, MORE_RQ);
+        let per_hs = (hs - base) as f64 / (MORE_HS - BASE_HS) as f64;
+        let per_rq = (rq - base) as f64 / (MORE_RQ - BASE_RQ) as f64;
+        println!(
+            "{kind:<6} {per_hs:>12.0} instructions per handshake {per_rq:>10.0} per keep-alive request"
+        );
+        per.push((per_hs, per_rq));
+    }
+    println!(
+        "gate vs bare: {:+.1}% per handshake, {:+.1}% per keep-alive request",
+        (per[1].0 / per[0].0 - 1.0) * 100.0,
+        (per[1].1 / per[0].1 - 1.0) * 100.0
     );
 }
