@@ -143,33 +143,13 @@ fn require_mode_refuses_the_handshake_without_a_certificate() {
     // The refusal is the TLS 1.3 "certificate required" alert (116), not some other
     // failure. In TLS 1.3 the client finishes first and the alert comes after, so
     // s_client must keep reading (-ign_eof) to see it.
-    let mut child = std::process::Command::new("openssl")
-        .args([
-            "s_client",
-            "-ign_eof",
-            "-connect",
-            &format!("127.0.0.1:{}", gate.port),
-            "-servername",
-            "localhost",
-            "-CAfile",
-        ])
-        .arg(pki.root())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        child.stdin.as_mut().unwrap(),
-        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
-    )
-    .unwrap();
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let text = s_client_exchange(
+        &pki,
+        gate.port,
+        "localhost",
+        None,
+        &[],
+        "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
     );
     assert!(text.contains("alert certificate required"), "{text}");
     assert_eq!(curl_as(&pki, "bob", &[], &gate.url("/me")).status, "200");
@@ -955,41 +935,14 @@ fn s_client_session(
     who: Option<&str>,
     session: (&str, &std::path::Path),
 ) -> String {
-    let mut cmd = std::process::Command::new("openssl");
-    cmd.args([
-        "s_client",
-        "-ign_eof",
-        "-connect",
-        &format!("127.0.0.1:{port}"),
-        "-servername",
+    let file = session.1.to_str().unwrap();
+    s_client_exchange(
+        pki,
+        port,
         "localhost",
-        "-CAfile",
-    ])
-    .arg(pki.root())
-    .arg(session.0)
-    .arg(session.1);
-    let creds;
-    if let Some(w) = who {
-        creds = pki.client(w);
-        cmd.args(["-cert", &creds.0, "-cert_chain", &creds.0, "-key", &creds.1]);
-    }
-    let mut child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        child.stdin.as_mut().unwrap(),
-        b"GET /me HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        who,
+        &[session.0, file],
+        "GET /me HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
 }
 
@@ -1309,35 +1262,13 @@ fn two_virtual_hosts_keep_their_own_clients_policies_and_sessions() {
         same.contains("Reused, TLSv1.3"),
         "the session does resume on its own host: {same}"
     );
-    let mut cross = std::process::Command::new("openssl");
-    cross
-        .args([
-            "s_client",
-            "-ign_eof",
-            "-connect",
-            &format!("127.0.0.1:{}", gate.port),
-            "-servername",
-            "api.localhost",
-        ])
-        .arg("-sess_in")
-        .arg(&sess)
-        .arg("-CAfile")
-        .arg(pki.root())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cross.spawn().unwrap();
-    std::io::Write::write_all(
-        child.stdin.as_mut().unwrap(),
-        b"GET /api/x HTTP/1.1\r\nHost: api.localhost\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let text = s_client_exchange(
+        &pki,
+        gate.port,
+        "api.localhost",
+        None,
+        &["-sess_in", sess.to_str().unwrap()],
+        "GET /api/x HTTP/1.1\r\nHost: api.localhost\r\nConnection: close\r\n\r\n",
     );
     assert!(!text.contains("Reused"), "a session crossed hosts: {text}");
     assert!(!text.contains("\"cn\":\"alice\""), "{text}");

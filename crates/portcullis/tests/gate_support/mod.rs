@@ -522,6 +522,55 @@ pub fn s_client(pki: &Pki, port: u16, who: Option<&str>, request: &str) -> Strin
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// One connection with `openssl s_client -ign_eof` (it keeps reading after the request is
+/// sent, so TLS 1.3 alerts and the whole response are seen): SNI `servername`, an optional
+/// client certificate, extra arguments (e.g. `-sess_in FILE`), one request. Returns
+/// everything s_client printed.
+pub fn s_client_exchange(
+    pki: &Pki,
+    port: u16,
+    servername: &str,
+    who: Option<&str>,
+    extra: &[&str],
+    request: &str,
+) -> String {
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "s_client",
+        "-ign_eof",
+        "-connect",
+        &format!("127.0.0.1:{port}"),
+        "-servername",
+        servername,
+        "-CAfile",
+    ])
+    .arg(pki.root())
+    .args(extra);
+    let creds;
+    if let Some(w) = who {
+        creds = pki.client(w);
+        cmd.args(["-cert", &creds.0, "-cert_chain", &creds.0, "-key", &creds.1]);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 pub fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
