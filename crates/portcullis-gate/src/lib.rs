@@ -69,8 +69,9 @@ impl Site {
         config: Config,
         key_passphrase: Option<&portcullis_pki::Passphrase>,
         limits: &config::Limits,
+        ticketer: Arc<dyn rustls::server::ProducesTickets>,
     ) -> Result<Site> {
-        let tls = tls::load(&config, key_passphrase)?;
+        let tls = tls::load(&config, key_passphrase, ticketer)?;
         let hosts = if config.server_names.is_empty() {
             tls.cert_names.clone()
         } else {
@@ -130,6 +131,8 @@ pub struct Gate {
     /// Which configuration this is: a SHA-256 prefix of the file, and when it was loaded.
     pub version: String,
     pub loaded_at: String,
+    /// Finishes handshakes that no site serves (`no_sni = "reject"`) with an alert.
+    refusing: Arc<rustls::ServerConfig>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -187,19 +190,23 @@ impl Gate {
         log: Option<Arc<log::Log>>,
         registry: Arc<registry::Registry>,
     ) -> Result<Gate> {
+        // Listener settings (limits, ticket keys) come from the main file for every site.
         let limits = config.limits;
+        let ticketer = tls::ticketer(&config)?;
         let hosts = std::mem::take(&mut config.hosts);
         let mut sites = vec![Arc::new(Site::load(
             config.clone(),
             key_passphrase,
             &limits,
+            ticketer.clone(),
         )?)];
         for host in &hosts {
-            // Listener settings come from the main file for every host.
-            let mut host = host.clone();
-            host.ticket_keys = config.ticket_keys.clone();
-            host.limits = limits;
-            sites.push(Arc::new(Site::load(host, key_passphrase, &limits)?));
+            sites.push(Arc::new(Site::load(
+                host.clone(),
+                key_passphrase,
+                &limits,
+                ticketer.clone(),
+            )?));
         }
         config.hosts = hosts;
         Ok(Gate {
@@ -216,6 +223,7 @@ impl Gate {
                 })
                 .unwrap_or_default(),
             sites,
+            refusing: tls::refusing_config(),
             config,
         })
     }

@@ -231,7 +231,7 @@ impl Gate {
             let Some(site) = self.site_for(sni.as_deref()).cloned() else {
                 // Refuse with a TLS alert rather than a silent close, so the client can
                 // tell a refusal from a network fault.
-                let _ = start.into_stream(crate::tls::refusing_config()).await;
+                let _ = start.into_stream(self.refusing.clone()).await;
                 return Err(std::io::Error::other(rustls::Error::General(format!(
                     "no host serves {:?} and no_sni = \"reject\"",
                     sni.as_deref().unwrap_or("(no SNI)")

@@ -78,7 +78,26 @@ fn pem_blocks(path: &Path, label: &str) -> Result<Vec<Vec<u8>>> {
 
 /// Builds the TLS side of the gate from a config. `key_passphrase` unlocks an encrypted
 /// server key.
-pub fn load(config: &Config, key_passphrase: Option<&Passphrase>) -> Result<Tls> {
+/// Session tickets for every site of a gate: sealed with the shared key file when there is
+/// one (so any replica can resume them), otherwise with keys this process makes and rotates
+/// itself. One ticketer serves all sites; rustls refuses to resume a session under another
+/// SNI name, so sharing keys never lets a session cross hosts.
+pub fn ticketer(config: &Config) -> Result<Arc<dyn rustls::server::ProducesTickets>> {
+    Ok(match &config.ticket_keys {
+        Some(path) => Arc::new(SharedKeyTicketer::load(
+            path,
+            config.limits.ticket_lifetime_secs,
+        )?),
+        None => rustls::crypto::aws_lc_rs::Ticketer::new()
+            .map_err(|e| Error::Tls(format!("session tickets: {e}")))?,
+    })
+}
+
+pub fn load(
+    config: &Config,
+    key_passphrase: Option<&Passphrase>,
+    ticketer: Arc<dyn rustls::server::ProducesTickets>,
+) -> Result<Tls> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
 
     let chain: Vec<CertificateDer<'static>> = pem_blocks(&config.cert, "CERTIFICATE")?
@@ -216,16 +235,7 @@ pub fn load(config: &Config, key_passphrase: Option<&Passphrase>) -> Result<Tls>
             ),
         })?;
     server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    // Session tickets: sealed with the shared key file when there is one (so any replica
-    // can resume them), otherwise with keys this process makes and rotates itself.
-    server_config.ticketer = match &config.ticket_keys {
-        Some(path) => Arc::new(SharedKeyTicketer::load(
-            path,
-            config.limits.ticket_lifetime_secs,
-        )?),
-        None => rustls::crypto::aws_lc_rs::Ticketer::new()
-            .map_err(|e| Error::Tls(format!("session tickets: {e}")))?,
-    };
+    server_config.ticketer = ticketer;
 
     Ok(Tls {
         server_config: Arc::new(server_config),
