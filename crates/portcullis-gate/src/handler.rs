@@ -89,11 +89,9 @@ fn request_host<B>(req: &Request<B>) -> Result<&str, &'static str> {
 // an allocation there and save nothing on the hot path.
 #[allow(clippy::result_large_err)]
 pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<Allowed, Refused> {
-    use crate::metrics::DECISIONS;
+    use crate::metrics::{ALLOW, BAD_REQUEST, FORBIDDEN, MISDIRECTED, NO_RULE, UNAUTHENTICATED};
     let html = pages::wants_html(req.headers());
-    let decision = |name: &str| DECISIONS.iter().position(|d| *d == name).unwrap_or(0);
-    let refuse = |r: Refusal<'_>, name: &str, rule: Option<usize>| {
-        let d = decision(name);
+    let refuse = |r: Refusal<'_>, d: usize, rule: Option<usize>| {
         gate.metrics.decision(d);
         Refused {
             page: conn.site.pages.refusal(&r, html),
@@ -108,7 +106,7 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
         Err(e) => {
             return Err(refuse(
                 Refusal::BadRequest(&e.to_string()),
-                "bad-request",
+                BAD_REQUEST,
                 None,
             ));
         }
@@ -117,7 +115,7 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
     // 2. Host.
     let host = match request_host(req) {
         Ok(h) => h,
-        Err(why) => return Err(refuse(Refusal::BadRequest(why), "bad-request", None)),
+        Err(why) => return Err(refuse(Refusal::BadRequest(why), BAD_REQUEST, None)),
     };
     let host_ok = match &conn.sni {
         Some(sni) => sni.eq_ignore_ascii_case(host),
@@ -132,7 +130,7 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
             connection_host,
             request_host: host,
         };
-        return Err(refuse(r, "misdirected", None));
+        return Err(refuse(r, MISDIRECTED, None));
     }
 
     // 3. Policy.
@@ -151,7 +149,7 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
                 Peer::Failed(reason) => Refusal::CertificateRefused(reason),
                 _ => Refusal::NoCertificate,
             };
-            return Err(refuse(r, "unauthenticated", Some(rule)));
+            return Err(refuse(r, UNAUTHENTICATED, Some(rule)));
         }
         Decision::Forbidden { rule, require } => {
             let needs = policy.describe(require);
@@ -160,11 +158,11 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
                     who: who(),
                     needs: &needs,
                 },
-                "forbidden",
+                FORBIDDEN,
                 Some(rule),
             ));
         }
-        Decision::NoRule => return Err(refuse(Refusal::NoRule { who: who() }, "no-rule", None)),
+        Decision::NoRule => return Err(refuse(Refusal::NoRule { who: who() }, NO_RULE, None)),
     };
     if canonical.as_str() != req.uri().path() {
         let pq = match req.uri().query() {
@@ -181,13 +179,13 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
             None => {
                 return Err(refuse(
                     Refusal::BadRequest("the request target is not valid"),
-                    "bad-request",
+                    BAD_REQUEST,
                     None,
                 ));
             }
         }
     }
-    gate.metrics.decision(decision("allow"));
+    gate.metrics.decision(ALLOW);
 
     // 4. Headers: theirs out, ours in.
     let headers = req.headers_mut();
@@ -200,11 +198,7 @@ pub fn check<B>(gate: &Gate, conn: &Connection, req: &mut Request<B>) -> Result<
             }
         }
         None => {
-            let verify = match conn.peer {
-                Peer::Failed(reason) => crate::identity_headers::text(&format!("FAILED:{reason}")),
-                _ => HeaderValue::from_static("NONE"),
-            };
-            headers.insert(conn.site.names.verify.clone(), verify);
+            headers.insert(conn.site.names.verify.clone(), conn.verify_header.clone());
         }
     }
     Ok(Allowed { html, rule })

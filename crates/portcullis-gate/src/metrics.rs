@@ -30,8 +30,13 @@ pub const DECISIONS: [&str; 6] = [
     "bad-request",
     "misdirected",
 ];
-/// Index of "allow" in [`DECISIONS`].
+/// Indices into [`DECISIONS`].
 pub const ALLOW: usize = 0;
+pub const UNAUTHENTICATED: usize = 1;
+pub const FORBIDDEN: usize = 2;
+pub const NO_RULE: usize = 3;
+pub const BAD_REQUEST: usize = 4;
+pub const MISDIRECTED: usize = 5;
 
 /// Upper bounds (seconds) of the request latency histogram.
 const BUCKETS: [f64; 12] = [

@@ -70,6 +70,8 @@ pub struct Connection {
     pub site: Arc<crate::Site>,
     /// Requests in flight and when the last one ended, for the idle limit.
     pub activity: Activity,
+    /// `X-Client-Verify` for a caller without an identity: `NONE`, or `FAILED:reason`.
+    pub verify_header: HeaderValue,
 }
 
 /// Per-connection request activity: two atomics, updated by the handler.
@@ -326,11 +328,16 @@ impl Gate {
             }
             _ => None,
         };
+        let verify_header = match &peer {
+            Peer::Failed(reason) => crate::identity_headers::text(&format!("FAILED:{reason}")),
+            _ => HeaderValue::from_static("NONE"),
+        };
         let conn = Arc::new(Connection {
             peer_addr,
             sni,
             peer,
             forwarded_for: crate::identity_headers::text(&ip.to_string()),
+            verify_header,
             forwarded_prefix,
             registration,
             site,
