@@ -65,19 +65,12 @@ impl Identity {
         let (_, cert) =
             parse_x509_certificate(der).map_err(|e| IdentityError::Parse(e.to_string()))?;
         let mut id = Identity::default();
+        // Every CN is checked; the first one (in encoding order) is the identity's.
+        let mut cns = Vec::new();
         for attr in cert.subject().iter_attributes() {
             let oid = attr.attr_type();
             let (field, slot): (&'static str, &mut Vec<String>) = if *oid == OID_X509_COMMON_NAME {
-                if id.common_name.is_some() {
-                    // Still checked for control characters below via a scratch vector.
-                    let mut scratch = Vec::new();
-                    push_attr(attr, "CN", &mut scratch)?;
-                    continue;
-                }
-                let mut one = Vec::with_capacity(1);
-                push_attr(attr, "CN", &mut one)?;
-                id.common_name = one.pop();
-                continue;
+                ("CN", &mut cns)
             } else if *oid == OID_PKCS9_EMAIL_ADDRESS {
                 ("emailAddress", &mut id.emails)
             } else if *oid == OID_X509_ORGANIZATION_NAME {
@@ -99,6 +92,7 @@ impl Identity {
             };
             push_attr(attr, field, slot)?;
         }
+        id.common_name = cns.into_iter().next();
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for name in &san.value.general_names {
                 match name {
