@@ -606,45 +606,73 @@ impl Ca {
     }
 
     /// A new certificate with the subject and names of `cert_path` and a new key and
-    /// serial. `days` defaults to the old certificate's lifetime.
+    /// serial. `days` defaults to the old certificate's lifetime. Write it with
+    /// [`Ca::save_renewal`].
     pub fn renew(
         &self,
         cert_path: &Path,
         days: Option<u32>,
         key_type: Option<KeyType>,
         index: &Index,
-    ) -> Result<(Issued, LeafRequest)> {
+    ) -> Result<Renewal> {
         let der = self.check_issued_here(cert_path)?;
         let cert = parse(&der, cert_path)?;
-        let req = crate::inspect::leaf_request_from(&cert, cert_path, days, key_type)?;
-        Ok((self.issue(&req, index)?, req))
+        let request = crate::inspect::leaf_request_from(&cert, cert_path, days, key_type)?;
+        Ok(Renewal {
+            issued: self.issue(&request, index)?,
+            request,
+            old_serial: build::serial_hex(cert.raw_serial()),
+            cert_path: cert_path.to_owned(),
+        })
     }
 
-    /// Moves the files of a leaf (`STEM.key`, `.crt`, `.chain.pem`, `.p12` next to
-    /// `cert_path`) into `archive/SERIAL/`, so `renew` can write new ones in their place
-    /// without overwriting anything. Returns (old, new) paths.
-    pub fn archive_leaf(&self, cert_path: &Path, serial: &str) -> Result<Vec<(PathBuf, PathBuf)>> {
-        let dir = cert_path.parent().unwrap_or(Path::new("."));
-        let stem = cert_path
+    /// Writes a renewal where the old certificate was: the old files (`STEM.key`, `.crt`,
+    /// `.chain.pem`, `.p12`) first move to `archive/OLD-SERIAL/`, so nothing is
+    /// overwritten; if writing the new ones fails, the old ones are put back. Returns the
+    /// files written and the (old, archived) paths.
+    pub fn save_renewal(
+        &self,
+        renewal: Renewal,
+        index: &mut Index,
+        key_passphrase: Option<Passphrase>,
+        p12: Option<(Passphrase, P12Format)>,
+    ) -> Result<(Vec<PathBuf>, Archived)> {
+        let path = &renewal.cert_path;
+        let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
+        let stem = path
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_suffix(".crt").or_else(|| n.strip_suffix(".pem")))
-            .unwrap_or("cert");
-        let dest = self.layout.archive().join(serial);
+            .unwrap_or("cert")
+            .to_owned();
+        let dest = self.layout.archive().join(&renewal.old_serial);
         fsio::private_dir(&dest)?;
         let mut moved = Vec::new();
         for ext in ["key", "crt", "chain.pem", "p12"] {
             let from = dir.join(format!("{stem}.{ext}"));
             if from.exists() {
                 let to = dest.join(format!("{stem}.{ext}"));
-                std::fs::rename(&from, &to).map_err(|source| Error::Write {
-                    path: to.clone(),
-                    source,
-                })?;
+                if let Err(source) = std::fs::rename(&from, &to) {
+                    restore(&moved);
+                    return Err(Error::Write { path: to, source });
+                }
                 moved.push((from, to));
             }
         }
-        Ok(moved)
+        let opts = SaveOptions {
+            out_dir: dir,
+            stem,
+            key_passphrase,
+            p12,
+            force: false,
+        };
+        match self.save(renewal.issued, index, &opts) {
+            Ok(written) => Ok((written, moved)),
+            Err(e) => {
+                restore(&moved);
+                Err(e)
+            }
+        }
     }
 
     /// Marks a certificate revoked in the index. Call [`Ca::publish_crl`] afterwards.
@@ -672,7 +700,7 @@ impl Ca {
             }
         };
         let now = now_seconds();
-        let der = self.sign_crl(
+        let der = self.sign_crl_raw(
             index,
             number,
             now,
@@ -686,18 +714,8 @@ impl Ca {
     }
 
     /// Signs a CRL with any dates, writing nothing: for test fixtures (an expired CRL) and
-    /// tools. Not used by the CLI.
+    /// tools; [`Ca::publish_crl`] uses it with today's dates.
     pub fn sign_crl_raw(
-        &self,
-        index: &Index,
-        number: u64,
-        this_update: OffsetDateTime,
-        next_update: OffsetDateTime,
-    ) -> Result<Vec<u8>> {
-        self.sign_crl(index, number, this_update, next_update)
-    }
-
-    fn sign_crl(
         &self,
         index: &Index,
         number: u64,
@@ -753,6 +771,26 @@ fn issuer_key_id(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
             ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
             _ => None,
         })
+}
+
+/// A renewed certificate, not yet written (see [`Ca::save_renewal`]).
+#[derive(Debug)]
+pub struct Renewal {
+    pub issued: Issued,
+    /// What was renewed: its profile decides whether a PKCS#12 bundle is wanted.
+    pub request: LeafRequest,
+    old_serial: String,
+    cert_path: PathBuf,
+}
+
+/// (old path, archived path) of each file a renewal moved aside.
+pub type Archived = Vec<(PathBuf, PathBuf)>;
+
+/// Moves archived files back to where they were: a failed renewal leaves things as they were.
+fn restore(moved: &[(PathBuf, PathBuf)]) {
+    for (from, to) in moved {
+        let _ = std::fs::rename(to, from);
+    }
 }
 
 /// The rfc822Name SAN every certificate with an emailAddress also carries.

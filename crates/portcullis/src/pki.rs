@@ -137,44 +137,14 @@ pub fn run(args: PkiArgs) -> Result<()> {
         } => {
             let ca = unlock(dir, &secret)?;
             let mut index = Index::load(&ca.layout().index())?;
-            let (issued, req) = ca.renew(&cert, days, key_type, &index)?;
-            let (key_pass, p12) = leaf_secrets(&leaf, req.kind)?;
-            let old_serial =
-                portcullis_pki::inspect::cert_info(&ca.check_issued_here(&cert)?, &cert)?.serial;
-            let out_dir = cert.parent().map(Path::to_path_buf).unwrap_or_default();
-            let stem = cert
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(|n| {
-                    n.trim_end_matches(".crt")
-                        .trim_end_matches(".pem")
-                        .to_owned()
-                })
-                .unwrap_or_else(|| "cert".into());
-            let moved = ca.archive_leaf(&cert, &old_serial)?;
-            let opts = SaveOptions {
-                out_dir,
-                stem,
-                key_passphrase: key_pass,
-                p12,
-                force: false,
-            };
-            match ca.save(issued, &mut index, &opts) {
-                Ok(written) => {
-                    for (from, to) in &moved {
-                        println!("archived {} -> {}", from.display(), to.display());
-                    }
-                    print_written(&written);
-                    Ok(())
-                }
-                Err(e) => {
-                    // Put the old files back: a failed renewal must leave things as they were.
-                    for (from, to) in &moved {
-                        let _ = std::fs::rename(to, from);
-                    }
-                    Err(e.into())
-                }
+            let renewal = ca.renew(&cert, days, key_type, &index)?;
+            let (key_pass, p12) = leaf_secrets(&leaf, renewal.request.kind)?;
+            let (written, moved) = ca.save_renewal(renewal, &mut index, key_pass, p12)?;
+            for (from, to) in &moved {
+                println!("archived {} -> {}", from.display(), to.display());
             }
+            print_written(&written);
+            Ok(())
         }
         PkiCommand::List { json } => list(dir, json),
         PkiCommand::Inspect {
