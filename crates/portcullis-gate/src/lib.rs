@@ -28,6 +28,7 @@ pub mod log;
 pub mod metrics;
 pub mod pages;
 pub mod registry;
+pub mod reload;
 pub mod server;
 pub mod tls;
 
@@ -274,26 +275,4 @@ impl Gate {
         }
         files
     }
-}
-
-/// Runs the gate until the process ends: the HTTPS listener and, if configured, the
-/// plain-HTTP redirect listener.
-pub async fn run(gate: Arc<Gate>) -> Result<()> {
-    let listener = gate.bind().await?;
-    if let Some(addr) = gate.config.redirect_http {
-        let plain = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Bind { addr, source })?;
-        let https_port = listener
-            .local_addr()
-            .map_or(gate.config.listen.port(), |a| a.port());
-        tokio::spawn(gate.clone().serve_redirects(plain, https_port));
-    }
-    if let Some(addr) = gate.config.admin {
-        let admin = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Bind { addr, source })?;
-        tokio::spawn(gate.clone().serve_admin(admin));
-    }
-    gate.serve(listener).await
 }

@@ -1,13 +1,13 @@
 //! `portcullis serve` and `portcullis check`: load, explain, run.
 
 use std::io::Write;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use portcullis_gate::dev::{self, DevSetup};
+use portcullis_gate::reload;
 use portcullis_gate::server::{Current, serve_admin, serve_current};
 use portcullis_gate::{ClientAuth, Config, Gate, Upstream};
 use portcullis_pki::Passphrase;
@@ -48,92 +48,30 @@ fn warn_expired_crls(gate: &Gate) {
     }
 }
 
-/// Reloads on SIGHUP and, with `watch_files`, when the configuration file or any file it
-/// names changes (checked every second; the reload waits until the files have been stable
-/// for a second, so a deploy that writes several files reloads once).
-async fn reload_forever(
-    current: Current,
-    path: PathBuf,
-    listen: SocketAddr,
-    pass: Option<Passphrase>,
-) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    let mut seen = watched_state(&current.load());
-    let mut pending = false;
-    loop {
-        let by_signal = tokio::select! {
-            _ = hup.recv() => true,
-            _ = tick.tick() => false,
-        };
-        if !by_signal {
-            if !current.load().config.watch_files {
-                continue;
-            }
-            let now = watched_state(&current.load());
-            if now != seen {
-                // Changed during the last second: wait for it to settle.
-                seen = now;
-                pending = true;
-                continue;
-            }
-            if !pending {
-                continue;
-            }
-            println!("reload: files changed");
-        }
-        pending = false;
-        reload(&current, &path, listen, pass.clone()).await;
-        seen = watched_state(&current.load());
-    }
-}
-
-/// Size and modification time of every file the gate in force depends on.
-fn watched_state(gate: &Gate) -> Vec<Option<(std::time::SystemTime, u64)>> {
-    gate.files()
-        .iter()
-        .map(|f| {
-            std::fs::metadata(f)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())))
-        })
-        .collect()
-}
-
-/// One reload: the file and everything it names are read and checked completely before
-/// the new gate replaces the old one; a broken file changes nothing and says why.
-async fn reload(current: &Current, path: &Path, listen: SocketAddr, pass: Option<Passphrase>) {
-    let old = current.load_full();
-    let path2 = path.to_owned();
-    let next = tokio::task::spawn_blocking(move || -> Result<Gate> {
-        let mut config = Config::from_file(&path2)?;
-        config.listen = listen;
-        Ok(old.reload(config, pass.as_ref())?)
-    })
-    .await;
-    let version = current.load().version.clone();
-    match next {
-        Ok(Ok(gate)) => {
-            warn_expired_crls(&gate);
+/// Prints what a reload did (the event log is standard output).
+fn report_reload(current: &Current, event: &reload::Event) {
+    match event {
+        reload::Event::FilesChanged => println!("reload: files changed"),
+        reload::Event::Loaded {
+            path,
+            version,
+            was,
+            closed,
+        } => {
+            warn_expired_crls(&current.load());
             println!(
-                "reload: {} loaded, version {} (was {version})",
-                path.display(),
-                gate.version
+                "reload: {} loaded, version {version} (was {was})",
+                path.display()
             );
-            let gate = Arc::new(gate);
-            current.store(gate.clone());
-            let closed = gate.close_revoked();
-            if closed > 0 {
+            if *closed > 0 {
                 println!(
                     "reload: closing {closed} connection(s) whose certificate is no longer accepted"
                 );
             }
         }
-        Ok(Err(e)) => println!("reload failed, still serving version {version}: {e:#}"),
-        Err(e) => println!("reload failed, still serving version {version}: {e}"),
+        reload::Event::Failed { still, error } => {
+            println!("reload failed, still serving version {still}: {error}")
+        }
     }
     let _ = std::io::stdout().flush();
 }
@@ -187,7 +125,16 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             );
             tokio::spawn(serve_admin(current.clone(), l));
         }
-        tokio::spawn(reload_forever(current.clone(), config_path, addr, pass));
+        tokio::spawn(reload::reload_forever(
+            current.clone(),
+            config_path,
+            addr,
+            pass,
+            {
+                let current = current.clone();
+                move |event| report_reload(&current, event)
+            },
+        ));
         let still_open = serve_current(current, listener, terminated()).await?;
         if still_open > 0 {
             eprintln!("stopped; {still_open} connection(s) were still open after the grace period");
