@@ -478,48 +478,17 @@ impl Drop for Upstream {
     }
 }
 
-/// Sends raw bytes over TLS with `openssl s_client` (SNI localhost) and returns stdout.
+/// Sends raw bytes over TLS with `openssl s_client` (SNI localhost, server certificate
+/// verified); what the server answered comes first in the result.
 pub fn s_client(pki: &Pki, port: u16, who: Option<&str>, request: &str) -> String {
-    let mut cmd = Command::new("openssl");
-    cmd.args([
-        "s_client",
-        "-quiet",
-        "-connect",
-        &format!("127.0.0.1:{port}"),
-        "-servername",
+    s_client_exchange(
+        pki,
+        port,
         "localhost",
-        "-CAfile",
-    ])
-    .arg(pki.root())
-    .args(["-verify_return_error"]);
-    let creds;
-    if let Some(w) = who {
-        // -cert reads one certificate; the intermediate goes with -cert_chain.
-        creds = pki.client(w);
-        cmd.args(["-cert", &creds.0, "-cert_chain", &creds.0, "-key", &creds.1]);
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.as_bytes())
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        who,
+        &["-quiet", "-verify_return_error"],
+        request,
+    )
 }
 
 /// One connection with `openssl s_client -ign_eof` (it keeps reading after the request is
