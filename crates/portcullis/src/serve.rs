@@ -30,11 +30,13 @@ fn key_passphrase(config: &Config) -> Result<Option<Passphrase>> {
     src.get(Mode::Enter)
 }
 
-fn load(config: Config) -> Result<Gate> {
+/// Loads the gate, asking for the key passphrase if needed; the passphrase is returned
+/// for reloads.
+fn load(config: Config) -> Result<(Gate, Option<Passphrase>)> {
     let pass = key_passphrase(&config)?;
     let gate = Gate::load(config, pass.as_ref())?;
     warn_expired_crls(&gate);
-    Ok(gate)
+    Ok((gate, pass))
 }
 
 fn warn_expired_crls(gate: &Gate) {
@@ -88,9 +90,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         config.listen = addr;
     }
     let config_path = config.source.clone();
-    let pass = key_passphrase(&config)?;
-    let gate = Arc::new(Gate::load(config, pass.as_ref())?);
-    warn_expired_crls(&gate);
+    let (gate, pass) = load(config)?;
+    let gate = Arc::new(gate);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -239,7 +240,7 @@ fn print_dev_guide(s: &DevSetup, port: u16) {
 }
 
 pub fn check(path: &Path) -> Result<()> {
-    let gate = load(Config::from_file(path)?)?;
+    let (gate, _) = load(Config::from_file(path)?)?;
     let c = &gate.config;
     println!("{}: OK", path.display());
     println!("  listen       https://{}", c.listen);
