@@ -40,8 +40,11 @@ pub struct Identity {
     pub email_sans: Vec<String>,
     pub uri_sans: Vec<String>,
     pub ip_sans: Vec<IpAddr>,
-    /// The subject as OpenSSL's RFC 2253 form prints it, for display and logs only.
+    /// The subject as an RFC 4514 string (last RDN first, special characters escaped:
+    /// `CN=mallory\, OU=Admins` is one CN), for display, logs and the upstream's
+    /// `X-Client-Subject`. Never matched on.
     pub subject: String,
+    /// The issuer, as an RFC 4514 string.
     pub issuer: String,
     /// Uppercase hex, as `openssl x509 -serial` prints it.
     pub serial: String,
@@ -110,8 +113,8 @@ impl Identity {
                 }
             }
         }
-        id.subject = clean("subject", &cert.subject().to_string())?;
-        id.issuer = clean("issuer", &cert.issuer().to_string())?;
+        id.subject = clean("subject", &rfc4514(cert.subject()))?;
+        id.issuer = clean("issuer", &rfc4514(cert.issuer()))?;
         let serial = cert.raw_serial();
         let start = serial
             .iter()
@@ -146,4 +149,76 @@ fn push_attr(
         .map_err(|_| IdentityError::NotAString { field })?;
     slot.push(clean(field, v)?);
     Ok(())
+}
+
+/// The RFC 4514 string of a name: RDNs from last to first, separated by `,`; the values of
+/// a multi-valued RDN joined by `+`; in values, `"+,;<>\` and a leading `#` or space or a
+/// trailing space escaped with `\`, so that the string reads back as the same attributes.
+/// Types without a short name in RFC 4514 (or OpenSSL's `emailAddress`) are written as
+/// dotted OIDs, and values that are not strings as `#` and the hex of their DER encoding.
+fn rfc4514(name: &X509Name<'_>) -> String {
+    use x509_parser::der_parser::asn1_rs::ToDer;
+    let short = |oid: &Oid<'_>| -> Option<&'static str> {
+        Some(if *oid == OID_X509_COMMON_NAME {
+            "CN"
+        } else if *oid == OID_X509_LOCALITY_NAME {
+            "L"
+        } else if *oid == OID_X509_STATE_OR_PROVINCE_NAME {
+            "ST"
+        } else if *oid == OID_X509_ORGANIZATION_NAME {
+            "O"
+        } else if *oid == OID_X509_ORGANIZATIONAL_UNIT {
+            "OU"
+        } else if *oid == OID_X509_COUNTRY_NAME {
+            "C"
+        } else if *oid == OID_X509_STREET_ADDRESS {
+            "STREET"
+        } else if *oid == OID_DOMAIN_COMPONENT {
+            "DC"
+        } else if *oid == OID_PKCS9_EMAIL_ADDRESS {
+            "emailAddress"
+        } else {
+            return None;
+        })
+    };
+    let mut out = String::new();
+    let rdns: Vec<_> = name.iter().collect();
+    for (i, rdn) in rdns.iter().rev().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, attr) in rdn.iter().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            match short(attr.attr_type()) {
+                Some(s) => out.push_str(s),
+                None => out.push_str(&attr.attr_type().to_id_string()),
+            }
+            out.push('=');
+            match attr.as_str() {
+                Ok(v) => escape_value(v, &mut out),
+                Err(_) => {
+                    out.push('#');
+                    for b in attr.attr_value().to_der_vec().unwrap_or_default() {
+                        out.push_str(&format!("{b:02x}"));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn escape_value(v: &str, out: &mut String) {
+    let last = v.chars().count().saturating_sub(1);
+    for (i, c) in v.chars().enumerate() {
+        let special = matches!(c, '"' | '+' | ',' | ';' | '<' | '>' | '\\')
+            || (i == 0 && matches!(c, '#' | ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
 }

@@ -1,7 +1,8 @@
 //! The gate's decisions, as pure functions: no I/O, no async, no clock.
 //!
 //! * [`path::canonicalize`] turns a request path into the one form the policy judges and the
-//!   upstream receives, refusing what is ambiguous (SECURITY.md rule 2).
+//!   upstream receives, refusing what is ambiguous (SECURITY.md rule 2);
+//!   [`method::check`] refuses method spellings an application would read as another.
 //! * [`Identity::from_der`] reads a verified client certificate into typed fields once per
 //!   connection (rule 5).
 //! * [`Policy`] maps identities to roles on typed fields and matches ordered route rules;
@@ -23,6 +24,7 @@
 //! ```
 
 pub mod identity;
+pub mod method;
 pub mod path;
 pub mod pattern;
 pub mod policy;

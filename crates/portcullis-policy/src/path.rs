@@ -12,6 +12,8 @@
 //! | `..` above `/` | rejected |
 //! | `;` (path parameters: `/admin;x` is `/admin` to Tomcat and Spring) | rejected |
 //! | a segment ending in `.` (`/admin.` is `/admin` to IIS) | rejected |
+//! | a segment ending in a space, encoded (`%20`, `%C2%A0`, `%E3%80%80`…) | rejected |
+//! | look-alikes of `/`, `\` and `.` (`%EF%BC%8F` U+FF0F, `%E2%88%95` U+2215, `%EF%BC%8E` U+FF0E…) | rejected |
 //! | invalid or overlong UTF-8 in `%XX` sequences | rejected |
 //! | other `%XX` (`%20`, `%C3%A9`, `%25`) | kept encoded, hex in capitals |
 //!
@@ -44,6 +46,12 @@ pub enum PathError {
     Semicolon,
     #[error("a path segment ends with '.', which some servers strip")]
     TrailingDot,
+    #[error("a path segment ends with a space, which some servers strip")]
+    TrailingSpace,
+    #[error(
+        "the path contains a look-alike of '/', '\\' or '.' (such as U+FF0F), which some servers fold into the real one"
+    )]
+    LookAlike,
 }
 
 /// A canonical path: starts with `/`, no `.`/`..`/empty segments, a trailing slash only
@@ -132,6 +140,7 @@ fn canonicalize_slow(path: &str) -> Result<String, PathError> {
     let trailing_slash = bytes.len() > 1 && bytes.ends_with(b"/");
     for raw in path[1..].split('/') {
         let seg = decode_segment(raw.as_bytes())?;
+        check_characters(&seg)?;
         match seg.as_str() {
             "" | "." => {}
             ".." => {
@@ -159,6 +168,73 @@ fn canonicalize_slow(path: &str) -> Result<String, PathError> {
         out.push('/');
     }
     Ok(out)
+}
+
+/// Characters that Unicode compatibility normalization (NFKC), Windows "best fit" mapping
+/// or IIS fold into `/`, `\` or `.`: a server behind the gate may read them as path syntax.
+const LOOK_ALIKES: [char; 16] = [
+    '\u{FF0F}', // FULLWIDTH SOLIDUS
+    '\u{2215}', // DIVISION SLASH
+    '\u{2044}', // FRACTION SLASH
+    '\u{29F8}', // BIG SOLIDUS
+    '\u{FE68}', // SMALL REVERSE SOLIDUS
+    '\u{FF3C}', // FULLWIDTH REVERSE SOLIDUS
+    '\u{2216}', // SET MINUS
+    '\u{29F5}', // REVERSE SOLIDUS OPERATOR
+    '\u{29F9}', // BIG REVERSE SOLIDUS
+    '\u{FF0E}', // FULLWIDTH FULL STOP
+    '\u{2024}', // ONE DOT LEADER
+    '\u{2025}', // TWO DOT LEADER
+    '\u{2026}', // HORIZONTAL ELLIPSIS
+    '\u{FE52}', // SMALL FULL STOP
+    '\u{3002}', // IDEOGRAPHIC FULL STOP
+    '\u{FF61}', // HALFWIDTH IDEOGRAPHIC FULL STOP
+];
+
+/// Zero-width characters some servers trim like spaces.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{180E}'
+    )
+}
+
+/// Refuses a decoded segment (escapes left as `%XX`) that another server may read
+/// differently: a look-alike of `/`, `\` or `.` anywhere, or a space (any Unicode
+/// whitespace or zero-width character) at the end. Only the slow path gets here: the fast
+/// path admits no `%` and no space at all.
+fn check_characters(seg: &str) -> Result<(), PathError> {
+    if !seg.contains('%') {
+        return Ok(());
+    }
+    // Decode every escape; `decode_segment` has already checked the UTF-8.
+    let mut bytes = Vec::with_capacity(seg.len());
+    let raw = seg.as_bytes();
+    let mut i = 0;
+    while i < raw.len() {
+        match (
+            raw[i],
+            raw.get(i + 1).copied().and_then(hex_val),
+            raw.get(i + 2).copied().and_then(hex_val),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                bytes.push(h << 4 | l);
+                i += 3;
+            }
+            (b, _, _) => {
+                bytes.push(b);
+                i += 1;
+            }
+        }
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| PathError::BadUtf8)?;
+    if text.chars().any(|c| LOOK_ALIKES.contains(&c)) {
+        return Err(PathError::LookAlike);
+    }
+    match text.chars().next_back() {
+        Some(c) if c.is_whitespace() || is_invisible(c) => Err(PathError::TrailingSpace),
+        _ => Ok(()),
+    }
 }
 
 /// Decodes one segment: unreserved escapes become characters, other escapes stay escaped
@@ -315,6 +391,8 @@ mod tests {
         assert_eq!(ok("/%61dmin"), "/admin");
         assert_eq!(ok("/%7euser"), "/~user");
         assert_eq!(ok("/hello%20world"), "/hello%20world");
+        assert_eq!(ok("/%20x"), "/%20x");
+        assert_eq!(ok("/caf%C3%A9/%E6%97%A5"), "/caf%C3%A9/%E6%97%A5");
         assert_eq!(ok("/caf%c3%a9"), "/caf%C3%A9");
         assert_eq!(ok("/100%25"), "/100%25");
         assert_eq!(ok("/a%3bb"), "/a%3Bb");
@@ -343,6 +421,22 @@ mod tests {
             ("/%e0%80%af", PathError::BadUtf8),
             ("/%c3", PathError::BadUtf8),
             ("/%ed%a0%80", PathError::BadUtf8),
+            ("/admin%20/x", PathError::TrailingSpace),
+            ("/admin%20", PathError::TrailingSpace),
+            ("/a%09", PathError::ControlCharacter),
+            ("/admin%C2%A0/x", PathError::TrailingSpace),
+            ("/admin%E3%80%80", PathError::TrailingSpace),
+            ("/admin%E2%80%8A", PathError::TrailingSpace),
+            ("/admin%E2%80%8B", PathError::TrailingSpace),
+            ("/admin%EF%BB%BF", PathError::TrailingSpace),
+            ("/admin%2E%20/x", PathError::TrailingSpace),
+            ("/a%EF%BC%8Fb", PathError::LookAlike),
+            ("/a%E2%88%95b", PathError::LookAlike),
+            ("/a%E2%81%84b", PathError::LookAlike),
+            ("/a%EF%BC%BCb", PathError::LookAlike),
+            ("/x%EF%BC%8E", PathError::LookAlike),
+            ("/%EF%BC%8E%EF%BC%8E/admin", PathError::LookAlike),
+            ("/x%E2%80%A4y", PathError::LookAlike),
             ("admin", PathError::NotOriginForm),
             ("*", PathError::NotOriginForm),
         ];

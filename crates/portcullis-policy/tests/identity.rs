@@ -134,3 +134,35 @@ fn a_dn_string_lookalike_does_not_grant_a_role() {
     .unwrap();
     assert!(p.roles_of(&id).is_empty(), "{id:?}");
 }
+
+#[test]
+fn subject_and_issuer_are_rfc_4514_strings_that_read_back_as_the_same_attributes() {
+    let der = cert(
+        &Subject {
+            common_name: "mallory, OU=Admins".into(),
+            organization: Some("#1 \"Acme\" <x>;y+z".into()),
+            organizational_units: vec!["Users,Admins".into(), " padded ".into()],
+            ..Default::default()
+        },
+        &[],
+    );
+    let id = Identity::from_der(&der).unwrap();
+    // Last RDN first (RFC 4514 §2.1; the CA encodes O, OU…, CN), special characters escaped.
+    assert_eq!(
+        id.subject,
+        "CN=mallory\\, OU=Admins,OU=\\ padded\\ ,OU=Users\\,Admins,O=\\#1 \\\"Acme\\\" \\<x\\>\\;y\\+z"
+    );
+    // Splitting on unescaped commas yields the five attributes, not more.
+    let mut parts = 0;
+    let mut escaped = false;
+    for c in id.subject.chars() {
+        match (escaped, c) {
+            (true, _) => escaped = false,
+            (false, '\\') => escaped = true,
+            (false, ',') => parts += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(parts + 1, 4, "{}", id.subject);
+    assert_eq!(id.issuer, "CN=Test CA");
+}
