@@ -26,7 +26,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use portcullis_gate::embed::Caller;
+use portcullis_gate::Caller;
 use portcullis_gate::{Config, Gate};
 use tokio::net::TcpListener;
 use tower_layer::Layer;

@@ -33,42 +33,46 @@ use http::{Request, Response};
 use http_body_util::{Either, Full};
 use portcullis_policy::Identity;
 
-use crate::Gate;
-use crate::handler::check;
-use crate::server::{Connection, Peer};
+use crate::conn::{Binding, Connection, Peer};
+use crate::gate::Gate;
+use crate::request::admit;
 
 /// The caller of a request, for handlers (axum: `Extension<Caller>`). Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Caller(Arc<Connection>);
+pub struct Caller {
+    conn: Arc<Connection>,
+    binding: Arc<Binding>,
+}
 
 impl Caller {
     /// The verified identity, or `None` for an anonymous caller.
     pub fn identity(&self) -> Option<&Identity> {
-        self.0.verified().map(|v| &v.identity)
+        self.conn.verified().map(|v| &v.identity)
     }
 
     /// The roles the policy granted this caller.
     pub fn roles(&self) -> &[String] {
-        self.0.verified().map_or(&[], |v| v.role_names.as_slice())
+        &self.binding.role_names
     }
 
     /// Why a presented certificate was refused (`invalid_cert = "anonymous"` only).
     pub fn refused_because(&self) -> Option<&'static str> {
-        match self.0.peer {
-            Peer::Failed(reason) => Some(reason),
+        match self.conn.peer {
+            Peer::Failed(why) => Some(why.as_str()),
             _ => None,
         }
     }
 
     /// The client's address.
     pub fn addr(&self) -> std::net::SocketAddr {
-        self.0.peer_addr
+        self.conn.peer_addr
     }
 }
 
-/// Applies the gate's checks (canonical path, Host vs SNI, policy, identity headers) in
-/// front of a service, for one connection. Build one per accepted connection with
-/// [`Gate::layer`].
+/// Applies the gate's request stages — canonical method and path, Host against SNI and the
+/// site's names, header integrity, the policy — in front of a service, for one connection.
+/// Build one per accepted connection with [`Gate::layer`]. The identity reaches handlers as
+/// the [`Caller`] extension; no identity headers are added (there is nothing to forward).
 #[derive(Debug, Clone)]
 pub struct PolicyLayer {
     gate: Arc<Gate>,
@@ -122,15 +126,20 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match check(&self.gate, &self.conn, &mut req) {
-            Ok(_) => {
-                req.extensions_mut().insert(Caller(self.conn.clone()));
-                let fut = self.inner.call(req);
-                let conn = self.conn.clone();
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let (mut parts, body) = req.into_parts();
+        match admit(&self.gate, &self.conn, &mut parts) {
+            Ok(admitted) => {
+                parts.extensions.insert(Caller {
+                    conn: self.conn.clone(),
+                    binding: admitted.binding,
+                });
+                let busy = self.conn.activity.begin();
+                let fut = self.inner.call(Request::from_parts(parts, body));
                 Box::pin(async move {
-                    let _active = conn.activity.begin();
-                    fut.await.map(|r| r.map(Either::Left))
+                    let resp = fut.await;
+                    drop(busy);
+                    resp.map(|r| r.map(Either::Left))
                 })
             }
             Err(refused) => Box::pin(std::future::ready(Ok(refused.page.map(Either::Right)))),

@@ -1,228 +1,333 @@
-//! Counters for `/metrics`: plain atomics, so counting never takes a lock on the hot path.
-//! Rendered in the Prometheus text format on demand.
+//! Metrics for `/metrics`, on `prometheus-client` with typed label sets. Every counter
+//! a request or handshake touches is created at start and kept as a handle, so counting is
+//! one atomic add: no lock and no label lookup on the hot path.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Why a TLS handshake ended the way it did.
-pub const HANDSHAKE_OUTCOMES: [&str; 13] = [
-    "ok",
-    "no-cert",
-    "unknown-ca",
-    "expired",
-    "not-yet-valid",
-    "revoked",
-    "wrong-purpose",
-    "crl-expired",
-    "bad-certificate",
-    "protocol",
-    "peer-alert",
-    "timeout",
-    "io",
-];
+use prometheus_client::encoding::{
+    EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
 
-/// What the policy (or the path check before it) decided.
-pub const DECISIONS: [&str; 6] = [
-    "allow",
-    "unauthenticated",
-    "forbidden",
-    "no-rule",
-    "bad-request",
-    "misdirected",
-];
-/// Indices into [`DECISIONS`].
-pub const ALLOW: usize = 0;
-pub const UNAUTHENTICATED: usize = 1;
-pub const FORBIDDEN: usize = 2;
-pub const NO_RULE: usize = 3;
-pub const BAD_REQUEST: usize = 4;
-pub const MISDIRECTED: usize = 5;
+use crate::outcome::{Decision, HandshakeOutcome};
+
+/// The content type of [`Metrics::render`]: the Prometheus text format 0.0.4.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+impl EncodeLabelValue for HandshakeOutcome {
+    fn encode(&self, e: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(e, self.as_str())
+    }
+}
+
+impl EncodeLabelValue for Decision {
+    fn encode(&self, e: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(e, self.as_str())
+    }
+}
+
+/// Why an accepted TCP connection was closed before its handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Shed {
+    /// `max_connections` was reached.
+    MaxConnections,
+    /// `max_connections_per_client` was reached for the client's address.
+    PerClient,
+}
+
+impl EncodeLabelValue for Shed {
+    fn encode(&self, e: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(
+            e,
+            match self {
+                Shed::MaxConnections => "max-connections",
+                Shed::PerClient => "per-client",
+            },
+        )
+    }
+}
+
+/// Why the gate closed a connection that was serving (not a graceful idle close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Closed {
+    /// The client stopped taking the response (`write_timeout_secs`).
+    Stalled,
+    /// A drain that did not finish in time after an idle, age or shutdown close.
+    Drain,
+}
+
+impl EncodeLabelValue for Closed {
+    fn encode(&self, e: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(
+            e,
+            match self {
+                Closed::Stalled => "stalled",
+                Closed::Drain => "drain-timeout",
+            },
+        )
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: HandshakeOutcome,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabel {
+    decision: Decision,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    class: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShedLabel {
+    reason: Shed,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClosedLabel {
+    reason: Closed,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExpiryLabel {
+    kind: &'static str,
+    subject: String,
+}
 
 /// Upper bounds (seconds) of the request latency histogram.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-/// All counters of one gate process.
+/// A latency histogram of plain atomics (prometheus-client's own takes a mutex per
+/// observation), encoded by prometheus-client.
+#[derive(Debug, Clone, Default)]
+struct Latency(Arc<LatencyCells>);
+
 #[derive(Debug, Default)]
-pub struct Metrics {
-    handshakes: [AtomicU64; HANDSHAKE_OUTCOMES.len()],
-    decisions: [AtomicU64; DECISIONS.len()],
-    /// By status class: 1xx … 5xx.
-    statuses: [AtomicU64; 5],
-    latency_buckets: [AtomicU64; BUCKETS.len()],
-    latency_count: AtomicU64,
-    /// Sum of latencies in microseconds.
-    latency_sum_us: AtomicU64,
-    open_connections: AtomicI64,
-    upstream_errors: AtomicU64,
-    upstream_timeouts: AtomicU64,
-    /// Set when shutdown begins (`/readyz` answers 503).
-    draining: std::sync::atomic::AtomicBool,
+struct LatencyCells {
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    count: AtomicU64,
+    sum_us: AtomicU64,
 }
 
-/// Index of a handshake outcome in [`HANDSHAKE_OUTCOMES`] (unknown names count as "io").
-pub fn outcome_index(name: &str) -> usize {
-    HANDSHAKE_OUTCOMES
-        .iter()
-        .position(|o| *o == name)
-        .unwrap_or(HANDSHAKE_OUTCOMES.len() - 1)
+impl Latency {
+    fn observe(&self, seconds: f64) {
+        let i = BUCKETS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.0.buckets[i].fetch_add(1, Relaxed);
+        self.0.count.fetch_add(1, Relaxed);
+        self.0.sum_us.fetch_add((seconds * 1e6) as u64, Relaxed);
+    }
+}
+
+impl EncodeMetric for Latency {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = BUCKETS
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(&self.0.buckets)
+            .map(|(le, c)| (le, c.load(Relaxed)))
+            .collect();
+        encoder.encode_histogram::<NoLabelSet>(
+            self.0.sum_us.load(Relaxed) as f64 / 1e6,
+            self.0.count.load(Relaxed),
+            &buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// All metrics of one gate process, kept across reloads.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    handshakes: Vec<Counter>,
+    decisions: Vec<Counter>,
+    /// By status class: 1xx … 5xx.
+    responses: [Counter; 5],
+    latency: Latency,
+    open: Gauge,
+    shed: [Counter; 2],
+    closed: [Counter; 2],
+    upstream_errors: [Counter; 2],
+    ready: Gauge,
+    expiry: Family<ExpiryLabel, Gauge<f64, AtomicU64>>,
+    log_dropped: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("portcullis");
+        let handshakes = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "handshakes",
+            "TLS handshakes by outcome",
+            handshakes.clone(),
+        );
+        let decisions = Family::<DecisionLabel, Counter>::default();
+        registry.register("requests", "Requests by access decision", decisions.clone());
+        let responses = Family::<ClassLabel, Counter>::default();
+        registry.register("responses", "Responses by status class", responses.clone());
+        let latency = Latency::default();
+        registry.register_with_unit(
+            "request_duration",
+            "Time from request to response headers",
+            Unit::Seconds,
+            latency.clone(),
+        );
+        let open = Gauge::default();
+        registry.register("open_connections", "TLS connections open now", open.clone());
+        let shed = Family::<ShedLabel, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "TCP connections closed before the handshake because a connection limit was reached",
+            shed.clone(),
+        );
+        let closed = Family::<ClosedLabel, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections the gate cut: the client stopped reading, or a drain took too long",
+            closed.clone(),
+        );
+        let upstream = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Upstream failures (502) and timeouts (504)",
+            upstream.clone(),
+        );
+        let ready = Gauge::default();
+        ready.set(1);
+        registry.register(
+            "ready",
+            "1 while accepting connections, 0 while draining",
+            ready.clone(),
+        );
+        let expiry = Family::<ExpiryLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "certificate_expiry_days",
+            "Days until a served or trusted certificate expires",
+            expiry.clone(),
+        );
+        let log_dropped = Counter::default();
+        registry.register(
+            "log_dropped_lines",
+            "Log lines dropped because the writer fell behind",
+            log_dropped.clone(),
+        );
+        Metrics {
+            registry,
+            handshakes: HandshakeOutcome::all()
+                .map(|outcome| handshakes.get_or_create_owned(&OutcomeLabel { outcome }))
+                .collect(),
+            decisions: Decision::ALL
+                .iter()
+                .map(|&decision| decisions.get_or_create_owned(&DecisionLabel { decision }))
+                .collect(),
+            responses: ["1xx", "2xx", "3xx", "4xx", "5xx"]
+                .map(|class| responses.get_or_create_owned(&ClassLabel { class })),
+            latency,
+            open,
+            shed: [Shed::MaxConnections, Shed::PerClient]
+                .map(|reason| shed.get_or_create_owned(&ShedLabel { reason })),
+            closed: [Closed::Stalled, Closed::Drain]
+                .map(|reason| closed.get_or_create_owned(&ClosedLabel { reason })),
+            upstream_errors: ["error", "timeout"]
+                .map(|kind| upstream.get_or_create_owned(&KindLabel { kind })),
+            ready,
+            expiry,
+            log_dropped,
+        }
+    }
 }
 
 impl Metrics {
-    pub fn handshake(&self, outcome: &str) {
-        self.handshakes[outcome_index(outcome)].fetch_add(1, Relaxed);
+    pub fn handshake(&self, outcome: HandshakeOutcome) {
+        // `all()` lists the outcomes in `index()` order (tested in `outcome`).
+        if let Some(c) = self.handshakes.get(outcome.index()) {
+            c.inc();
+        }
     }
 
-    pub fn decision(&self, index: usize) {
-        if let Some(c) = self.decisions.get(index) {
-            c.fetch_add(1, Relaxed);
-        }
+    pub fn decision(&self, d: Decision) {
+        self.decisions[d as usize].inc();
     }
 
     pub fn response(&self, status: u16, seconds: f64) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.statuses[class].fetch_add(1, Relaxed);
-        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
-            self.latency_buckets[i].fetch_add(1, Relaxed);
-        }
-        self.latency_count.fetch_add(1, Relaxed);
-        self.latency_sum_us
-            .fetch_add((seconds * 1e6) as u64, Relaxed);
+        self.responses[class].inc();
+        self.latency.observe(seconds);
     }
 
     pub fn connection_opened(&self) {
-        self.open_connections.fetch_add(1, Relaxed);
+        self.open.inc();
     }
 
     pub fn connection_closed(&self) {
-        self.open_connections.fetch_sub(1, Relaxed);
+        self.open.dec();
     }
 
-    pub fn ready(&self) -> bool {
-        !self.draining.load(Relaxed)
+    pub fn shed(&self, why: Shed) {
+        self.shed[why as usize].inc();
     }
 
-    pub fn set_ready(&self, ready: bool) {
-        self.draining.store(!ready, Relaxed);
+    pub fn closed(&self, why: Closed) {
+        self.closed[why as usize].inc();
     }
 
     pub fn upstream_error(&self, timeout: bool) {
-        if timeout {
-            self.upstream_timeouts.fetch_add(1, Relaxed);
-        } else {
-            self.upstream_errors.fetch_add(1, Relaxed);
-        }
+        self.upstream_errors[usize::from(timeout)].inc();
     }
 
-    /// The Prometheus text exposition (format 0.0.4). `expiry` lists
-    /// (kind, subject, days until notAfter) for the served certificate and the CAs.
-    pub fn render(&self, expiry: &[(&str, String, f64)]) -> String {
-        let mut o = String::with_capacity(4096);
-        let _ = writeln!(
-            o,
-            "# HELP portcullis_handshakes_total TLS handshakes by outcome."
-        );
-        let _ = writeln!(o, "# TYPE portcullis_handshakes_total counter");
-        for (name, c) in HANDSHAKE_OUTCOMES.iter().zip(&self.handshakes) {
-            let _ = writeln!(
-                o,
-                "portcullis_handshakes_total{{outcome=\"{name}\"}} {}",
-                c.load(Relaxed)
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP portcullis_requests_total Requests by access decision."
-        );
-        let _ = writeln!(o, "# TYPE portcullis_requests_total counter");
-        for (name, c) in DECISIONS.iter().zip(&self.decisions) {
-            let _ = writeln!(
-                o,
-                "portcullis_requests_total{{decision=\"{name}\"}} {}",
-                c.load(Relaxed)
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP portcullis_responses_total Responses by status class."
-        );
-        let _ = writeln!(o, "# TYPE portcullis_responses_total counter");
-        for (i, c) in self.statuses.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "portcullis_responses_total{{class=\"{}xx\"}} {}",
-                i + 1,
-                c.load(Relaxed)
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP portcullis_request_duration_seconds Time from request to response headers."
-        );
-        let _ = writeln!(o, "# TYPE portcullis_request_duration_seconds histogram");
-        let mut cumulative = 0;
-        for (b, c) in BUCKETS.iter().zip(&self.latency_buckets) {
-            cumulative += c.load(Relaxed);
-            let _ = writeln!(
-                o,
-                "portcullis_request_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}"
-            );
-        }
-        let count = self.latency_count.load(Relaxed);
-        let _ = writeln!(
-            o,
-            "portcullis_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            o,
-            "portcullis_request_duration_seconds_sum {}",
-            self.latency_sum_us.load(Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(o, "portcullis_request_duration_seconds_count {count}");
-        let _ = writeln!(
-            o,
-            "# HELP portcullis_ready 1 while accepting connections, 0 while draining."
-        );
-        let _ = writeln!(o, "# TYPE portcullis_ready gauge");
-        let _ = writeln!(o, "portcullis_ready {}", u8::from(self.ready()));
-        let _ = writeln!(
-            o,
-            "# HELP portcullis_open_connections TLS connections open now."
-        );
-        let _ = writeln!(o, "# TYPE portcullis_open_connections gauge");
-        let _ = writeln!(
-            o,
-            "portcullis_open_connections {}",
-            self.open_connections.load(Relaxed)
-        );
-        let _ = writeln!(
-            o,
-            "# HELP portcullis_upstream_errors_total Upstream failures (502) and timeouts (504)."
-        );
-        let _ = writeln!(o, "# TYPE portcullis_upstream_errors_total counter");
-        let _ = writeln!(
-            o,
-            "portcullis_upstream_errors_total{{kind=\"error\"}} {}",
-            self.upstream_errors.load(Relaxed)
-        );
-        let _ = writeln!(
-            o,
-            "portcullis_upstream_errors_total{{kind=\"timeout\"}} {}",
-            self.upstream_timeouts.load(Relaxed)
-        );
-        let _ = writeln!(
-            o,
-            "# HELP portcullis_certificate_expiry_days Days until a served or trusted certificate expires."
-        );
-        let _ = writeln!(o, "# TYPE portcullis_certificate_expiry_days gauge");
+    pub fn ready(&self) -> bool {
+        self.ready.get() == 1
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    /// The text exposition. `expiry` lists (kind, subject, days until notAfter) of the
+    /// served certificates and client CAs in force; `log_dropped` is the log writer's
+    /// count of dropped lines so far.
+    pub fn render(&self, expiry: &[(&'static str, String, f64)], log_dropped: u64) -> String {
+        // A reload may drop a certificate: the gauges show only what is in force.
+        self.expiry.clear();
         for (kind, subject, days) in expiry {
-            let subject = subject.replace('\\', "\\\\").replace('"', "\\\"");
-            let _ = writeln!(
-                o,
-                "portcullis_certificate_expiry_days{{kind=\"{kind}\",subject=\"{subject}\"}} {days:.2}"
-            );
+            self.expiry
+                .get_or_create(&ExpiryLabel {
+                    kind,
+                    subject: subject.clone(),
+                })
+                .set(*days);
         }
-        o
+        self.log_dropped
+            .inc_by(log_dropped.saturating_sub(self.log_dropped.get()));
+        let mut out = String::with_capacity(4096);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        out
     }
 }

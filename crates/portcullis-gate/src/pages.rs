@@ -20,6 +20,9 @@ pub type Body = Either<Incoming, Full<Bytes>>;
 /// A page built by the gate.
 pub type Page = Response<Full<Bytes>>;
 
+/// The statuses of the gate's own pages, each replaceable by `pages_dir/NNN.html`.
+pub const STATUSES: [u16; 6] = [400, 401, 403, 421, 502, 504];
+
 /// Replacement HTML pages, by status (`401.html`, `403.html`, …), loaded at start.
 #[derive(Debug, Default, Clone)]
 pub struct Pages {
@@ -31,7 +34,7 @@ impl Pages {
     pub fn load(dir: Option<&Path>) -> Result<Pages> {
         let mut custom = HashMap::new();
         if let Some(dir) = dir {
-            for code in [400u16, 401, 403, 421, 502, 504] {
+            for code in STATUSES {
                 let p = dir.join(format!("{code}.html"));
                 match std::fs::read(&p) {
                     Ok(b) => {
@@ -119,8 +122,8 @@ impl Pages {
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "Bad request",
-                format!("The request path was refused: {why}."),
-                format!("<p>The request path was refused: {}.</p>", escape(why)),
+                format!("The request was refused: {why}."),
+                format!("<p>The request was refused: {}.</p>", escape(why)),
             ),
             Refusal::NoCertificate => (
                 StatusCode::UNAUTHORIZED,

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use portcullis_pki::Passphrase;
 
-use crate::server::Current;
+use crate::listener::Current;
 use crate::{Config, Gate};
 
 /// What a reload did, for the caller to report.
@@ -32,19 +32,22 @@ pub enum Event {
     },
 }
 
+/// Starts listening for SIGHUP. Call it before the gate says it is listening: from then
+/// on a HUP reloads instead of ending the process (the default action of SIGHUP).
+pub fn hangups() -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+}
+
 /// Runs until the process ends. `listen` is the address the listener really has (reloads
-/// cannot move it).
+/// cannot move it); `hup` comes from [`hangups`].
 pub async fn reload_forever(
     current: Current,
     path: PathBuf,
     listen: SocketAddr,
     pass: Option<Passphrase>,
+    mut hup: tokio::signal::unix::Signal,
     report: impl Fn(&Event),
 ) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut seen = watched_state(&current.load());
     let mut pending = false;
@@ -54,7 +57,7 @@ pub async fn reload_forever(
             _ = tick.tick() => false,
         };
         if !by_signal {
-            if !current.load().config.watch_files {
+            if !current.load().listener().watch_files {
                 continue;
             }
             let now = watched_state(&current.load());
@@ -96,11 +99,11 @@ pub async fn reload(
     pass: Option<Passphrase>,
 ) -> Event {
     let old = current.load_full();
-    let was = old.version.clone();
+    let was = old.version().0.to_owned();
     let file = path.to_owned();
     let next = tokio::task::spawn_blocking(move || -> Result<Gate, String> {
         let mut config = Config::from_file(&file).map_err(|e| e.to_string())?;
-        config.listen = listen;
+        config.listener.listen = listen;
         old.reload(config, pass.as_ref()).map_err(|e| e.to_string())
     })
     .await
@@ -111,7 +114,7 @@ pub async fn reload(
             current.store(gate.clone());
             Event::Loaded {
                 path: path.to_owned(),
-                version: gate.version.clone(),
+                version: gate.version().0.to_owned(),
                 was,
                 closed: gate.close_revoked(),
             }

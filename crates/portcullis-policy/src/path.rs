@@ -60,9 +60,14 @@ pub enum PathError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanonicalPath<'a>(Cow<'a, str>);
 
-impl CanonicalPath<'_> {
+impl<'a> CanonicalPath<'a> {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The path as text: borrowed from the request when it already was canonical.
+    pub fn into_cow(self) -> Cow<'a, str> {
+        self.0
     }
 
     /// The segments after the leading `/`; a trailing slash yields a final empty segment.

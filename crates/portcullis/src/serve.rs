@@ -7,9 +7,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use portcullis_gate::dev::{self, DevSetup};
+use portcullis_gate::logging;
 use portcullis_gate::reload;
-use portcullis_gate::server::{Current, serve_admin, serve_current};
-use portcullis_gate::{ClientAuth, Config, Gate, Upstream};
+use portcullis_gate::{ClientAuth, Config, Current, Gate, NoSni, Upstream};
 use portcullis_pki::Passphrase;
 
 use crate::cli::ServeArgs;
@@ -18,14 +18,15 @@ use crate::secrets::{self, Mode, Source};
 /// The server key's passphrase if the key is encrypted: config file, environment, then
 /// prompt. Kept for reloads, which cannot prompt.
 fn key_passphrase(config: &Config) -> Result<Option<Passphrase>> {
-    if !portcullis_gate::tls::key_is_encrypted(&config.key)? {
+    let site = &config.site;
+    if !portcullis_gate::key_is_encrypted(&site.key)? {
         return Ok(None);
     }
     let src = Source {
-        file: config.key_passphrase_file.as_deref(),
+        file: site.key_passphrase_file.as_deref(),
         flag: "key_passphrase_file",
         env: secrets::KEY_ENV,
-        prompt: format!("Enter passphrase for {}", config.key.display()),
+        prompt: format!("Enter passphrase for {}", site.key.display()),
     };
     src.get(Mode::Enter)
 }
@@ -40,20 +41,24 @@ fn load(config: Config) -> Result<(Gate, Option<Passphrase>)> {
 }
 
 fn warn_expired_crls(gate: &Gate) {
-    for crl in gate.sites.iter().flat_map(|s| s.tls.expired_crls.iter()) {
-        let policy = if gate.config.allow_expired_crl {
-            "clients are accepted anyway (allow_expired_crl = true)"
-        } else {
-            "every client certificate it covers is REJECTED until a fresh CRL is published"
-        };
-        eprintln!("WARNING: CRL past its nextUpdate: {crl}; {policy}");
+    for site in gate.sites() {
+        for crl in site.expired_crls() {
+            let policy = if site.config().allow_expired_crl {
+                "clients are accepted anyway (allow_expired_crl = true)"
+            } else {
+                "every client certificate it covers is REJECTED until a fresh CRL is published"
+            };
+            logging::warning(&format!(
+                "WARNING: CRL past its nextUpdate: {crl}; {policy}"
+            ));
+        }
     }
 }
 
-/// Prints what a reload did (the event log is standard output).
+/// Logs what a reload did.
 fn report_reload(current: &Current, event: &reload::Event) {
     match event {
-        reload::Event::FilesChanged => println!("reload: files changed"),
+        reload::Event::FilesChanged => logging::event("reload: files changed"),
         reload::Event::Loaded {
             path,
             version,
@@ -61,21 +66,20 @@ fn report_reload(current: &Current, event: &reload::Event) {
             closed,
         } => {
             warn_expired_crls(&current.load());
-            println!(
+            logging::event(&format!(
                 "reload: {} loaded, version {version} (was {was})",
                 path.display()
-            );
+            ));
             if *closed > 0 {
-                println!(
+                logging::event(&format!(
                     "reload: closing {closed} connection(s) whose certificate is no longer accepted"
-                );
+                ));
             }
         }
-        reload::Event::Failed { still, error } => {
-            println!("reload failed, still serving version {still}: {error}")
-        }
+        reload::Event::Failed { still, error } => logging::event(&format!(
+            "reload failed, still serving version {still}: {error}"
+        )),
     }
-    let _ = std::io::stdout().flush();
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {
@@ -87,8 +91,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         }
     };
     if let Some(addr) = args.listen {
-        config.listen = addr;
+        config.listener.listen = addr;
     }
+    // Every line from here on, the gate's and ours, goes through the one log.
+    let _log = logging::init(config.listener.access_log);
     let config_path = config.source.clone();
     let (gate, pass) = load(config)?;
     let gate = Arc::new(gate);
@@ -99,48 +105,61 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     runtime.block_on(async move {
         let listener = gate.bind().await?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        // Reloads keep the address the listener really has (it may come from --listen).
         let current: Current = Arc::new(ArcSwap::new(gate.clone()));
-        if let Some(setup) = &setup {
-            print_dev_guide(setup, addr.port());
-        }
-        println!(
-            "listening on https://{addr} (client_auth = {})",
-            mode_name(gate.config.client_auth)
-        );
-        let _ = std::io::stdout().flush();
-        if let Some(redirect) = gate.config.redirect_http {
+        // Before the gate says it is listening: from now on SIGHUP reloads.
+        let hup = reload::hangups().context("installing the SIGHUP handler")?;
+        let listener_config = gate.listener();
+        if let Some(redirect) = listener_config.redirect_http {
             let plain = tokio::net::TcpListener::bind(redirect)
                 .await
                 .with_context(|| format!("cannot listen on {redirect}"))?;
-            println!("redirecting http://{redirect} to HTTPS");
-            tokio::spawn(gate.clone().serve_redirects(plain, addr.port()));
+            logging::event(&format!(
+                "redirecting http://{} to HTTPS",
+                plain.local_addr()?
+            ));
+            tokio::spawn(portcullis_gate::serve_redirects(
+                current.clone(),
+                plain,
+                addr.port(),
+            ));
         }
-        if let Some(admin) = gate.config.admin {
+        if let Some(admin) = listener_config.admin {
             let l = tokio::net::TcpListener::bind(admin)
                 .await
                 .with_context(|| format!("cannot listen on {admin} (admin)"))?;
-            println!(
-                "admin on http://{} (/metrics, /healthz, /readyz)",
+            logging::event(&format!(
+                "admin on http://{} (/metrics, /healthz, /readyz, /config)",
                 l.local_addr()?
-            );
-            tokio::spawn(serve_admin(current.clone(), l));
+            ));
+            tokio::spawn(portcullis_gate::serve_admin(current.clone(), l));
         }
+        // Reloads keep the address the listener really has (it may come from --listen).
         tokio::spawn(reload::reload_forever(
             current.clone(),
             config_path,
             addr,
             pass,
+            hup,
             {
                 let current = current.clone();
                 move |event| report_reload(&current, event)
             },
         ));
-        let still_open = serve_current(current, listener, terminated()).await?;
+        if let Some(setup) = &setup {
+            print_dev_guide(setup, addr.port());
+            let _ = std::io::stdout().flush();
+        }
+        logging::event(&format!(
+            "listening on https://{addr} (client_auth = {})",
+            mode_name(gate.sites()[0].config().client_auth)
+        ));
+        let still_open = portcullis_gate::serve(current, listener, terminated()).await?;
         if still_open > 0 {
-            eprintln!("stopped; {still_open} connection(s) were still open after the grace period");
+            logging::event(&format!(
+                "stopped; {still_open} connection(s) were still open after the grace period"
+            ));
         } else {
-            println!("stopped");
+            logging::event("stopped");
         }
         Ok(())
     })
@@ -160,7 +179,7 @@ async fn terminated() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-    println!("shutting down: no new connections; finishing requests in flight");
+    logging::event("shutting down: no new connections; finishing requests in flight");
 }
 
 fn mode_name(m: ClientAuth) -> &'static str {
@@ -240,23 +259,22 @@ fn print_dev_guide(s: &DevSetup, port: u16) {
 }
 
 pub fn check(path: &Path) -> Result<()> {
-    let (gate, _) = load(Config::from_file(path)?)?;
-    let c = &gate.config;
+    let config = Config::from_file(path)?;
+    // Warnings (an expired CRL) print like the gate's own.
+    let _log = logging::init(logging::Format::Text);
+    let (gate, _) = load(config)?;
+    let l = gate.listener();
     println!("{}: OK", path.display());
-    println!("  listen       https://{}", c.listen);
-    if let Some(r) = c.redirect_http {
+    println!("  listen       https://{}", l.listen);
+    if let Some(r) = l.redirect_http {
         println!("  redirect     http://{r} -> https");
     }
-    for (i, site) in gate.sites.iter().enumerate() {
-        let s = &site.config;
+    for (i, site) in gate.sites().iter().enumerate() {
+        let s = site.config();
         if i == 0 {
-            let fallback = match c.no_sni {
-                portcullis_gate::config::NoSni::Default => {
-                    "also for clients without SNI or with an unknown name"
-                }
-                portcullis_gate::config::NoSni::Reject => {
-                    "clients without SNI or with an unknown name are refused"
-                }
+            let fallback = match l.no_sni {
+                NoSni::Default => "also for clients without SNI or with an unknown name",
+                NoSni::Reject => "clients without SNI or with an unknown name are refused",
             };
             println!("  default host ({fallback})");
         } else {
@@ -269,11 +287,11 @@ pub fn check(path: &Path) -> Result<()> {
         println!(
             "    certificate  {} for {}",
             s.cert.display(),
-            site.tls.cert_names.join(", ")
+            site.cert_names().join(", ")
         );
-        println!("    accepts Host {}", site.hosts().join(", "));
+        println!("    accepts Host {}", site.names().join(", "));
         println!("    client_auth  {}", mode_name(s.client_auth));
-        for ca in &site.tls.client_ca_subjects {
+        for ca in site.client_ca_subjects() {
             println!("    client CA    {ca}");
         }
         for p in &s.crl {

@@ -16,6 +16,8 @@ use portcullis_pki::{
 };
 use time::OffsetDateTime;
 
+pub mod raw;
+
 pub const P12_PASS: &str = "p12 password";
 pub const KEY_PASS: &str = "carol key passphrase";
 
@@ -96,14 +98,9 @@ impl Pki {
 
         // Certificates the CA would never issue, signed by it all the same.
         let now = OffsetDateTime::now_utc();
-        let raw = |name: &str, cn: &str, ou: &str, start: OffsetDateTime, end: OffsetDateTime| {
+        let raw = |name: &str, subject: Subject, start: OffsetDateTime, end: OffsetDateTime| {
             let key = KeyType::P256.generate().unwrap();
             let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
-            let subject = Subject {
-                common_name: cn.into(),
-                organizational_units: vec![ou.into()],
-                ..Default::default()
-            };
             let der = ca
                 .sign_raw(Kind::Client, &subject, &[], &spki, start, end)
                 .unwrap();
@@ -119,19 +116,39 @@ impl Pki {
             )
             .unwrap();
         };
+        let subject = |cn: &str, ous: &[&str]| Subject {
+            common_name: cn.into(),
+            organizational_units: ous.iter().map(|o| (*o).to_owned()).collect(),
+            ..Default::default()
+        };
+        let (hour_ago, tomorrow) = (
+            now - time::Duration::hours(1),
+            now + time::Duration::days(1),
+        );
         raw(
             "eve",
-            "eve",
-            "Admins",
+            subject("eve", &["Admins"]),
             now - time::Duration::days(60),
             now - time::Duration::days(1),
         );
         raw(
             "mallory",
-            "admin\0.attacker",
-            "Admins",
-            now - time::Duration::hours(1),
-            now + time::Duration::days(1),
+            subject("admin\0.attacker", &["Admins"]),
+            hour_ago,
+            tomorrow,
+        );
+        // Values that read as more than they are if the gate joins or prints them naively.
+        raw(
+            "trudy",
+            subject("mallory, OU=Admins", &["Users,Admins"]),
+            hour_ago,
+            tomorrow,
+        );
+        raw(
+            "rtl",
+            subject("bob\u{202e} nimda", &["Users"]),
+            hour_ago,
+            tomorrow,
         );
 
         let other = dir.path().join("other");
@@ -170,7 +187,68 @@ impl Pki {
                 },
             )
             .unwrap();
-        Pki { dir }
+        let pki = Pki { dir };
+        pki.two_cns();
+        pki
+    }
+
+    /// `twocn`: a client certificate with two CNs (`CN=alice` first, then `CN=mallory`) and
+    /// OU Users, signed by the intermediate with openssl (the CA issues one CN only).
+    fn two_cns(&self) {
+        let ext = self.path("twocn.ext");
+        std::fs::write(
+            &ext,
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
+        let issued = self.path("pki/issued");
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(self.dir.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        };
+        let key = issued.join("twocn.key");
+        let csr = self.path("twocn.csr");
+        let crt = self.path("twocn.leaf.pem");
+        run(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            csr.to_str().unwrap(),
+            "-subj",
+            "/CN=alice/CN=mallory/OU=Users",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            csr.to_str().unwrap(),
+            "-days",
+            "1",
+            "-CA",
+            "pki/intermediate.crt",
+            "-CAkey",
+            "pki/intermediate.key",
+            "-CAcreateserial",
+            "-extfile",
+            ext.to_str().unwrap(),
+            "-out",
+            crt.to_str().unwrap(),
+        ]);
+        // Leaf then intermediate, like the chain files the CA writes.
+        let chain = std::fs::read_to_string(&crt).unwrap()
+            + &std::fs::read_to_string(self.path("pki/intermediate.crt")).unwrap();
+        std::fs::write(issued.join("twocn.crt"), chain).unwrap();
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -196,7 +274,7 @@ impl Pki {
 
     /// `--cert` (chain) and `--key` paths of a client.
     pub fn client(&self, name: &str) -> (String, String) {
-        let chain = if ["eve", "mallory"].contains(&name) {
+        let chain = if ["eve", "mallory", "trudy", "rtl", "twocn"].contains(&name) {
             self.path(&format!("pki/issued/{name}.crt"))
         } else {
             self.path(&format!("pki/issued/{name}.chain.pem"))
@@ -300,9 +378,10 @@ impl Gate {
                 seen.push_str(&line);
                 seen.push('\n');
                 all_w.lock().unwrap().push_str(&format!("{line}\n"));
-                if let Some(rest) = line.strip_prefix("listening on https://") {
+                // A log line, text or JSON: "… listening on https://127.0.0.1:PORT …".
+                if let Some(rest) = line.split("listening on https://").nth(1) {
                     let port = rest
-                        .split_whitespace()
+                        .split([' ', '"'])
                         .next()
                         .unwrap()
                         .rsplit(':')

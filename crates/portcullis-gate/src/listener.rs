@@ -1,0 +1,579 @@
+//! Listeners and connections: TCP accept with connection limits, the TLS handshake (bounded
+//! in time) that turns a socket into a [`Connection`], HTTP/1.1 and h2 with the gate's
+//! limits, and each connection's watchdog (idle, write progress, age, revocation,
+//! shutdown). Also the admin and HTTP-redirect listeners.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use portcullis_policy::Identity;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::conn::{Activity, Connection, Peer, Verified};
+use crate::error::{Error, Result};
+use crate::gate::Gate;
+use crate::log;
+use crate::metrics::{Closed, Shed};
+use crate::outcome::{HandshakeOutcome, Rejection};
+use crate::pages;
+use crate::request;
+
+/// The gate in force. A reload stores a new one; the next request on every open
+/// connection is decided by it. Reading it takes no lock.
+pub type Current = Arc<ArcSwap<Gate>>;
+
+/// HTTP/2 streams a client may reset before the server accepted them, per connection:
+/// beyond this the connection is closed (GOAWAY ENHANCE_YOUR_CALM), which is h2's defence
+/// against rapid reset (CVE-2023-44487). hyper's default, set here so it is on record.
+const H2_PENDING_RESETS: usize = 20;
+/// Streams the server itself may reset for protocol errors before closing the connection.
+const H2_LOCAL_RESETS: usize = 256;
+
+impl Gate {
+    /// Binds the configured address.
+    pub async fn bind(&self) -> Result<TcpListener> {
+        let addr = self.listener().listen;
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })
+    }
+
+    /// An HTTP/1.1 + h2 connection builder with the gate's limits. CONTINUATION floods are
+    /// bounded by `max_header_list_size` (h2 ≥ 0.4.4 closes a connection that sends more
+    /// CONTINUATION frames than that size can need).
+    pub fn http_builder(&self) -> auto::Builder<TokioExecutor> {
+        let limits = self.listener().limits;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(limits.header_timeout_secs))
+            .max_buf_size(limits.max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(limits.h2_max_concurrent_streams)
+            .max_pending_accept_reset_streams(H2_PENDING_RESETS)
+            .max_local_error_reset_streams(H2_LOCAL_RESETS);
+        builder
+    }
+
+    /// The TLS half of the gate, for servers of your own (see [`crate::embed`]): the
+    /// handshake, bounded by `handshake_timeout_secs`, then the client's identity, parsed
+    /// once. `None` when the handshake fails or the certificate is refused.
+    pub async fn accept(
+        &self,
+        tcp: TcpStream,
+        peer_addr: SocketAddr,
+    ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Arc<Connection>)> {
+        let metrics = &self.shared.metrics;
+        let fail = |outcome: HandshakeOutcome, detail: &str| {
+            metrics.handshake(outcome);
+            log::handshake_failed(peer_addr, outcome, detail);
+            None
+        };
+        let _ = tcp.set_nodelay(true);
+        // Read the ClientHello first: its SNI chooses the site, and so the certificate,
+        // the client CAs and the client-auth mode of the handshake.
+        let handshake = async {
+            let start =
+                tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
+                    .await
+                    .map_err(|e| (crate::tls::handshake_failure(&e), e.to_string()))?;
+            let sni = start.client_hello().server_name().map(str::to_owned);
+            let Some(site) = self.site_for(sni.as_deref()).cloned() else {
+                // Refuse with a TLS alert rather than a silent close, so the client can
+                // tell a refusal from a network fault.
+                let _ = start.into_stream(self.refusing.clone()).await;
+                return Err((
+                    HandshakeOutcome::NoHost,
+                    format!(
+                        "no host serves {:?} and no_sni = \"reject\"",
+                        sni.as_deref().unwrap_or("(no SNI)")
+                    ),
+                ));
+            };
+            let stream = start
+                .into_stream(site.tls.server_config.clone())
+                .await
+                .map_err(|e| (crate::tls::handshake_failure(&e), e.to_string()))?;
+            Ok((stream, site))
+        };
+        let limit = Duration::from_secs(self.listener().limits.handshake_timeout_secs);
+        let (tls, site) = match tokio::time::timeout(limit, handshake).await {
+            Ok(Ok(s)) => s,
+            Ok(Err((outcome, detail))) => return fail(outcome, &detail),
+            Err(_) => return fail(HandshakeOutcome::Timeout, "no complete handshake in time"),
+        };
+        let (_, session) = tls.get_ref();
+        let sni = session.server_name().map(str::to_owned);
+        let chain = session.peer_certificates().filter(|c| !c.is_empty());
+        let peer = match chain {
+            Some(chain) => {
+                // With invalid_cert = "anonymous" the handshake deferred chain
+                // verification to here; this check is what makes an identity possible.
+                // A resumed session skipped verification in the handshake; check the
+                // certificate again now, against today's CAs and CRLs.
+                let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                let verifier = match (&site.tls.deferred, resumed) {
+                    (Some(v), _) => Some(v),
+                    (None, true) => site.tls.recheck.as_ref(),
+                    (None, false) => None,
+                };
+                let verdict = match verifier {
+                    Some(v) => v
+                        .verify_client_cert(
+                            &chain[0],
+                            &chain[1..],
+                            rustls::pki_types::UnixTime::now(),
+                        )
+                        .map(drop)
+                        .map_err(|e| crate::tls::rejection(&e)),
+                    None => Ok(()),
+                };
+                let identity = verdict.and_then(|()| {
+                    Identity::from_der(&chain[0]).map_err(|_| Rejection::InvalidSubject)
+                });
+                match identity {
+                    Ok(identity) => Peer::Verified(Box::new(Verified::new(identity, chain))),
+                    Err(why) if site.tls.deferred.is_some() => Peer::Failed(why),
+                    // A verified certificate whose fields we refuse to interpret (a NUL in
+                    // the CN, …), or a resumed session whose certificate is now refused,
+                    // gets nothing: fail closed, close the connection.
+                    Err(why) => {
+                        let detail = if resumed {
+                            "resumed session; the certificate was checked again and refused"
+                        } else {
+                            "the certificate's subject cannot be used as an identity"
+                        };
+                        return fail(HandshakeOutcome::Refused(why), detail);
+                    }
+                }
+            }
+            None => Peer::Anonymous,
+        };
+        let registration = match (&peer, chain) {
+            (Peer::Verified(_), Some(chain)) if self.listener().close_revoked_connections => {
+                Some(self.shared.registry.register(chain, site.key()))
+            }
+            _ => None,
+        };
+        let conn = Connection::new(
+            peer_addr,
+            sni.as_deref(),
+            peer,
+            site,
+            self.generation,
+            registration,
+        );
+        metrics.handshake(HandshakeOutcome::Ok);
+        Some((tls, Arc::new(conn)))
+    }
+}
+
+// === accept loop ===
+
+/// Open connections per client address, for `max_connections_per_client`. The lock is
+/// taken when a connection opens and closes, never per request.
+#[derive(Debug, Default)]
+struct PerClient(Mutex<HashMap<IpAddr, usize>>);
+
+/// One client's connection slot; returned when dropped.
+struct ClientSlot(Arc<PerClient>, IpAddr);
+
+impl PerClient {
+    fn enter(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<ClientSlot> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if limit > 0 && *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot(self.clone(), ip))
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut map = (self.0).0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` completes, then stops accepting, lets every open
+/// connection finish the request it is serving (and close), and returns once they have —
+/// or after `shutdown_grace_secs`. Returns the number of connections still open at the
+/// deadline.
+///
+/// Each connection runs on its own task. Connections beyond `max_connections`, or beyond
+/// `max_connections_per_client` for one address, are closed at once.
+pub async fn serve(
+    current: Current,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<usize> {
+    let max = current.load().listener().limits.max_connections;
+    let slots = Arc::new(Semaphore::new(max));
+    let per_client = Arc::new(PerClient::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = &mut shutdown => break,
+        };
+        let (tcp, peer_addr) = match accepted {
+            Ok(c) => c,
+            // Out of file descriptors and similar: back off instead of spinning.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let gate = current.load_full();
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            gate.shared.metrics.shed(Shed::MaxConnections);
+            continue;
+        };
+        let limit = gate.listener().limits.max_connections_per_client;
+        let Some(client_slot) = per_client.enter(peer_addr.ip(), limit) else {
+            gate.shared.metrics.shed(Shed::PerClient);
+            continue;
+        };
+        let current = current.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            connection(current, gate, tcp, peer_addr, stop).await;
+            drop((permit, client_slot));
+        });
+    }
+    drop(listener);
+    let gate = current.load_full();
+    gate.shared.metrics.set_ready(false);
+    let grace = Duration::from_secs(gate.listener().limits.shutdown_grace_secs);
+    // Every connection finishes the request it is serving and closes; each returns its
+    // slot when done, so holding all slots means all are done.
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    match tokio::time::timeout(grace, slots.acquire_many(all)).await {
+        Ok(_) => Ok(0),
+        Err(_) => Ok(max - slots.available_permits()),
+    }
+}
+
+/// One connection, from the handshake to the close. `gate` is the configuration in force
+/// when it was accepted: its TLS settings and limits apply to the whole connection, while
+/// each request is decided by the gate in `current` at that moment.
+async fn connection(
+    current: Current,
+    gate: Arc<Gate>,
+    tcp: TcpStream,
+    peer_addr: SocketAddr,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some((tls, conn)) = gate.accept(tcp, peer_addr).await else {
+        return;
+    };
+    let shared = gate.shared.clone();
+    shared.metrics.connection_opened();
+    let _open = OpenGuard(&shared.metrics);
+    let revoked = conn.registration.as_ref().map(|r| r.close.clone());
+    let limits = gate.listener().limits;
+    let idle_limit = Duration::from_secs(limits.idle_timeout_secs);
+    let write_limit = Duration::from_secs(limits.write_timeout_secs);
+    let max_age = (limits.max_connection_age_secs > 0)
+        .then(|| Duration::from_secs(limits.max_connection_age_secs));
+    let activity = conn.activity.clone();
+    let service = {
+        let (current, shared, conn) = (current.clone(), shared.clone(), conn.clone());
+        service_fn(move |req| {
+            let (current, shared, conn) = (current.clone(), shared.clone(), conn.clone());
+            async move { Ok::<_, Infallible>(request::handle(&current, &shared, &conn, req).await) }
+        })
+    };
+    let builder = gate.http_builder();
+    drop(gate);
+    let io = TokioIo::new(Written {
+        inner: tls,
+        activity: activity.clone(),
+    });
+    let mut serving = std::pin::pin!(builder.serve_connection(io, service));
+    let tick =
+        (idle_limit.min(write_limit) / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut draining = false;
+    // Per kind of waiting (see `Activity::waiting`): since when, and the progress then.
+    let mut waits: [(Option<Instant>, u64); 2] = [(None, 0); 2];
+    loop {
+        tokio::select! {
+            _ = serving.as_mut() => return,
+            _ = stop.wait_for(|stop| *stop), if !draining => {
+                serving.as_mut().graceful_shutdown();
+                draining = true;
+            }
+            () = async {
+                match &revoked {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            }, if !draining => {
+                serving.as_mut().graceful_shutdown();
+                draining = true;
+            }
+            () = tokio::time::sleep(tick) => {
+                // A client that stops taking what it asked for is cut, draining or not:
+                // graceful shutdown would wait for it forever.
+                for ((waiting, progress), (since, last)) in activity.waiting().into_iter().zip(&mut waits) {
+                    if !waiting {
+                        *since = None;
+                    } else if progress != *last || since.is_none() {
+                        *since = Some(Instant::now());
+                    }
+                    *last = progress;
+                }
+                if waits.iter().any(|(since, _)| since.is_some_and(|t| t.elapsed() >= write_limit)) {
+                    shared.metrics.closed(Closed::Stalled);
+                    return;
+                }
+                if draining {
+                    // Nothing in flight and still open (an h2 client that ignores GOAWAY).
+                    if activity.idle() >= write_limit {
+                        shared.metrics.closed(Closed::Drain);
+                        return;
+                    }
+                } else if activity.idle() >= idle_limit
+                    || max_age.is_some_and(|m| activity.age() >= m)
+                {
+                    serving.as_mut().graceful_shutdown();
+                    draining = true;
+                }
+            }
+        }
+    }
+}
+
+/// Decrements the open-connections gauge however the connection task ends.
+struct OpenGuard<'a>(&'a crate::metrics::Metrics);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.connection_closed();
+    }
+}
+
+/// The client's socket, telling the connection's [`Activity`] when writes complete and
+/// when they have to wait: the write-progress limit needs to know that the client stopped
+/// reading.
+struct Written<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Written<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> Written<T> {
+    fn track<R: Copy + Into<usize>>(
+        &self,
+        polled: Poll<std::io::Result<R>>,
+    ) -> Poll<std::io::Result<R>> {
+        match &polled {
+            Poll::Ready(Ok(n)) => self.activity.wrote(Some((*n).into())),
+            Poll::Pending => self.activity.wrote(None),
+            Poll::Ready(Err(_)) => {}
+        }
+        polled
+    }
+}
+
+/// A flush moves no new bytes of its own: it counts as "not waiting", not as progress.
+#[derive(Clone, Copy)]
+struct Flushed;
+
+impl From<Flushed> for usize {
+    fn from(_: Flushed) -> usize {
+        0
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Written<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.track(polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.track(polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.track(polled.map_ok(|()| Flushed)).map_ok(drop)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+// === admin and redirect listeners ===
+
+/// Serves the admin listener: `/metrics` (Prometheus text), `/healthz` (the process is
+/// up), `/readyz` (accepting connections; 503 while draining) and `/config` (the version
+/// and load time of the configuration in force).
+pub async fn serve_admin(current: Current, listener: TcpListener) -> Result<()> {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let current = current.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let gate = current.load_full();
+                async move { Ok::<_, Infallible>(admin_page(&gate, req.uri().path())) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+fn admin_page(gate: &Gate, path: &str) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    let (status, content_type, body) = match path {
+        "/metrics" => {
+            let now = x509_parser::time::ASN1Time::now().timestamp();
+            let expiry: Vec<(&'static str, String, f64)> = gate
+                .sites()
+                .iter()
+                .flat_map(|site| site.tls.expiry.iter())
+                .map(|(k, s, t)| (*k, s.clone(), (t - now) as f64 / 86_400.0))
+                .collect();
+            (
+                200,
+                crate::metrics::CONTENT_TYPE,
+                gate.shared.metrics.render(&expiry, log::dropped()),
+            )
+        }
+        "/healthz" => (200, "text/plain", "ok\n".to_owned()),
+        "/config" => {
+            let (version, loaded_at) = gate.version();
+            (
+                200,
+                "application/json",
+                serde_json::json!({
+                    "version": version,
+                    "loaded_at": loaded_at,
+                    "file": gate.config().source,
+                })
+                .to_string(),
+            )
+        }
+        "/readyz" if !gate.shared.metrics.ready() => (503, "text/plain", "draining\n".to_owned()),
+        "/readyz" => (200, "text/plain", "ready\n".to_owned()),
+        _ => (
+            404,
+            "text/plain",
+            "not found: try /metrics, /healthz, /readyz or /config\n".to_owned(),
+        ),
+    };
+    let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+/// Serves the plain-HTTP listener: a request for one of the gate's names gets a 308 to
+/// HTTPS on `https_port` (the port the TLS listener really bound); any other Host gets
+/// 400, so the listener is never an open redirect.
+pub async fn serve_redirects(
+    current: Current,
+    listener: TcpListener,
+    https_port: u16,
+) -> Result<()> {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let current = current.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let gate = current.load_full();
+                async move { Ok::<_, Infallible>(redirect(&gate, &req, https_port)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+fn redirect<B>(gate: &Gate, req: &http::Request<B>, https_port: u16) -> pages::Page {
+    let checked = request::check_authority(req.version(), req.uri(), req.headers(), None, |h| {
+        gate.sites().iter().any(|s| s.serves(h))
+    });
+    let Ok(authority) = checked else {
+        return pages::Pages::default().refusal(
+            &pages::Refusal::BadRequest("this server redirects only its own host names to HTTPS"),
+            false,
+        );
+    };
+    let host = authority.host();
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    pages::redirect(&format!("https://{host}{port}{pq}"))
+}

@@ -1,0 +1,108 @@
+//! Stage 5: the gate's own headers, added last — the identity of the connection under the
+//! configuration in force, and the forwarding headers with the checked authority — then the
+//! upstream, or the built-in page.
+
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, Uri, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+
+use super::authority::Authority;
+use crate::conn::{Binding, Connection};
+use crate::metrics::Metrics;
+use crate::names::StrippedTrailers;
+use crate::pages::{self, Page, Refusal};
+use crate::site::Site;
+
+/// Adds the identity and forwarding headers. Stage 3 has removed every inbound copy, so
+/// `insert` leaves exactly one line of each.
+pub fn add_headers(
+    headers: &mut HeaderMap,
+    conn: &Connection,
+    binding: &Binding,
+    authority: &Authority,
+) {
+    headers.reserve(binding.headers.len() + 5);
+    for (name, value) in &binding.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    headers.insert(header::HOST, authority.value().clone());
+    headers.insert("x-forwarded-for", conn.forwarded_for.clone());
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    headers.insert("x-forwarded-host", authority.value().clone());
+    // The authority's syntax admits no quote or backslash: it is safe in a quoted-string.
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{};host=\"{}\"",
+        conn.forwarded_prefix,
+        authority.as_str()
+    )) {
+        headers.insert(header::FORWARDED, v);
+    }
+}
+
+/// The built-in "who am I" page.
+pub fn whoami(conn: &Connection, binding: &Binding, path: &str, html: bool) -> Page {
+    let roles: Vec<&str> = binding.role_names.iter().map(String::as_str).collect();
+    pages::whoami(
+        conn.verified().map(|v| (&v.identity, roles.as_slice())),
+        path,
+        html,
+    )
+}
+
+/// Sends the request to the site's upstream. The request already carries the canonical
+/// path and the gate's headers. Returns the response (or a 502/504 page) and the time to
+/// the upstream's response headers.
+pub async fn upstream(
+    site: &Site,
+    timeout: Duration,
+    metrics: &Metrics,
+    mut parts: Parts,
+    body: Incoming,
+    authority: &Authority,
+    html: bool,
+) -> (Response<pages::Body>, Option<Duration>) {
+    let refuse = |r: Refusal<'_>| (site.pages.refusal(&r, html).map(Either::Right), None);
+    let Some(client) = &site.client else {
+        return refuse(Refusal::BadGateway);
+    };
+    // The URI names the checked host (the h2 upstream's :authority); the client's
+    // connector always dials the configured upstream.
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(authority.as_str())
+        .path_and_query(parts.uri.path_and_query().map_or("/", |p| p.as_str()))
+        .build();
+    let Ok(uri) = uri else {
+        return refuse(Refusal::BadRequest("the query string is not valid"));
+    };
+    parts.uri = uri;
+    parts.version = if site.upstream_http2() {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    let req = Request::from_parts(parts, StrippedTrailers::new(body, site.headers.clone()));
+    let sent = std::time::Instant::now();
+    match tokio::time::timeout(timeout, client.request(req)).await {
+        Ok(Ok(resp)) => {
+            let (mut parts, body) = resp.into_parts();
+            super::headers::sanitize_response(&mut parts.headers);
+            (
+                Response::from_parts(parts, Either::Left(body)),
+                Some(sent.elapsed()),
+            )
+        }
+        Ok(Err(_)) => {
+            metrics.upstream_error(false);
+            refuse(Refusal::BadGateway)
+        }
+        Err(_) => {
+            metrics.upstream_error(true);
+            refuse(Refusal::GatewayTimeout)
+        }
+    }
+}

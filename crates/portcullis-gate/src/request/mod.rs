@@ -1,0 +1,293 @@
+//! One request through the gate. The stages run in this order, and the order is the point:
+//!
+//! 0. **Binding** — the connection's standing under the configuration in force, so a
+//!    reload decides the next request on every open connection (SECURITY.md rule 9).
+//! 1. **Canonical** ([`canonical`]) — the method and path in the one form everything after
+//!    judges and the upstream receives (rule 2): 400.
+//! 2. **Authority** ([`authority`]) — exactly one valid host, a name of this site, the name
+//!    the connection was made for (rule 4): 400 or 421.
+//! 3. **Headers** ([`headers`]) — hop-by-hop fields and every inbound spelling of a name the
+//!    gate speaks for are removed before anything is added (rule 3).
+//! 4. **Authorize** ([`authorize`]) — the current policy and roles: 401 or 403 (rule 1).
+//! 5. **Forward** ([`forward`]) — the gate's own headers are added, last; then the upstream
+//!    or the built-in page.
+//!
+//! Stages 0–4 are [`admit`], shared by `portcullis serve` and the embedding layer. Every
+//! failure becomes a response: nothing escapes to hyper, which would drop the connection
+//! without an answer.
+
+mod authority;
+mod authorize;
+mod canonical;
+mod forward;
+mod headers;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response, Uri};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use crate::conn::{Binding, Connection, Peer, Tracked};
+use crate::gate::{Gate, Shared};
+use crate::log;
+use crate::outcome::Decision;
+use crate::pages::{self, Page, Pages, Refusal};
+
+pub(crate) use authority::{Authority, check as check_authority};
+
+/// The response body of `portcullis serve`: the upstream's or a page, counted as in flight
+/// until it is delivered.
+pub type Body = Tracked<Either<Incoming, Full<Bytes>>>;
+
+/// A request the gate lets through: under which binding, by which rule, and for which
+/// checked authority.
+#[derive(Debug)]
+pub struct Admitted {
+    pub binding: Arc<Binding>,
+    pub rule: usize,
+    pub authority: Authority,
+    /// Whether the client asked for HTML, for pages rendered later.
+    pub html: bool,
+}
+
+/// A refused request: the page to answer with, and what decided it.
+#[derive(Debug)]
+pub struct Refused {
+    pub page: Page,
+    pub decision: Decision,
+    pub rule: Option<usize>,
+}
+
+/// Stages 0 to 4. On success `parts` carries the canonical path and no hop-by-hop or
+/// refused headers; the gate's own headers are not added yet. Counts the decision.
+// The error holds a whole response, built only on the refusal path; boxing it would add
+// an allocation there and save nothing on the hot path.
+#[allow(clippy::result_large_err)]
+pub fn admit(gate: &Gate, conn: &Connection, parts: &mut Parts) -> Result<Admitted, Refused> {
+    let html = pages::wants_html(&parts.headers);
+    let metrics = &gate.shared.metrics;
+    let refuse = |pages: &Pages, r: Refusal<'_>, decision: Decision, rule: Option<usize>| {
+        metrics.decision(decision);
+        Refused {
+            page: pages.refusal(&r, html),
+            decision,
+            rule,
+        }
+    };
+
+    // 0. The connection's standing now. A connection whose site is gone (a reload removed
+    // the host it was made for) is never judged by another site's rules.
+    let Some(binding) = conn.binding(gate.generation, gate.sites(), gate.listener().no_sni) else {
+        let r = Refusal::Misdirected {
+            connection_host: conn.sni.as_deref().unwrap_or("(no SNI)"),
+            request_host: "this host",
+        };
+        return Err(refuse(&Pages::default(), r, Decision::Misdirected, None));
+    };
+    let site = &binding.site;
+
+    // 1. Canonical method and path.
+    let path = match canonical::check(&parts.method, parts.uri.path()) {
+        Ok(p) => p,
+        Err(e) => {
+            let why = e.to_string();
+            return Err(refuse(
+                &site.pages,
+                Refusal::BadRequest(&why),
+                Decision::BadRequest,
+                None,
+            ));
+        }
+    };
+
+    // 2. Authority.
+    let authority = match authority::check(
+        parts.version,
+        &parts.uri,
+        &parts.headers,
+        conn.sni.as_deref(),
+        |h| site.serves(h),
+    ) {
+        Ok(a) => a,
+        Err(p) if p.misdirected() => {
+            let request_host = request_host(&parts.uri, &parts.headers);
+            let r = Refusal::Misdirected {
+                connection_host: conn
+                    .sni
+                    .as_deref()
+                    .unwrap_or("(no SNI: this server's default names)"),
+                request_host: &request_host,
+            };
+            return Err(refuse(&site.pages, r, Decision::Misdirected, None));
+        }
+        Err(p) => {
+            let why = p.to_string();
+            return Err(refuse(
+                &site.pages,
+                Refusal::BadRequest(&why),
+                Decision::BadRequest,
+                None,
+            ));
+        }
+    };
+
+    // 3. Headers: theirs out, before ours go in (stage 5).
+    headers::sanitize(&mut parts.headers, &site.headers);
+
+    // 4. Policy.
+    let policy = &site.config().policy;
+    let rule = match authorize::decide(
+        policy,
+        binding.roles,
+        parts.method.as_str(),
+        authority.host(),
+        &path,
+    ) {
+        Ok(rule) => rule,
+        Err(denied) => {
+            let who = conn.verified().map_or("anonymous", |v| v.label.as_str());
+            let rule = denied.rule();
+            let (r, d) = match &denied {
+                authorize::Denied::Unauthenticated { .. } => match conn.peer {
+                    Peer::Failed(why) => (
+                        Refusal::CertificateRefused(why.as_str()),
+                        Decision::Unauthenticated,
+                    ),
+                    _ => (Refusal::NoCertificate, Decision::Unauthenticated),
+                },
+                authorize::Denied::Forbidden { needs, .. } => {
+                    (Refusal::Forbidden { who, needs }, Decision::Forbidden)
+                }
+                authorize::Denied::NoRule => (Refusal::NoRule { who }, Decision::NoRule),
+            };
+            return Err(refuse(&site.pages, r, d, rule));
+        }
+    };
+
+    // The request carries the path that was judged (usually it already did: no copy).
+    let changed = match path.into_cow() {
+        std::borrow::Cow::Owned(canonical) => Some(canonical),
+        std::borrow::Cow::Borrowed(_) => None,
+    };
+    if let Some(canonical) = changed {
+        let pq = match parts.uri.query() {
+            Some(q) => format!("{canonical}?{q}"),
+            None => canonical,
+        };
+        let mut uri = parts.uri.clone().into_parts();
+        let rebuilt = pq.parse().ok().and_then(|p| {
+            uri.path_and_query = Some(p);
+            Uri::from_parts(uri).ok()
+        });
+        match rebuilt {
+            Some(u) => parts.uri = u,
+            None => {
+                let r = Refusal::BadRequest("the request target is not valid");
+                return Err(refuse(&site.pages, r, Decision::BadRequest, None));
+            }
+        }
+    }
+    metrics.decision(Decision::Allow);
+    Ok(Admitted {
+        binding,
+        rule,
+        authority,
+        html,
+    })
+}
+
+/// The host a refused request asked for, for the 421 page.
+fn request_host(uri: &Uri, headers: &http::HeaderMap) -> String {
+    uri.authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default()
+}
+
+/// The whole pipeline for `portcullis serve`: [`admit`], then the upstream or the built-in
+/// page; then metrics and the access log.
+pub async fn handle(
+    current: &arc_swap::ArcSwap<Gate>,
+    shared: &Shared,
+    conn: &Connection,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let busy = conn.activity.begin();
+    let start = Instant::now();
+    let (mut parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    // Read what this request needs from the configuration in force, then let it go: a
+    // reload during a slow upstream call does not keep the old gate alive.
+    let (admitted, timeout, logging) = {
+        let gate = current.load();
+        let listener = gate.listener();
+        (
+            admit(&gate, conn, &mut parts),
+            Duration::from_secs(listener.limits.upstream_timeout_secs),
+            listener.access_log != log::Format::Off,
+        )
+    };
+    let path = logging.then(|| parts.uri.path().to_owned());
+    let (resp, decision, rule, upstream_time) = match admitted {
+        Ok(a) => {
+            let site = &a.binding.site;
+            let (resp, upstream_time) = if site.client.is_some() {
+                forward::add_headers(&mut parts.headers, conn, &a.binding, &a.authority);
+                forward::upstream(
+                    site,
+                    timeout,
+                    &shared.metrics,
+                    parts,
+                    body,
+                    &a.authority,
+                    a.html,
+                )
+                .await
+            } else {
+                let page = forward::whoami(conn, &a.binding, parts.uri.path(), a.html);
+                (page.map(Either::Right), None)
+            };
+            (resp, Decision::Allow, Some(a.rule), upstream_time)
+        }
+        Err(r) => (r.page.map(Either::Right), r.decision, r.rule, None),
+    };
+    let elapsed = start.elapsed();
+    let status = resp.status().as_u16();
+    shared.metrics.response(status, elapsed.as_secs_f64());
+    if let Some(path) = &path {
+        let (identity, fingerprint) = match &conn.peer {
+            Peer::Verified(v) => (
+                v.label.clone(),
+                Some(v.identity.fingerprint_sha256.as_str()),
+            ),
+            Peer::Anonymous => ("anonymous".to_owned(), None),
+            Peer::Failed(why) => (format!("anonymous(FAILED:{})", why.as_str()), None),
+        };
+        log::request(&log::RequestLine {
+            client: conn.peer_addr,
+            sni: conn.sni.as_deref(),
+            identity: &identity,
+            fingerprint,
+            method: method.as_str(),
+            path,
+            rule,
+            decision,
+            status,
+            bytes: hyper::body::Body::size_hint(resp.body()).exact(),
+            upstream: upstream_time,
+            total: elapsed,
+        });
+    }
+    // The body stays in flight until it is delivered; the handler itself is done.
+    drop(busy);
+    resp.map(|b| Tracked::new(b, &conn.activity))
+}

@@ -1,0 +1,176 @@
+//! A site: one virtual host with its TLS configuration, policy, header names, pages and
+//! upstream client, and the choice of a site by SNI.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::{ListenerConfig, NoSni, SiteConfig, Upstream};
+use crate::error::Result;
+use crate::names::{Names, StrippedTrailers};
+use crate::pages::Pages;
+use crate::tls::{self, SiteTls};
+
+/// What the gate sends upstream as a request body: the client's, minus refused trailers.
+pub type UpstreamBody = StrippedTrailers<hyper::body::Incoming>;
+
+/// Dials the configured upstream whatever host a request's URI names. Requests carry the
+/// checked client-facing authority in their URI — an h2c upstream reads it as
+/// `:authority` — while the connection always goes to the upstream's own address.
+#[derive(Debug, Clone)]
+pub struct UpstreamConnector {
+    inner: HttpConnector,
+    target: http::Uri,
+}
+
+impl tower_service::Service<http::Uri> for UpstreamConnector {
+    type Response = <HttpConnector as tower_service::Service<http::Uri>>::Response;
+    type Error = <HttpConnector as tower_service::Service<http::Uri>>::Error;
+    type Future = <HttpConnector as tower_service::Service<http::Uri>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, _requested: http::Uri) -> Self::Future {
+        self.inner.call(self.target.clone())
+    }
+}
+
+/// One virtual host, immutable once loaded.
+pub struct Site {
+    config: SiteConfig,
+    pub(crate) tls: SiteTls,
+    /// Host names clients may ask for (lower case): `server_names`, or the certificate's.
+    names: Vec<String>,
+    pub(crate) headers: Arc<Names>,
+    pub(crate) pages: Pages,
+    pub(crate) client: Option<Client<UpstreamConnector, UpstreamBody>>,
+}
+
+impl std::fmt::Debug for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Site")
+            .field("names", &self.names)
+            .field("client_auth", &self.config.client_auth)
+            .field("upstream", &self.config.upstream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Site {
+    pub(crate) fn load(
+        config: SiteConfig,
+        key_passphrase: Option<&portcullis_pki::Passphrase>,
+        listener: &ListenerConfig,
+        ticketer: Arc<dyn rustls::server::ProducesTickets>,
+    ) -> Result<Site> {
+        let tls = tls::load(&config, key_passphrase, ticketer)?;
+        let names = if config.server_names.is_empty() {
+            tls.cert_names.clone()
+        } else {
+            config.server_names.clone()
+        };
+        let client = match &config.upstream {
+            Upstream::Http { authority, http2 } => {
+                let mut connector = HttpConnector::new();
+                connector.set_nodelay(true);
+                connector.set_connect_timeout(Some(Duration::from_secs(
+                    listener.limits.upstream_connect_timeout_secs,
+                )));
+                let mut builder = Client::builder(TokioExecutor::new());
+                builder.pool_idle_timeout(Duration::from_secs(60));
+                if *http2 {
+                    builder.http2_only(true);
+                }
+                let target = http::Uri::builder()
+                    .scheme("http")
+                    .authority(authority.clone())
+                    .path_and_query("/")
+                    .build()
+                    .map_err(|e| crate::error::Error::Invalid {
+                        path: config.source.clone(),
+                        reason: format!("upstream: {e}"),
+                    })?;
+                Some(builder.build(UpstreamConnector {
+                    inner: connector,
+                    target,
+                }))
+            }
+            Upstream::Whoami => None,
+        };
+        Ok(Site {
+            headers: Arc::new(Names::new(&config.headers)),
+            pages: Pages::load(config.pages_dir.as_deref())?,
+            names,
+            tls,
+            client,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &SiteConfig {
+        &self.config
+    }
+
+    /// Host names this site accepts in `Host` / `:authority`.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Whether requests go to the upstream as h2c.
+    pub(crate) fn upstream_http2(&self) -> bool {
+        matches!(self.config.upstream, Upstream::Http { http2: true, .. })
+    }
+
+    /// Whether `host` (without port) is one of this site's names.
+    pub(crate) fn serves(&self, host: &str) -> bool {
+        self.names.iter().any(|n| n.eq_ignore_ascii_case(host))
+    }
+
+    /// The DNS and IP names of the served certificate.
+    pub fn cert_names(&self) -> &[String] {
+        &self.tls.cert_names
+    }
+
+    /// Subjects of the CAs that issue client certificates.
+    pub fn client_ca_subjects(&self) -> &[String] {
+        &self.tls.client_ca_subjects
+    }
+
+    /// CRLs past their nextUpdate, described for a warning.
+    pub fn expired_crls(&self) -> &[String] {
+        &self.tls.expired_crls
+    }
+
+    /// A name that stays the same across reloads: the first server name, or empty for the
+    /// default site. A connection stays with the site it was authenticated for.
+    pub(crate) fn key(&self) -> &str {
+        self.config.server_names.first().map_or("", String::as_str)
+    }
+}
+
+/// The site for an SNI name: the host that lists it, else the default site (the first),
+/// or `None` when `no_sni = "reject"`.
+pub(crate) fn site_for<'a>(
+    sites: &'a [Arc<Site>],
+    no_sni: NoSni,
+    sni: Option<&str>,
+) -> Option<&'a Arc<Site>> {
+    if let Some(name) = sni {
+        let hosts = sites.get(1..).unwrap_or_default();
+        if let Some(site) = hosts.iter().chain(sites.first()).find(|s| s.serves(name)) {
+            return Some(site);
+        }
+    }
+    match no_sni {
+        NoSni::Default => sites.first(),
+        NoSni::Reject => None,
+    }
+}

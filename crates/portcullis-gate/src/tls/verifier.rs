@@ -1,0 +1,144 @@
+//! Client-certificate verification beyond rustls's own: the deferred verifier of
+//! `invalid_cert = "anonymous"`, and what a refusal means.
+
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+use crate::outcome::{HandshakeOutcome, Rejection};
+
+// === impl DeferredVerifier ===
+
+/// For `invalid_cert = "anonymous"` only: lets the TLS handshake complete when the client
+/// presents a certificate that fails chain verification, so the gate can answer with a
+/// page ("your certificate is expired") instead of a bare handshake failure — like nginx's
+/// `ssl_verify_client optional_no_ca` with `$ssl_client_verify`.
+///
+/// Verification is moved, not removed: the proof of possession (the client's handshake
+/// signature) is still checked here, and the gate runs the real verifier, `inner`, on the
+/// chain right after the handshake (`SiteTls::deferred`). Only a chain that passes becomes an
+/// identity; any other is anonymous, with the failure reason in `X-Client-Verify`.
+#[derive(Debug)]
+pub(super) struct DeferredVerifier {
+    pub(super) inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for DeferredVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        // Deferred to `SiteTls::deferred`, which the gate runs after the handshake.
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// How a failed handshake ended, for logs and metrics.
+pub fn handshake_failure(e: &std::io::Error) -> HandshakeOutcome {
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return HandshakeOutcome::Io;
+    };
+    match tls {
+        rustls::Error::NoCertificatesPresented => HandshakeOutcome::NoCertificate,
+        // The client refused us (often: it does not trust the server certificate).
+        rustls::Error::AlertReceived(_) => HandshakeOutcome::PeerAlert,
+        rustls::Error::InvalidCertificate(_) => HandshakeOutcome::Refused(rejection(tls)),
+        _ => HandshakeOutcome::Protocol,
+    }
+}
+
+/// Why a client certificate was refused.
+pub fn rejection(e: &rustls::Error) -> Rejection {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::Expired | C::ExpiredContext { .. } => Rejection::Expired,
+            C::NotValidYet | C::NotValidYetContext { .. } => Rejection::NotYetValid,
+            C::Revoked => Rejection::Revoked,
+            C::UnknownIssuer => Rejection::UnknownCa,
+            C::UnknownRevocationStatus => Rejection::RevocationUnknown,
+            C::ExpiredRevocationList | C::ExpiredRevocationListContext { .. } => {
+                Rejection::CrlExpired
+            }
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => Rejection::WrongPurpose,
+            _ => Rejection::BadCertificate,
+        },
+        _ => Rejection::BadCertificate,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_keep_their_reason_on_every_path() {
+        use rustls::CertificateError as C;
+        let cases = [
+            (C::Expired, Rejection::Expired),
+            (C::NotValidYet, Rejection::NotYetValid),
+            (C::Revoked, Rejection::Revoked),
+            (C::UnknownIssuer, Rejection::UnknownCa),
+            (C::UnknownRevocationStatus, Rejection::RevocationUnknown),
+            (C::ExpiredRevocationList, Rejection::CrlExpired),
+            (C::InvalidPurpose, Rejection::WrongPurpose),
+            (C::BadSignature, Rejection::BadCertificate),
+            (C::BadEncoding, Rejection::BadCertificate),
+        ];
+        for (cert_error, want) in cases {
+            let e = rustls::Error::InvalidCertificate(cert_error);
+            assert_eq!(rejection(&e), want);
+            let io = std::io::Error::other(e);
+            assert_eq!(handshake_failure(&io), HandshakeOutcome::Refused(want));
+        }
+        assert_eq!(
+            handshake_failure(&std::io::Error::other(
+                rustls::Error::NoCertificatesPresented
+            )),
+            HandshakeOutcome::NoCertificate
+        );
+        assert_eq!(
+            handshake_failure(&std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            HandshakeOutcome::Io
+        );
+    }
+}

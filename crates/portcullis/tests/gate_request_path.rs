@@ -1,0 +1,691 @@
+//! The gate's request path, tried as an attacker would: raw bytes in, and an upstream that
+//! records exactly what it received. Spoofing is judged the way a WSGI/CGI application
+//! reads headers (case folded, `_` the same as `-`), so a header that any framework would
+//! read as the gate's is caught in any spelling.
+//!
+//! Each test here failed on the gate before the request path was rebuilt (issue 8).
+
+// Test code: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod gate_support;
+
+use std::time::{Duration, Instant};
+
+use gate_support::raw::*;
+use gate_support::*;
+
+/// A GET with `Host: localhost` and extra header lines (each ending in `\r\n`).
+fn get(path: &str, lines: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{lines}\r\n")
+}
+
+/// Waits until `cond` holds, for at most `limit`.
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    cond()
+}
+
+/// Every spelling a framework folds into a protected name.
+const SPOOF: &str = "X_Client_CN: alice\r\n\
+    X_CLIENT_ROLES: admin\r\n\
+    x_client_verify: SUCCESS\r\n\
+    X-Client_Fingerprint: 00\r\n\
+    Client_Cert: :AAAA:\r\n\
+    client_cert_chain: :BBBB:\r\n\
+    X_Forwarded_For: 10.0.0.1\r\n\
+    X_Forwarded_Host: evil.example\r\n\
+    X_Remote_User: alice\r\n\
+    x-remote-user: alice\r\n";
+
+/// Asserts the upstream saw exactly the gate's identity for `who` (`None`: anonymous) and
+/// nothing a client wrote under a protected name.
+fn assert_only_the_gate_speaks(r: &Received, who: Option<(&str, &str)>) {
+    match who {
+        None => {
+            assert_eq!(r.one("x-client-verify"), "NONE", "{r:#?}");
+            for name in [
+                "x-client-cn",
+                "x-client-roles",
+                "x-client-fingerprint",
+                "client-cert",
+                "client-cert-chain",
+            ] {
+                assert!(!r.has(name), "{name} reached the upstream: {r:#?}");
+            }
+        }
+        Some((cn, roles)) => {
+            assert_eq!(r.one("x-client-verify"), "SUCCESS", "{r:#?}");
+            assert_eq!(r.one("x-client-cn"), cn, "{r:#?}");
+            assert_eq!(r.one("x-client-roles"), roles, "{r:#?}");
+            assert_eq!(r.one("x-client-fingerprint").len(), 64, "{r:#?}");
+            assert_ne!(r.one("client-cert"), ":AAAA:", "{r:#?}");
+            assert!(r.one("client-cert-chain").starts_with(':'), "{r:#?}");
+        }
+    }
+    assert_eq!(r.one("x-forwarded-for"), "127.0.0.1", "{r:#?}");
+    assert!(!r.has("x-remote-user"), "{r:#?}");
+    assert!(r.one("x-forwarded-host").starts_with("localhost"), "{r:#?}");
+    assert!(
+        !r.one("forwarded").contains("10.0.0.1") && !r.one("forwarded").contains("evil"),
+        "{r:#?}"
+    );
+}
+
+#[test]
+fn underscore_spellings_of_identity_headers_never_reach_the_upstream() {
+    let pki = Pki::new();
+    for h2c in [false, true] {
+        let upstream = if h2c {
+            Upstream::recording_h2c()
+        } else {
+            Upstream::recording()
+        };
+        let gate = Gate::start(&pki.config(
+            "optional",
+            &upstream.url(),
+            &format!("upstream_http2 = {h2c}\n[headers]\nstrip = [\"X-Remote-User\"]"),
+        ));
+        for (who, expect) in [
+            (As::Anonymous, None),
+            (As::Client("bob"), Some(("bob", "user"))),
+        ] {
+            // HTTP/1.1, spelled as a client likes.
+            let r = h1(&pki, gate.port, who, &get("/public/x", SPOOF));
+            assert_only_the_gate_speaks(&r.received(), expect);
+            // HTTP/2: names are lower case on the wire, underscores allowed.
+            let lines: Vec<(String, String)> = SPOOF
+                .split("\r\n")
+                .filter_map(|l| l.split_once(": "))
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.to_owned()))
+                .collect();
+            let headers: Vec<(&str, &str)> = lines
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            let r = h2(
+                &pki,
+                gate.port,
+                who,
+                &H2Request {
+                    path: "/public/x",
+                    headers: &headers,
+                    ..H2Request::default()
+                },
+            )
+            .unwrap();
+            assert_only_the_gate_speaks(&r.received(), expect);
+        }
+    }
+}
+
+#[test]
+fn connection_tokens_cannot_remove_what_the_gate_adds() {
+    let pki = Pki::new();
+    let upstream = Upstream::recording();
+    let gate = Gate::start(&pki.config("optional", &upstream.url(), ""));
+    let bob = Some(("bob", "user"));
+    for lines in [
+        "Connection: close, x-client-verify, client-cert, x-client-roles, x-client-cn, client-cert-chain\r\n",
+        // Every Connection line counts, not only the first.
+        "Connection: keep-alive\r\nConnection: x-client-cn, x-client-roles\r\n",
+        "Connection: X_Client_CN, X_Client_Roles, x_client_verify\r\n",
+        "Connection: forwarded, x-forwarded-for, x-forwarded-host, x-client-fingerprint\r\n",
+        "Connection: keep-alive\r\nConnection: Client-Cert, Client-Cert-Chain\r\n",
+    ] {
+        let r = h1(&pki, gate.port, As::Client("bob"), &get("/public/x", lines)).received();
+        assert_only_the_gate_speaks(&r, bob);
+        let r = h1(&pki, gate.port, As::Anonymous, &get("/public/x", lines)).received();
+        assert_only_the_gate_speaks(&r, None);
+    }
+    // Hop-by-hop fields named in Connection still go (RFC 9110 §7.6.1), as do the standard
+    // ones; the Host the gate checked is never removed.
+    let r = h1(
+        &pki,
+        gate.port,
+        As::Client("bob"),
+        &get(
+            "/public/x",
+            "Connection: x-hop, host\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n",
+        ),
+    )
+    .received();
+    assert!(
+        !r.has("x-hop") && !r.has("keep-alive") && !r.has("te"),
+        "{r:#?}"
+    );
+    assert_eq!(r.one("host"), "localhost");
+}
+
+#[test]
+fn non_canonical_method_spellings_are_refused_not_matched_as_another_method() {
+    let pki = Pki::new();
+    let upstream = Upstream::recording();
+    let gate = Gate::start(&pki.config(
+        "optional",
+        &upstream.url(),
+        "[[rules]]\npath = \"/api/**\"\nmethods = [\"DELETE\", \"POST\", \"PUT\"]\nrequire = \"role:admin\"\n\
+         [[rules]]\npath = \"/api/**\"\nrequire = \"authenticated\"",
+    ));
+    let req = |method: &str| {
+        format!("{method} /api/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n")
+    };
+    for method in ["delete", "Delete", "PoSt", "pUT", "post", "get", "Get"] {
+        let r = h1(&pki, gate.port, As::Client("bob"), &req(method));
+        assert_eq!(r.status, 400, "{method}: {r:?}");
+        assert_eq!(json(&r.body)["error"], "bad_request", "{method}");
+        let r = h2(
+            &pki,
+            gate.port,
+            As::Client("bob"),
+            &H2Request {
+                method,
+                path: "/api/x",
+                ..H2Request::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(r.status, 400, "h2 {method}: {r:?}");
+    }
+    // The canonical spellings are judged by the rules and reach the upstream as judged.
+    assert_eq!(
+        h1(&pki, gate.port, As::Client("bob"), &req("DELETE")).status,
+        403
+    );
+    assert_eq!(
+        h1(&pki, gate.port, As::Client("bob"), &req("GET"))
+            .received()
+            .method,
+        "GET"
+    );
+    assert_eq!(
+        h1(&pki, gate.port, As::Client("alice"), &req("DELETE"))
+            .received()
+            .method,
+        "DELETE"
+    );
+}
+
+#[test]
+fn a_reload_reaches_the_next_request_on_every_open_connection() {
+    let pki = Pki::new();
+    let upstream = Upstream::recording();
+    let config = pki.config(
+        "optional",
+        &upstream.url(),
+        "[[rules]]\npath = \"/api/**\"\nrequire = \"authenticated\"",
+    );
+    let gate = Gate::start(&config);
+    let mut conn = H1::connect(&pki, gate.port, Sni::Name("localhost"), As::Client("bob"));
+    let mut h2conn = H2Conn::open(&pki, gate.port, As::Client("bob"));
+    assert_eq!(conn.request(&get("/api/x", "")).unwrap().status, 200);
+    assert_eq!(conn.request(&get("/admin/x", "")).unwrap().status, 403);
+    assert_eq!(h2conn.get("/api/x"), 200);
+
+    // Tighten /api/**, and make OU Users admins: both must reach the open connections.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("require = \"authenticated\"", "require = \"deny\"")
+        .replace("ou = \"Users\"", "ou = \"Nobody\"")
+        .replace("ou = \"Admins\"", "ou = \"Users\"");
+    std::fs::write(&config, text).unwrap();
+    let loaded = gate.output().matches(" loaded").count();
+    gate.hangup();
+    assert!(
+        wait_until(Duration::from_secs(10), || gate
+            .output()
+            .matches(" loaded")
+            .count()
+            > loaded),
+        "{}",
+        gate.output()
+    );
+    let r = conn.request(&get("/api/x", "")).unwrap();
+    assert_eq!(r.status, 403, "the old policy still answers: {r:?}");
+    assert_eq!(h2conn.get("/api/x"), 403);
+    let r = conn.request(&get("/admin/x", "")).unwrap();
+    assert_eq!(r.status, 200, "the new role mapping is not applied: {r:?}");
+    assert_eq!(r.received().one("x-client-roles"), "admin");
+}
+
+#[test]
+fn zero_window_http2_clients_cannot_hold_every_connection_slot() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config(
+        "optional",
+        "builtin:whoami",
+        "[limits]\nmax_connections = 6\nidle_timeout_secs = 2\nwrite_timeout_secs = 2",
+    ));
+    let start = Instant::now();
+    let stuck = ZeroWindow::open(&pki, gate.port, 6);
+    // Positive control: the slots really are full now.
+    assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/me")).status, "000");
+    let served = wait_until(Duration::from_secs(4), || {
+        curl_as(&pki, "alice", &["--max-time", "1"], &gate.url("/me")).status == "200"
+    });
+    assert!(
+        served,
+        "not served within 2x the idle limit ({:?} since the stuck clients connected)",
+        start.elapsed()
+    );
+    drop(stuck);
+}
+
+#[test]
+fn clients_that_stop_reading_are_closed_and_free_their_slots() {
+    let pki = Pki::new();
+    // 16 MiB: far more than the socket buffers hold.
+    let big = Upstream::node(
+        "http.createServer((req, res) => res.end(Buffer.alloc(16 * 1024 * 1024, 120)))",
+    );
+    let gate = Gate::start(&pki.config(
+        "optional",
+        &big.url(),
+        "[limits]\nmax_connections = 3\nwrite_timeout_secs = 2",
+    ));
+    let mut readers: Vec<H1> = (0..3)
+        .map(|_| {
+            let mut c = H1::connect(&pki, gate.port, Sni::Name("localhost"), As::Anonymous);
+            c.send(get("/public/big", "").as_bytes());
+            c
+        })
+        .collect();
+    let start = Instant::now();
+    let served = wait_until(Duration::from_secs(6), || {
+        curl(
+            &pki,
+            &["--max-time", "1", "-o", "/dev/null"],
+            &gate.url("/"),
+        )
+        .status
+            == "200"
+    });
+    assert!(served, "not served after {:?}", start.elapsed());
+    // The slow readers were closed, not served forever.
+    for r in &mut readers {
+        assert!(r.closed_within(Duration::from_secs(5)));
+    }
+}
+
+#[test]
+fn per_client_connection_cap_and_maximum_connection_age() {
+    let pki = Pki::new();
+    let upstream = Upstream::recording();
+    let gate = Gate::start(&pki.config(
+        "optional",
+        &upstream.url(),
+        "[limits]\nmax_connections_per_client = 2\nmax_connection_age_secs = 2",
+    ));
+    let mut a = H1::connect(&pki, gate.port, Sni::Name("localhost"), As::Anonymous);
+    let _b = H1::connect(&pki, gate.port, Sni::Name("localhost"), As::Anonymous);
+    let third = H1::try_connect(&pki, gate.port, Sni::Name("localhost"), As::Anonymous)
+        .map(|mut c| c.request(&get("/public/x", "")).map(|r| r.status));
+    assert!(
+        matches!(third, Err(_) | Ok(None)),
+        "a third connection from one address was served: {third:?}"
+    );
+    // A busy connection still ends at its maximum age.
+    let opened = Instant::now();
+    let mut ended = false;
+    while opened.elapsed() < Duration::from_secs(6) {
+        match a.request(&get("/public/x", "")) {
+            Some(r) if r.header("connection") != Some("close") => {}
+            _ => {
+                ended = true;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(ended, "a busy connection outlived max_connection_age_secs");
+    assert!(opened.elapsed() >= Duration::from_millis(1500));
+}
+
+#[test]
+fn host_must_be_one_valid_configured_name_equal_to_sni_and_is_forwarded_as_checked() {
+    let pki = Pki::new();
+    let upstream = Upstream::recording();
+    let gate = Gate::start(&pki.config("optional", &upstream.url(), ""));
+    let raw = |sni: Sni<'_>, head: &str| {
+        H1::connect(&pki, gate.port, sni, As::Client("alice"))
+            .request(&format!("GET /public/x HTTP/1.1\r\n{head}\r\n"))
+            .unwrap()
+    };
+    let localhost = Sni::Name("localhost");
+    for head in [
+        "Host: localhost\r\nHost: localhost\r\n",
+        "Host: localhost\r\nHost: evil.example\r\n",
+        "Host: localhost\r\nhost: localhost\r\n",
+        "Host: [localhost]:443@evil.example\r\n",
+        "Host: localhost@evil.example\r\n",
+        "Host: alice@localhost\r\n",
+        "Host: localhost:443:443\r\n",
+        "Host: localhost:x\r\n",
+        "Host: [::1\r\n",
+        "Host: local host\r\n",
+        "Host: localhost/x\r\n",
+        "",
+    ] {
+        let r = raw(localhost, head);
+        assert_eq!(r.status, 400, "{head:?}: {r:?}");
+    }
+    // A name the site does not serve is misdirected, whatever the SNI says.
+    for (sni, host) in [
+        (Sni::Name("evil.example"), "evil.example"),
+        (Sni::None, "evil.example"),
+        (localhost, "evil.example"),
+        (Sni::Name("evil.example"), "localhost"),
+    ] {
+        let r = raw(sni, &format!("Host: {host}\r\n"));
+        assert_eq!(r.status, 421, "SNI {sni:?}, Host {host}: {r:?}");
+    }
+    // The upstream receives the very value that was checked, everywhere it appears.
+    let port = gate.port;
+    let r = raw(localhost, &format!("Host: LocalHost:{port}\r\n")).received();
+    let checked = format!("localhost:{port}");
+    assert_eq!(r.one("host"), checked);
+    assert_eq!(r.one("x-forwarded-host"), checked);
+    assert!(
+        r.one("forwarded").contains(&format!("host=\"{checked}\"")),
+        "{r:#?}"
+    );
+    // Without SNI, a configured name is accepted.
+    assert_eq!(raw(Sni::None, "Host: 127.0.0.1\r\n").status, 200);
+
+    // HTTP/2: :authority and a host header must agree; an unknown name is misdirected.
+    let ask = |authority: &str, headers: &[(&str, &str)]| {
+        h2(
+            &pki,
+            port,
+            As::Client("alice"),
+            &H2Request {
+                authority,
+                path: "/public/x",
+                headers,
+                ..H2Request::default()
+            },
+        )
+        .unwrap()
+        .status
+    };
+    assert_eq!(ask("localhost", &[("host", "evil.example")]), 400);
+    assert_eq!(ask("evil.example", &[]), 421);
+    assert_eq!(ask("localhost", &[]), 200);
+}
+
+#[test]
+fn the_redirect_listener_only_sends_clients_to_configured_names() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config(
+        "optional",
+        "builtin:whoami",
+        "redirect_http = \"127.0.0.1:0\"",
+    ));
+    assert!(wait_until(Duration::from_secs(5), || gate
+        .output()
+        .contains("redirecting http://")));
+    let out = gate.output();
+    let plain = out
+        .lines()
+        .find_map(|l| l.split("redirecting http://").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no redirect address printed: {out}"))
+        .to_owned();
+    let redirect = |host: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "5", "-o", "/dev/null", "-w"])
+            .arg("%{http_code} %{redirect_url}")
+            .args(["-H", &format!("Host: {host}")])
+            .arg(format!("http://{plain}/me?x=1"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        redirect("localhost"),
+        format!("308 https://localhost:{}/me?x=1", gate.port)
+    );
+    for evil in ["evil.example", "localhost@evil.example", "evil.example:80"] {
+        let r = redirect(evil);
+        assert!(r.starts_with("400"), "{evil}: {r}");
+    }
+}
+
+#[test]
+fn identity_values_are_unambiguous_and_logs_cannot_be_forged() {
+    let pki = Pki::new();
+    let upstream = Upstream::recording();
+    let gate = Gate::start(&pki.config("optional", &upstream.url(), "access_log = \"text\""));
+    // CN "mallory, OU=Admins" and one OU "Users,Admins".
+    let r = h1(&pki, gate.port, As::Client("trudy"), &get("/public/x", "")).received();
+    assert_eq!(
+        r.one("x-client-ou"),
+        "\"Users,Admins\"",
+        "one OU, as a list of one"
+    );
+    assert_eq!(r.one("x-client-cn"), "mallory, OU=Admins");
+    let subject = r.one("x-client-subject");
+    assert!(
+        subject.contains("CN=mallory\\, OU=Admins") && subject.contains("OU=Users\\,Admins"),
+        "not RFC 4514-escaped: {subject}"
+    );
+    // A CN with a right-to-left override cannot reorder the log line.
+    let r = h1(&pki, gate.port, As::Client("rtl"), &get("/public/x", ""));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        wait_until(Duration::from_secs(5), || gate.output().contains("nimda")),
+        "{}",
+        gate.output()
+    );
+    let log = gate.output();
+    assert!(
+        !log.contains('\u{202e}'),
+        "raw bidi override in the log: {log}"
+    );
+    assert!(log.contains("\\u{202e}"), "{log}");
+}
+
+#[test]
+fn trailers_and_override_headers_never_reach_the_upstream() {
+    let pki = Pki::new();
+    for h2c in [false, true] {
+        let upstream = if h2c {
+            Upstream::recording_h2c()
+        } else {
+            Upstream::recording()
+        };
+        let gate = Gate::start(&pki.config(
+            "optional",
+            &upstream.url(),
+            &format!("upstream_http2 = {h2c}"),
+        ));
+        let r = h2(
+            &pki,
+            gate.port,
+            As::Client("bob"),
+            &H2Request {
+                method: "POST",
+                path: "/public/x",
+                trailers: &[
+                    ("x-client-cn", "alice"),
+                    ("x_client_roles", "admin"),
+                    ("client-cert", ":AAAA:"),
+                    ("x-forwarded-for", "10.0.0.1"),
+                    ("x-checksum", "ok"),
+                ],
+                ..H2Request::default()
+            },
+        )
+        .unwrap()
+        .received();
+        assert_only_the_gate_speaks(&r, Some(("bob", "user")));
+
+        let chunked = "POST /public/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\
+            Trailer: X-Client-CN, X_Client_Roles\r\n\r\n3\r\nabc\r\n0\r\n\
+            X-Client-CN: alice\r\nX_Client_Roles: admin\r\n\r\n";
+        let r = h1(&pki, gate.port, As::Client("bob"), chunked).received();
+        assert_only_the_gate_speaks(&r, Some(("bob", "user")));
+
+        let overrides = "X-HTTP-Method-Override: DELETE\r\nX-HTTP-Method: DELETE\r\n\
+            X-Method-Override: PUT\r\nX-Original-URL: /admin/x\r\nX-Rewrite-URL: /admin/x\r\n\
+            X_HTTP_Method_Override: DELETE\r\nx_original_url: /admin/x\r\n";
+        let r = h1(
+            &pki,
+            gate.port,
+            As::Client("bob"),
+            &get("/public/x", overrides),
+        )
+        .received();
+        for name in [
+            "x-http-method-override",
+            "x-http-method",
+            "x-method-override",
+            "x-original-url",
+            "x-rewrite-url",
+        ] {
+            assert!(!r.has(name), "{name} reached the upstream: {r:#?}");
+        }
+    }
+}
+
+#[test]
+fn segments_other_servers_trim_or_fold_are_refused() {
+    let pki = Pki::new();
+    let upstream = Upstream::recording();
+    let gate = Gate::start(&pki.config(
+        "optional",
+        &upstream.url(),
+        "[[rules]]\npath = \"/**\"\nrequire = \"anonymous\"",
+    ));
+    for path in [
+        "/admin%20/x",
+        "/admin%20",
+        "/public/x%20",
+        "/public/x%09",
+        "/admin%C2%A0/x",
+        "/admin%E3%80%80/x",
+        "/admin%E2%80%8A",
+        "/admin%2E%20/x",
+        "/public/a%EF%BC%8Fb",
+        "/public/a%E2%88%95b",
+        "/public/a%E2%81%84b",
+        "/public/a%EF%BC%BCb",
+        "/public/x%EF%BC%8E",
+        "/public/%EF%BC%8E%EF%BC%8E/admin",
+        "/public/x%E2%80%A4",
+    ] {
+        let r = h1(&pki, gate.port, As::Client("bob"), &get(path, ""));
+        assert_eq!(r.status, 400, "{path}: {r:?}");
+    }
+    // Positive control: ordinary encoded data still passes, as judged.
+    let r = h1(
+        &pki,
+        gate.port,
+        As::Client("bob"),
+        &get("/public/a%20b/caf%C3%A9", ""),
+    );
+    assert_eq!(r.received().url, "/public/a%20b/caf%C3%A9");
+}
+
+#[test]
+fn an_early_hangup_does_not_kill_the_gate() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config("optional", "builtin:whoami", ""));
+    gate.hangup();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(curl(&pki, &[], &gate.url("/")).status, "200");
+}
+
+#[test]
+fn a_certificate_with_someone_else_s_key_is_refused_in_every_mode() {
+    let pki = Pki::new();
+    let impostor = As::Impostor {
+        cert_of: "alice",
+        key_of: "bob",
+    };
+    for extra in ["", "invalid_cert = \"anonymous\""] {
+        let gate = Gate::start(&pki.config("optional", "builtin:whoami", extra));
+        // Positive control: the same client with its own key is served.
+        let ok = H1::connect(&pki, gate.port, Sni::Name("localhost"), As::Client("alice"))
+            .request(&get("/me", ""));
+        assert_eq!(ok.map(|r| r.status), Some(200));
+        let r = H1::try_connect(&pki, gate.port, Sni::Name("localhost"), impostor)
+            .map(|mut c| c.request(&get("/me", "")).map(|r| r.status));
+        assert!(matches!(r, Err(_) | Ok(None)), "{extra}: {r:?}");
+        assert!(
+            wait_until(Duration::from_secs(5), || gate
+                .output()
+                .contains("handshake failed")),
+            "{}",
+            gate.output()
+        );
+    }
+}
+
+#[test]
+fn refused_certificates_as_anonymous_cannot_spoof_either() {
+    let pki = Pki::new();
+    let upstream = Upstream::recording();
+    let gate =
+        Gate::start(&pki.config("optional", &upstream.url(), "invalid_cert = \"anonymous\""));
+    let r = h1(&pki, gate.port, As::Client("eve"), &get("/public/x", SPOOF)).received();
+    assert_eq!(r.one("x-client-verify"), "FAILED:expired");
+    for name in ["x-client-cn", "x-client-roles", "client-cert"] {
+        assert!(!r.has(name), "{name}: {r:#?}");
+    }
+}
+
+#[test]
+fn the_left_most_cn_is_the_identity() {
+    let pki = Pki::new();
+    let upstream = Upstream::recording();
+    let gate = Gate::start(&pki.config(
+        "optional",
+        &upstream.url(),
+        "[[roles]]\nrole = \"m\"\ncn = [\"mallory\"]\n[[rules]]\npath = \"/m\"\nrequire = \"role:m\"",
+    ));
+    let r = h1(&pki, gate.port, As::Client("twocn"), &get("/public/x", "")).received();
+    assert_eq!(r.one("x-client-cn"), "alice");
+    assert_eq!(
+        h1(&pki, gate.port, As::Client("twocn"), &get("/m", "")).status,
+        403
+    );
+}
+
+#[test]
+fn slow_headers_and_oversized_headers_are_cut_off() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config(
+        "optional",
+        "builtin:whoami",
+        "[limits]\nheader_timeout_secs = 1\nmax_header_bytes = 8192",
+    ));
+    let mut slow = H1::connect(&pki, gate.port, Sni::Name("localhost"), As::Anonymous);
+    slow.send(b"GET / HTTP/1.1\r\nHost: local");
+    let start = Instant::now();
+    assert!(slow.closed_within(Duration::from_secs(5)));
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+
+    let big = format!("X-Big: {}\r\n", "a".repeat(20_000));
+    let r = H1::connect(&pki, gate.port, Sni::Name("localhost"), As::Anonymous)
+        .request(&get("/", &big));
+    assert!(
+        r.as_ref().is_none_or(|r| r.status == 431),
+        "an oversized header was served: {r:?}"
+    );
+    // Positive control: a normal request on the same gate is served.
+    assert_eq!(
+        h1(&pki, gate.port, As::Anonymous, &get("/", "")).status,
+        200
+    );
+}
