@@ -180,6 +180,9 @@ impl Binding {
 #[derive(Debug)]
 pub struct Connection {
     pub peer_addr: SocketAddr,
+    /// The gate's port this connection came in on: the one port a Host may name besides
+    /// the default 443.
+    pub local_port: u16,
     /// Lower-case SNI host name, if the client sent one.
     pub sni: Option<Box<str>>,
     pub peer: Peer,
@@ -196,13 +199,18 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// `streams`: how many responses can be in flight at once (1 for HTTP/1.1, the stream
+    /// limit for HTTP/2).
+    #[allow(clippy::too_many_arguments)] // one constructor, called once, each argument named
     pub fn new(
         peer_addr: SocketAddr,
+        local_port: u16,
         sni: Option<&str>,
         peer: Peer,
         site: Arc<Site>,
         generation: u64,
         registration: Option<Registration>,
+        streams: usize,
     ) -> Connection {
         let ip = peer_addr.ip();
         let forwarded_prefix = match ip {
@@ -215,11 +223,17 @@ impl Connection {
             site_key: site.key().into(),
             binding: ArcSwap::from_pointee(Binding::new(generation, site, &peer)),
             peer,
-            activity: Arc::new(Activity::new()),
+            activity: Arc::new(Activity::new(streams)),
+            local_port,
             forwarded_for: names::text(&ip.to_string()),
             forwarded_prefix: forwarded_prefix.into_boxed_str(),
             registration,
         }
+    }
+
+    /// The key of the site the handshake was made for.
+    pub(crate) fn site_key(&self) -> &str {
+        &self.site_key
     }
 
     /// The verified client, if there is one.
@@ -256,9 +270,10 @@ impl Connection {
 
 // === impl Activity ===
 
-/// What a connection is doing, for the idle, write-progress and age limits: a few atomics
+/// What a connection is doing, for the idle, write-progress and age limits: atomics
 /// updated by the request path, the response bodies and the socket wrapper, and read by the
-/// connection's watchdog. No locks.
+/// connection's watchdog. No locks, and no clock reads per frame: bodies stamp their
+/// progress with the watchdog's tick count.
 #[derive(Debug)]
 pub struct Activity {
     opened: Instant,
@@ -269,23 +284,36 @@ pub struct Activity {
     /// Successful socket writes, and whether the last write had to wait.
     writes: AtomicU64,
     write_blocked: AtomicBool,
-    /// Response-body frames handed to hyper.
-    body_frames: AtomicU64,
-    /// Response bodies whose next frame hyper has not yet asked for: with an HTTP/2 window
-    /// kept at zero it never will.
-    bodies_owed: AtomicUsize,
+    /// Watchdog ticks so far.
+    ticks: AtomicU64,
+    /// One slot per response body that can be in flight at once (HTTP/1.1: one; HTTP/2:
+    /// the stream limit): 0 when free, else `(tick + 1) << 1 | owed` — the tick of the
+    /// body's last progress, and whether hyper owes it a poll, which it never makes while
+    /// the client keeps its window at zero or stops reading. Each body is judged on its
+    /// own progress, so other streams moving cannot keep a stuck one alive.
+    bodies: Box<[AtomicU64]>,
+    /// Owed bodies that found no free slot, judged together by `overflow_tick`.
+    overflow: AtomicUsize,
+    overflow_tick: AtomicU64,
+}
+
+fn slot_value(tick: u64, owed: bool) -> u64 {
+    ((tick + 1) << 1) | u64::from(owed)
 }
 
 impl Activity {
-    fn new() -> Activity {
+    /// Activity for a connection that can have `streams` responses in flight at once.
+    fn new(streams: usize) -> Activity {
         Activity {
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             write_blocked: AtomicBool::new(false),
-            body_frames: AtomicU64::new(0),
-            bodies_owed: AtomicUsize::new(0),
+            ticks: AtomicU64::new(0),
+            bodies: (0..streams.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            overflow: AtomicUsize::new(0),
+            overflow_tick: AtomicU64::new(0),
         }
     }
 
@@ -312,19 +340,24 @@ impl Activity {
         Duration::from_millis(self.now_ms().saturating_sub(since))
     }
 
-    /// What the connection waits for the client to take, each with a counter that moves
-    /// whenever that kind of data moves: a socket write that had to wait (progress: writes
-    /// completing), and response bodies hyper cannot send (progress: body frames taken).
-    /// Each is judged on its own progress, so an HTTP/2 client cannot keep a zero-window
-    /// stream alive with PINGs, whose answers are writes.
-    pub fn waiting(&self) -> [(bool, u64); 2] {
-        [
-            (self.write_blocked.load(Relaxed), self.writes.load(Relaxed)),
-            (
-                self.bodies_owed.load(Relaxed) > 0,
-                self.body_frames.load(Relaxed),
-            ),
-        ]
+    /// Advances the watchdog's clock; returns the new tick.
+    pub(crate) fn tick(&self) -> u64 {
+        self.ticks.fetch_add(1, Relaxed) + 1
+    }
+
+    /// Whether the socket's last write had to wait, and the count of completed writes.
+    pub(crate) fn socket(&self) -> (bool, u64) {
+        (self.write_blocked.load(Relaxed), self.writes.load(Relaxed))
+    }
+
+    /// Whether some response body has been owed a poll, with no progress, for `limit`
+    /// ticks or more.
+    pub(crate) fn body_stalled(&self, now: u64, limit: u64) -> bool {
+        let stale = |since: u64| now.saturating_sub(since) >= limit;
+        self.bodies.iter().any(|slot| {
+            let v = slot.load(Relaxed);
+            v & 1 == 1 && stale((v >> 1) - 1)
+        }) || (self.overflow.load(Relaxed) > 0 && stale(self.overflow_tick.load(Relaxed)))
     }
 
     /// A socket write (or flush) finished: `Some(bytes)`, or had to wait: `None`.
@@ -358,37 +391,65 @@ impl Drop for InFlight {
 #[derive(Debug)]
 pub struct Tracked<B> {
     inner: B,
-    _in_flight: InFlight,
-    /// Whether this body is counted in `bodies_owed`.
+    busy: InFlight,
+    /// This body's slot in `Activity::bodies`, or `None` when it is counted in `overflow`.
+    slot: Option<usize>,
     owed: bool,
 }
 
 impl<B> Tracked<B> {
     pub fn new(inner: B, activity: &Arc<Activity>) -> Tracked<B> {
-        activity.bodies_owed.fetch_add(1, Relaxed);
+        // Owed from the start: hyper is to poll a new body at once.
+        let value = slot_value(activity.ticks.load(Relaxed), true);
+        let slot = activity
+            .bodies
+            .iter()
+            .position(|s| s.compare_exchange(0, value, Relaxed, Relaxed).is_ok());
+        if slot.is_none() {
+            activity.overflow.fetch_add(1, Relaxed);
+            activity
+                .overflow_tick
+                .store(activity.ticks.load(Relaxed), Relaxed);
+        }
         Tracked {
             inner,
-            _in_flight: activity.begin(),
+            busy: activity.begin(),
+            slot,
             owed: true,
         }
     }
 
-    fn set_owed(&mut self, owed: bool) {
-        if owed != self.owed {
-            let counter = &self._in_flight.0.bodies_owed;
-            if owed {
-                counter.fetch_add(1, Relaxed);
-            } else {
-                counter.fetch_sub(1, Relaxed);
+    /// Records progress, and whether the next frame is owed by the client's side.
+    fn progress(&mut self, owed: bool) {
+        let a = &self.busy.0;
+        let tick = a.ticks.load(Relaxed);
+        match self.slot {
+            Some(i) => a.bodies[i].store(slot_value(tick, owed), Relaxed),
+            None => {
+                a.overflow_tick.store(tick, Relaxed);
+                if owed != self.owed {
+                    if owed {
+                        a.overflow.fetch_add(1, Relaxed);
+                    } else {
+                        a.overflow.fetch_sub(1, Relaxed);
+                    }
+                }
             }
-            self.owed = owed;
         }
+        self.owed = owed;
     }
 }
 
 impl<B> Drop for Tracked<B> {
     fn drop(&mut self) {
-        self.set_owed(false);
+        let a = &self.busy.0;
+        match self.slot {
+            Some(i) => a.bodies[i].store(0, Relaxed),
+            None if self.owed => {
+                a.overflow.fetch_sub(1, Relaxed);
+            }
+            None => {}
+        }
     }
 }
 
@@ -403,11 +464,10 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
-        self._in_flight.0.body_frames.fetch_add(1, Relaxed);
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         // A frame handed over: the next one is owed by the client's side. Waiting on the
         // upstream, or finished: nothing is owed.
-        self.set_owed(matches!(polled, Poll::Ready(Some(Ok(_)))));
+        self.progress(matches!(polled, Poll::Ready(Some(Ok(_)))));
         polled
     }
 
@@ -417,5 +477,70 @@ where
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    /// Advances the watchdog's clock `n` ticks; returns the last.
+    fn ticks(a: &Activity, n: usize) -> u64 {
+        (0..n).fold(0, |_, _| a.tick())
+    }
+
+    fn body(a: &Arc<Activity>) -> Tracked<Full<bytes::Bytes>> {
+        Tracked::new(Full::new(bytes::Bytes::from_static(b"x")), a)
+    }
+
+    #[test]
+    fn each_body_is_judged_on_its_own_progress() {
+        let a = Arc::new(Activity::new(4));
+        let stuck = body(&a);
+        let mut moving = body(&a);
+        for _ in 0..3 {
+            let now = a.tick();
+            // The other body keeps taking frames; the stuck one is never polled.
+            moving.progress(true);
+            assert!(!a.body_stalled(now, 4), "tick {now}");
+        }
+        let now = a.tick();
+        moving.progress(true);
+        assert!(
+            a.body_stalled(now, 4),
+            "a stuck body hid behind a moving one"
+        );
+        drop(stuck);
+        assert!(!a.body_stalled(now, 4));
+        // Waiting on the upstream is not the client's fault.
+        moving.progress(false);
+        assert!(!a.body_stalled(now + 100, 4));
+        assert_eq!(a.in_flight.load(Relaxed), 1);
+        drop(moving);
+        assert_eq!(a.in_flight.load(Relaxed), 0);
+        assert!(a.bodies.iter().all(|s| s.load(Relaxed) == 0));
+    }
+
+    #[test]
+    fn bodies_beyond_the_slots_are_still_watched() {
+        let a = Arc::new(Activity::new(1));
+        let _first = body(&a);
+        let second = body(&a);
+        assert!(second.slot.is_none());
+        let now = ticks(&a, 5);
+        assert!(a.body_stalled(now, 4));
+        drop(second);
+        assert_eq!(a.overflow.load(Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_finished_body_owes_nothing() {
+        let a = Arc::new(Activity::new(1));
+        let mut b = body(&a);
+        let _ = b.frame().await;
+        let _ = b.frame().await;
+        let now = ticks(&a, 10);
+        assert!(!a.body_stalled(now, 4));
     }
 }

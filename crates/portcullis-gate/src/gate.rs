@@ -139,6 +139,29 @@ impl Gate {
         })
     }
 
+    /// Whether this configuration accepts the certificate a connection was verified with:
+    /// its site still exists, still verifies clients, and the chain passes today.
+    pub(crate) fn still_accepts(
+        &self,
+        conn: &crate::conn::Connection,
+        session: &rustls::ServerConnection,
+    ) -> bool {
+        let Some(site) = self.site_for(conn.sni.as_deref()) else {
+            return false;
+        };
+        let (Some(verifier), Some(chain)) =
+            (site.tls.recheck.as_ref(), session.peer_certificates())
+        else {
+            return false;
+        };
+        site.key() == conn.site_key()
+            && chain.split_first().is_some_and(|(leaf, rest)| {
+                verifier
+                    .verify_client_cert(leaf, rest, rustls::pki_types::UnixTime::now())
+                    .is_ok()
+            })
+    }
+
     /// Every file this configuration depends on, for the reload watcher.
     pub fn files(&self) -> Vec<PathBuf> {
         let mut files = vec![self.config.source.clone()];

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::config::ClientAuth;
 use crate::conn::{Activity, Connection, Peer, Verified};
 use crate::error::{Error, Result};
 use crate::gate::Gate;
@@ -117,9 +118,14 @@ impl Gate {
             Ok(Err((outcome, detail))) => return fail(outcome, &detail),
             Err(_) => return fail(HandshakeOutcome::Timeout, "no complete handshake in time"),
         };
-        let (_, session) = tls.get_ref();
+        let (tcp, session) = tls.get_ref();
+        let local_port = tcp.local_addr().map_or(0, |a| a.port());
         let sni = session.server_name().map(str::to_owned);
-        let chain = session.peer_certificates().filter(|c| !c.is_empty());
+        // With client authentication off, no certificate is an identity — not even one a
+        // session ticket brings back from a configuration that asked for it.
+        let chain = session
+            .peer_certificates()
+            .filter(|c| !c.is_empty() && site.config().client_auth != ClientAuth::Off);
         let peer = match chain {
             Some(chain) => {
                 // With invalid_cert = "anonymous" the handshake deferred chain
@@ -141,7 +147,10 @@ impl Gate {
                         )
                         .map(drop)
                         .map_err(|e| crate::tls::rejection(&e)),
-                    None => Ok(()),
+                    // Verified in this handshake by the site's verifier.
+                    None if !resumed => Ok(()),
+                    // A resumed session with nothing to check it against: no identity.
+                    None => Err(Rejection::UnknownCa),
                 };
                 let identity = verdict.and_then(|()| {
                     Identity::from_der(&chain[0]).map_err(|_| Rejection::InvalidSubject)
@@ -170,13 +179,20 @@ impl Gate {
             }
             _ => None,
         };
+        // How many responses can be in flight at once on this connection.
+        let streams = match session.alpn_protocol() {
+            Some(b"h2") => self.listener().limits.h2_max_concurrent_streams as usize + 8,
+            _ => 2,
+        };
         let conn = Connection::new(
             peer_addr,
+            local_port,
             sni.as_deref(),
             peer,
             site,
             self.generation,
             registration,
+            streams,
         );
         metrics.handshake(HandshakeOutcome::Ok);
         Some((tls, Arc::new(conn)))
@@ -292,12 +308,29 @@ async fn connection(
         return;
     };
     let shared = gate.shared.clone();
+    // A reload while this handshake ran may have revoked the certificate after the old
+    // configuration verified it, and before this connection was registered for the
+    // reload's sweep: check it against the configuration in force now.
+    if conn.verified().is_some() {
+        let now = current.load_full();
+        if now.generation != gate.generation && !now.still_accepts(&conn, tls.get_ref().1) {
+            let outcome = HandshakeOutcome::Refused(Rejection::Revoked);
+            shared.metrics.handshake(outcome);
+            log::handshake_failed(
+                peer_addr,
+                outcome,
+                "refused by a configuration loaded during the handshake",
+            );
+            return;
+        }
+    }
     shared.metrics.connection_opened();
     let _open = OpenGuard(&shared.metrics);
     let revoked = conn.registration.as_ref().map(|r| r.close.clone());
     let limits = gate.listener().limits;
     let idle_limit = Duration::from_secs(limits.idle_timeout_secs);
     let write_limit = Duration::from_secs(limits.write_timeout_secs);
+    let drain_limit = Duration::from_secs(limits.shutdown_grace_secs);
     let max_age = (limits.max_connection_age_secs > 0)
         .then(|| Duration::from_secs(limits.max_connection_age_secs));
     let activity = conn.activity.clone();
@@ -317,51 +350,61 @@ async fn connection(
     let mut serving = std::pin::pin!(builder.serve_connection(io, service));
     let tick =
         (idle_limit.min(write_limit) / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-    let mut draining = false;
-    // Per kind of waiting (see `Activity::waiting`): since when, and the progress then.
-    let mut waits: [(Option<Instant>, u64); 2] = [(None, 0); 2];
+    let write_ticks =
+        u64::try_from(write_limit.as_millis().div_ceil(tick.as_millis())).unwrap_or(u64::MAX);
+    // When a graceful close began: a drain gets `shutdown_grace_secs`, then it is cut.
+    let mut draining: Option<Instant> = None;
+    // Since which tick the socket has waited on the client, and its write count then.
+    let mut socket_wait: Option<(u64, u64)> = None;
     loop {
         tokio::select! {
             _ = serving.as_mut() => return,
-            _ = stop.wait_for(|stop| *stop), if !draining => {
+            _ = stop.wait_for(|stop| *stop), if draining.is_none() => {
                 serving.as_mut().graceful_shutdown();
-                draining = true;
+                draining = Some(Instant::now());
             }
             () = async {
                 match &revoked {
                     Some(n) => n.notified().await,
                     None => std::future::pending().await,
                 }
-            }, if !draining => {
+            }, if draining.is_none() => {
                 serving.as_mut().graceful_shutdown();
-                draining = true;
+                draining = Some(Instant::now());
             }
             () = tokio::time::sleep(tick) => {
-                // A client that stops taking what it asked for is cut, draining or not:
-                // graceful shutdown would wait for it forever.
-                for ((waiting, progress), (since, last)) in activity.waiting().into_iter().zip(&mut waits) {
-                    if !waiting {
-                        *since = None;
-                    } else if progress != *last || since.is_none() {
-                        *since = Some(Instant::now());
-                    }
-                    *last = progress;
-                }
-                if waits.iter().any(|(since, _)| since.is_some_and(|t| t.elapsed() >= write_limit)) {
+                let now = activity.tick();
+                // A client that stops taking what it asked for is cut, draining or not: a
+                // graceful close would wait for it forever.
+                let (blocked, writes) = activity.socket();
+                socket_wait = match socket_wait {
+                    Some((since, seen)) if blocked && seen == writes => Some((since, seen)),
+                    _ if blocked => Some((now, writes)),
+                    _ => None,
+                };
+                let socket_stalled =
+                    socket_wait.is_some_and(|(since, _)| now - since >= write_ticks);
+                if socket_stalled || activity.body_stalled(now, write_ticks) {
                     shared.metrics.closed(Closed::Stalled);
                     return;
                 }
-                if draining {
-                    // Nothing in flight and still open (an h2 client that ignores GOAWAY).
-                    if activity.idle() >= write_limit {
+                match draining {
+                    // Nothing in flight and still open (an h2 client that ignores GOAWAY),
+                    // or still busy when the drain's time is up.
+                    Some(began)
+                        if activity.idle() >= write_limit || began.elapsed() >= drain_limit =>
+                    {
                         shared.metrics.closed(Closed::Drain);
                         return;
                     }
-                } else if activity.idle() >= idle_limit
-                    || max_age.is_some_and(|m| activity.age() >= m)
-                {
-                    serving.as_mut().graceful_shutdown();
-                    draining = true;
+                    Some(_) => {}
+                    None if activity.idle() >= idle_limit
+                        || max_age.is_some_and(|m| activity.age() >= m) =>
+                    {
+                        serving.as_mut().graceful_shutdown();
+                        draining = Some(Instant::now());
+                    }
+                    None => {}
                 }
             }
         }
@@ -554,9 +597,15 @@ pub async fn serve_redirects(
 }
 
 fn redirect<B>(gate: &Gate, req: &http::Request<B>, https_port: u16) -> pages::Page {
-    let checked = request::check_authority(req.version(), req.uri(), req.headers(), None, |h| {
-        gate.sites().iter().any(|s| s.serves(h))
-    });
+    // The port of a plain-HTTP Host is not the HTTPS one: any port will do.
+    let checked = request::check_authority(
+        req.version(),
+        req.uri(),
+        req.headers(),
+        None,
+        |h| gate.sites().iter().any(|s| s.serves(h)),
+        |_| true,
+    );
     let Ok(authority) = checked else {
         return pages::Pages::default().refusal(
             &pages::Refusal::BadRequest("this server redirects only its own host names to HTTPS"),

@@ -2,9 +2,10 @@
 //! sets, and every name a client must not be able to send in their place (SECURITY.md
 //! rule 3). Also how the gate writes values so that an upstream reads them one way only.
 //!
-//! Names are compared the way the upstream may read them: ASCII case-insensitively and with
-//! `_` equal to `-`, because CGI, WSGI, PHP and Rack fold `X_Client_CN` and `X-Client-CN`
-//! into the same variable.
+//! Names are compared the way the upstream may read them: ASCII case-insensitively, and
+//! with every character other than a letter or digit equal to `-`: CGI, WSGI, PHP and Rack
+//! fold `X_Client_CN` and `X-Client-CN` into the same variable, and PHP also turns `.`
+//! into `_` (`X.Client.CN`).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,9 +15,19 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::HeaderNames;
 
-/// Forwarding headers the gate sets (or that name the client to the upstream): always
-/// protected, whatever the configuration says.
-const FORWARDING: [&str; 3] = ["forwarded", "x-real-ip", "x-client-ip"];
+/// Forwarding headers the gate sets, and the ones frameworks read as the client's address:
+/// always protected, whatever the configuration says.
+const FORWARDING: [&str; 9] = [
+    "forwarded",
+    "x-forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+];
 /// Every `X-Forwarded-*` header: the gate sets some, and the others (`-Port`, `-Prefix`,
 /// `-Server`, `-Ssl`…) re-route or re-scheme requests in common frameworks.
 const FORWARDING_PREFIX: &str = "x-forwarded-";
@@ -42,7 +53,7 @@ pub struct Names {
     /// Protected prefixes, folded: the convenience family and `x-forwarded-`.
     prefixes: Vec<Box<[u8]>>,
     /// Keep inbound names with `_` (the protected ones are removed in any case).
-    pub allow_underscores: bool,
+    allow_underscores: bool,
 }
 
 fn name(s: &str) -> HeaderName {
@@ -51,11 +62,13 @@ fn name(s: &str) -> HeaderName {
         .unwrap_or(HeaderName::from_static("x-portcullis-invalid"))
 }
 
-/// `b` as a folding application reads it.
+/// `b` as a folding application reads it: letters in lower case, digits as they are, and
+/// any other character as `-`.
 fn fold(b: u8) -> u8 {
-    match b {
-        b'_' => b'-',
-        b => b.to_ascii_lowercase(),
+    if b.is_ascii_alphanumeric() {
+        b.to_ascii_lowercase()
+    } else {
+        b'-'
     }
 }
 
@@ -111,10 +124,15 @@ impl Names {
                 .any(|p| name.len() >= p.len() && same(p, &name[..p.len()]))
     }
 
-    /// Whether an inbound header called `name` must go: protected, or an underscore name
-    /// while those are dropped.
+    /// Whether an inbound header called `name` must go: protected, or a name with a
+    /// character other than a letter, digit or `-` (`_` too, unless `allow_underscores`),
+    /// which some application would fold into another name — nginx drops those as well
+    /// (`ignore_invalid_headers`, `underscores_in_headers`).
     pub fn is_refused(&self, name: &str) -> bool {
-        (!self.allow_underscores && name.contains('_')) || self.is_protected(name)
+        let odd = name.bytes().any(|b| {
+            !(b.is_ascii_alphanumeric() || b == b'-' || (b == b'_' && self.allow_underscores))
+        });
+        odd || self.is_protected(name)
     }
 
     /// Removes every refused name from `headers` (all copies). Costs one pass over the
@@ -254,12 +272,13 @@ mod tests {
             allow_underscores: true,
         });
         let naive = |s: &str| {
-            let f: String = s.to_ascii_lowercase().replace('_', "-");
-            ["ab", "ab-c", "b-a", "forwarded", "x-real-ip", "x-client-ip"].contains(&f.as_str())
+            let f: String = s.to_ascii_lowercase().replace(['_', '.'], "-");
+            ["ab", "ab-c", "b-a"].contains(&f.as_str())
+                || FORWARDING.contains(&f.as_str())
                 || f.starts_with("c-")
                 || f.starts_with("x-forwarded-")
         };
-        let alphabet = ['a', 'A', 'b', 'B', 'c', 'C', '-', '_'];
+        let alphabet = ['a', 'A', 'b', 'B', 'c', 'C', '-', '_', '.'];
         let mut frontier = vec![String::new()];
         let mut protected = 0;
         for _ in 0..5 {
@@ -297,8 +316,12 @@ mod tests {
             ("Forwarded", "for=1.2.3.4"),
             ("X-HTTP-Method-Override", "DELETE"),
             ("x_original_url", "/admin"),
+            ("X.Client.CN", "admin"),
+            ("True-Client-IP", "10.0.0.1"),
+            ("X-Forwarded", "for=10.0.0.1"),
             ("Accept", "*/*"),
             ("X-Unrelated_Name", "dropped: underscores are off"),
+            ("X-Unrelated.Name", "dropped: a dot is never kept"),
         ] {
             h.append(
                 HeaderName::from_bytes(k.as_bytes()).unwrap(),
@@ -317,6 +340,7 @@ mod tests {
             ..HeaderNames::default()
         });
         assert!(!n.is_refused("x_request_id"));
+        assert!(n.is_refused("x.request.id"));
         assert!(n.is_refused("x_client_cn"));
         assert!(n.is_refused("x_forwarded_host"));
     }

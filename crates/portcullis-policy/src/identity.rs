@@ -3,8 +3,12 @@
 //! Every attribute is read as a parsed value of its declared type, never by slicing a DN
 //! string (SECURITY.md rule 5): `CN=admin\0.attacker` is not `admin`, and an email in a
 //! DNS SAN is not an email. A value with a NUL or control character makes the whole
-//! certificate unusable for the gate. When a subject has several CNs, the first one in the
-//! certificate's encoding is used — the left-most as OpenSSL prints a subject by default.
+//! certificate unusable for the gate. When a subject has several CNs, the one used is the
+//! left-most in the subject's RFC 4514 string ([`Identity::subject`], what the upstream
+//! receives as `X-Client-Subject`, and what Java's `X500Principal.getName()` and nginx's
+//! `$ssl_client_s_dn` print): the last one in the certificate's encoding. So an
+//! application that takes the first `CN=` of the subject string reads the same CN as the
+//! gate's rules.
 
 use std::net::IpAddr;
 
@@ -27,7 +31,7 @@ pub enum IdentityError {
 /// What the gate knows about an authenticated client.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Identity {
-    /// Subject CN (the first, if there are several).
+    /// Subject CN: with several, the left-most of [`Identity::subject`] (the last encoded).
     pub common_name: Option<String>,
     /// Subject emailAddress attributes.
     pub emails: Vec<String>,
@@ -68,7 +72,8 @@ impl Identity {
         let (_, cert) =
             parse_x509_certificate(der).map_err(|e| IdentityError::Parse(e.to_string()))?;
         let mut id = Identity::default();
-        // Every CN is checked; the first one (in encoding order) is the identity's.
+        // Every CN is checked; the left-most in RFC 4514 order (the last encoded) is the
+        // identity's.
         let mut cns = Vec::new();
         for attr in cert.subject().iter_attributes() {
             let oid = attr.attr_type();
@@ -95,7 +100,7 @@ impl Identity {
             };
             push_attr(attr, field, slot)?;
         }
-        id.common_name = cns.into_iter().next();
+        id.common_name = cns.pop();
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for name in &san.value.general_names {
                 match name {

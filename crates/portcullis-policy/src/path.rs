@@ -6,7 +6,7 @@
 //!
 //! | input | result |
 //! | --- | --- |
-//! | `%61dmin`, `%7E` (percent-encoded unreserved characters) | decoded: `admin`, `~` |
+//! | `%61dmin`, `%7E`, `%3A`, `%40` (percent-encoded characters allowed raw in a path) | decoded: `admin`, `~`, `:`, `@` |
 //! | `/a/./b`, `/a/x/../b`, `//a//b` | `/a/b` |
 //! | `%2F`, `%5C`, `\`, `%00`, control bytes, raw spaces | rejected |
 //! | `..` above `/` | rejected |
@@ -97,7 +97,7 @@ fn is_unreserved(b: u8) -> bool {
 
 /// Characters allowed raw in a path segment (RFC 3986 `pchar` minus `%` and `;`, which
 /// are handled separately).
-fn is_pchar(b: u8) -> bool {
+pub(crate) fn is_pchar(b: u8) -> bool {
     is_unreserved(b)
         || matches!(
             b,
@@ -285,7 +285,9 @@ fn decode_segment(raw: &[u8]) -> Result<String, PathError> {
                 _ => {}
             }
             flush(&mut pending, &mut out)?;
-            if is_unreserved(v) {
+            // Every character that may stand raw in a path is decoded: WSGI, Go, Spring and
+            // others decode `%3A` before routing, so `/items%3Apurge` is `/items:purge`.
+            if is_pchar(v) {
                 out.push(char::from(v));
             } else if v == b';' {
                 // Encoded, `;` is data, not a parameter delimiter: keep it encoded.
@@ -401,6 +403,11 @@ mod tests {
         assert_eq!(ok("/caf%c3%a9"), "/caf%C3%A9");
         assert_eq!(ok("/100%25"), "/100%25");
         assert_eq!(ok("/a%3bb"), "/a%3Bb");
+        // Sub-delimiters, ':' and '@' read the same raw or encoded to most applications.
+        assert_eq!(ok("/v1/items%3Apurge"), "/v1/items:purge");
+        assert_eq!(ok("/users/%40me/keys"), "/users/@me/keys");
+        assert_eq!(ok("/%21%24%26%27%28%29%2A%2B%2C%3D"), "/!$&'()*+,=");
+        assert_eq!(ok("/a%3F%23"), "/a%3F%23");
     }
 
     #[test]

@@ -38,6 +38,21 @@ pub struct PatternError {
     pub reason: &'static str,
 }
 
+/// A literal segment in the form canonical paths take: characters a path may not carry raw
+/// (spaces, non-ASCII) percent-encoded with upper-case hex, so `/café` matches the
+/// request path `/caf%C3%A9` as the upstream will read it.
+fn canonical_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if crate::path::is_pchar(b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 impl Pattern {
     pub fn parse(source: &str) -> Result<Pattern, PatternError> {
         let err = |reason| PatternError {
@@ -71,7 +86,7 @@ impl Pattern {
                     "" if i + 1 != parts.len() || rest => {
                         return Err(err("empty segment ('//') never matches a canonical path"));
                     }
-                    s => Seg::Lit(s.to_owned()),
+                    s => Seg::Lit(canonical_literal(s)),
                 });
             }
         }
@@ -150,6 +165,14 @@ mod tests {
         assert!(!m("/users/*/keys", "/users/a/b/keys"));
         assert!(!m("/users/*", "/users/"));
         assert!(m("/users/*/**", "/users/bob/x/y"));
+    }
+
+    #[test]
+    fn non_ascii_patterns_match_the_canonical_form() {
+        assert!(m("/café/**", "/caf%C3%A9/x"));
+        assert!(m("/café/**", "/caf%c3%a9"));
+        assert!(!m("/café/**", "/cafe/x"));
+        assert!(m("/a b", "/a%20b"));
     }
 
     #[test]

@@ -88,7 +88,8 @@ pub enum Requirement {
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub pattern: Pattern,
-    /// Upper-case method names; empty means any method.
+    /// Upper-case method names; empty means any method. A rule listing GET also lists
+    /// HEAD, which applications answer with their GET handler.
     pub methods: Vec<String>,
     /// Lower-case host; `None` means any host.
     pub host: Option<String>,
@@ -225,7 +226,7 @@ impl Policy {
         host: Option<&str>,
         require: Requirement,
     ) -> Result<(), PolicyError> {
-        let methods = methods
+        let mut methods: Vec<String> = methods
             .iter()
             .map(|m| {
                 if !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()) {
@@ -235,6 +236,11 @@ impl Policy {
                 }
             })
             .collect::<Result<_, _>>()?;
+        // Express, Flask, Django, Rails, Spring and Go answer HEAD with the GET handler: a
+        // rule about GET is a rule about HEAD too.
+        if methods.iter().any(|m| m == "GET") && !methods.iter().any(|m| m == "HEAD") {
+            methods.push("HEAD".into());
+        }
         self.rules.push(Rule {
             pattern: Pattern::parse(path)?,
             methods,
@@ -516,6 +522,21 @@ mod tests {
             panic!("expected 403");
         };
         assert_eq!(p.describe(require), "one of: role admin, role ops");
+    }
+
+    #[test]
+    fn a_get_rule_covers_head() {
+        let p = sample();
+        let opsbot = id("deployer", &[], &["spiffe://corp/ops/deployer"]);
+        let bob = id("bob", &["Users"], &[]);
+        assert!(matches!(
+            decide(&p, "HEAD", "/ops/deploy", Some(&opsbot)),
+            Decision::Allow { rule: 3 }
+        ));
+        assert!(matches!(
+            decide(&p, "HEAD", "/ops/deploy", Some(&bob)),
+            Decision::Forbidden { rule: 3, .. }
+        ));
     }
 
     #[test]

@@ -42,7 +42,12 @@ const SPOOF: &str = "X_Client_CN: alice\r\n\
     X_Forwarded_For: 10.0.0.1\r\n\
     X_Forwarded_Host: evil.example\r\n\
     X_Remote_User: alice\r\n\
-    x-remote-user: alice\r\n";
+    x-remote-user: alice\r\n\
+    X.Client.CN: alice\r\n\
+    X.Client.Verify: SUCCESS\r\n\
+    Client-IP: 10.0.0.1\r\n\
+    True-Client-IP: 10.0.0.1\r\n\
+    X-Forwarded: for=10.0.0.1\r\n";
 
 /// Asserts the upstream saw exactly the gate's identity for `who` (`None`: anonymous) and
 /// nothing a client wrote under a protected name.
@@ -70,7 +75,14 @@ fn assert_only_the_gate_speaks(r: &Received, who: Option<(&str, &str)>) {
         }
     }
     assert_eq!(r.one("x-forwarded-for"), "127.0.0.1", "{r:#?}");
-    assert!(!r.has("x-remote-user"), "{r:#?}");
+    for name in [
+        "x-remote-user",
+        "client-ip",
+        "true-client-ip",
+        "x-forwarded",
+    ] {
+        assert!(!r.has(name), "{name}: {r:#?}");
+    }
     assert!(r.one("x-forwarded-host").starts_with("localhost"), "{r:#?}");
     assert!(
         !r.one("forwarded").contains("10.0.0.1") && !r.one("forwarded").contains("evil"),
@@ -171,7 +183,9 @@ fn non_canonical_method_spellings_are_refused_not_matched_as_another_method() {
         "optional",
         &upstream.url(),
         "[[rules]]\npath = \"/api/**\"\nmethods = [\"DELETE\", \"POST\", \"PUT\"]\nrequire = \"role:admin\"\n\
-         [[rules]]\npath = \"/api/**\"\nrequire = \"authenticated\"",
+         [[rules]]\npath = \"/reports/**\"\nmethods = [\"GET\"]\nrequire = \"role:admin\"\n\
+         [[rules]]\npath = \"/v1/items:purge\"\nrequire = \"role:admin\"\n\
+         [[rules]]\npath = \"/**\"\nrequire = \"authenticated\"",
     ));
     let req = |method: &str| {
         format!("{method} /api/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n")
@@ -210,6 +224,26 @@ fn non_canonical_method_spellings_are_refused_not_matched_as_another_method() {
             .method,
         "DELETE"
     );
+    // Applications answer HEAD with their GET handler: a GET rule covers HEAD.
+    let mut c = H1::connect(&pki, gate.port, Sni::Name("localhost"), As::Client("bob"));
+    c.send(b"HEAD /reports/q3 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(c.read_status(), Some(403), "HEAD slipped past a GET rule");
+    // Encoded characters a path may carry raw are judged decoded, as applications read
+    // them.
+    let r = h1(
+        &pki,
+        gate.port,
+        As::Client("bob"),
+        &get("/v1/items%3Apurge", ""),
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = h1(
+        &pki,
+        gate.port,
+        As::Client("alice"),
+        &get("/v1/items%3Apurge", ""),
+    );
+    assert_eq!(r.received().url, "/v1/items:purge");
 }
 
 #[test]
@@ -313,6 +347,107 @@ fn clients_that_stop_reading_are_closed_and_free_their_slots() {
     }
 }
 
+/// An upstream that answers `/public/big` with 16 MiB and anything else with a little JSON.
+fn big_upstream() -> Upstream {
+    Upstream::node(
+        "http.createServer((req, res) => req.url.startsWith('/public/big') \
+            ? res.end(Buffer.alloc(16 * 1024 * 1024, 120)) : res.end('{}'))",
+    )
+}
+
+#[test]
+fn a_stuck_http2_stream_is_cut_even_while_other_streams_move() {
+    let pki = Pki::new();
+    let upstream = big_upstream();
+    let gate = Gate::start(&pki.config(
+        "optional",
+        &upstream.url(),
+        "[limits]\nwrite_timeout_secs = 2\nidle_timeout_secs = 60",
+    ));
+    let mut conn = H2Conn::open(&pki, gate.port, As::Anonymous);
+    assert_eq!(conn.hold("/public/big"), 200);
+    let start = Instant::now();
+    // Other requests on the same connection keep succeeding, until the gate cuts it.
+    let mut served = 0;
+    let cut = loop {
+        if start.elapsed() > Duration::from_secs(10) {
+            break false;
+        }
+        match conn.try_get("/public/small") {
+            Ok(200) => served += 1,
+            _ => break true,
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(cut, "the stuck stream kept its connection for 10 s");
+    let after = start.elapsed();
+    assert!(
+        served > 3 && after >= Duration::from_millis(1500),
+        "cut too early ({after:?}, {served} served): the moving streams were not progress?"
+    );
+}
+
+#[test]
+fn a_busy_connection_ends_at_its_maximum_age_plus_the_drain_limit() {
+    let pki = Pki::new();
+    let upstream = big_upstream();
+    let gate = Gate::start(&pki.config(
+        "optional",
+        &upstream.url(),
+        "[limits]\nmax_connection_age_secs = 2\nshutdown_grace_secs = 2\nwrite_timeout_secs = 5",
+    ));
+    // A reader that keeps taking a little (never stalled) past both limits…
+    let mut c = H1::connect(&pki, gate.port, Sni::Name("localhost"), As::Anonymous);
+    c.send(get("/public/big", "").as_bytes());
+    let start = Instant::now();
+    let mut total = 0;
+    while start.elapsed() < Duration::from_millis(5500) {
+        total += c.read_some(16 * 1024);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // …then takes everything at once: what the sockets still hold, then the end — well
+    // short of the 16 MiB the response would have had.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = c.read_some(1 << 20);
+        assert!(Instant::now() < deadline, "the connection was not cut");
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    assert!(
+        total < 16 * 1024 * 1024,
+        "the whole response was delivered: {total}"
+    );
+}
+
+#[test]
+fn a_certificate_revoked_during_its_handshake_gets_no_connection() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config("optional", "builtin:whoami", ""));
+    let reload = || {
+        let seen = gate.lines_with(&[" loaded"]);
+        gate.hangup();
+        assert!(gate.logged_more(&[" loaded"], seen), "{}", gate.output());
+    };
+    // Positive control: a reload between the two flights of bob's handshake changes
+    // nothing for bob.
+    let mut bob = H1::connect_paused(&pki, gate.port, As::Client("bob"), reload).unwrap();
+    assert_eq!(bob.request(&get("/me", "")).map(|r| r.status), Some(200));
+    // alice is revoked and the gate reloaded after it chose the (old) configuration for
+    // her handshake, but before she sent her certificate.
+    let needles = ["handshake failed", "during the handshake"];
+    let seen = gate.lines_with(&needles);
+    let alice = H1::connect_paused(&pki, gate.port, As::Client("alice"), || {
+        pki.revoke("alice");
+        reload();
+    })
+    .map(|mut c| c.request(&get("/me", "")).map(|r| r.status));
+    assert!(matches!(alice, Err(_) | Ok(None)), "{alice:?}");
+    assert!(gate.logged_more(&needles, seen), "{}", gate.output());
+}
+
 #[test]
 fn per_client_connection_cap_and_maximum_connection_age() {
     let pki = Pki::new();
@@ -381,6 +516,8 @@ fn host_must_be_one_valid_configured_name_equal_to_sni_and_is_forwarded_as_check
         (Sni::None, "evil.example"),
         (localhost, "evil.example"),
         (Sni::Name("evil.example"), "localhost"),
+        // A port the gate does not listen on would poison URLs built from Host.
+        (localhost, "localhost:1"),
     ] {
         let r = raw(sni, &format!("Host: {host}\r\n"));
         assert_eq!(r.status, 421, "SNI {sni:?}, Host {host}: {r:?}");
@@ -648,12 +785,20 @@ fn the_left_most_cn_is_the_identity() {
     let gate = Gate::start(&pki.config(
         "optional",
         &upstream.url(),
-        "[[roles]]\nrole = \"m\"\ncn = [\"mallory\"]\n[[rules]]\npath = \"/m\"\nrequire = \"role:m\"",
+        "[[roles]]\nrole = \"a\"\ncn = [\"alice\"]\n[[rules]]\npath = \"/a\"\nrequire = \"role:a\"",
     ));
+    // twocn is CN=alice then CN=mallory in its encoding: RFC 4514 lists mallory first,
+    // and so do X-Client-Subject, Java's X500Principal and nginx's $ssl_client_s_dn.
     let r = h1(&pki, gate.port, As::Client("twocn"), &get("/public/x", "")).received();
-    assert_eq!(r.one("x-client-cn"), "alice");
+    assert_eq!(r.one("x-client-cn"), "mallory");
+    assert!(
+        r.one("x-client-subject")
+            .starts_with("OU=Users,CN=mallory,"),
+        "{r:#?}"
+    );
+    // The rules read the same CN: a role for alice is not granted.
     assert_eq!(
-        h1(&pki, gate.port, As::Client("twocn"), &get("/m", "")).status,
+        h1(&pki, gate.port, As::Client("twocn"), &get("/a", "")).status,
         403
     );
 }

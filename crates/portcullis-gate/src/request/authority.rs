@@ -44,8 +44,8 @@ pub enum Problem {
     Disagree,
     #[error("the Host header is not a valid host[:port]")]
     Invalid,
-    /// 421: not a name of this site.
-    #[error("this server does not serve that host")]
+    /// 421: not a name (or port) of this site.
+    #[error("this server does not serve that host and port")]
     Unknown,
     /// 421: a name of this site, but not the one the connection was made for.
     #[error("the connection was made for another host")]
@@ -59,10 +59,10 @@ impl Problem {
     }
 }
 
-/// Where the host is in `host[:port]`, if the syntax is valid: a DNS name or IPv4 address
-/// (letters, digits, `-` and `.`), or an IPv6 address in brackets; an optional port of at
-/// most 5 digits up to 65535. No userinfo, spaces, underscores or stray brackets.
-fn syntax(s: &[u8]) -> Option<Range<usize>> {
+/// Where the host is in `host[:port]`, and the port, if the syntax is valid: a DNS name or
+/// IPv4 address (letters, digits, `-` and `.`), or an IPv6 address in brackets; an optional
+/// port of at most 5 digits up to 65535. No userinfo, spaces, underscores or stray brackets.
+fn syntax(s: &[u8]) -> Option<(Range<usize>, Option<u16>)> {
     let (host, rest) = if s.first() == Some(&b'[') {
         let close = s.iter().position(|&b| b == b']')?;
         let inner = std::str::from_utf8(&s[1..close]).ok()?;
@@ -82,28 +82,30 @@ fn syntax(s: &[u8]) -> Option<Range<usize>> {
         (0..end, &s[end..])
     };
     match rest {
-        [] => Some(host),
-        [b':', port @ ..] => {
-            let digits = !port.is_empty()
-                && port.len() <= 5
-                && port.iter().all(u8::is_ascii_digit)
-                && std::str::from_utf8(port).ok()?.parse::<u16>().is_ok();
-            digits.then_some(host)
+        [] => Some((host, None)),
+        [b':', port @ ..]
+            if (1..=5).contains(&port.len()) && port.iter().all(u8::is_ascii_digit) =>
+        {
+            let port = std::str::from_utf8(port).ok()?.parse::<u16>().ok()?;
+            Some((host, Some(port)))
         }
         _ => None,
     }
 }
 
-/// Checks the request's authority against the connection's SNI name and the names the
-/// site serves (`serves`). HTTP/1.x: exactly one `Host` line, equal to the target's
-/// authority when the target is in absolute form. HTTP/2: `:authority`, and a `host` field
-/// only if it is the same.
+/// Checks the request's authority against the connection's SNI name, the names the site
+/// serves (`serves`) and the ports it answers on (`port`; no port is always fine).
+/// HTTP/1.x: exactly one `Host` line, equal to the target's authority when the target is
+/// in absolute form. HTTP/2: `:authority`, and a `host` field only if it is the same.
+/// A port the gate does not answer on would let the client choose the port of the URLs an
+/// application builds from `Host` (password-reset links, OAuth redirects).
 pub fn check(
     version: Version,
     uri: &Uri,
     headers: &HeaderMap,
     sni: Option<&str>,
     serves: impl Fn(&str) -> bool,
+    port: impl Fn(u16) -> bool,
 ) -> Result<Authority, Problem> {
     let mut hosts = headers.get_all(HOST).iter();
     let (first, second) = (hosts.next(), hosts.next());
@@ -122,7 +124,7 @@ pub fn check(
         (true, None, Some(h)) => h.as_bytes(),
         (true, None, None) => return Err(Problem::Missing),
     };
-    let host = syntax(raw).ok_or(Problem::Invalid)?;
+    let (host, given_port) = syntax(raw).ok_or(Problem::Invalid)?;
     let value = if raw.iter().any(u8::is_ascii_uppercase) {
         HeaderValue::from_bytes(&raw.to_ascii_lowercase()).map_err(|_| Problem::Invalid)?
     } else {
@@ -134,7 +136,7 @@ pub fn check(
     };
     let authority = Authority { value, host };
     let name = authority.host();
-    if !serves(name) {
+    if !serves(name) || given_port.is_some_and(|p| !port(p)) {
         return Err(Problem::Unknown);
     }
     if sni.is_some_and(|sni| !sni.eq_ignore_ascii_case(name)) {
@@ -153,9 +155,14 @@ mod tests {
             headers.append(HOST, HeaderValue::from_str(l).unwrap());
         }
         let uri: Uri = target.parse().unwrap();
-        check(Version::HTTP_11, &uri, &headers, sni, |h| {
-            ["localhost", "127.0.0.1", "::1", "api.example"].contains(&h)
-        })
+        check(
+            Version::HTTP_11,
+            &uri,
+            &headers,
+            sni,
+            |h| ["localhost", "127.0.0.1", "::1", "api.example"].contains(&h),
+            |p| p == 8443 || p == 443,
+        )
         .map(|a| format!("{} {}", a.as_str(), a.host()))
     }
 
@@ -187,6 +194,7 @@ mod tests {
             (&["localhost:443:443"], "/", Problem::Invalid),
             (&["localhost:x"], "/", Problem::Invalid),
             (&["localhost:99999"], "/", Problem::Invalid),
+            (&["localhost:1"], "/", Problem::Unknown),
             (&["localhost:"], "/", Problem::Invalid),
             (&["[::1"], "/", Problem::Invalid),
             (&["[::1]x"], "/", Problem::Invalid),
@@ -213,6 +221,8 @@ mod tests {
     #[test]
     fn http2_authority_and_host_must_agree() {
         let serves = |h: &str| h == "localhost";
+        let check =
+            |v, u: &Uri, h: &HeaderMap, sni, s: fn(&str) -> bool| check(v, u, h, sni, s, |_| true);
         let uri: Uri = "https://localhost/x".parse().unwrap();
         let mut headers = HeaderMap::new();
         let a = check(Version::HTTP_2, &uri, &headers, Some("localhost"), serves).unwrap();

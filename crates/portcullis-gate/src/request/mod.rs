@@ -111,6 +111,7 @@ pub fn admit(gate: &Gate, conn: &Connection, parts: &mut Parts) -> Result<Admitt
         &parts.headers,
         conn.sni.as_deref(),
         |h| site.serves(h),
+        |p| p == conn.local_port || p == 443,
     ) {
         Ok(a) => a,
         Err(p) if p.misdirected() => {

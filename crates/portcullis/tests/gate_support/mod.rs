@@ -423,6 +423,52 @@ impl Gate {
         self.all.lock().unwrap().clone()
     }
 
+    /// How many lines of the output so far contain every one of `needles`.
+    pub fn lines_with(&self, needles: &[&str]) -> usize {
+        self.output()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
+    }
+
+    /// Waits (up to 5 s) until more than `seen` lines contain every one of `needles`.
+    pub fn logged_more(&self, needles: &[&str], seen: usize) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.lines_with(needles) > seen {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Runs `attempt` and asserts the gate logged a failed handshake with `reason` for it:
+    /// the refusal is the one the test means, not some other failure.
+    pub fn refuses_handshake(&self, reason: &str, attempt: impl FnOnce()) {
+        let needles = ["handshake failed", &format!("reason={reason}")];
+        let seen = self.lines_with(&needles);
+        attempt();
+        assert!(
+            self.logged_more(&needles, seen),
+            "no handshake failure with reason {reason}:\n{}",
+            self.output()
+        );
+    }
+
+    /// The admin listener's address, as the gate printed it (`admin = "127.0.0.1:0"`).
+    pub fn admin_addr(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let out = self.output();
+            if let Some(rest) = out.split("admin on http://").nth(1) {
+                return rest.split([' ', '"']).next().unwrap().to_owned();
+            }
+            assert!(Instant::now() < deadline, "no admin address printed: {out}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM (with kill(1): the crate forbids unsafe code, so no libc call).
     pub fn terminate(&self) {
         self.signal("-TERM");

@@ -219,6 +219,39 @@ impl H1 {
         })
     }
 
+    /// Connects, stops after the server's first flight — the client's certificate not
+    /// yet sent — runs `meanwhile`, then finishes the handshake. `Err` when it fails.
+    pub fn connect_paused(
+        pki: &Pki,
+        port: u16,
+        who: As<'_>,
+        meanwhile: impl FnOnce(),
+    ) -> Result<H1, String> {
+        let config = client_config(pki, who, &[b"http/1.1"]);
+        let mut conn =
+            rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap())
+                .unwrap();
+        let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        conn.write_tls(&mut tcp).map_err(|e| e.to_string())?;
+        // Read until the client has its second flight ready (Certificate, Finished).
+        while !conn.wants_write() {
+            conn.read_tls(&mut tcp).map_err(|e| e.to_string())?;
+            conn.process_new_packets().map_err(|e| e.to_string())?;
+        }
+        meanwhile();
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        while stream.conn.is_handshaking() {
+            stream
+                .conn
+                .complete_io(&mut stream.sock)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(H1 {
+            stream: BufReader::new(stream),
+        })
+    }
+
     /// Writes `bytes` as they are.
     pub fn send(&mut self, bytes: &[u8]) {
         let s = self.stream.get_mut();
@@ -271,6 +304,19 @@ impl H1 {
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
         })
+    }
+
+    /// Reads up to `n` bytes of whatever arrives; 0 once the connection has ended.
+    pub fn read_some(&mut self, n: usize) -> usize {
+        let mut buf = vec![0u8; n];
+        self.stream.read(&mut buf).unwrap_or(0)
+    }
+
+    /// The status line of a response with no body to read (to HEAD).
+    pub fn read_status(&mut self) -> Option<u16> {
+        let mut line = String::new();
+        self.stream.read_line(&mut line).ok()?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 
     /// Sends a request and reads its response.
@@ -362,6 +408,8 @@ async fn h2_connect(
         .await
         .unwrap();
     let mut builder = h2::client::Builder::new();
+    // A large connection window: one stream left unread must not stop the others.
+    builder.initial_connection_window_size(64 << 20);
     if let Some(w) = window {
         builder.initial_window_size(w);
     }
@@ -430,25 +478,54 @@ pub fn h2(pki: &Pki, port: u16, who: As<'_>, r: &H2Request<'_>) -> Result<Respon
 pub struct H2Conn {
     rt: tokio::runtime::Runtime,
     send: h2::client::SendRequest<bytes::Bytes>,
+    /// Responses whose bodies the client leaves unread.
+    held: Vec<http::Response<h2::RecvStream>>,
 }
 
 impl H2Conn {
     pub fn open(pki: &Pki, port: u16, who: As<'_>) -> H2Conn {
         let rt = runtime();
         let send = rt.block_on(h2_connect(pki, port, who, None));
-        H2Conn { rt, send }
+        H2Conn {
+            rt,
+            send,
+            held: Vec::new(),
+        }
     }
 
     /// The status of a GET on this connection.
     pub fn get(&mut self, path: &str) -> u16 {
+        self.try_get(path).unwrap()
+    }
+
+    /// A GET on this connection, read to the end; `Err` once the connection is gone.
+    pub fn try_get(&mut self, path: &str) -> Result<u16, String> {
         let r = H2Request {
             path,
             ..H2Request::default()
         };
         self.rt
-            .block_on(h2_send(self.send.clone(), &r))
-            .unwrap()
-            .status
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), h2_send(self.send.clone(), &r)).await
+            })
+            .map_err(|_| "timed out".to_owned())?
+            .map(|r| r.status)
+    }
+
+    /// A GET whose response body the client never reads: its stream window fills and
+    /// stays full, while the rest of the connection goes on.
+    pub fn hold(&mut self, path: &str) -> u16 {
+        let resp = self.rt.block_on(async {
+            let mut send = self.send.clone().ready().await.unwrap();
+            let req = http::Request::get(format!("https://localhost{path}"))
+                .body(())
+                .unwrap();
+            let (resp, _) = send.send_request(req, true).unwrap();
+            resp.await.unwrap()
+        });
+        let status = resp.status().as_u16();
+        self.held.push(resp);
+        status
     }
 }
 
@@ -507,9 +584,10 @@ pub struct Received {
     pub trailers: Vec<(String, String)>,
 }
 
-/// A header name as WSGI, CGI, PHP and Rack read it: case folded, `_` the same as `-`.
+/// A header name as WSGI, CGI, PHP and Rack read it: case folded, `_` the same as `-`,
+/// and (PHP) `.` too.
 pub fn fold(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
 }
 
 fn pairs(v: &serde_json::Value) -> Vec<(String, String)> {
@@ -525,7 +603,8 @@ fn pairs(v: &serde_json::Value) -> Vec<(String, String)> {
 }
 
 impl Received {
-    fn parse(body: &str) -> Received {
+    /// The recording upstream's report, from a response body.
+    pub fn parse(body: &str) -> Received {
         let v = super::json(body);
         Received {
             method: v["method"].as_str().unwrap().to_owned(),
