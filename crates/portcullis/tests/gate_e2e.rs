@@ -769,7 +769,9 @@ fn metrics_parse_as_prometheus_text_and_move_with_traffic_and_requests_are_logge
         curl_as(&pki, "alice", &[], &gate.url("/admin/x")).status,
         "200"
     );
-    assert_eq!(curl_as(&pki, "zed", &[], &gate.url("/")).status, "000");
+    gate.refuses_handshake("unknown-ca", || {
+        assert_eq!(curl_as(&pki, "zed", &[], &gate.url("/")).status, "000");
+    });
     let after = scrape();
 
     let delta =
@@ -1051,7 +1053,9 @@ fn an_expired_crl_rejects_clients_unless_explicitly_allowed() {
         "{warning}"
     );
     let gate = Gate::start(&config);
-    assert_eq!(curl_as(&pki, "bob", &[], &gate.url("/me")).status, "000");
+    gate.refuses_handshake("crl-expired", || {
+        assert_eq!(curl_as(&pki, "bob", &[], &gate.url("/me")).status, "000");
+    });
     assert_eq!(
         curl(&pki, &[], &gate.url("/")).status,
         "200",
@@ -1072,6 +1076,8 @@ fn a_reload_with_a_new_crl_refuses_the_revoked_client_next_time() {
     pki.revoke("bob");
     gate.hangup();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let revoked = ["handshake failed", "reason=revoked"];
+    let seen = gate.lines_with(&revoked);
     while curl_as(&pki, "bob", &[], &gate.url("/me")).status != "000" {
         assert!(
             std::time::Instant::now() < deadline,
@@ -1080,6 +1086,7 @@ fn a_reload_with_a_new_crl_refuses_the_revoked_client_next_time() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    assert!(gate.logged_more(&revoked, seen), "{}", gate.output());
     assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/me")).status, "200");
     assert!(gate.output().contains("reload: "), "{}", gate.output());
 }
@@ -1252,15 +1259,19 @@ fn two_virtual_hosts_keep_their_own_clients_policies_and_sessions() {
 
     // The default host admits the main CA's clients, not the foreign CA's.
     assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/me")).status, "200");
-    assert_eq!(curl_as(&pki, "zed", &[], &gate.url("/me")).status, "000");
+    gate.refuses_handshake("unknown-ca", || {
+        assert_eq!(curl_as(&pki, "zed", &[], &gate.url("/me")).status, "000");
+    });
     // api.localhost admits the foreign CA's clients only, under its own rules.
     let r = curl_as(&pki, "zed", &["--resolve", &resolve], &api("/api/orders"));
     assert_eq!(r.status, "200", "{r:?}");
     assert_eq!(json(&r.body)["subject"]["cn"], "zed");
-    assert_eq!(
-        curl_as(&pki, "alice", &["--resolve", &resolve], &api("/api/orders")).status,
-        "000"
-    );
+    gate.refuses_handshake("unknown-ca", || {
+        assert_eq!(
+            curl_as(&pki, "alice", &["--resolve", &resolve], &api("/api/orders")).status,
+            "000"
+        );
+    });
     assert_eq!(
         curl_as(&pki, "zed", &["--resolve", &resolve], &api("/me")).status,
         "403",
@@ -1320,11 +1331,13 @@ fn clients_without_sni_get_the_default_host_or_a_clean_refusal() {
         "builtin:whoami",
         "hosts = [\"api.toml\"]\nno_sni = \"reject\"",
     ));
-    assert_eq!(
-        curl_as(&pki, "alice", &[], &by_ip(strict.port)).status,
-        "000",
-        "no SNI: refused"
-    );
+    strict.refuses_handshake("no-host", || {
+        assert_eq!(
+            curl_as(&pki, "alice", &[], &by_ip(strict.port)).status,
+            "000",
+            "no SNI: refused"
+        );
+    });
     // Refused with a TLS alert, not a silent close (s_client sends no SNI for an IP).
     let out = std::process::Command::new("openssl")
         .args([

@@ -444,16 +444,29 @@ impl Gate {
     }
 
     /// Runs `attempt` and asserts the gate logged a failed handshake with `reason` for it:
-    /// the refusal is the one the test means, not some other failure.
+    /// the refusal is the one the test means, not some other failure. Text or JSON log.
     pub fn refuses_handshake(&self, reason: &str, attempt: impl FnOnce()) {
-        let needles = ["handshake failed", &format!("reason={reason}")];
-        let seen = self.lines_with(&needles);
-        attempt();
-        assert!(
-            self.logged_more(&needles, seen),
-            "no handshake failure with reason {reason}:\n{}",
+        let text = format!("reason={reason}");
+        let json = format!("\"reason\":\"{reason}\"");
+        let count = || {
             self.output()
-        );
+                .lines()
+                .filter(|l| {
+                    l.contains("handshake failed") && (l.contains(&text) || l.contains(&json))
+                })
+                .count()
+        };
+        let seen = count();
+        attempt();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while count() <= seen {
+            assert!(
+                Instant::now() < deadline,
+                "no handshake failure with reason {reason}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The admin listener's address, as the gate printed it (`admin = "127.0.0.1:0"`).
