@@ -497,20 +497,27 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Written<T> {
 
 // === admin and redirect listeners ===
 
-/// Serves the admin listener: `/metrics` (Prometheus text), `/healthz` (the process is
-/// up), `/readyz` (accepting connections; 503 while draining) and `/config` (the version
-/// and load time of the configuration in force).
-pub async fn serve_admin(current: Current, listener: TcpListener) -> Result<()> {
+/// Serves plain HTTP/1.1 on `listener`: each request answered by `page` with the gate in
+/// force. For the admin and redirect listeners, which never see client certificates.
+async fn serve_plain(
+    current: Current,
+    listener: TcpListener,
+    page: impl Fn(&Gate, &http::Request<hyper::body::Incoming>) -> pages::Page
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+) -> Result<()> {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let current = current.clone();
+        let (current, page) = (current.clone(), page.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let gate = current.load_full();
-                async move { Ok::<_, Infallible>(admin_page(&gate, req.uri().path())) }
+                let answer = page(&current.load(), &req);
+                async move { Ok::<_, Infallible>(answer) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -521,7 +528,17 @@ pub async fn serve_admin(current: Current, listener: TcpListener) -> Result<()> 
     }
 }
 
-fn admin_page(gate: &Gate, path: &str) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+/// Serves the admin listener: `/metrics` (Prometheus text), `/healthz` (the process is
+/// up), `/readyz` (accepting connections; 503 while draining) and `/config` (the version
+/// and load time of the configuration in force).
+pub async fn serve_admin(current: Current, listener: TcpListener) -> Result<()> {
+    serve_plain(current, listener, |gate, req| {
+        admin_page(gate, req.uri().path())
+    })
+    .await
+}
+
+fn admin_page(gate: &Gate, path: &str) -> pages::Page {
     let (status, content_type, body) = match path {
         "/metrics" => {
             let now = x509_parser::time::ASN1Time::now().timestamp();
@@ -576,24 +593,10 @@ pub async fn serve_redirects(
     listener: TcpListener,
     https_port: u16,
 ) -> Result<()> {
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let current = current.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let gate = current.load_full();
-                async move { Ok::<_, Infallible>(redirect(&gate, &req, https_port)) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+    serve_plain(current, listener, move |gate, req| {
+        redirect(gate, req, https_port)
+    })
+    .await
 }
 
 fn redirect<B>(gate: &Gate, req: &http::Request<B>, https_port: u16) -> pages::Page {

@@ -94,11 +94,7 @@ fn assert_only_the_gate_speaks(r: &Received, who: Option<(&str, &str)>) {
 fn underscore_spellings_of_identity_headers_never_reach_the_upstream() {
     let pki = Pki::new();
     for h2c in [false, true] {
-        let upstream = if h2c {
-            Upstream::recording_h2c()
-        } else {
-            Upstream::recording()
-        };
+        let upstream = Upstream::recording_over(h2c);
         let gate = Gate::start(&pki.config(
             "optional",
             &upstream.url(),
@@ -632,11 +628,7 @@ fn identity_values_are_unambiguous_and_logs_cannot_be_forged() {
 fn trailers_and_override_headers_never_reach_the_upstream() {
     let pki = Pki::new();
     for h2c in [false, true] {
-        let upstream = if h2c {
-            Upstream::recording_h2c()
-        } else {
-            Upstream::recording()
-        };
+        let upstream = Upstream::recording_over(h2c);
         let gate = Gate::start(&pki.config(
             "optional",
             &upstream.url(),

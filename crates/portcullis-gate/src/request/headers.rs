@@ -33,6 +33,24 @@ fn kept(token: &str, names: &Names) -> bool {
         || token.eq_ignore_ascii_case("content-length")
 }
 
+/// The names every `Connection` line lists — every line counts, not only the first.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes `names`, then the hop-by-hop fields, from `headers`.
+fn remove(headers: &mut HeaderMap, names: Vec<HeaderName>) {
+    for name in names.iter().chain(&HOP_BY_HOP) {
+        headers.remove(name);
+    }
+}
+
 /// Removes hop-by-hop and refused fields from a request. One pass over the names, and no
 /// hashing or allocation when there is nothing to remove.
 pub fn sanitize(headers: &mut HeaderMap, names: &Names) {
@@ -42,19 +60,11 @@ pub fn sanitize(headers: &mut HeaderMap, names: &Names) {
     {
         return;
     }
-    // Every Connection line counts, not only the first.
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && !kept(t, names))
+    let listed = connection_tokens(headers)
+        .filter(|t| !kept(t, names))
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
-    for name in listed.iter().chain(&HOP_BY_HOP) {
-        headers.remove(name);
-    }
+    remove(headers, listed);
     names.strip(headers);
 }
 
@@ -64,16 +74,10 @@ pub fn sanitize_response(headers: &mut HeaderMap) {
     if !headers.keys().any(hop_by_hop) {
         return;
     }
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+    let listed = connection_tokens(headers)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
-    for name in listed.iter().chain(&HOP_BY_HOP) {
-        headers.remove(name);
-    }
+    remove(headers, listed);
 }
 
 #[cfg(test)]

@@ -205,9 +205,12 @@ impl H1 {
         let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
         let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        H1::finish(conn, tcp)
+    }
+
+    /// Finishes a handshake now, so that refusals show here.
+    fn finish(conn: rustls::ClientConnection, tcp: TcpStream) -> Result<H1, String> {
         let mut stream = rustls::StreamOwned::new(conn, tcp);
-        // Finish the handshake now, so refusals show here; TLS 1.3 client-certificate
-        // refusals arrive after the client's Finished, so read until data or an error.
         while stream.conn.is_handshaking() {
             stream
                 .conn
@@ -240,16 +243,7 @@ impl H1 {
             conn.process_new_packets().map_err(|e| e.to_string())?;
         }
         meanwhile();
-        let mut stream = rustls::StreamOwned::new(conn, tcp);
-        while stream.conn.is_handshaking() {
-            stream
-                .conn
-                .complete_io(&mut stream.sock)
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(H1 {
-            stream: BufReader::new(stream),
-        })
+        H1::finish(conn, tcp)
     }
 
     /// Writes `bytes` as they are.
@@ -662,5 +656,14 @@ impl Upstream {
     /// A recording h2c upstream (Node's `http2`, prior knowledge).
     pub fn recording_h2c() -> Upstream {
         Upstream::node(&format!("http2.createServer({RECORD})"))
+    }
+
+    /// A recording upstream speaking h2c or HTTP/1.1.
+    pub fn recording_over(h2c: bool) -> Upstream {
+        if h2c {
+            Upstream::recording_h2c()
+        } else {
+            Upstream::recording()
+        }
     }
 }
