@@ -152,15 +152,15 @@ fn connection_tokens_cannot_remove_what_the_gate_adds() {
         let r = h1(&pki, gate.port, As::Anonymous, &get("/public/x", lines)).received();
         assert_only_the_gate_speaks(&r, None);
     }
-    // Hop-by-hop fields named in Connection still go (RFC 9110 §7.6.1), as do the standard
-    // ones; the Host the gate checked is never removed.
+    // Extension fields named in Connection go (RFC 9110 §7.6.1), as do the standard
+    // hop-by-hop ones; standard end-to-end fields, and the Host the gate checked, stay.
     let r = h1(
         &pki,
         gate.port,
         As::Client("bob"),
         &get(
             "/public/x",
-            "Connection: x-hop, host\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n",
+            "Connection: x-hop, host, cookie\r\nX-Hop: 1\r\nCookie: a=1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n",
         ),
     )
     .received();
@@ -169,6 +169,11 @@ fn connection_tokens_cannot_remove_what_the_gate_adds() {
         "{r:#?}"
     );
     assert_eq!(r.one("host"), "localhost");
+    assert_eq!(
+        r.one("cookie"),
+        "a=1",
+        "an end-to-end field named in Connection stays"
+    );
 }
 
 #[test]

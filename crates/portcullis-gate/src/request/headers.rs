@@ -25,12 +25,38 @@ fn hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
 }
 
-/// Fields a `Connection` token may not remove: the gate checked or sets them, and removing
-/// them would change how the upstream reads the request.
-fn kept(token: &str, names: &Names) -> bool {
-    names.is_protected(token)
-        || token.eq_ignore_ascii_case("host")
-        || token.eq_ignore_ascii_case("content-length")
+/// Standard end-to-end request fields (RFC 9110): a `Connection` token naming one is
+/// ignored, not obeyed. Only extension fields a client marks as hop-by-hop go.
+const END_TO_END: [HeaderName; 22] = [
+    header::ACCEPT,
+    header::ACCEPT_CHARSET,
+    header::ACCEPT_ENCODING,
+    header::ACCEPT_LANGUAGE,
+    header::AUTHORIZATION,
+    header::CACHE_CONTROL,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LANGUAGE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::COOKIE,
+    header::EXPECT,
+    header::HOST,
+    header::IF_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_NONE_MATCH,
+    header::IF_RANGE,
+    header::IF_UNMODIFIED_SINCE,
+    header::ORIGIN,
+    header::RANGE,
+    header::REFERER,
+    header::USER_AGENT,
+];
+
+/// Whether a `Connection` token is ignored: it names a field the gate protects, or a
+/// standard end-to-end field, whose removal would change how the upstream reads the
+/// request.
+fn kept(token: &HeaderName, names: &Names) -> bool {
+    names.is_protected(token.as_str()) || END_TO_END.contains(token)
 }
 
 /// The names every `Connection` line lists — every line counts, not only the first.
@@ -61,8 +87,8 @@ pub fn sanitize(headers: &mut HeaderMap, names: &Names) {
         return;
     }
     let listed = connection_tokens(headers)
-        .filter(|t| !kept(t, names))
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter(|t| !kept(t, names))
         .collect();
     remove(headers, listed);
     names.strip(headers);
@@ -102,7 +128,11 @@ mod tests {
         let names = Names::new(&HeaderNames::default());
         let mut h = map(&[
             ("connection", "close, x-hop, X-Client-CN, host"),
-            ("connection", "X_Client_Roles, content-length, forwarded"),
+            (
+                "connection",
+                "X_Client_Roles, content-length, forwarded, Authorization",
+            ),
+            ("authorization", "Bearer t"),
             ("x-hop", "1"),
             ("keep-alive", "timeout=5"),
             ("te", "trailers"),
@@ -115,7 +145,11 @@ mod tests {
         sanitize(&mut h, &names);
         let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         left.sort();
-        assert_eq!(left, ["accept", "content-length", "host"], "{h:?}");
+        assert_eq!(
+            left,
+            ["accept", "authorization", "content-length", "host"],
+            "{h:?}"
+        );
     }
 
     #[test]
