@@ -26,7 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use portcullis_gate::{Config, Gate};
 use portcullis_pki::ca::{self, Ca, InitOptions};
-use portcullis_pki::{Index, KeyType, Kind, LeafRequest, San, SaveOptions, Subject};
+use portcullis_pki::{KeyType, Kind, LeafRequest, San, SaveOptions, Subject};
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName};
 use tower_layer::Layer;
 
@@ -334,7 +334,7 @@ fn setup(dir: &Path) {
     )
     .unwrap();
     let ca = Ca::open(&root, None).unwrap();
-    let mut index = Index::load(&ca.layout().index()).unwrap();
+    let mut writer = ca.writer().unwrap();
     for (name, kind, sans, ou) in [
         (
             "localhost",
@@ -360,7 +360,7 @@ fn setup(dir: &Path) {
             days: 30,
             key_type: KeyType::P256,
         };
-        let cert = ca.issue(&req, &index).unwrap();
+        let cert = ca.issue(&req, writer.index()).unwrap();
         let opts = SaveOptions {
             out_dir: ca.layout().issued(),
             stem: name.into(),
@@ -368,9 +368,9 @@ fn setup(dir: &Path) {
             p12: None,
             force: false,
         };
-        ca.save(cert, &mut index, &opts).unwrap();
+        writer.save(cert, &opts).unwrap();
     }
-    ca.publish_crl(&index, 30).unwrap();
+    writer.publish_crl(30).unwrap();
     std::fs::write(dir.join("gate.toml"), CONFIG).unwrap();
 }
 

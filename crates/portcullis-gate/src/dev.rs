@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use portcullis_pki::ca::{self, Ca, InitOptions};
-use portcullis_pki::{Index, Kind, LeafRequest, P12Format, Passphrase, San, SaveOptions, Subject};
+use portcullis_pki::{Kind, LeafRequest, P12Format, Passphrase, San, SaveOptions, Subject};
 
 use crate::config::Config;
 use crate::error::Result;
@@ -93,7 +93,7 @@ pub fn ensure(base: &Path) -> Result<DevSetup> {
         )?);
     }
     let authority = Ca::open(&dir, None)?;
-    let mut index = Index::load(&layout.index())?;
+    let mut writer = authority.writer()?;
     let issued = layout.issued();
 
     if !issued.join("localhost.crt").exists() {
@@ -111,8 +111,8 @@ pub fn ensure(base: &Path) -> Result<DevSetup> {
             days: ca::LEAF_DAYS,
             key_type: Default::default(),
         };
-        let cert = authority.issue(&req, &index)?;
-        created.extend(authority.save(cert, &mut index, &save_opts(&issued, "localhost", None))?);
+        let cert = authority.issue(&req, writer.index())?;
+        created.extend(writer.save(cert, &save_opts(&issued, "localhost", None))?);
     }
     let password = Passphrase::new(DEV_P12_PASSWORD.into(), "the development default")?;
     let mut users = Vec::new();
@@ -131,12 +131,8 @@ pub fn ensure(base: &Path) -> Result<DevSetup> {
                 days: ca::LEAF_DAYS,
                 key_type: Default::default(),
             };
-            let cert = authority.issue(&req, &index)?;
-            created.extend(authority.save(
-                cert,
-                &mut index,
-                &save_opts(&issued, name, Some(password.clone())),
-            )?);
+            let cert = authority.issue(&req, writer.index())?;
+            created.extend(writer.save(cert, &save_opts(&issued, name, Some(password.clone())))?);
         }
         users.push(DevUser {
             name,
@@ -147,7 +143,7 @@ pub fn ensure(base: &Path) -> Result<DevSetup> {
         });
     }
     if !layout.crl_pem().exists() {
-        created.extend(authority.publish_crl(&index, ca::CRL_DAYS)?.0);
+        created.extend(writer.publish_crl(ca::CRL_DAYS)?.0);
     }
     let config_path = dir.join("portcullis.toml");
     if !config_path.exists() {

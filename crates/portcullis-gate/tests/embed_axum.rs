@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use portcullis_gate::{Config, Gate};
 use portcullis_pki::ca::{self, Ca, InitOptions};
-use portcullis_pki::{Index, KeyType, Kind, LeafRequest, San, SaveOptions, Subject};
+use portcullis_pki::{KeyType, Kind, LeafRequest, San, SaveOptions, Subject};
 
 const CONFIG: &str = r#"
 listen = "127.0.0.1:0"
@@ -36,7 +36,7 @@ fn setup(dir: &std::path::Path) {
     let root = dir.join("pki");
     ca::init(&root, &InitOptions::default()).unwrap();
     let ca = Ca::open(&root, None).unwrap();
-    let mut index = Index::load(&ca.layout().index()).unwrap();
+    let mut writer = ca.writer().unwrap();
     for (name, kind, sans) in [
         (
             "localhost",
@@ -55,7 +55,7 @@ fn setup(dir: &std::path::Path) {
             days: 30,
             key_type: KeyType::P256,
         };
-        let cert = ca.issue(&req, &index).unwrap();
+        let cert = ca.issue(&req, writer.index()).unwrap();
         let opts = SaveOptions {
             out_dir: ca.layout().issued(),
             stem: name.into(),
@@ -63,7 +63,7 @@ fn setup(dir: &std::path::Path) {
             p12: None,
             force: false,
         };
-        ca.save(cert, &mut index, &opts).unwrap();
+        writer.save(cert, &opts).unwrap();
     }
     // An expired certificate from the same CA.
     let key = KeyType::P256.generate().unwrap();

@@ -30,7 +30,7 @@ fn one_run() -> Duration {
     let pki = dir.path().join("pki");
     ca::init(&pki, &InitOptions::default()).expect("init");
     let ca = Ca::open(&pki, None).expect("open");
-    let mut index = Index::load(&ca.layout().index()).expect("index");
+    let mut writer = ca.writer().expect("the CA directory's lock");
     let start = Instant::now();
     for i in 0..N {
         let name = format!("user{i:04}");
@@ -45,7 +45,7 @@ fn one_run() -> Duration {
             days: ca::LEAF_DAYS,
             key_type: Default::default(),
         };
-        let issued = ca.issue(&req, &index).expect("issue");
+        let issued = ca.issue(&req, writer.index()).expect("issue");
         let opts = SaveOptions {
             out_dir: ca.layout().issued(),
             stem: name,
@@ -53,7 +53,7 @@ fn one_run() -> Duration {
             p12: None,
             force: false,
         };
-        ca.save(issued, &mut index, &opts).expect("save");
+        writer.save(issued, &opts).expect("save");
     }
     let elapsed = start.elapsed();
     assert_eq!(

@@ -25,8 +25,9 @@ use x509_parser::prelude::*;
 use crate::build::{self, Kind, Spec};
 use crate::error::{Error, Result};
 use crate::fsio::{self, Outputs, PUBLIC, SECRET};
-use crate::index::{Index, Record};
+use crate::index::{Index, Record, normalize_serial};
 use crate::keys::{self, KeyType};
+use crate::lock::{self, DirLock, Intent};
 use crate::names::{self, San, Subject};
 use crate::p12::{self, P12Format};
 use crate::secret::Passphrase;
@@ -200,7 +201,15 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Vec<PathBuf>> {
 
     fsio::private_dir(dir)?;
     set_mode(dir, 0o700)?;
-    out.commit(opts.force)
+    let written = out.commit(opts.force)?;
+    // The lock file exists from the start, so taking the lock never adds a file.
+    let lock = DirLock::path(dir);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&lock)
+        .map_err(|source| Error::Write { path: lock, source })?;
+    Ok(written)
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
@@ -517,45 +526,6 @@ impl Ca {
         )
     }
 
-    /// Writes an issued certificate (and its key, chain and PKCS#12 bundle) and records it
-    /// in the index. All files or none.
-    pub fn save(
-        &self,
-        mut issued: Issued,
-        index: &mut Index,
-        opts: &SaveOptions,
-    ) -> Result<Vec<PathBuf>> {
-        let chain = self.chain_for(&issued.cert_der);
-        let mut out = Outputs::new();
-        if let Some(key) = &issued.key {
-            out.add(
-                opts.key_path(),
-                keys::to_pem(key, opts.key_passphrase.as_ref())?.as_bytes(),
-                SECRET,
-            );
-        }
-        out.add(
-            opts.cert_path(),
-            pem("CERTIFICATE", &issued.cert_der),
-            PUBLIC,
-        );
-        let chain_pem: String = chain.iter().map(|c| pem("CERTIFICATE", c)).collect();
-        out.add(opts.chain_path(), chain_pem, PUBLIC);
-        if let (Some(key), Some((password, format))) = (&issued.key, &opts.p12) {
-            let bundle = p12::bundle(key, &chain, &opts.stem, password, *format)?;
-            out.add(opts.p12_path(), bundle, SECRET);
-        }
-        let written = out.commit(opts.force)?;
-        issued.record.cert = opts.cert_path().display().to_string();
-        if let Err(e) = index.append(issued.record) {
-            for p in &written {
-                let _ = std::fs::remove_file(p);
-            }
-            return Err(e);
-        }
-        Ok(written)
-    }
-
     /// Signs a CSR under a profile. Returns the certificate and, for the user, a sentence
     /// for each thing the CSR asked for that the profile does not grant.
     pub fn sign_csr(
@@ -607,7 +577,7 @@ impl Ca {
 
     /// A new certificate with the subject and names of `cert_path` and a new key and
     /// serial. `days` defaults to the old certificate's lifetime. Write it with
-    /// [`Ca::save_renewal`].
+    /// [`Writer::save_renewal`].
     pub fn renew(
         &self,
         cert_path: &Path,
@@ -626,95 +596,8 @@ impl Ca {
         })
     }
 
-    /// Writes a renewal where the old certificate was: the old files (`STEM.key`, `.crt`,
-    /// `.chain.pem`, `.p12`) first move to `archive/OLD-SERIAL/`, so nothing is
-    /// overwritten; if writing the new ones fails, the old ones are put back. Returns the
-    /// files written and the (old, archived) paths.
-    pub fn save_renewal(
-        &self,
-        renewal: Renewal,
-        index: &mut Index,
-        key_passphrase: Option<Passphrase>,
-        p12: Option<(Passphrase, P12Format)>,
-    ) -> Result<(Vec<PathBuf>, Archived)> {
-        let path = &renewal.cert_path;
-        let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
-        let stem = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".crt").or_else(|| n.strip_suffix(".pem")))
-            .unwrap_or("cert")
-            .to_owned();
-        let dest = self.layout.archive().join(&renewal.old_serial);
-        fsio::private_dir(&dest)?;
-        let mut moved = Vec::new();
-        for ext in ["key", "crt", "chain.pem", "p12"] {
-            let from = dir.join(format!("{stem}.{ext}"));
-            if from.exists() {
-                let to = dest.join(format!("{stem}.{ext}"));
-                if let Err(source) = std::fs::rename(&from, &to) {
-                    restore(&moved);
-                    return Err(Error::Write { path: to, source });
-                }
-                moved.push((from, to));
-            }
-        }
-        let opts = SaveOptions {
-            out_dir: dir,
-            stem,
-            key_passphrase,
-            p12,
-            force: false,
-        };
-        match self.save(renewal.issued, index, &opts) {
-            Ok(written) => Ok((written, moved)),
-            Err(e) => {
-                restore(&moved);
-                Err(e)
-            }
-        }
-    }
-
-    /// Marks a certificate revoked in the index. Call [`Ca::publish_crl`] afterwards.
-    pub fn revoke(&self, index: &mut Index, serial: &str, reason: Reason) -> Result<Record> {
-        index.revoke(serial, now_seconds(), reason.name())
-    }
-
-    /// Signs and writes a CRL listing every revoked certificate in the index.
-    /// Returns the files written and the CRL number used.
-    pub fn publish_crl(&self, index: &Index, days: u32) -> Result<(Vec<PathBuf>, u64)> {
-        let number_path = self.layout.crl_number();
-        let number = match std::fs::read_to_string(&number_path) {
-            Ok(t) => {
-                t.trim()
-                    .parse::<u64>()
-                    .map_err(|_| Error::malformed(&number_path, "expected a decimal CRL number"))?
-                    + 1
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 1,
-            Err(source) => {
-                return Err(Error::Read {
-                    path: number_path,
-                    source,
-                });
-            }
-        };
-        let now = now_seconds();
-        let der = self.sign_crl_raw(
-            index,
-            number,
-            now,
-            now + Duration::days(i64::from(days.max(1))),
-        )?;
-        let mut out = Outputs::new();
-        out.add(self.layout.crl_der(), der.clone(), PUBLIC);
-        out.add(self.layout.crl_pem(), pem("X509 CRL", &der), PUBLIC);
-        out.add(number_path, format!("{number}\n"), PUBLIC);
-        Ok((out.commit(true)?, number))
-    }
-
     /// Signs a CRL with any dates, writing nothing: for test fixtures (an expired CRL) and
-    /// tools; [`Ca::publish_crl`] uses it with today's dates.
+    /// tools; [`Writer::publish_crl`] uses it with today's dates.
     pub fn sign_crl_raw(
         &self,
         index: &Index,
@@ -764,6 +647,302 @@ impl Ca {
     }
 }
 
+// === impl Writer ===
+
+/// A CA directory opened for changes: its lock, held until the writer is dropped, and the
+/// index as it stands under the lock. Every change to the directory goes through a writer,
+/// so two commands — or the CLI and a gate issuing online — never overwrite each other's
+/// work (see [`crate::lock`]). Opening a writer first finishes or undoes whatever a writer
+/// killed before it left unfinished.
+#[derive(Debug)]
+pub struct Writer<'ca> {
+    ca: &'ca Ca,
+    lock: DirLock,
+    index: Index,
+}
+
+impl Ca {
+    /// Opens the directory for changes, waiting up to [`lock::DEFAULT_WAIT`] for another
+    /// writer to finish.
+    pub fn writer(&self) -> Result<Writer<'_>> {
+        self.writer_waiting(lock::DEFAULT_WAIT)
+    }
+
+    /// Opens the directory for changes, waiting up to `wait` for another writer.
+    pub fn writer_waiting(&self, wait: std::time::Duration) -> Result<Writer<'_>> {
+        let (lock, leftover) = DirLock::acquire(&self.layout.dir, wait)?;
+        let index = Index::load(&self.layout.index())?;
+        let mut writer = Writer {
+            ca: self,
+            lock,
+            index,
+        };
+        if let Some(intent) = leftover {
+            writer.recover(intent)?;
+        }
+        Ok(writer)
+    }
+}
+
+/// The files of an issued certificate, the certificate itself last: once it is in place,
+/// every other file is too.
+fn planned_outputs(ca: &Ca, issued: &Issued, opts: &SaveOptions) -> Result<Outputs> {
+    let chain = ca.chain_for(&issued.cert_der);
+    let mut out = Outputs::new();
+    if let Some(key) = &issued.key {
+        out.add(
+            opts.key_path(),
+            keys::to_pem(key, opts.key_passphrase.as_ref())?.as_bytes(),
+            SECRET,
+        );
+    }
+    let chain_pem: String = chain.iter().map(|c| pem("CERTIFICATE", c)).collect();
+    out.add(opts.chain_path(), chain_pem, PUBLIC);
+    if let (Some(key), Some((password, format))) = (&issued.key, &opts.p12) {
+        let bundle = p12::bundle(key, &chain, &opts.stem, password, *format)?;
+        out.add(opts.p12_path(), bundle, SECRET);
+    }
+    out.add(
+        opts.cert_path(),
+        pem("CERTIFICATE", &issued.cert_der),
+        PUBLIC,
+    );
+    Ok(out)
+}
+
+/// Whether `path` holds the certificate with `serial`.
+fn holds_serial(path: &Path, serial: &str) -> bool {
+    read_certs(path)
+        .ok()
+        .and_then(|certs| certs.into_iter().next())
+        .and_then(|der| {
+            let (_, c) = parse_x509_certificate(&der).ok()?;
+            Some(normalize_serial(&build::serial_hex(c.raw_serial())) == normalize_serial(serial))
+        })
+        .unwrap_or(false)
+}
+
+/// Moves files back where they came from, newest move first.
+fn restore(moved: &[(PathBuf, PathBuf)]) {
+    for (from, to) in moved.iter().rev() {
+        if to.exists() && !from.exists() {
+            let _ = std::fs::rename(to, from);
+        }
+    }
+}
+
+impl Writer<'_> {
+    /// The index as it stands under the lock.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Writes an issued certificate (and its key, chain and PKCS#12 bundle) and records it
+    /// in the index. All files or none.
+    pub fn save(&mut self, issued: Issued, opts: &SaveOptions) -> Result<Vec<PathBuf>> {
+        self.commit_issued(issued, opts, Vec::new())
+    }
+
+    /// Writes a renewal where the old certificate was: the old files (`STEM.key`, `.crt`,
+    /// `.chain.pem`, `.p12`) first move to `archive/OLD-SERIAL/`, so nothing is
+    /// overwritten; if writing the new ones fails, the old ones are put back. Returns the
+    /// files written and the (old, archived) paths.
+    pub fn save_renewal(
+        &mut self,
+        renewal: Renewal,
+        key_passphrase: Option<Passphrase>,
+        p12: Option<(Passphrase, P12Format)>,
+    ) -> Result<(Vec<PathBuf>, Archived)> {
+        let path = &renewal.cert_path;
+        let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
+        let stem = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".crt").or_else(|| n.strip_suffix(".pem")))
+            .unwrap_or("cert")
+            .to_owned();
+        let dest = self.ca.layout.archive().join(&renewal.old_serial);
+        let moves: Vec<(PathBuf, PathBuf)> = ["key", "crt", "chain.pem", "p12"]
+            .iter()
+            .map(|ext| {
+                (
+                    dir.join(format!("{stem}.{ext}")),
+                    dest.join(format!("{stem}.{ext}")),
+                )
+            })
+            .filter(|(from, _)| from.exists())
+            .collect();
+        let opts = SaveOptions {
+            out_dir: dir,
+            stem,
+            key_passphrase,
+            p12,
+            force: false,
+        };
+        let written = self.commit_issued(renewal.issued, &opts, moves.clone())?;
+        Ok((written, moves))
+    }
+
+    /// Records the intent, moves `moves` aside, writes the files (the certificate last),
+    /// appends the record. A failure undoes everything; a crash is finished or undone by
+    /// the next writer.
+    fn commit_issued(
+        &mut self,
+        mut issued: Issued,
+        opts: &SaveOptions,
+        moves: Vec<(PathBuf, PathBuf)>,
+    ) -> Result<Vec<PathBuf>> {
+        let out = planned_outputs(self.ca, &issued, opts)?;
+        issued.record.cert = opts.cert_path().display().to_string();
+        self.lock.intend(&Intent::Issue {
+            record: Box::new(issued.record.clone()),
+            outputs: out.paths(),
+            moved: moves.clone(),
+        })?;
+        let undo = |writer: &mut Self, moved: &[(PathBuf, PathBuf)], e: Error| {
+            restore(moved);
+            writer.lock.done().map(|()| e).unwrap_or_else(|e| e)
+        };
+        let mut moved = Vec::new();
+        for (from, to) in moves {
+            if let Some(parent) = to.parent() {
+                fsio::private_dir(parent)?;
+            }
+            if let Err(source) = std::fs::rename(&from, &to) {
+                return Err(undo(self, &moved, Error::Write { path: to, source }));
+            }
+            moved.push((from, to));
+        }
+        lock::crash_point("after-archive");
+        let written = match out.commit(opts.force) {
+            Ok(w) => w,
+            Err(e) => return Err(undo(self, &moved, e)),
+        };
+        lock::crash_point("after-files");
+        if let Err(e) = self.index.append(issued.record) {
+            for p in &written {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(undo(self, &moved, e));
+        }
+        self.lock.done()?;
+        Ok(written)
+    }
+
+    /// Revokes a certificate in the index and publishes a CRL valid for `days` that lists
+    /// it. Returns the record, the files written and the CRL number.
+    pub fn revoke(
+        &mut self,
+        serial: &str,
+        reason: Reason,
+        days: u32,
+    ) -> Result<(Record, Vec<PathBuf>, u64)> {
+        self.lock.intend(&Intent::Crl { days })?;
+        let rec = match self.index.revoke(serial, now_seconds(), reason.name()) {
+            Ok(r) => r,
+            Err(e) => {
+                // Nothing changed.
+                self.lock.done()?;
+                return Err(e);
+            }
+        };
+        lock::crash_point("after-revoke");
+        let (written, number) = self.publish(days)?;
+        self.lock.done()?;
+        Ok((rec, written, number))
+    }
+
+    /// Signs and writes a CRL listing every revoked certificate in the index.
+    /// Returns the files written and the CRL number used.
+    pub fn publish_crl(&mut self, days: u32) -> Result<(Vec<PathBuf>, u64)> {
+        self.lock.intend(&Intent::Crl { days })?;
+        let published = self.publish(days)?;
+        self.lock.done()?;
+        Ok(published)
+    }
+
+    /// The next CRL number is above both the one on record and the one of the CRL in
+    /// place, and is recorded before the CRL is written: numbers never repeat, even after
+    /// a crash between the two.
+    fn publish(&mut self, days: u32) -> Result<(Vec<PathBuf>, u64)> {
+        let layout = &self.ca.layout;
+        let number_path = layout.crl_number();
+        let on_record = match std::fs::read_to_string(&number_path) {
+            Ok(t) => t
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| Error::malformed(&number_path, "expected a decimal CRL number"))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(source) => {
+                return Err(Error::Read {
+                    path: number_path,
+                    source,
+                });
+            }
+        };
+        let in_place = std::fs::read(layout.crl_der())
+            .ok()
+            .and_then(|der| {
+                let (_, crl) = x509_parser::parse_x509_crl(&der).ok()?;
+                let n = crl.crl_number()?;
+                u64::try_from(n).ok()
+            })
+            .unwrap_or(0);
+        let number = on_record.max(in_place) + 1;
+        fsio::write_atomic(&number_path, format!("{number}\n").as_bytes(), PUBLIC, true)?;
+        lock::crash_point("after-crl-number");
+        let now = now_seconds();
+        let der = self.ca.sign_crl_raw(
+            &self.index,
+            number,
+            now,
+            now + Duration::days(i64::from(days.max(1))),
+        )?;
+        let mut out = Outputs::new();
+        out.add(layout.crl_der(), der.clone(), PUBLIC);
+        out.add(layout.crl_pem(), pem("X509 CRL", &der), PUBLIC);
+        let mut written = vec![number_path];
+        written.extend(out.commit(true)?);
+        Ok((written, number))
+    }
+
+    /// Finishes or undoes what a killed writer left unfinished. Idempotent: a crash during
+    /// recovery leaves the same intent for the next writer.
+    fn recover(&mut self, intent: Intent) -> Result<()> {
+        match &intent {
+            Intent::Issue {
+                record,
+                outputs,
+                moved,
+            } => {
+                // Stray temporary files of the interrupted write.
+                let mut dirs: Vec<&Path> = outputs.iter().filter_map(|p| p.parent()).collect();
+                dirs.push(&self.ca.layout.dir);
+                dirs.dedup();
+                for dir in dirs {
+                    fsio::remove_temporaries(dir);
+                }
+                if holds_serial(Path::new(&record.cert), &record.serial) {
+                    // The certificate is in place, so everything else is: record it.
+                    if !self.index.contains_serial(&record.serial) {
+                        self.index.append((**record).clone())?;
+                    }
+                } else {
+                    for p in outputs.iter().filter(|p| p.exists()) {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    restore(moved);
+                }
+            }
+            Intent::Crl { days } => {
+                fsio::remove_temporaries(&self.ca.layout.dir);
+                self.publish(*days)?;
+            }
+        }
+        self.lock.done()
+    }
+}
+
 fn issuer_key_id(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
     cert.extensions()
         .iter()
@@ -785,13 +964,6 @@ pub struct Renewal {
 
 /// (old path, archived path) of each file a renewal moved aside.
 pub type Archived = Vec<(PathBuf, PathBuf)>;
-
-/// Moves archived files back to where they were: a failed renewal leaves things as they were.
-fn restore(moved: &[(PathBuf, PathBuf)]) {
-    for (from, to) in moved {
-        let _ = std::fs::rename(to, from);
-    }
-}
 
 /// The rfc822Name SAN every certificate with an emailAddress also carries.
 pub fn add_email_san(subject: &Subject, sans: &mut Vec<San>) {

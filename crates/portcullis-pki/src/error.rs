@@ -79,6 +79,17 @@ pub enum Error {
         ca: String,
     },
 
+    #[error(
+        "another portcullis process{} is changing {}; waited {} s (try again, or wait longer with --lock-wait SECS)",
+        holder.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        dir.display(),
+        waited.as_secs()
+    )]
+    Busy {
+        dir: PathBuf,
+        holder: Option<u32>,
+        waited: std::time::Duration,
+    },
     #[error("no certificate with serial {serial} in {}", index.display())]
     UnknownSerial { serial: String, index: PathBuf },
 

@@ -63,6 +63,11 @@ impl Outputs {
         self.files.push((path, bytes.into(), mode));
     }
 
+    /// The destinations, in the order they are renamed into place.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.files.iter().map(|(p, ..)| p.clone()).collect()
+    }
+
     /// Checks every destination first, then writes in three passes: create and fill
     /// every temporary file, flush them all to disk, then rename them all into place.
     /// Every file is still on disk before its name appears, but the flushes share one
@@ -91,8 +96,22 @@ impl Outputs {
                 return Err(e);
             }
             written.push(path.clone());
+            crate::lock::crash_point("mid-commit");
         }
         Ok(written)
+    }
+}
+
+/// Removes the temporary files a killed writer left in `dir` (they are only ever made
+/// under the CA directory's lock, which the caller holds).
+pub fn remove_temporaries(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".portcullis-") {
+            let _ = fs::remove_file(e.path());
+        }
     }
 }
 

@@ -130,8 +130,9 @@ impl Index {
         self.find(serial).is_some()
     }
 
-    /// Appends one record to the file (and to `self`).
-    pub fn append(&mut self, rec: Record) -> Result<()> {
+    /// Appends one record to the file (and to `self`). Only under the CA directory's lock:
+    /// see [`crate::ca::Writer`].
+    pub(crate) fn append(&mut self, rec: Record) -> Result<()> {
         let mut line = serde_json::to_string(&rec).map_err(|e| Error::Index {
             path: self.path.clone(),
             line: self.records.len() + 1,
@@ -153,8 +154,14 @@ impl Index {
         Ok(())
     }
 
-    /// Marks `serial` revoked and rewrites the file atomically.
-    pub fn revoke(&mut self, serial: &str, at: OffsetDateTime, reason: &str) -> Result<Record> {
+    /// Marks `serial` revoked and rewrites the file atomically. Only under the CA
+    /// directory's lock.
+    pub(crate) fn revoke(
+        &mut self,
+        serial: &str,
+        at: OffsetDateTime,
+        reason: &str,
+    ) -> Result<Record> {
         let want = normalize_serial(serial);
         let index = self.path.clone();
         let rec = self

@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! use std::path::Path;
-//! use portcullis_pki::{ca, Index, Kind, LeafRequest, Passphrase, SaveOptions, Subject};
+//! use portcullis_pki::{ca, Kind, LeafRequest, Passphrase, SaveOptions, Subject};
 //!
 //! # fn main() -> Result<(), portcullis_pki::Error> {
 //! let dir = Path::new("pki");
@@ -17,7 +17,8 @@
 //! ca::init(dir, &ca::InitOptions { passphrase: Some(pass.clone()), ..Default::default() })?;
 //!
 //! let ca = ca::Ca::open(dir, Some(&pass))?;
-//! let mut index = Index::load(&ca.layout().index())?;
+//! // Changes take the CA directory's lock: one writer at a time, across processes.
+//! let mut writer = ca.writer()?;
 //! let req = LeafRequest {
 //!     kind: Kind::Client,
 //!     subject: Subject { common_name: "alice".into(), ..Default::default() },
@@ -25,8 +26,8 @@
 //!     days: ca::LEAF_DAYS,
 //!     key_type: Default::default(),
 //! };
-//! let issued = ca.issue(&req, &index)?;
-//! let written = ca.save(issued, &mut index, &SaveOptions {
+//! let issued = ca.issue(&req, writer.index())?;
+//! let written = writer.save(issued, &SaveOptions {
 //!     out_dir: ca.layout().issued(),
 //!     stem: "alice".into(),
 //!     key_passphrase: None,
@@ -38,7 +39,9 @@
 //! ```
 //!
 //! Files are written atomically (temporary file, fsync, rename), private keys with mode
-//! 0600, and nothing is overwritten unless asked to.
+//! 0600, and nothing is overwritten unless asked to. Every change to a CA directory runs
+//! under its lock ([`lock`]), and a change interrupted by a crash is finished or undone by
+//! the next one.
 
 pub mod build;
 pub mod ca;
@@ -48,12 +51,13 @@ pub mod fsio;
 pub mod index;
 pub mod inspect;
 pub mod keys;
+pub mod lock;
 pub mod names;
 pub mod p12;
 pub mod secret;
 
 pub use build::Kind;
-pub use ca::{Ca, LeafRequest, Reason, SaveOptions};
+pub use ca::{Ca, LeafRequest, Reason, SaveOptions, Writer};
 pub use error::{Error, Result};
 pub use index::{Index, Record, Status};
 pub use keys::KeyType;

@@ -53,6 +53,10 @@ pub struct PkiArgs {
     #[arg(long, global = true, default_value = portcullis_pki::ca::DEFAULT_DIR, value_name = "DIR")]
     pub dir: PathBuf,
 
+    /// How long a command that changes the CA waits for another one to finish.
+    #[arg(long, global = true, default_value_t = 10, value_name = "SECS")]
+    pub lock_wait: u64,
+
     #[command(subcommand)]
     pub command: PkiCommand,
 }

@@ -13,6 +13,7 @@ use crate::secrets::{self, Mode, Source};
 
 pub fn run(args: PkiArgs) -> Result<()> {
     let dir = args.dir.as_path();
+    let wait = std::time::Duration::from_secs(args.lock_wait);
     match args.command {
         PkiCommand::Init {
             name,
@@ -53,7 +54,7 @@ pub fn run(args: PkiArgs) -> Result<()> {
             );
             Ok(())
         }
-        PkiCommand::Issue(cmd) => issue(dir, cmd),
+        PkiCommand::Issue(cmd) => issue(dir, cmd, wait),
         PkiCommand::Sign {
             csr,
             profile,
@@ -65,7 +66,7 @@ pub fn run(args: PkiArgs) -> Result<()> {
             secret,
         } => {
             let ca = unlock(dir, &secret)?;
-            let mut index = Index::load(&ca.layout().index())?;
+            let mut writer = ca.writer_waiting(wait)?;
             let kind = match profile {
                 Profile::Server => Kind::Server,
                 Profile::Client => Kind::Client,
@@ -77,13 +78,14 @@ pub fn run(args: PkiArgs) -> Result<()> {
             extra.extend(ip.iter().copied().map(San::Ip));
             let bytes =
                 std::fs::read(&csr).with_context(|| format!("cannot read {}", csr.display()))?;
-            let (issued, dropped) = ca.sign_csr(&bytes, &csr, kind, &extra, days, &index)?;
+            let (issued, dropped) =
+                ca.sign_csr(&bytes, &csr, kind, &extra, days, writer.index())?;
             let stem = name.unwrap_or_else(|| {
                 let cn = issued.record.subject.rsplit("CN=").next().unwrap_or("cert");
                 names::file_stem(cn.split(", ").next().unwrap_or(cn))
             });
             let opts = save_options(&ca, &out, stem, None, None);
-            let written = ca.save(issued, &mut index, &opts)?;
+            let written = writer.save(issued, &opts)?;
             for d in &dropped {
                 println!("not granted: {d}");
             }
@@ -97,7 +99,7 @@ pub fn run(args: PkiArgs) -> Result<()> {
             secret,
         } => {
             let ca = unlock(dir, &secret)?;
-            let mut index = Index::load(&ca.layout().index())?;
+            let mut writer = ca.writer_waiting(wait)?;
             let target_path = Path::new(&target);
             let serial = if target_path.exists() {
                 let der = ca.check_issued_here(target_path)?;
@@ -107,23 +109,27 @@ pub fn run(args: PkiArgs) -> Result<()> {
             } else {
                 bail!("{target:?} is neither a file nor a hex serial number");
             };
-            let rec = ca.revoke(&mut index, &serial, reason)?;
+            let (rec, written, number) = writer.revoke(&serial, reason, crl_days)?;
             println!(
                 "revoked {} ({}) reason {}",
                 rec.serial,
                 rec.subject,
                 reason.name()
             );
-            let (written, number) = ca.publish_crl(&index, crl_days)?;
             println!("CRL number {number}");
             print_written(&written);
             Ok(())
         }
         PkiCommand::Crl { days, secret } => {
             let ca = unlock(dir, &secret)?;
-            let index = Index::load(&ca.layout().index())?;
-            let (written, number) = ca.publish_crl(&index, days)?;
-            let revoked = index.records.iter().filter(|r| r.revoked.is_some()).count();
+            let mut writer = ca.writer_waiting(wait)?;
+            let (written, number) = writer.publish_crl(days)?;
+            let revoked = writer
+                .index()
+                .records
+                .iter()
+                .filter(|r| r.revoked.is_some())
+                .count();
             println!("CRL number {number}, {revoked} revoked, next update in {days} days");
             print_written(&written);
             Ok(())
@@ -136,10 +142,10 @@ pub fn run(args: PkiArgs) -> Result<()> {
             secret,
         } => {
             let ca = unlock(dir, &secret)?;
-            let mut index = Index::load(&ca.layout().index())?;
-            let renewal = ca.renew(&cert, days, key_type, &index)?;
+            let mut writer = ca.writer_waiting(wait)?;
+            let renewal = ca.renew(&cert, days, key_type, writer.index())?;
             let (key_pass, p12) = leaf_secrets(&leaf, renewal.request.kind)?;
-            let (written, moved) = ca.save_renewal(renewal, &mut index, key_pass, p12)?;
+            let (written, moved) = writer.save_renewal(renewal, key_pass, p12)?;
             for (from, to) in &moved {
                 println!("archived {} -> {}", from.display(), to.display());
             }
@@ -251,7 +257,7 @@ fn save_options(
     }
 }
 
-fn issue(dir: &Path, cmd: IssueCommand) -> Result<()> {
+fn issue(dir: &Path, cmd: IssueCommand, wait: std::time::Duration) -> Result<()> {
     let (req, common, leaf, stem) = match cmd {
         IssueCommand::Server {
             name,
@@ -317,11 +323,11 @@ fn issue(dir: &Path, cmd: IssueCommand) -> Result<()> {
     // Validate everything and gather every secret before touching the CA key.
     let (key_pass, p12) = leaf_secrets(&leaf, req.kind)?;
     let ca = unlock(dir, &common.secret)?;
-    let mut index = Index::load(&ca.layout().index())?;
-    let issued = ca.issue(&req, &index)?;
+    let mut writer = ca.writer_waiting(wait)?;
+    let issued = ca.issue(&req, writer.index())?;
     let serial = issued.record.serial.clone();
     let opts = save_options(&ca, &common.out, names::file_stem(&stem), key_pass, p12);
-    let written = ca.save(issued, &mut index, &opts)?;
+    let written = writer.save(issued, &opts)?;
     println!(
         "issued {} certificate {serial} for {}",
         if req.kind == Kind::Server {

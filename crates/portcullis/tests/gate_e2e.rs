@@ -1205,7 +1205,7 @@ fn a_changed_crl_file_is_picked_up_without_a_signal() {
 /// CA (the "Foreign" CA that issued zed), require mode and its own rules.
 fn add_api_host(pki: &Pki) {
     let ca = portcullis_pki::Ca::open(&pki.path("pki"), None).unwrap();
-    let mut index = portcullis_pki::Index::load(&ca.layout().index()).unwrap();
+    let mut writer = ca.writer().unwrap();
     let req = portcullis_pki::LeafRequest {
         kind: portcullis_pki::Kind::Server,
         subject: portcullis_pki::Subject {
@@ -1216,7 +1216,7 @@ fn add_api_host(pki: &Pki) {
         days: 30,
         key_type: portcullis_pki::KeyType::P256,
     };
-    let cert = ca.issue(&req, &index).unwrap();
+    let cert = ca.issue(&req, writer.index()).unwrap();
     let opts = portcullis_pki::SaveOptions {
         out_dir: ca.layout().issued(),
         stem: "api".into(),
@@ -1224,7 +1224,7 @@ fn add_api_host(pki: &Pki) {
         p12: None,
         force: false,
     };
-    ca.save(cert, &mut index, &opts).unwrap();
+    writer.save(cert, &opts).unwrap();
     std::fs::write(
         pki.path("api.toml"),
         r#"

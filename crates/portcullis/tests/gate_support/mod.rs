@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_pki::ca::{self, Ca, InitOptions};
 use portcullis_pki::{
-    Index, KeyType, Kind, LeafRequest, P12Format, Passphrase, San, SaveOptions, Subject,
+    KeyType, Kind, LeafRequest, P12Format, Passphrase, San, SaveOptions, Subject,
 };
 use time::OffsetDateTime;
 
@@ -41,7 +41,7 @@ impl Pki {
         )
         .unwrap();
         let ca = Ca::open(&root, None).unwrap();
-        let mut index = Index::load(&ca.layout().index()).unwrap();
+        let mut writer = ca.writer().unwrap();
         let issued = ca.layout().issued();
         let p12 = Passphrase::new(P12_PASS.into(), "test").unwrap();
         let mut issue =
@@ -58,7 +58,7 @@ impl Pki {
                     days: 30,
                     key_type: KeyType::P256,
                 };
-                let cert = ca.issue(&req, &index).unwrap();
+                let cert = ca.issue(&req, writer.index()).unwrap();
                 let opts = SaveOptions {
                     out_dir: issued.clone(),
                     stem: name.into(),
@@ -66,7 +66,7 @@ impl Pki {
                     p12: (kind == Kind::Client).then(|| (p12.clone(), P12Format::Modern)),
                     force: false,
                 };
-                ca.save(cert, &mut index, &opts).unwrap();
+                writer.save(cert, &opts).unwrap();
             };
         issue(
             "localhost",
@@ -91,10 +91,10 @@ impl Pki {
         );
         issue("carol", Kind::Client, Some("Users"), vec![], Some(KEY_PASS));
         issue("dave", Kind::Client, Some("Admins"), vec![], None);
-        let dave = index.records.last().unwrap().serial.clone();
-        ca.revoke(&mut index, &dave, portcullis_pki::Reason::KeyCompromise)
+        let dave = writer.index().records.last().unwrap().serial.clone();
+        writer
+            .revoke(&dave, portcullis_pki::Reason::KeyCompromise, 30)
             .unwrap();
-        ca.publish_crl(&index, 30).unwrap();
 
         // Certificates the CA would never issue, signed by it all the same.
         let now = OffsetDateTime::now_utc();
@@ -161,7 +161,7 @@ impl Pki {
         )
         .unwrap();
         let foreign = Ca::open(&other, None).unwrap();
-        let mut findex = Index::load(&foreign.layout().index()).unwrap();
+        let mut fwriter = foreign.writer().unwrap();
         let req = LeafRequest {
             kind: Kind::Client,
             subject: Subject {
@@ -173,11 +173,10 @@ impl Pki {
             days: 30,
             key_type: KeyType::P256,
         };
-        let cert = foreign.issue(&req, &findex).unwrap();
-        foreign
+        let cert = foreign.issue(&req, fwriter.index()).unwrap();
+        fwriter
             .save(
                 cert,
-                &mut findex,
                 &SaveOptions {
                     out_dir: issued.clone(),
                     stem: "zed".into(),
@@ -258,18 +257,19 @@ impl Pki {
     /// Revokes the certificate with this CN (key compromise) and publishes a new CRL.
     pub fn revoke(&self, cn: &str) {
         let ca = Ca::open(&self.path("pki"), None).unwrap();
-        let mut index = Index::load(&ca.layout().index()).unwrap();
+        let mut writer = ca.writer().unwrap();
         let who = format!("CN={cn}");
-        let serial = index
+        let serial = writer
+            .index()
             .records
             .iter()
             .find(|r| r.subject.contains(&who))
             .unwrap()
             .serial
             .clone();
-        ca.revoke(&mut index, &serial, portcullis_pki::Reason::KeyCompromise)
+        writer
+            .revoke(&serial, portcullis_pki::Reason::KeyCompromise, 30)
             .unwrap();
-        ca.publish_crl(&index, 30).unwrap();
     }
 
     /// `--cert` (chain) and `--key` paths of a client.
