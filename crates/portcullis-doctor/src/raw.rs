@@ -201,7 +201,8 @@ pub fn classify(bytes: &[u8], ended: Ended) -> RawResponse {
             code: bytes[6],
             name: alert_name(bytes[6]).to_owned(),
         },
-        22 => match parse_server_hello(&bytes[5..]) {
+        // A record header is 5 bytes; a reply may stop before the end of one.
+        22 => match bytes.get(5..).and_then(parse_server_hello) {
             Some((version, suite)) => RawResponse::ServerHello {
                 version: version_name(version),
                 cipher_suite: suite_name(suite),

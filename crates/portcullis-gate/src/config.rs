@@ -395,8 +395,17 @@ impl Locator<'_> {
 impl Config {
     /// Reads and validates a config file, and the host files it lists.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = read_text(path)?;
-        let main = Locator { path, text: &text };
+        Config::parse(&read_text(path)?, path, read_text)
+    }
+
+    /// Validates config text; `path` locates errors and relative paths, and `read` reads
+    /// the host files it lists.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        read: impl Fn(&Path) -> Result<String, ConfigError>,
+    ) -> Result<Config, ConfigError> {
+        let main = Locator { path, text };
         let raw = main.parse()?;
         let listener = listener(&main, &raw)?;
         let host_files: Vec<(PathBuf, Range<usize>)> = raw
@@ -415,7 +424,7 @@ impl Config {
         let mut seen: Vec<String> = site.server_names.clone();
         let mut hosts = Vec::new();
         for (i, (host_path, span)) in host_files.into_iter().enumerate() {
-            let host_text = read_text(&host_path)
+            let host_text = read(&host_path)
                 .map_err(|e| main.at(Some(span), Some(format!("hosts[{i}]")), e.message))?;
             digest.update(host_text.as_bytes());
             let file = Locator {

@@ -58,6 +58,54 @@ pub mod logging {
     pub use crate::log::{Format, LogGuard, event, init, warning};
 }
 
+/// Entry points for the fuzz targets in `fuzz/` and their replay tests: thin calls into
+/// private stages. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use http::{HeaderMap, Uri, Version};
+
+    use crate::config::HeaderNames;
+    use crate::names::Names;
+
+    /// Stage 3 (header integrity) on `headers`, with names compiled from `cfg`.
+    pub fn sanitize(headers: &mut HeaderMap, cfg: &HeaderNames) {
+        crate::request::sanitize_headers(headers, &Names::new(cfg));
+    }
+
+    /// Whether stage 3 treats `name` as one the gate speaks for.
+    pub fn is_protected(cfg: &HeaderNames, name: &str) -> bool {
+        Names::new(cfg).is_protected(name)
+    }
+
+    /// Stage 2 (authority) for a site serving `names` on `port`: the checked value and
+    /// its host, or why it was refused.
+    pub fn authority(
+        version: Version,
+        uri: &Uri,
+        headers: &HeaderMap,
+        sni: Option<&str>,
+        names: &[&str],
+        port: u16,
+    ) -> Result<(String, String), String> {
+        crate::request::check_authority(
+            version,
+            uri,
+            headers,
+            sni,
+            |h| names.iter().any(|n| n.eq_ignore_ascii_case(h)),
+            |p| p == port || p == 443,
+        )
+        .map(|a| (a.as_str().to_owned(), a.host().to_owned()))
+        .map_err(|p| p.to_string())
+    }
+
+    /// The shared ticket-key file's parser: whether `text` holds usable keys.
+    pub fn ticket_keys(text: &str) -> bool {
+        crate::tls::SharedKeyTicketer::parse(text, std::path::Path::new("ticket.keys"), 3600)
+            .is_ok()
+    }
+}
+
 /// Whether a server key file is passphrase-protected (so a caller knows to ask).
 pub fn key_is_encrypted(path: &std::path::Path) -> Result<bool> {
     tls::key_is_encrypted(path)

@@ -91,14 +91,22 @@ fn time_str(t: ASN1Time) -> String {
 /// Inspects a file. `p12_password` opens PKCS#12 bundles; without it a bundle is reported
 /// as such with a hint.
 pub fn inspect(path: &Path, p12_password: Option<&Passphrase>) -> Result<Report> {
-    let bytes = crate::fsio::read(path)?;
+    inspect_bytes(&crate::fsio::read(path)?, path, p12_password)
+}
+
+/// Inspects the contents of a file; `path` names it in the report and in errors.
+pub fn inspect_bytes(
+    bytes: &[u8],
+    path: &Path,
+    p12_password: Option<&Passphrase>,
+) -> Result<Report> {
     let mut report = Report {
         path: path.display().to_string(),
         objects: Vec::new(),
         warnings: Vec::new(),
     };
     if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
-        for block in x509_parser::pem::Pem::iter_from_buffer(&bytes) {
+        for block in x509_parser::pem::Pem::iter_from_buffer(bytes) {
             let block =
                 block.map_err(|e| Error::malformed(path, format!("bad PEM block ({e})")))?;
             report
@@ -108,7 +116,7 @@ pub fn inspect(path: &Path, p12_password: Option<&Passphrase>) -> Result<Report>
     } else {
         report
             .objects
-            .push(object_from_der(&bytes, path, p12_password)?);
+            .push(object_from_der(bytes, path, p12_password)?);
     }
     if report.objects.is_empty() {
         return Err(Error::malformed(path, "nothing recognisable in this file"));

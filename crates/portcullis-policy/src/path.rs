@@ -135,6 +135,12 @@ pub fn canonicalize(path: &str) -> Result<CanonicalPath<'_>, PathError> {
     canonicalize_slow(path).map(|p| CanonicalPath(Cow::Owned(p)))
 }
 
+/// The full algorithm, without the fast path that borrows already-canonical input: for
+/// differential tests (the fuzz targets check the two agree). Use [`canonicalize`].
+pub fn canonicalize_full(path: &str) -> Result<String, PathError> {
+    canonicalize_slow(path)
+}
+
 fn canonicalize_slow(path: &str) -> Result<String, PathError> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {

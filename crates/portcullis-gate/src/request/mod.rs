@@ -38,6 +38,7 @@ use crate::outcome::Decision;
 use crate::pages::{self, Page, Pages, Refusal};
 
 pub(crate) use authority::{Authority, check as check_authority};
+pub(crate) use headers::sanitize as sanitize_headers;
 
 /// The response body of `portcullis serve`: the upstream's or a page, counted as in flight
 /// until it is delivered.

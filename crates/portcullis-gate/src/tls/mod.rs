@@ -20,7 +20,7 @@ use x509_parser::prelude::*;
 use crate::config::{ClientAuth, InvalidCert, SiteConfig};
 use crate::error::{Error, Result};
 
-pub use tickets::ticketer;
+pub use tickets::{SharedKeyTicketer, ticketer};
 pub use verifier::{handshake_failure, rejection};
 
 /// Everything TLS-related a site needs after loading.

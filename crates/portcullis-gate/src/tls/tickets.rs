@@ -57,6 +57,11 @@ impl SharedKeyTicketer {
             path: path.to_owned(),
             reason: "not a text file of hex keys".into(),
         })?;
+        SharedKeyTicketer::parse(&text, path, lifetime)
+    }
+
+    /// Parses the key file's text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path, lifetime: u32) -> Result<SharedKeyTicketer> {
         let mut keys = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
@@ -70,7 +75,8 @@ impl SharedKeyTicketer {
                     n + 1
                 ),
             };
-            if line.len() != 64 {
+            // Hex digits only, checked before slicing: a line may hold any UTF-8.
+            if line.len() != 64 || !line.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(bad());
             }
             let mut key = [0u8; 32];
