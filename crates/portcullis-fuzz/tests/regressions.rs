@@ -26,3 +26,10 @@ fn client_address_headers_are_protected_in_the_oracle_too() {
         b"\x01client-ip:*d: 0\nUser-Agent\x01\x00\x00\x00lient-requ 4\nUser-Agezd: 0\nUser-Agent: cqrh",
     );
 }
+
+/// Paths accepted an encoded C1 control character (`%C2%89`, U+0089; NEL is `%C2%85`):
+/// control characters are refused however they are encoded.
+#[test]
+fn an_encoded_c1_control_character_in_a_path() {
+    portcullis_fuzz::path(b"/cP%C2%89");
+}

@@ -239,6 +239,10 @@ fn check_characters(seg: &str) -> Result<(), PathError> {
         }
     }
     let text = std::str::from_utf8(&bytes).map_err(|_| PathError::BadUtf8)?;
+    // C1 controls (U+0080–U+009F, such as NEL) are controls too, however they are encoded.
+    if text.chars().any(char::is_control) {
+        return Err(PathError::ControlCharacter);
+    }
     if text.chars().any(|c| LOOK_ALIKES.contains(&c)) {
         return Err(PathError::LookAlike);
     }
@@ -440,6 +444,8 @@ mod tests {
             ("/%c3", PathError::BadUtf8),
             ("/%ed%a0%80", PathError::BadUtf8),
             ("/admin%20/x", PathError::TrailingSpace),
+            ("/cP%C2%89", PathError::ControlCharacter),
+            ("/a%C2%85b", PathError::ControlCharacter),
             ("/admin%20", PathError::TrailingSpace),
             ("/a%09", PathError::ControlCharacter),
             ("/admin%C2%A0/x", PathError::TrailingSpace),
