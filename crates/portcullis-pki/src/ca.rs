@@ -25,7 +25,7 @@ use x509_parser::prelude::*;
 use crate::build::{self, Kind, Spec};
 use crate::error::{Error, Result};
 use crate::fsio::{self, Outputs, PUBLIC, SECRET};
-use crate::index::{Index, Record, normalize_serial};
+use crate::index::{Index, Record};
 use crate::keys::{self, KeyType};
 use crate::lock::{self, DirLock, Intent};
 use crate::names::{self, San, Subject};
@@ -127,6 +127,12 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Vec<PathBuf>> {
             dir: dir.to_owned(),
         });
     }
+    // Replacing a CA waits for any command still changing the old one.
+    let _lock = if dir.is_dir() {
+        Some(DirLock::acquire(dir, lock::DEFAULT_WAIT)?.0)
+    } else {
+        None
+    };
     let now = now_seconds();
     let root_subject = Subject {
         common_name: format!("{} Root CA", opts.name),
@@ -587,13 +593,27 @@ impl Ca {
     ) -> Result<Renewal> {
         let der = self.check_issued_here(cert_path)?;
         let cert = parse(&der, cert_path)?;
-        let request = crate::inspect::leaf_request_from(&cert, cert_path, days, key_type)?;
+        let request = self.renewal_request(cert_path, days, key_type)?;
         Ok(Renewal {
             issued: self.issue(&request, index)?,
             request,
             old_serial: build::serial_hex(cert.raw_serial()),
             cert_path: cert_path.to_owned(),
         })
+    }
+
+    /// What a renewal of `cert_path` will ask for (its profile decides whether a PKCS#12
+    /// bundle is wanted), without the index: a caller can gather passwords before it takes
+    /// the directory's lock.
+    pub fn renewal_request(
+        &self,
+        cert_path: &Path,
+        days: Option<u32>,
+        key_type: Option<KeyType>,
+    ) -> Result<LeafRequest> {
+        let der = self.check_issued_here(cert_path)?;
+        let cert = parse(&der, cert_path)?;
+        crate::inspect::leaf_request_from(&cert, cert_path, days, key_type)
     }
 
     /// Signs a CRL with any dates, writing nothing: for test fixtures (an expired CRL) and
@@ -671,14 +691,19 @@ impl Ca {
     /// Opens the directory for changes, waiting up to `wait` for another writer.
     pub fn writer_waiting(&self, wait: std::time::Duration) -> Result<Writer<'_>> {
         let (lock, leftover) = DirLock::acquire(&self.layout.dir, wait)?;
-        let index = Index::load(&self.layout.index())?;
+        // The leftover intent stays recorded until recovery is done: if this process dies
+        // (or fails) on the way, the next writer recovers instead.
         let mut writer = Writer {
             ca: self,
             lock,
-            index,
+            index: Index::load(&self.layout.index())?,
         };
         if let Some(intent) = leftover {
-            writer.recover(intent)?;
+            writer.recover(&intent).map_err(|e| Error::Unfinished {
+                dir: self.layout.dir.clone(),
+                what: intent.describe(),
+                source: Box::new(e),
+            })?;
         }
         Ok(writer)
     }
@@ -710,25 +735,33 @@ fn planned_outputs(ca: &Ca, issued: &Issued, opts: &SaveOptions) -> Result<Outpu
     Ok(out)
 }
 
-/// Whether `path` holds the certificate with `serial`.
-fn holds_serial(path: &Path, serial: &str) -> bool {
+/// `p` as an absolute path (from the working directory), so that a writer started
+/// elsewhere reads an intent the same way.
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|source| Error::Write {
+        path: p.to_owned(),
+        source,
+    })
+}
+
+/// Whether `path` holds the certificate with this SHA-256 fingerprint.
+fn holds_certificate(path: &Path, fingerprint_sha256: &str) -> bool {
     read_certs(path)
         .ok()
         .and_then(|certs| certs.into_iter().next())
-        .and_then(|der| {
-            let (_, c) = parse_x509_certificate(&der).ok()?;
-            Some(normalize_serial(&build::serial_hex(c.raw_serial())) == normalize_serial(serial))
-        })
-        .unwrap_or(false)
+        .is_some_and(|der| fingerprint(&der) == fingerprint_sha256)
 }
 
-/// Moves files back where they came from, newest move first.
-fn restore(moved: &[(PathBuf, PathBuf)]) {
+/// Moves files back where they came from, newest move first, and says whether every one
+/// that is still aside could be put back.
+fn restore(moved: &[(PathBuf, PathBuf)]) -> bool {
+    let mut all = true;
     for (from, to) in moved.iter().rev() {
         if to.exists() && !from.exists() {
-            let _ = std::fs::rename(to, from);
+            all &= std::fs::rename(to, from).is_ok();
         }
     }
+    all
 }
 
 impl Writer<'_> {
@@ -738,7 +771,8 @@ impl Writer<'_> {
     }
 
     /// Writes an issued certificate (and its key, chain and PKCS#12 bundle) and records it
-    /// in the index. All files or none.
+    /// in the index. All files or none. With `opts.force`, files in the way are moved
+    /// aside first and removed only once the new ones are in.
     pub fn save(&mut self, issued: Issued, opts: &SaveOptions) -> Result<Vec<PathBuf>> {
         self.commit_issued(issued, opts, Vec::new())
     }
@@ -762,7 +796,7 @@ impl Writer<'_> {
             .unwrap_or("cert")
             .to_owned();
         let dest = self.ca.layout.archive().join(&renewal.old_serial);
-        let moves: Vec<(PathBuf, PathBuf)> = ["key", "crt", "chain.pem", "p12"]
+        let archive: Vec<(PathBuf, PathBuf)> = ["key", "crt", "chain.pem", "p12"]
             .iter()
             .map(|ext| {
                 (
@@ -779,54 +813,105 @@ impl Writer<'_> {
             p12,
             force: false,
         };
-        let written = self.commit_issued(renewal.issued, &opts, moves.clone())?;
-        Ok((written, moves))
+        let written = self.commit_issued(renewal.issued, &opts, archive.clone())?;
+        Ok((written, archive))
     }
 
-    /// Records the intent, moves `moves` aside, writes the files (the certificate last),
-    /// appends the record. A failure undoes everything; a crash is finished or undone by
-    /// the next writer.
+    /// Records the intent, moves old files aside (a renewal's `archive`, or with `force`
+    /// the files in the way), writes the new ones (the certificate last) without
+    /// replacing anything, and records the certificate. A failure undoes everything; a
+    /// crash is finished or undone by the next writer.
     fn commit_issued(
         &mut self,
         mut issued: Issued,
         opts: &SaveOptions,
-        moves: Vec<(PathBuf, PathBuf)>,
+        archive: Vec<(PathBuf, PathBuf)>,
     ) -> Result<Vec<PathBuf>> {
         let out = planned_outputs(self.ca, &issued, opts)?;
         issued.record.cert = opts.cert_path().display().to_string();
-        self.lock.intend(&Intent::Issue {
-            record: Box::new(issued.record.clone()),
-            outputs: out.paths(),
-            moved: moves.clone(),
-        })?;
-        let undo = |writer: &mut Self, moved: &[(PathBuf, PathBuf)], e: Error| {
-            restore(moved);
-            writer.lock.done().map(|()| e).unwrap_or_else(|e| e)
+        let outputs = out
+            .digests()
+            .into_iter()
+            .map(|(p, digest)| Ok((absolute(&p)?, digest)))
+            .collect::<Result<Vec<_>>>()?;
+        let archived = archive
+            .iter()
+            .map(|(from, to)| Ok((absolute(from)?, absolute(to)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let replaced: Vec<(PathBuf, PathBuf)> = if opts.force {
+            outputs
+                .iter()
+                .filter(|(p, _)| p.exists())
+                .map(|(p, _)| {
+                    let mut aside = p.clone().into_os_string();
+                    aside.push(".portcullis-replaced");
+                    (p.clone(), PathBuf::from(aside))
+                })
+                .collect()
+        } else {
+            Vec::new()
         };
+        let intent = Intent::Issue {
+            record: Box::new(issued.record.clone()),
+            cert: absolute(&opts.cert_path())?,
+            outputs,
+            archived,
+            replaced,
+        };
+        self.lock.intend(&intent)?;
+        let Intent::Issue {
+            archived, replaced, ..
+        } = &intent
+        else {
+            unreachable!("built just above")
+        };
+        let moves: Vec<(PathBuf, PathBuf)> = archived.iter().chain(replaced).cloned().collect();
         let mut moved = Vec::new();
-        for (from, to) in moves {
-            if let Some(parent) = to.parent() {
-                fsio::private_dir(parent)?;
+        for (from, to) in &moves {
+            let step = match to.parent() {
+                Some(parent) => fsio::private_dir(parent),
+                None => Ok(()),
             }
-            if let Err(source) = std::fs::rename(&from, &to) {
-                return Err(undo(self, &moved, Error::Write { path: to, source }));
+            .and_then(|()| {
+                std::fs::rename(from, to).map_err(|source| Error::Write {
+                    path: to.clone(),
+                    source,
+                })
+            });
+            if let Err(e) = step {
+                return Err(self.undo(&moved, e));
             }
-            moved.push((from, to));
+            moved.push((from.clone(), to.clone()));
+            lock::crash_point("mid-archive");
         }
         lock::crash_point("after-archive");
-        let written = match out.commit(opts.force) {
+        let written = match out.commit(false) {
             Ok(w) => w,
-            Err(e) => return Err(undo(self, &moved, e)),
+            Err(e) => return Err(self.undo(&moved, e)),
         };
         lock::crash_point("after-files");
         if let Err(e) = self.index.append(issued.record) {
             for p in &written {
                 let _ = std::fs::remove_file(p);
             }
-            return Err(undo(self, &moved, e));
+            return Err(self.undo(&moved, e));
+        }
+        for (_, aside) in replaced {
+            let _ = std::fs::remove_file(aside);
         }
         self.lock.done()?;
         Ok(written)
+    }
+
+    /// After a failed change: puts moved files back. If that worked, nothing is left to
+    /// do; if not, the intent stays for the next writer. Returns `e`.
+    fn undo(&mut self, moved: &[(PathBuf, PathBuf)], e: Error) -> Error {
+        if restore(moved)
+            && let Err(done) = self.lock.done()
+        {
+            return done;
+        }
+        e
     }
 
     /// Revokes a certificate in the index and publishes a CRL valid for `days` that lists
@@ -861,34 +946,32 @@ impl Writer<'_> {
         Ok(published)
     }
 
+    /// The number of the CRL in place (DER, else PEM), if it reads.
+    fn number_in_place(&self) -> Option<u64> {
+        let layout = &self.ca.layout;
+        let der = std::fs::read(layout.crl_der()).ok().or_else(|| {
+            let pem = std::fs::read(layout.crl_pem()).ok()?;
+            let (_, block) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
+            Some(block.contents)
+        })?;
+        let (_, crl) = x509_parser::parse_x509_crl(&der).ok()?;
+        u64::try_from(crl.crl_number()?).ok()
+    }
+
     /// The next CRL number is above both the one on record and the one of the CRL in
     /// place, and is recorded before the CRL is written: numbers never repeat, even after
-    /// a crash between the two.
+    /// a crash between the two, or a lost or garbled `crlnumber`.
     fn publish(&mut self, days: u32) -> Result<(Vec<PathBuf>, u64)> {
         let layout = &self.ca.layout;
         let number_path = layout.crl_number();
-        let on_record = match std::fs::read_to_string(&number_path) {
-            Ok(t) => t
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| Error::malformed(&number_path, "expected a decimal CRL number"))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(source) => {
-                return Err(Error::Read {
-                    path: number_path,
-                    source,
-                });
-            }
-        };
-        let in_place = std::fs::read(layout.crl_der())
+        let on_record = std::fs::read_to_string(&number_path)
             .ok()
-            .and_then(|der| {
-                let (_, crl) = x509_parser::parse_x509_crl(&der).ok()?;
-                let n = crl.crl_number()?;
-                u64::try_from(n).ok()
-            })
+            .and_then(|t| t.trim().parse::<u64>().ok())
             .unwrap_or(0);
-        let number = on_record.max(in_place) + 1;
+        let number = on_record
+            .max(self.number_in_place().unwrap_or(0))
+            .checked_add(1)
+            .ok_or_else(|| Error::malformed(&number_path, "the CRL number cannot grow further"))?;
         fsio::write_atomic(&number_path, format!("{number}\n").as_bytes(), PUBLIC, true)?;
         lock::crash_point("after-crl-number");
         let now = now_seconds();
@@ -906,36 +989,63 @@ impl Writer<'_> {
         Ok((written, number))
     }
 
-    /// Finishes or undoes what a killed writer left unfinished. Idempotent: a crash during
-    /// recovery leaves the same intent for the next writer.
-    fn recover(&mut self, intent: Intent) -> Result<()> {
-        match &intent {
+    /// Finishes or undoes what a killed writer left unfinished, then marks it done. A
+    /// crash or failure half-way leaves the same intent for the next writer, and doing it
+    /// again is harmless.
+    fn recover(&mut self, intent: &Intent) -> Result<()> {
+        let ca_dir = absolute(&self.ca.layout.dir)?;
+        match intent {
             Intent::Issue {
                 record,
+                cert,
                 outputs,
-                moved,
+                archived,
+                replaced,
             } => {
-                // Stray temporary files of the interrupted write.
-                let mut dirs: Vec<&Path> = outputs.iter().filter_map(|p| p.parent()).collect();
-                dirs.push(&self.ca.layout.dir);
+                // Temporary files of the interrupted write, where only this CA writes.
+                let mut dirs: Vec<&Path> = outputs
+                    .iter()
+                    .filter_map(|(p, _)| p.parent())
+                    .filter(|d| d.starts_with(&ca_dir))
+                    .collect();
+                dirs.push(&ca_dir);
                 dirs.dedup();
                 for dir in dirs {
                     fsio::remove_temporaries(dir);
                 }
-                if holds_serial(Path::new(&record.cert), &record.serial) {
-                    // The certificate is in place, so everything else is: record it.
+                lock::crash_point("mid-recovery");
+                if holds_certificate(cert, &record.fingerprint_sha256) {
+                    // The certificate is in place, so everything else is: record it, and
+                    // drop what it replaced.
                     if !self.index.contains_serial(&record.serial) {
                         self.index.append((**record).clone())?;
                     }
-                } else {
-                    for p in outputs.iter().filter(|p| p.exists()) {
-                        let _ = std::fs::remove_file(p);
+                    for (_, aside) in replaced {
+                        let _ = std::fs::remove_file(aside);
                     }
-                    restore(moved);
+                } else {
+                    // Remove only files that are byte for byte ours, then put back what
+                    // was moved aside.
+                    for (path, digest) in outputs {
+                        let ours = std::fs::read(path).is_ok_and(|b| fsio::digest(&b) == *digest);
+                        if ours {
+                            std::fs::remove_file(path).map_err(|source| Error::Write {
+                                path: path.clone(),
+                                source,
+                            })?;
+                        }
+                    }
+                    let moved: Vec<_> = archived.iter().chain(replaced).cloned().collect();
+                    if !restore(&moved) {
+                        return Err(Error::malformed(
+                            &ca_dir,
+                            "files moved aside by an interrupted command could not be put back",
+                        ));
+                    }
                 }
             }
             Intent::Crl { days } => {
-                fsio::remove_temporaries(&self.ca.layout.dir);
+                fsio::remove_temporaries(&ca_dir);
                 self.publish(*days)?;
             }
         }

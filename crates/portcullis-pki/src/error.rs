@@ -80,15 +80,28 @@ pub enum Error {
     },
 
     #[error(
-        "another portcullis process{} is changing {}; waited {} s (try again, or wait longer with --lock-wait SECS)",
-        holder.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        "{} is changing {}; waited {:.1} s (try again, or wait longer: --lock-wait SECS)",
+        match holder {
+            Some(p) if *p == std::process::id() => "another writer in this process".to_owned(),
+            Some(p) => format!("another portcullis process (pid {p})"),
+            None => "another portcullis process".to_owned(),
+        },
         dir.display(),
-        waited.as_secs()
+        waited.as_secs_f64()
     )]
     Busy {
         dir: PathBuf,
         holder: Option<u32>,
         waited: std::time::Duration,
+    },
+    #[error(
+        "a command interrupted in {} left {what} unfinished, and finishing it failed: {source} (fix that, then run any `pki` command that changes the CA)",
+        dir.display()
+    )]
+    Unfinished {
+        dir: PathBuf,
+        what: String,
+        source: Box<Error>,
     },
     #[error("no certificate with serial {serial} in {}", index.display())]
     UnknownSerial { serial: String, index: PathBuf },

@@ -63,9 +63,13 @@ impl Outputs {
         self.files.push((path, bytes.into(), mode));
     }
 
-    /// The destinations, in the order they are renamed into place.
-    pub fn paths(&self) -> Vec<PathBuf> {
-        self.files.iter().map(|(p, ..)| p.clone()).collect()
+    /// The destinations, in the order they are renamed into place, each with the SHA-256
+    /// of what will be written there.
+    pub fn digests(&self) -> Vec<(PathBuf, String)> {
+        self.files
+            .iter()
+            .map(|(p, bytes, _)| (p.clone(), digest(bytes)))
+            .collect()
     }
 
     /// Checks every destination first, then writes in three passes: create and fill
@@ -100,6 +104,11 @@ impl Outputs {
         }
         Ok(written)
     }
+}
+
+/// The SHA-256 of `bytes`, in hex.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
 }
 
 /// Removes the temporary files a killed writer left in `dir` (they are only ever made

@@ -148,8 +148,13 @@ impl Index {
             .append(true)
             .open(&self.path)
             .map_err(err)?;
-        f.write_all(line.as_bytes()).map_err(err)?;
-        f.sync_data().map_err(err)?;
+        // A failed write (a full disk) must not leave half a line, nor a line for a
+        // certificate the caller then removes: cut the file back to where it was.
+        let before = f.metadata().map_err(err)?.len();
+        if let Err(e) = f.write_all(line.as_bytes()).and_then(|()| f.sync_data()) {
+            let _ = f.set_len(before);
+            return Err(err(e));
+        }
         self.records.push(rec);
         Ok(())
     }

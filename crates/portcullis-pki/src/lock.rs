@@ -14,6 +14,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -25,20 +26,38 @@ use crate::index::Record;
 /// How long a command waits for another one to finish, unless told otherwise.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 
-/// What a writer is about to do, kept in the lock file until it is done.
+/// What a writer is about to do, kept in the lock file until it is done. Paths are
+/// absolute, so a writer started from another directory reads them the same way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
-pub enum Intent {
-    /// Write a certificate's files (the certificate itself last), then record it.
+pub(crate) enum Intent {
+    /// Move old files aside, write a certificate's files (the certificate itself last),
+    /// then record it.
     Issue {
         record: Box<Record>,
-        outputs: Vec<PathBuf>,
-        /// Old files moved aside first (a renewal), as (from, to).
-        #[serde(default)]
-        moved: Vec<(PathBuf, PathBuf)>,
+        /// Where the certificate goes: in place (with the record's fingerprint) means every
+        /// file is.
+        cert: PathBuf,
+        /// Every file to write, with the SHA-256 of its contents: recovery removes only
+        /// files that are byte for byte this writer's.
+        outputs: Vec<(PathBuf, String)>,
+        /// A renewal's old files, moved to the archive (kept), as (from, to).
+        archived: Vec<(PathBuf, PathBuf)>,
+        /// With `--force`, the files in the way, moved aside until the new ones are in.
+        replaced: Vec<(PathBuf, PathBuf)>,
     },
     /// Change the index's revocations and publish a CRL valid for `days`.
     Crl { days: u32 },
+}
+
+impl Intent {
+    /// For error messages: what was left unfinished.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Intent::Issue { cert, .. } => format!("the writing of {}", cert.display()),
+            Intent::Crl { .. } => "a CRL publication".into(),
+        }
+    }
 }
 
 /// The lock file's contents while a writer holds it.
@@ -53,7 +72,7 @@ struct Holder {
 /// holder is cleared on the way unless an intent is still pending (an operation failed
 /// half-way) or a panic is unwinding: then the next writer recovers, as after a crash.
 #[derive(Debug)]
-pub struct DirLock {
+pub(crate) struct DirLock {
     file: File,
     path: PathBuf,
     pending: bool,
@@ -61,34 +80,39 @@ pub struct DirLock {
 
 /// What the lock file said when the lock was taken: the unfinished intent of a holder that
 /// died, if any.
-pub type Leftover = Option<Intent>;
+pub(crate) type Leftover = Option<Intent>;
 
 impl DirLock {
     /// The lock file of a CA directory.
-    pub fn path(dir: &Path) -> PathBuf {
+    pub(crate) fn path(dir: &Path) -> PathBuf {
         dir.join(".lock")
     }
 
     /// Takes the lock of `dir`, waiting up to `wait` for another writer to finish. Returns
-    /// the lock and the intent a dead holder left unfinished.
-    pub fn acquire(dir: &Path, wait: Duration) -> Result<(DirLock, Leftover)> {
+    /// the lock and the intent a dead holder left unfinished, which stays recorded (and
+    /// pending) until the caller has recovered it and called [`DirLock::done`].
+    pub(crate) fn acquire(dir: &Path, wait: Duration) -> Result<(DirLock, Leftover)> {
         let path = DirLock::path(dir);
         let err = |source| Error::Write {
             path: path.clone(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(err)?;
         let start = Instant::now();
-        loop {
+        let mut file = loop {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(err)?;
             match file.try_lock() {
-                Ok(()) => break,
+                // A lock file deleted or replaced meanwhile is locked by no one: lock the
+                // file the name leads to now.
+                Ok(()) if same_file(&file, &path) => break file,
+                Ok(()) => continue,
                 Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < wait => {
+                    drop(file);
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
@@ -101,22 +125,22 @@ impl DirLock {
                 }
                 Err(std::fs::TryLockError::Error(source)) => return Err(err(source)),
             }
-        }
+        };
         let leftover = read_holder(&mut file).and_then(|h| h.intent);
         let mut lock = DirLock {
             file,
             path,
-            pending: false,
+            pending: leftover.is_some(),
         };
         lock.write(&Holder {
             pid: std::process::id(),
-            intent: None,
+            intent: leftover.clone(),
         })?;
         Ok((lock, leftover))
     }
 
     /// Records what this writer is about to do.
-    pub fn intend(&mut self, intent: &Intent) -> Result<()> {
+    pub(crate) fn intend(&mut self, intent: &Intent) -> Result<()> {
         self.pending = true;
         self.write(&Holder {
             pid: std::process::id(),
@@ -125,7 +149,7 @@ impl DirLock {
     }
 
     /// Records that the last intent is done (or was undone completely).
-    pub fn done(&mut self) -> Result<()> {
+    pub(crate) fn done(&mut self) -> Result<()> {
         self.write(&Holder {
             pid: std::process::id(),
             intent: None,
@@ -163,6 +187,14 @@ impl Drop for DirLock {
     }
 }
 
+/// Whether the open `file` is still the file at `path`.
+fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 /// The lock file's record of its last holder, if it has one.
 fn read_holder(file: &mut File) -> Option<Holder> {
     let mut text = String::new();
@@ -174,8 +206,10 @@ fn read_holder(file: &mut File) -> Option<Holder> {
 /// Ends the process here when `PORTCULLIS_CRASH_AT` names this point: a test reproduces a
 /// writer killed at exactly this moment. (A process can be killed anywhere; these are the
 /// moments between two changes that must go together.)
-pub fn crash_point(name: &str) {
-    if std::env::var_os("PORTCULLIS_CRASH_AT").is_some_and(|v| v == name) {
+/// Debug builds only: release builds have no such hook.
+pub(crate) fn crash_point(name: &str) {
+    if cfg!(debug_assertions) && std::env::var_os("PORTCULLIS_CRASH_AT").is_some_and(|v| v == name)
+    {
         std::process::abort();
     }
 }
@@ -192,7 +226,7 @@ mod tests {
         let e = DirLock::acquire(dir.path(), Duration::from_millis(100)).unwrap_err();
         let text = e.to_string();
         assert!(
-            text.contains(&format!("pid {}", std::process::id())) && text.contains("waited"),
+            text.contains("another writer in this process") && text.contains("waited"),
             "{text}"
         );
         let waiter = std::thread::spawn({
@@ -213,6 +247,10 @@ mod tests {
         lock.intend(&Intent::Crl { days: 7 }).unwrap();
         // Failed half-way: dropping the lock keeps the intent for the next writer.
         drop(lock);
+        let (again, leftover) = DirLock::acquire(dir.path(), DEFAULT_WAIT).unwrap();
+        assert_eq!(leftover, Some(Intent::Crl { days: 7 }));
+        // That writer dies before recovering: the intent is still there for the next.
+        drop(again);
         let (mut again, leftover) = DirLock::acquire(dir.path(), DEFAULT_WAIT).unwrap();
         assert_eq!(leftover, Some(Intent::Crl { days: 7 }));
         again.done().unwrap();

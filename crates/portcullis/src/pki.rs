@@ -142,9 +142,11 @@ pub fn run(args: PkiArgs) -> Result<()> {
             secret,
         } => {
             let ca = unlock(dir, &secret)?;
+            // Passwords first: nobody waits on the lock while someone types.
+            let kind = ca.renewal_request(&cert, days, key_type)?.kind;
+            let (key_pass, p12) = leaf_secrets(&leaf, kind)?;
             let mut writer = ca.writer_waiting(wait)?;
             let renewal = ca.renew(&cert, days, key_type, writer.index())?;
-            let (key_pass, p12) = leaf_secrets(&leaf, renewal.request.kind)?;
             let (written, moved) = writer.save_renewal(renewal, key_pass, p12)?;
             for (from, to) in &moved {
                 println!("archived {} -> {}", from.display(), to.display());

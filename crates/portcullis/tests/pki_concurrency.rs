@@ -435,6 +435,113 @@ fn a_writer_killed_between_two_changes_is_finished_or_undone_by_the_next() {
     );
 }
 
+/// The public key of a certificate and of a key file, as openssl prints them.
+fn key_matches_cert(sb: &Sandbox, key: &str, cert: &str) -> bool {
+    let a = sb.tool("openssl", &["x509", "-noout", "-pubkey", "-in", cert]);
+    let b = sb.tool("openssl", &["pkey", "-pubout", "-in", key]);
+    a.status.success() && a.stdout == b.stdout
+}
+
+#[test]
+fn recovery_never_removes_what_the_killed_writer_did_not_write() {
+    let sb = ca_with_clients(2);
+    let settle = |sb: &Sandbox| {
+        sb.ok(&["pki", "crl"]);
+        consistent(sb)
+    };
+
+    // A recovery killed half-way is done again by the next writer.
+    crash_at(
+        &sb,
+        "after-files",
+        &["pki", "issue", "client", "twice", "--no-p12"],
+    );
+    crash_at(&sb, "mid-recovery", &["pki", "crl"]);
+    let index = settle(&sb);
+    assert!(
+        index
+            .find(&serial_of(&sb.path("pki/issued/twice.crt")))
+            .is_some()
+    );
+
+    // --force interrupted after replacing the first file: the old key and certificate
+    // come back, still a pair, and still recorded.
+    let old = serial_of(&sb.path("pki/issued/c0.crt"));
+    crash_at(
+        &sb,
+        "mid-commit",
+        &["pki", "issue", "client", "c0", "--no-p12", "--force"],
+    );
+    let index = settle(&sb);
+    assert_eq!(serial_of(&sb.path("pki/issued/c0.crt")), old);
+    assert!(index.find(&old).is_some());
+    assert!(key_matches_cert(
+        &sb,
+        "pki/issued/c0.key",
+        "pki/issued/c0.crt"
+    ));
+
+    // A renewal killed between two of its moves to the archive: every old file is back.
+    crash_at(
+        &sb,
+        "mid-archive",
+        &["pki", "renew", "pki/issued/c1.crt", "--no-p12"],
+    );
+    settle(&sb);
+    for ext in ["key", "crt", "chain.pem"] {
+        assert!(
+            sb.path(&format!("pki/issued/c1.{ext}")).exists(),
+            "c1.{ext} lost"
+        );
+    }
+    assert!(key_matches_cert(
+        &sb,
+        "pki/issued/c1.key",
+        "pki/issued/c1.crt"
+    ));
+
+    // A file of the user's in the way of a write that was killed before it could refuse:
+    // recovery leaves it alone.
+    std::fs::write(
+        sb.path("pki/issued/mine.chain.pem"),
+        "the user's own file
+",
+    )
+    .unwrap();
+    crash_at(
+        &sb,
+        "after-archive",
+        &["pki", "issue", "client", "mine", "--no-p12"],
+    );
+    settle(&sb);
+    assert_eq!(
+        std::fs::read_to_string(sb.path("pki/issued/mine.chain.pem")).unwrap(),
+        "the user's own file
+"
+    );
+
+    // The next writer may run from another directory: the intent's paths still lead to
+    // the right files.
+    crash_at(
+        &sb,
+        "after-files",
+        &["pki", "issue", "client", "elsewhere", "--no-p12"],
+    );
+    std::fs::create_dir_all(sb.path("sub")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["pki", "--dir", "../pki", "crl"])
+        .current_dir(sb.path("sub"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out));
+    let index = consistent(&sb);
+    assert!(
+        index
+            .find(&serial_of(&sb.path("pki/issued/elsewhere.crt")))
+            .is_some()
+    );
+}
+
 #[test]
 fn a_second_writer_waits_for_the_first_or_names_it_when_it_waits_too_long() {
     let sb = ca_with_clients(2);
@@ -447,7 +554,7 @@ fn a_second_writer_waits_for_the_first_or_names_it_when_it_waits_too_long() {
         err.contains(&format!(
             "another portcullis process (pid {})",
             std::process::id()
-        )) && err.contains("waited 1 s"),
+        )) && err.contains("waited 1."),
         "{err}"
     );
     assert!(start.elapsed() >= Duration::from_secs(1));
