@@ -57,6 +57,10 @@ pub const TARGETS: &[Target] = &[
         run: crl,
     },
     Target {
+        name: "trust_files",
+        run: trust_files,
+    },
+    Target {
         name: "config",
         run: config,
     },
@@ -582,6 +586,17 @@ pub fn crl(data: &[u8]) {
             data.to_vec(),
         )])
         .build();
+}
+
+/// The client-CA and CRL files as the gate loads them (PEM or DER), and the verifier built
+/// from them: never a panic. Input: a 2-byte big-endian length, the CA file, the CRL file.
+pub fn trust_files(data: &[u8]) {
+    let Some((len, rest)) = data.split_first_chunk::<2>() else {
+        return;
+    };
+    let split = usize::from(u16::from_be_bytes(*len)).min(rest.len());
+    let (ca, crl) = rest.split_at(split);
+    let _ = portcullis_gate::fuzzing::trust_files(ca, crl);
 }
 
 /// The TLS reply the doctor reads from a server: classified without a panic, and a

@@ -249,6 +249,23 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             vec![f.client.clone(), f.hostile.clone(), f.root.clone()]
         }
         "crl" => vec![fixtures().crl.clone()],
+        "trust_files" => {
+            let f = fixtures();
+            let pair = |ca: Vec<u8>, crl: Vec<u8>| {
+                let mut v = u16::try_from(ca.len())
+                    .unwrap_or(u16::MAX)
+                    .to_be_bytes()
+                    .to_vec();
+                v.extend(ca);
+                v.extend(crl);
+                v
+            };
+            vec![
+                pair(ca::pem("CERTIFICATE", &f.root).into_bytes(), f.crl.clone()),
+                pair(f.root.clone(), ca::pem("X509 CRL", &f.crl).into_bytes()),
+                pair(f.chain_pem.clone(), Vec::new()),
+            ]
+        }
         "config" => texts(&[
             GOOD_CONFIG,
             "cert = \"a\"\nkey = \"b\"\nclient_auth = \"off\"\nupstream = \"builtin:whoami\"\n[[rules]]\npath = \"/\"\nrequire = \"anonymous\"\n",

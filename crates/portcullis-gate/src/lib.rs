@@ -99,6 +99,28 @@ pub mod fuzzing {
         .map_err(|p| p.to_string())
     }
 
+    /// A client-CA file and a CRL file, read as the gate reads them at load (PEM or DER),
+    /// then a client verifier built from them: whether it all loads.
+    pub fn trust_files(ca_file: &[u8], crl_file: &[u8]) -> bool {
+        let path = std::path::Path::new("fuzz.pem");
+        let mut roots = rustls::RootCertStore::empty();
+        let mut expired = Vec::new();
+        let (Ok(_), Ok(crls)) = (
+            crate::tls::add_anchors(ca_file.to_vec(), path, &mut roots),
+            crate::tls::read_crls(crl_file.to_vec(), path, &mut expired),
+        ) else {
+            return false;
+        };
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        rustls::server::WebPkiClientVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            provider,
+        )
+        .with_crls(crls)
+        .build()
+        .is_ok()
+    }
+
     /// The shared ticket-key file's parser: whether `text` holds usable keys.
     pub fn ticket_keys(text: &str) -> bool {
         crate::tls::SharedKeyTicketer::parse(text, std::path::Path::new("ticket.keys"), 3600)

@@ -56,7 +56,11 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 
 /// Every `label` block of a PEM file, or the whole file if it is DER.
 fn pem_blocks(path: &Path, label: &str) -> Result<Vec<Vec<u8>>> {
-    let bytes = read(path)?;
+    pem_blocks_in(read(path)?, path, label)
+}
+
+/// [`pem_blocks`] of a file's contents.
+fn pem_blocks_in(bytes: Vec<u8>, path: &Path, label: &str) -> Result<Vec<Vec<u8>>> {
     if !bytes.trim_ascii_start().starts_with(b"-----") {
         return Ok(vec![bytes]);
     }
@@ -147,41 +151,15 @@ pub fn load(
         mode => {
             let mut roots = RootCertStore::empty();
             for path in &config.client_ca {
-                for der in pem_blocks(path, "CERTIFICATE")? {
-                    if let Ok((_, c)) = parse_x509_certificate(&der) {
-                        client_ca_subjects.push(c.subject().to_string());
-                        expiry.push((
-                            "client-ca",
-                            c.subject().to_string(),
-                            c.validity().not_after.timestamp(),
-                        ));
-                    }
-                    roots
-                        .add(CertificateDer::from(der))
-                        .map_err(|e| Error::Invalid {
-                            path: path.clone(),
-                            reason: format!("not a usable CA certificate: {e}"),
-                        })?;
+                let anchors = add_anchors(read(path)?, path, &mut roots)?;
+                for (subject, not_after) in anchors {
+                    client_ca_subjects.push(subject.clone());
+                    expiry.push(("client-ca", subject, not_after));
                 }
             }
             let mut crls = Vec::new();
-            let now = x509_parser::time::ASN1Time::now();
             for path in &config.crl {
-                for der in pem_blocks(path, "X509 CRL")? {
-                    let (_, crl) = parse_x509_crl(&der).map_err(|e| Error::Invalid {
-                        path: path.clone(),
-                        reason: format!("corrupt CRL: {e}"),
-                    })?;
-                    if crl.next_update().is_some_and(|n| n < now) {
-                        expired_crls.push(format!(
-                            "{} (issuer {}, nextUpdate {})",
-                            path.display(),
-                            crl.issuer(),
-                            crl.next_update().map(|t| t.to_string()).unwrap_or_default()
-                        ));
-                    }
-                    crls.push(CertificateRevocationListDer::from(der));
-                }
+                crls.extend(read_crls(read(path)?, path, &mut expired_crls)?);
             }
             let mut builder =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
@@ -233,6 +211,54 @@ pub fn load(
         expired_crls,
         expiry,
     })
+}
+
+/// Adds the CA certificates of a client-CA file to `roots`; returns each one's subject and
+/// notAfter (Unix time).
+pub(crate) fn add_anchors(
+    bytes: Vec<u8>,
+    path: &Path,
+    roots: &mut RootCertStore,
+) -> Result<Vec<(String, i64)>> {
+    let mut anchors = Vec::new();
+    for der in pem_blocks_in(bytes, path, "CERTIFICATE")? {
+        if let Ok((_, c)) = parse_x509_certificate(&der) {
+            anchors.push((c.subject().to_string(), c.validity().not_after.timestamp()));
+        }
+        roots
+            .add(CertificateDer::from(der))
+            .map_err(|e| Error::Invalid {
+                path: path.to_owned(),
+                reason: format!("not a usable CA certificate: {e}"),
+            })?;
+    }
+    Ok(anchors)
+}
+
+/// The CRLs of a CRL file; those past their nextUpdate are described in `expired`.
+pub(crate) fn read_crls(
+    bytes: Vec<u8>,
+    path: &Path,
+    expired: &mut Vec<String>,
+) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+    let now = x509_parser::time::ASN1Time::now();
+    let mut crls = Vec::new();
+    for der in pem_blocks_in(bytes, path, "X509 CRL")? {
+        let (_, crl) = parse_x509_crl(&der).map_err(|e| Error::Invalid {
+            path: path.to_owned(),
+            reason: format!("corrupt CRL: {e}"),
+        })?;
+        if crl.next_update().is_some_and(|n| n < now) {
+            expired.push(format!(
+                "{} (issuer {}, nextUpdate {})",
+                path.display(),
+                crl.issuer(),
+                crl.next_update().map(|t| t.to_string()).unwrap_or_default()
+            ));
+        }
+        crls.push(CertificateRevocationListDer::from(der));
+    }
+    Ok(crls)
 }
 
 /// Whether the server key file is passphrase-protected (so the CLI knows to ask).
