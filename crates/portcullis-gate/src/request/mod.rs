@@ -266,13 +266,13 @@ pub async fn handle(
     let status = resp.status().as_u16();
     shared.metrics.response(status, elapsed.as_secs_f64());
     if let Some(path) = &path {
-        let (identity, fingerprint) = match &conn.peer {
+        let (identity, fingerprint): (std::borrow::Cow<'_, str>, _) = match &conn.peer {
             Peer::Verified(v) => (
-                v.label.clone(),
+                v.label.as_str().into(),
                 Some(v.identity.fingerprint_sha256.as_str()),
             ),
-            Peer::Anonymous => ("anonymous".to_owned(), None),
-            Peer::Failed(why) => (format!("anonymous(FAILED:{})", why.as_str()), None),
+            Peer::Anonymous => ("anonymous".into(), None),
+            Peer::Failed(why) => (format!("anonymous(FAILED:{})", why.as_str()).into(), None),
         };
         log::request(&log::RequestLine {
             client: conn.peer_addr,
