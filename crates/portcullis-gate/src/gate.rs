@@ -154,12 +154,7 @@ impl Gate {
         else {
             return false;
         };
-        site.key() == conn.site_key()
-            && chain.split_first().is_some_and(|(leaf, rest)| {
-                verifier
-                    .verify_client_cert(leaf, rest, rustls::pki_types::UnixTime::now())
-                    .is_ok()
-            })
+        site.key() == conn.site_key() && tls::verify_chain(verifier.as_ref(), chain).is_ok()
     }
 
     /// Every file this configuration depends on, for the reload watcher.

@@ -139,14 +139,7 @@ impl Gate {
                     (None, false) => None,
                 };
                 let verdict = match verifier {
-                    Some(v) => v
-                        .verify_client_cert(
-                            &chain[0],
-                            &chain[1..],
-                            rustls::pki_types::UnixTime::now(),
-                        )
-                        .map(drop)
-                        .map_err(|e| crate::tls::rejection(&e)),
+                    Some(v) => crate::tls::verify_chain(v.as_ref(), chain),
                     // Verified in this handshake by the site's verifier.
                     None if !resumed => Ok(()),
                     // A resumed session with nothing to check it against: no identity.

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::pki_types::CertificateDer;
 use rustls::server::danger::ClientCertVerifier;
 use tokio::sync::Notify;
 
@@ -76,14 +76,10 @@ impl Registry {
         &self,
         verifier_for: impl Fn(&str) -> Option<&'a dyn ClientCertVerifier>,
     ) -> usize {
-        let now = UnixTime::now();
         let mut closed = 0;
         for entry in self.lock().values() {
-            let Some((leaf, rest)) = entry.chain.split_first() else {
-                continue;
-            };
             let ok = verifier_for(&entry.site)
-                .is_some_and(|v| v.verify_client_cert(leaf, rest, now).is_ok());
+                .is_some_and(|v| crate::tls::verify_chain(v, &entry.chain).is_ok());
             if !ok {
                 // notify_one keeps the wake-up if the connection is not waiting yet.
                 entry.close.notify_one();

@@ -163,29 +163,18 @@ fn push_attr(
 /// dotted OIDs, and values that are not strings as `#` and the hex of their DER encoding.
 fn rfc4514(name: &X509Name<'_>) -> String {
     use x509_parser::der_parser::asn1_rs::ToDer;
-    let short = |oid: &Oid<'_>| -> Option<&'static str> {
-        Some(if *oid == OID_X509_COMMON_NAME {
-            "CN"
-        } else if *oid == OID_X509_LOCALITY_NAME {
-            "L"
-        } else if *oid == OID_X509_STATE_OR_PROVINCE_NAME {
-            "ST"
-        } else if *oid == OID_X509_ORGANIZATION_NAME {
-            "O"
-        } else if *oid == OID_X509_ORGANIZATIONAL_UNIT {
-            "OU"
-        } else if *oid == OID_X509_COUNTRY_NAME {
-            "C"
-        } else if *oid == OID_X509_STREET_ADDRESS {
-            "STREET"
-        } else if *oid == OID_DOMAIN_COMPONENT {
-            "DC"
-        } else if *oid == OID_PKCS9_EMAIL_ADDRESS {
-            "emailAddress"
-        } else {
-            return None;
-        })
-    };
+    const SHORT: [(Oid<'static>, &str); 9] = [
+        (OID_X509_COMMON_NAME, "CN"),
+        (OID_X509_LOCALITY_NAME, "L"),
+        (OID_X509_STATE_OR_PROVINCE_NAME, "ST"),
+        (OID_X509_ORGANIZATION_NAME, "O"),
+        (OID_X509_ORGANIZATIONAL_UNIT, "OU"),
+        (OID_X509_COUNTRY_NAME, "C"),
+        (OID_X509_STREET_ADDRESS, "STREET"),
+        (OID_DOMAIN_COMPONENT, "DC"),
+        (OID_PKCS9_EMAIL_ADDRESS, "emailAddress"),
+    ];
+    let short = |oid: &Oid<'_>| SHORT.iter().find(|(o, _)| o == oid).map(|(_, s)| *s);
     let mut out = String::new();
     let rdns: Vec<_> = name.iter().collect();
     for (i, rdn) in rdns.iter().rev().enumerate() {

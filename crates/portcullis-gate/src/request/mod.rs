@@ -79,6 +79,10 @@ pub fn admit(gate: &Gate, conn: &Connection, parts: &mut Parts) -> Result<Admitt
             rule,
         }
     };
+    let bad_request = |pages: &Pages, why: &dyn std::fmt::Display| {
+        let why = why.to_string();
+        refuse(pages, Refusal::BadRequest(&why), Decision::BadRequest, None)
+    };
 
     // 0. The connection's standing now. A connection whose site is gone (a reload removed
     // the host it was made for) is never judged by another site's rules.
@@ -94,15 +98,7 @@ pub fn admit(gate: &Gate, conn: &Connection, parts: &mut Parts) -> Result<Admitt
     // 1. Canonical method and path.
     let path = match canonical::check(&parts.method, parts.uri.path()) {
         Ok(p) => p,
-        Err(e) => {
-            let why = e.to_string();
-            return Err(refuse(
-                &site.pages,
-                Refusal::BadRequest(&why),
-                Decision::BadRequest,
-                None,
-            ));
-        }
+        Err(e) => return Err(bad_request(&site.pages, &e)),
     };
 
     // 2. Authority.
@@ -126,15 +122,7 @@ pub fn admit(gate: &Gate, conn: &Connection, parts: &mut Parts) -> Result<Admitt
             };
             return Err(refuse(&site.pages, r, Decision::Misdirected, None));
         }
-        Err(p) => {
-            let why = p.to_string();
-            return Err(refuse(
-                &site.pages,
-                Refusal::BadRequest(&why),
-                Decision::BadRequest,
-                None,
-            ));
-        }
+        Err(p) => return Err(bad_request(&site.pages, &p)),
     };
 
     // 3. Headers: theirs out, before ours go in (stage 5).

@@ -21,7 +21,7 @@ use crate::config::{ClientAuth, InvalidCert, SiteConfig};
 use crate::error::{Error, Result};
 
 pub use tickets::{SharedKeyTicketer, ticketer};
-pub use verifier::{handshake_failure, rejection};
+pub use verifier::{handshake_failure, verify_chain};
 
 /// Everything TLS-related a site needs after loading.
 #[derive(Debug)]

@@ -86,6 +86,19 @@ pub fn handshake_failure(e: &std::io::Error) -> HandshakeOutcome {
     }
 }
 
+/// Verifies a client's chain (leaf first) as of now, outside a handshake: a resumed
+/// session, a deferred verification, a reload's sweep of open connections.
+pub fn verify_chain(
+    verifier: &dyn ClientCertVerifier,
+    chain: &[CertificateDer<'_>],
+) -> Result<(), Rejection> {
+    let (leaf, rest) = chain.split_first().ok_or(Rejection::BadCertificate)?;
+    verifier
+        .verify_client_cert(leaf, rest, UnixTime::now())
+        .map(drop)
+        .map_err(|e| rejection(&e))
+}
+
 /// Why a client certificate was refused.
 pub fn rejection(e: &rustls::Error) -> Rejection {
     use rustls::CertificateError as C;
