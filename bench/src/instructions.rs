@@ -1,0 +1,104 @@
+//! Instructions instead of seconds: the gate and the bare server under valgrind's
+//! callgrind, driven by the bench's own client. Counts repeat exactly from run to run, so
+//! this is the mode for finding where the time goes and for checking that a change
+//! helped; `BENCH_KEEP=DIR` keeps the profiles for `callgrind_annotate`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result};
+
+use crate::client::Client;
+use crate::servers::{Backend, Kind, Programs, Server};
+
+/// Instructions the server executes for `handshakes` full handshakes with one request
+/// each, then `requests` requests on one connection.
+fn count(
+    kind: Kind,
+    backend: Backend,
+    dir: &Path,
+    programs: &Programs,
+    handshakes: usize,
+    requests: usize,
+) -> Result<u64> {
+    let out = dir.join(format!("callgrind.{}.{handshakes}.{requests}", kind.name()));
+    let valgrind = Programs {
+        wrapper: Some(vec![
+            "valgrind".into(),
+            "--tool=callgrind".into(),
+            format!("--callgrind-out-file={}", out.display()),
+        ]),
+        ..programs.clone()
+    };
+    let server = Server::start(kind, backend, dir, &valgrind)?;
+    let client = Arc::new(Client::new(dir, server.port, "/me")?);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Counting starts after a warm-up: start-up includes aws-lc's jitter entropy
+    // collection, hundreds of millions of instructions that vary from run to run.
+    rt.block_on(client.handshakes(10, 1))?;
+    let status = Command::new("callgrind_control")
+        .args(["--zero", &server.pid().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "callgrind_control failed: {status}");
+    rt.block_on(async {
+        client.handshakes(handshakes, 1).await?;
+        client.keep_alive(requests).await
+    })?;
+    // SIGTERM: valgrind writes the profile as the process ends.
+    server.terminate()?;
+    if let Some(keep) = std::env::var_os("BENCH_KEEP") {
+        std::fs::copy(
+            &out,
+            Path::new(&keep).join(out.file_name().context("name")?),
+        )?;
+    }
+    let text = std::fs::read_to_string(&out)?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no totals in the callgrind profile")
+}
+
+/// Per-handshake and per-request instructions from the differences between runs, so that
+/// start-up and warm-up cancel out.
+pub fn run(dir: &Path, programs: &Programs, backend: Backend) -> Result<()> {
+    const BASE_HS: usize = 20;
+    const MORE_HS: usize = 120;
+    const BASE_RQ: usize = 200;
+    const MORE_RQ: usize = 2_200;
+    println!("server instructions (valgrind callgrind), differences between runs:");
+    let mut per = Vec::new();
+    let kinds: &[Kind] = match backend {
+        Backend::Builtin => &[Kind::Bare, Kind::Gate],
+        Backend::Proxy { .. } => &[Kind::Gate],
+    };
+    for &kind in kinds {
+        let base = count(kind, backend, dir, programs, BASE_HS, BASE_RQ)?;
+        let hs = count(kind, backend, dir, programs, MORE_HS, BASE_RQ)?;
+        let rq = count(kind, backend, dir, programs, BASE_HS, MORE_RQ)?;
+        let per_hs = (hs - base) as f64 / (MORE_HS - BASE_HS) as f64;
+        let per_rq = (rq - base) as f64 / (MORE_RQ - BASE_RQ) as f64;
+        println!(
+            "{:<12} {per_hs:>12.0} instructions per handshake {per_rq:>10.0} per keep-alive request",
+            kind.name()
+        );
+        per.push((per_hs, per_rq));
+    }
+    if let [bare, gate] = per[..] {
+        println!(
+            "gate vs bare: {:+.1}% per handshake, {:+.1}% per keep-alive request",
+            (gate.0 / bare.0 - 1.0) * 100.0,
+            (gate.1 / bare.1 - 1.0) * 100.0
+        );
+    }
+    Ok(())
+}

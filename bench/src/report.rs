@@ -1,0 +1,391 @@
+//! What a measurement holds, and the summary: medians with min–max over the rounds, the
+//! ratios the performance goals are stated in, as markdown and JSON.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::process::Command;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::servers::{Kind, Programs};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variant {
+    pub kind: Kind,
+    pub proxy: bool,
+}
+
+impl Variant {
+    pub const fn new(kind: Kind, proxy: bool) -> Variant {
+        Variant { kind, proxy }
+    }
+
+    pub fn label(self) -> String {
+        match (self.kind, self.proxy) {
+            (Kind::Nginx, false) => "nginx `return 200`".into(),
+            (Kind::Nginx, true) => "nginx `proxy_pass`".into(),
+            (Kind::Bare, _) => "bare rustls + hyper".into(),
+            (kind, false) => format!("{} `builtin:whoami`", kind.name()),
+            (kind, true) => format!("{} proxying", kind.name()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Idle {
+    pub kib_per_connection: f64,
+    /// p99 of 20,000 keep-alive requests from another client while the idle ones are held.
+    pub served_meanwhile_p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    /// Server CPU per new connection: a full handshake and one request.
+    pub handshake_us: f64,
+    /// Server CPU per keep-alive request.
+    pub request_us: f64,
+    pub requests_per_s: f64,
+    pub p50_ms_at_rate: f64,
+    pub p99_ms_at_rate: f64,
+    pub idle: Option<Idle>,
+    /// New connections the upstream accepted during the measurement (proxies only).
+    pub upstream_connections: Option<u64>,
+}
+
+impl fmt::Display for Measurement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:.0} µs/handshake, {:.1} µs/request, p99 {:.2} ms",
+            self.handshake_us, self.request_us, self.p99_ms_at_rate
+        )?;
+        if let Some(idle) = &self.idle {
+            write!(f, ", {:.1} KiB/idle connection", idle.kib_per_connection)?;
+        }
+        if let Some(n) = self.upstream_connections {
+            write!(f, ", {n} new upstream connections")?;
+        }
+        Ok(())
+    }
+}
+
+/// Median and range of one figure over the rounds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    fn of(mut values: Vec<f64>) -> Option<Spread> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let median = if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        };
+        Some(Spread {
+            median,
+            min: values[0],
+            max: values[n - 1],
+        })
+    }
+
+    fn cell(spread: Option<Spread>, decimals: usize) -> String {
+        match spread {
+            None => "—".into(),
+            Some(s) => format!(
+                "{:.d$} ({:.d$}–{:.d$})",
+                s.median,
+                s.min,
+                s.max,
+                d = decimals
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub server: String,
+    pub handshake_us: Option<Spread>,
+    pub request_us: Option<Spread>,
+    pub idle_kib: Option<Spread>,
+    pub p99_ms_at_rate: Option<Spread>,
+    pub requests_per_s: Option<Spread>,
+    pub upstream_connections: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Goal {
+    pub goal: String,
+    /// With the access log off, then on.
+    pub measured: [f64; 2],
+    pub limit: f64,
+    pub unit: &'static str,
+    pub met: [bool; 2],
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub rows: Vec<Row>,
+    pub goals: Vec<Goal>,
+}
+
+impl Summary {
+    pub fn new(results: &[(Variant, Measurement)]) -> Summary {
+        let mut variants: Vec<Variant> = Vec::new();
+        for (v, _) in results {
+            if !variants.contains(v) {
+                variants.push(*v);
+            }
+        }
+        let row = |v: Variant| {
+            let of = |f: &dyn Fn(&Measurement) -> Option<f64>| {
+                Spread::of(
+                    results
+                        .iter()
+                        .filter(|(w, _)| *w == v)
+                        .filter_map(|(_, m)| f(m))
+                        .collect(),
+                )
+            };
+            Row {
+                server: v.label(),
+                handshake_us: of(&|m| Some(m.handshake_us)),
+                request_us: of(&|m| Some(m.request_us)),
+                idle_kib: of(&|m| m.idle.as_ref().map(|i| i.kib_per_connection)),
+                p99_ms_at_rate: of(&|m| Some(m.p99_ms_at_rate)),
+                requests_per_s: of(&|m| Some(m.requests_per_s)),
+                upstream_connections: results
+                    .iter()
+                    .filter(|(w, _)| *w == v)
+                    .filter_map(|(_, m)| m.upstream_connections)
+                    .max(),
+            }
+        };
+        let rows: Vec<Row> = variants.iter().map(|v| row(*v)).collect();
+        let median = |v: Variant, f: fn(&Row) -> Option<Spread>| {
+            rows.iter()
+                .find(|r| r.server == v.label())
+                .and_then(f)
+                .map_or(f64::NAN, |s| s.median)
+        };
+        let gates = |proxy| {
+            [
+                Variant::new(Kind::Gate, proxy),
+                Variant::new(Kind::GateLogged, proxy),
+            ]
+        };
+        let nginx = |proxy| Variant::new(Kind::Nginx, proxy);
+        let bare = Variant::new(Kind::Bare, false);
+        let mut goals = Vec::new();
+        let mut goal = |text: &str,
+                        proxy: bool,
+                        against: Option<Variant>,
+                        f: fn(&Row) -> Option<Spread>,
+                        limit: f64,
+                        unit| {
+            let measured = gates(proxy).map(|g| match against {
+                Some(a) => median(g, f) / median(a, f),
+                None => median(g, f),
+            });
+            goals.push(Goal {
+                goal: text.into(),
+                measured,
+                limit,
+                unit,
+                met: measured.map(|m| m <= limit),
+            });
+        };
+        goal(
+            "full handshake, vs the bare server",
+            false,
+            Some(bare),
+            |r| r.handshake_us,
+            1.05,
+            "×",
+        );
+        goal(
+            "keep-alive request (built-in page), vs nginx `return 200`",
+            false,
+            Some(nginx(false)),
+            |r| r.request_us,
+            1.0,
+            "×",
+        );
+        goal(
+            "proxied keep-alive request, vs nginx `proxy_pass`",
+            true,
+            Some(nginx(true)),
+            |r| r.request_us,
+            0.7,
+            "×",
+        );
+        goal(
+            "proxied new connection, vs nginx `proxy_pass`",
+            true,
+            Some(nginx(true)),
+            |r| r.handshake_us,
+            0.4,
+            "×",
+        );
+        goal(
+            "memory per idle mTLS connection",
+            false,
+            None,
+            |r| r.idle_kib,
+            20.0,
+            "KiB",
+        );
+        goal(
+            "p99 at the fixed rate (built-in page), vs nginx",
+            false,
+            Some(nginx(false)),
+            |r| r.p99_ms_at_rate,
+            1.0,
+            "×",
+        );
+        goal(
+            "p99 at the fixed rate (proxied), vs nginx",
+            true,
+            Some(nginx(true)),
+            |r| r.p99_ms_at_rate,
+            1.0,
+            "×",
+        );
+        Summary { rows, goals }
+    }
+
+    pub fn markdown(&self, machine: &Machine, parameters: &str) -> String {
+        let mut out = String::new();
+        out.push_str("| server | µs CPU per new connection (full mTLS handshake + 1 request) | µs CPU per keep-alive request | KiB per idle mTLS connection | p99 ms at the fixed rate | keep-alive requests/s |\n");
+        out.push_str("| --- | --- | --- | --- | --- | --- |\n");
+        for r in &self.rows {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                r.server,
+                Spread::cell(r.handshake_us, 0),
+                Spread::cell(r.request_us, 1),
+                Spread::cell(r.idle_kib, 1),
+                Spread::cell(r.p99_ms_at_rate, 2),
+                Spread::cell(r.requests_per_s, 0),
+            ));
+        }
+        out.push_str("\nMedian (min–max) over the rounds.\n\n");
+        out.push_str(
+            "| goal | access log off | access log on | limit |\n| --- | --- | --- | --- |\n",
+        );
+        for g in &self.goals {
+            let cell = |i: usize| {
+                let mark = if g.met[i] { "met" } else { "**missed**" };
+                if g.unit == "×" {
+                    format!("{:.2}× {mark}", g.measured[i])
+                } else {
+                    format!("{:.1} {} {mark}", g.measured[i], g.unit)
+                }
+            };
+            let limit = if g.unit == "×" {
+                format!("≤ {:.2}×", g.limit)
+            } else {
+                format!("≤ {} {}", g.limit, g.unit)
+            };
+            out.push_str(&format!(
+                "| {} | {} | {} | {limit} |\n",
+                g.goal,
+                cell(0),
+                cell(1)
+            ));
+        }
+        out.push_str(&format!("\n{parameters}.\n\n{machine}\n"));
+        out
+    }
+}
+
+/// The machine and the versions, printed with every result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cpus: usize,
+    pub kernel: String,
+    pub nginx: String,
+    pub openssl: String,
+    pub oha: String,
+    pub portcullis: String,
+    pub date: String,
+}
+
+fn first_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_else(|e| format!("({program}: {e})"))
+}
+
+impl Machine {
+    pub fn read(programs: &Programs) -> Result<Machine> {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo")?;
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+            .unwrap_or_default();
+        let mut counts = BTreeMap::new();
+        for l in cpuinfo.lines().filter(|l| l.starts_with("processor")) {
+            *counts.entry(l).or_insert(0) += 1;
+        }
+        let nginx = programs.nginx.to_string_lossy();
+        let portcullis = programs.portcullis.to_string_lossy();
+        let oha = programs.oha.to_string_lossy();
+        Ok(Machine {
+            cpu,
+            cpus: counts.len(),
+            kernel: first_line("uname", &["-sr"]),
+            nginx: first_line(&nginx, &["-v"]),
+            openssl: first_line("openssl", &["version"]),
+            oha: first_line(&oha, &["--version"]),
+            portcullis: format!(
+                "{} ({})",
+                first_line(&portcullis, &["--version"]),
+                first_line("git", &["describe", "--always", "--dirty"])
+            ),
+            date: first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        })
+    }
+}
+
+impl fmt::Display for Machine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}, {} CPUs, {}; {}; {}; {}; {}; {}",
+            self.cpu,
+            self.cpus,
+            self.kernel,
+            self.nginx,
+            self.openssl,
+            self.oha,
+            self.portcullis,
+            self.date
+        )
+    }
+}
