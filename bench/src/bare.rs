@@ -53,7 +53,10 @@ pub fn serve_tls(dir: &Path) -> Result<()> {
         )?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    runtime()?.block_on(async move {
+    // The accept loop runs on the worker, as the gate's does: from the main thread each
+    // connection would cost a cross-thread wake-up.
+    let runtime = runtime()?;
+    let main = runtime.spawn(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         println!("port {}", listener.local_addr()?.port());
         loop {
@@ -70,7 +73,8 @@ pub fn serve_tls(dir: &Path) -> Result<()> {
                     .await;
             });
         }
-    })
+    });
+    runtime.block_on(main)?
 }
 
 /// The application behind both proxies: plain HTTP/1.1 on loopback, "ok" to everything.

@@ -102,7 +102,9 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    // Everything runs on the worker threads, the accept loop too: from the main thread
+    // (block_on), each accepted connection would cost a wake-up of another thread.
+    let main = runtime.spawn(async move {
         let listener = gate.bind().await?;
         let addr = listener.local_addr().context("reading the bound address")?;
         let current: Current = Arc::new(ArcSwap::new(gate.clone()));
@@ -162,7 +164,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             logging::event("stopped");
         }
         Ok(())
-    })
+    });
+    runtime
+        .block_on(main)
+        .context("the gate's main task ended abnormally")?
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C), saying so.
