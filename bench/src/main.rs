@@ -47,6 +47,17 @@ enum Command {
         #[command(flatten)]
         programs: ProgramArgs,
     },
+    /// The bench's own client against a server already running (for profiling it with
+    /// perf or strace): full handshakes, then keep-alive requests on one connection.
+    Load {
+        /// The directory of a `run --dir DIR` (for its certificates).
+        dir: PathBuf,
+        port: u16,
+        #[arg(long, default_value_t = 1000)]
+        handshakes: usize,
+        #[arg(long, default_value_t = 0)]
+        requests: usize,
+    },
     /// (internal) The bare rustls + hyper server, on the certificates in DIR.
     Bare { dir: PathBuf },
     /// (internal) The plain-HTTP upstream the proxies forward to.
@@ -75,6 +86,10 @@ struct RunArgs {
     rate_seconds: u32,
     #[command(flatten)]
     programs: ProgramArgs,
+    /// Measure only the servers whose label contains one of these (e.g. `bare`,
+    /// `whoami`, `proxy`); default all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Work in this directory (certificates, configs, server logs) and keep it, instead
     /// of a temporary one.
     #[arg(long)]
@@ -116,6 +131,24 @@ fn main() -> Result<()> {
         Command::Bare { dir } => bare::serve_tls(&dir),
         Command::Upstream => bare::serve_upstream(),
         Command::Run(args) => run(args),
+        Command::Load {
+            dir,
+            port,
+            handshakes,
+            requests,
+        } => {
+            let client = Arc::new(client::Client::new(&dir, port, "/me")?);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                client.handshakes(handshakes, 4).await?;
+                if requests > 0 {
+                    client.keep_alive(requests).await?;
+                }
+                Ok(())
+            })
+        }
         Command::Instructions { proxy, programs } => {
             let programs = programs.programs()?;
             let dir = tempfile::tempdir()?;
@@ -162,6 +195,10 @@ fn run(args: RunArgs) -> Result<()> {
     let mut results = Vec::new();
     for round in 1..=args.runs {
         for variant in VARIANTS {
+            let label = variant.label();
+            if !args.only.is_empty() && !args.only.iter().any(|o| label.contains(o.as_str())) {
+                continue;
+            }
             eprint!("round {round}/{}: {:<28} ", args.runs, variant.label());
             let backend = if variant.proxy {
                 Backend::Proxy {

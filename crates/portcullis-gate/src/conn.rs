@@ -19,6 +19,7 @@ use rustls::pki_types::CertificateDer;
 use crate::config::NoSni;
 use crate::names::{self, Names};
 use crate::outcome::Rejection;
+use crate::pages::WhoAmI;
 use crate::registry::Registration;
 use crate::site::{self, Site};
 
@@ -66,16 +67,8 @@ impl Verified {
         };
         let email = id.all_emails().next().map(names::text);
         Verified {
-            cert: chain
-                .first()
-                .map_or(HeaderValue::from_static(""), |c| names::binary(c)),
-            chain: (chain.len() > 1).then(|| {
-                let items: Vec<String> = chain[1..]
-                    .iter()
-                    .map(|c| format!(":{}:", data_encoding::BASE64.encode(c)))
-                    .collect();
-                names::text(&items.join(", "))
-            }),
+            cert: names::binary(chain.first().map(|c| c.as_ref())),
+            chain: (chain.len() > 1).then(|| names::binary(chain[1..].iter().map(|c| c.as_ref()))),
             subject: names::text(&id.subject),
             issuer: names::text(&id.issuer),
             cn: id.common_name.as_deref().map(names::text),
@@ -135,6 +128,8 @@ pub struct Binding {
     /// The identity headers the upstream receives (for anonymous callers, only
     /// `X-Client-Verify: NONE` or `FAILED:reason`).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The built-in page for this caller, rendered at its first request.
+    pub whoami: WhoAmI,
 }
 
 impl Binding {
@@ -172,6 +167,7 @@ impl Binding {
             roles,
             role_names,
             headers,
+            whoami: WhoAmI::default(),
         }
     }
 }

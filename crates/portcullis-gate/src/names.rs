@@ -157,47 +157,64 @@ impl Names {
 /// A header value from text: bytes outside printable ASCII, and `%`, are percent-encoded,
 /// so UTF-8 names survive and nothing can break the header syntax.
 pub fn text(s: &str) -> HeaderValue {
-    let mut o = String::with_capacity(s.len());
+    let mut o = Vec::with_capacity(s.len());
     push_text(s, &mut o);
-    HeaderValue::from_str(&o).unwrap_or(HeaderValue::from_static(""))
+    value(o)
 }
 
-fn push_text(s: &str, o: &mut String) {
-    for b in s.bytes() {
+fn push_text(s: &str, o: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in s.as_bytes() {
         if (0x20..0x7f).contains(&b) && b != b'%' {
-            o.push(char::from(b));
+            o.push(b);
         } else {
-            o.push_str(&format!("%{b:02X}"));
+            o.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
         }
     }
+}
+
+/// Only printable ASCII is ever passed in, so the empty fallback is unreachable.
+fn value(bytes: Vec<u8>) -> HeaderValue {
+    HeaderValue::from_maybe_shared(Bytes::from(bytes)).unwrap_or(HeaderValue::from_static(""))
 }
 
 /// An RFC 8941 list of strings, `"Users,Admins", "Ops"`: one item per value, so a comma
 /// inside a value cannot read as two. Inside each string `"` and `\` are escaped, and `%`
 /// and bytes outside printable ASCII are percent-encoded as in [`text`].
 pub fn string_list<'a>(values: impl IntoIterator<Item = &'a str>) -> HeaderValue {
-    let mut o = String::new();
+    let mut o = Vec::new();
+    let mut escaped = Vec::new();
     for (i, v) in values.into_iter().enumerate() {
+        if i > 0 {
+            o.extend_from_slice(b", ");
+        }
+        o.push(b'"');
+        escaped.clear();
+        push_text(v, &mut escaped);
+        for &b in &escaped {
+            if matches!(b, b'"' | b'\\') {
+                o.push(b'\\');
+            }
+            o.push(b);
+        }
+        o.push(b'"');
+    }
+    value(o)
+}
+
+/// RFC 8941 byte sequences, `:base64:, :base64:` (RFC 9440's `Client-Cert` and
+/// `Client-Cert-Chain`).
+pub fn binary<'a>(ders: impl IntoIterator<Item = &'a [u8]>) -> HeaderValue {
+    let mut o = String::new();
+    for (i, der) in ders.into_iter().enumerate() {
         if i > 0 {
             o.push_str(", ");
         }
-        o.push('"');
-        let mut escaped = String::with_capacity(v.len());
-        push_text(v, &mut escaped);
-        for c in escaped.chars() {
-            if matches!(c, '"' | '\\') {
-                o.push('\\');
-            }
-            o.push(c);
-        }
-        o.push('"');
+        o.push(':');
+        data_encoding::BASE64.encode_append(der, &mut o);
+        o.push(':');
     }
-    HeaderValue::from_str(&o).unwrap_or(HeaderValue::from_static(""))
-}
-
-/// An RFC 8941 byte sequence, `:base64:` (RFC 9440's `Client-Cert`).
-pub fn binary(der: &[u8]) -> HeaderValue {
-    text(&format!(":{}:", data_encoding::BASE64.encode(der)))
+    value(o.into_bytes())
 }
 
 // === trailers ===

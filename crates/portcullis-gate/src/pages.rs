@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use portcullis_policy::Identity;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::error::{Error, Result};
@@ -86,13 +88,25 @@ fn escape(s: &str) -> String {
     o
 }
 
+/// The end of every page, after its body.
+macro_rules! html_tail {
+    () => {
+        "<hr><small>portcullis</small></body></html>"
+    };
+}
+
 fn html_page(title: &str, body: &str) -> String {
+    html_head(title) + body + html_tail!()
+}
+
+/// A page's HTML before its body.
+fn html_head(title: &str) -> String {
     format!(
         "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width\">\
 <title>{t}</title><style>body{{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:3rem auto;padding:0 1rem;color:#222}}\
 h1{{font-size:1.6rem}}code,pre{{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px}}pre{{padding:.6rem;overflow:auto}}\
 table{{border-collapse:collapse}}td,th{{text-align:left;padding:.25rem .8rem .25rem 0;vertical-align:top}}th{{color:#555;font-weight:500}}</style>\
-</head><body><h1>{t}</h1>{body}<hr><small>portcullis</small></body></html>",
+</head><body><h1>{t}</h1>",
         t = escape(title)
     )
 }
@@ -224,85 +238,163 @@ impl Pages {
     }
 }
 
-/// The built-in app: who the caller is, as the gate sees them.
-pub fn whoami(identity: Option<(&Identity, &[&str])>, path: &str, html: bool) -> Page {
-    if !html {
-        let body = match identity {
-            Some((id, roles)) => json!({
-                "authenticated": true,
-                "path": path,
-                "subject": {
-                    "cn": id.common_name,
-                    "email": id.all_emails().next(),
-                    "o": id.organizations,
-                    "ou": id.organizational_units,
-                    "l": id.localities,
-                    "st": id.states,
-                    "c": id.countries,
+#[derive(Serialize)]
+struct Caller<'a> {
+    authenticated: bool,
+    subject: Subject<'a>,
+    sans: Sans<'a>,
+    issuer: &'a str,
+    serial: &'a str,
+    fingerprint_sha256: &'a str,
+    not_before: i64,
+    not_after: i64,
+    roles: &'a [String],
+}
+
+#[derive(Serialize)]
+struct Subject<'a> {
+    cn: Option<&'a str>,
+    email: Option<&'a str>,
+    o: &'a [String],
+    ou: &'a [String],
+    l: &'a [String],
+    st: &'a [String],
+    c: &'a [String],
+}
+
+#[derive(Serialize)]
+struct Sans<'a> {
+    dns: &'a [String],
+    email: &'a [String],
+    uri: &'a [String],
+    ip: &'a [std::net::IpAddr],
+}
+
+/// The built-in app: who the caller is, as the gate sees them. Everything but the request
+/// path is known once per connection (and configuration version), so each format is
+/// rendered once, at its first request, as the text before and after the path.
+#[derive(Debug, Default)]
+pub struct WhoAmI {
+    json: OnceLock<(String, &'static str)>,
+    html: OnceLock<(String, &'static str)>,
+}
+
+impl WhoAmI {
+    fn json(identity: Option<(&Identity, &[String])>) -> (String, &'static str) {
+        // "path" is the object's last member: the rest is serialized without it, and each
+        // response puts it back before the closing brace.
+        let json = match identity {
+            Some((id, roles)) => serde_json::to_string(&Caller {
+                authenticated: true,
+                subject: Subject {
+                    cn: id.common_name.as_deref(),
+                    email: id.all_emails().next(),
+                    o: &id.organizations,
+                    ou: &id.organizational_units,
+                    l: &id.localities,
+                    st: &id.states,
+                    c: &id.countries,
                 },
-                "sans": { "dns": id.dns_sans, "email": id.email_sans, "uri": id.uri_sans, "ip": id.ip_sans },
-                "issuer": id.issuer,
-                "serial": id.serial,
-                "fingerprint_sha256": id.fingerprint_sha256,
-                "not_before": id.not_before,
-                "not_after": id.not_after,
-                "roles": roles,
+                sans: Sans {
+                    dns: &id.dns_sans,
+                    email: &id.email_sans,
+                    uri: &id.uri_sans,
+                    ip: &id.ip_sans,
+                },
+                issuer: &id.issuer,
+                serial: &id.serial,
+                fingerprint_sha256: &id.fingerprint_sha256,
+                not_before: id.not_before,
+                not_after: id.not_after,
+                roles,
             }),
-            None => json!({ "authenticated": false, "path": path }),
+            None => Ok(r#"{"authenticated":false}"#.to_owned()),
         };
-        return respond(StatusCode::OK, "application/json", body.to_string());
+        // Serializing borrowed strings and numbers cannot fail.
+        let mut json = json.unwrap_or_default();
+        json.pop(); // the closing brace
+        json.push_str(",\"path\":");
+        (json, "}")
     }
-    let body = match identity {
-        None => "<p>You are not presenting a client certificate. This page is open to everyone; \
-<a href=\"/me\">/me</a> needs a certificate.</p>"
-            .to_owned(),
-        Some((id, roles)) => {
-            let row =
-                |k: &str, v: &str| format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v));
-            let mut rows = String::new();
-            rows += &row("Common name (CN)", id.common_name.as_deref().unwrap_or("-"));
-            rows += &row("Email", id.all_emails().next().unwrap_or("-"));
-            rows += &row("Organization (O)", &id.organizations.join(", "));
-            rows += &row(
-                "Organizational unit (OU)",
-                &id.organizational_units.join(", "),
-            );
-            rows += &row("Locality (L)", &id.localities.join(", "));
-            rows += &row("State (ST)", &id.states.join(", "));
-            rows += &row("Country (C)", &id.countries.join(", "));
-            rows += &row("Issuer", &id.issuer);
-            rows += &row(
-                "Valid",
-                &format!("{} to {} (Unix time)", id.not_before, id.not_after),
-            );
-            rows += &row("Serial", &id.serial);
-            rows += &row("SHA-256", &id.fingerprint_sha256);
-            rows += &row(
-                "Roles",
-                &if roles.is_empty() {
-                    "none".into()
-                } else {
-                    roles.join(", ")
-                },
-            );
-            format!(
-                "<p>Hello {}, your certificate was issued by {}.</p><table>{rows}</table><p>Path: <code>{}</code></p>",
-                escape(id.common_name.as_deref().unwrap_or("(no CN)")),
-                escape(&id.issuer),
-                escape(path)
+
+    fn html(identity: Option<(&Identity, &[String])>) -> (String, &'static str) {
+        let (title, body) = match identity {
+            None => (
+                "Anonymous",
+                "<p>You are not presenting a client certificate. This page is open to everyone; \
+<a href=\"/me\">/me</a> needs a certificate.</p><p>Path: <code>"
+                    .to_owned(),
+            ),
+            Some((id, roles)) => {
+                let row = |k: &str, v: &str| {
+                    format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v))
+                };
+                let mut rows = String::new();
+                rows += &row("Common name (CN)", id.common_name.as_deref().unwrap_or("-"));
+                rows += &row("Email", id.all_emails().next().unwrap_or("-"));
+                rows += &row("Organization (O)", &id.organizations.join(", "));
+                rows += &row(
+                    "Organizational unit (OU)",
+                    &id.organizational_units.join(", "),
+                );
+                rows += &row("Locality (L)", &id.localities.join(", "));
+                rows += &row("State (ST)", &id.states.join(", "));
+                rows += &row("Country (C)", &id.countries.join(", "));
+                rows += &row("Issuer", &id.issuer);
+                rows += &row(
+                    "Valid",
+                    &format!("{} to {} (Unix time)", id.not_before, id.not_after),
+                );
+                rows += &row("Serial", &id.serial);
+                rows += &row("SHA-256", &id.fingerprint_sha256);
+                rows += &row(
+                    "Roles",
+                    &if roles.is_empty() {
+                        "none".into()
+                    } else {
+                        roles.join(", ")
+                    },
+                );
+                (
+                    "Authorized",
+                    format!(
+                        "<p>Hello {}, your certificate was issued by {}.</p><table>{rows}</table><p>Path: <code>",
+                        escape(id.common_name.as_deref().unwrap_or("(no CN)")),
+                        escape(&id.issuer),
+                    ),
+                )
+            }
+        };
+        (
+            html_head(title) + &body,
+            concat!("</code></p>", html_tail!()),
+        )
+    }
+
+    /// The page for one request from this caller.
+    pub fn page(&self, identity: Option<(&Identity, &[String])>, path: &str, html: bool) -> Page {
+        let ((before, after), content_type) = if html {
+            (
+                self.html.get_or_init(|| WhoAmI::html(identity)),
+                "text/html; charset=utf-8",
             )
+        } else {
+            (
+                self.json.get_or_init(|| WhoAmI::json(identity)),
+                "application/json",
+            )
+        };
+        let mut body = Vec::with_capacity(before.len() + path.len() + 2 + after.len());
+        body.extend_from_slice(before.as_bytes());
+        if html {
+            body.extend_from_slice(escape(path).as_bytes());
+        } else {
+            // Writing a string into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut body, path);
         }
-    };
-    let title = if identity.is_some() {
-        "Authorized"
-    } else {
-        "Anonymous"
-    };
-    respond(
-        StatusCode::OK,
-        "text/html; charset=utf-8",
-        html_page(title, &body),
-    )
+        body.extend_from_slice(after.as_bytes());
+        respond(StatusCode::OK, content_type, body)
+    }
 }
 
 /// A 308 to the HTTPS origin, for the plain-HTTP listener.
@@ -316,4 +408,49 @@ pub fn redirect(location: &str) -> Page {
         r.headers_mut().insert(header::LOCATION, v);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    fn text(page: Page) -> String {
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(page.into_body().collect())
+            .unwrap();
+        String::from_utf8(body.to_bytes().to_vec()).unwrap()
+    }
+
+    /// The page is rendered once per caller and the path spliced in per request: each
+    /// request's own path comes back exactly, whatever it holds.
+    #[test]
+    fn whoami_splices_each_requests_path_into_the_page_rendered_once() {
+        let alice = Identity {
+            common_name: Some("alice \"<b>\"".into()),
+            organizational_units: vec!["Admins".into()],
+            ..Default::default()
+        };
+        let roles = ["admin".to_owned()];
+        for identity in [Some((&alice, &roles[..])), None] {
+            let page = WhoAmI::default();
+            for path in ["/me", "/a\"b\\c<d>&\u{1}/\u{e9}", "/me"] {
+                let json: serde_json::Value =
+                    serde_json::from_str(&text(page.page(identity, path, false))).unwrap();
+                assert_eq!(json["path"], path);
+                assert_eq!(json["authenticated"], identity.is_some());
+                if identity.is_some() {
+                    assert_eq!(json["subject"]["cn"], "alice \"<b>\"");
+                    assert_eq!(json["roles"][0], "admin");
+                }
+                let html = text(page.page(identity, path, true));
+                assert!(html.contains(&format!("<code>{}</code>", escape(path))));
+                assert!(!html.contains("<d>") && !html.contains("<b>"));
+                assert!(html.ends_with(html_tail!()));
+            }
+        }
+    }
 }

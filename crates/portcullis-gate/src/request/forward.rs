@@ -45,12 +45,10 @@ pub fn add_headers(
 
 /// The built-in "who am I" page.
 pub fn whoami(conn: &Connection, binding: &Binding, path: &str, html: bool) -> Page {
-    let roles: Vec<&str> = binding.role_names.iter().map(String::as_str).collect();
-    pages::whoami(
-        conn.verified().map(|v| (&v.identity, roles.as_slice())),
-        path,
-        html,
-    )
+    let identity = conn
+        .verified()
+        .map(|v| (&v.identity, binding.role_names.as_slice()));
+    binding.whoami.page(identity, path, html)
 }
 
 /// Sends the request to the site's upstream. The request already carries the canonical
