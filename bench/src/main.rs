@@ -57,6 +57,9 @@ enum Command {
         handshakes: usize,
         #[arg(long, default_value_t = 0)]
         requests: usize,
+        /// Then open this many connections and hold them for five seconds.
+        #[arg(long, default_value_t = 0)]
+        hold: usize,
     },
     /// (internal) The bare rustls + hyper server, on the certificates in DIR.
     Bare { dir: PathBuf },
@@ -136,6 +139,7 @@ fn main() -> Result<()> {
             port,
             handshakes,
             requests,
+            hold,
         } => {
             let client = Arc::new(client::Client::new(&dir, port, "/me")?);
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -146,6 +150,9 @@ fn main() -> Result<()> {
                 if requests > 0 {
                     client.keep_alive(requests).await?;
                 }
+                let held = client.hold(hold, 8).await?;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                drop(held);
                 Ok(())
             })
         }

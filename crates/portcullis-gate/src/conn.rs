@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 use portcullis_policy::{Identity, RoleSet};
 use rustls::pki_types::CertificateDer;
 
@@ -83,11 +83,9 @@ impl Verified {
         }
     }
 
-    /// The identity headers under a site's header names, with the roles it grants.
-    fn headers(&self, n: &Names, roles: &[&str]) -> Vec<(HeaderName, HeaderValue)> {
-        let mut out = Vec::with_capacity(13);
-        out.push((n.verify.clone(), HeaderValue::from_static("SUCCESS")));
-        out.push((n.cert.clone(), self.cert.clone()));
+    /// Adds the identity headers under a site's header names. `roles` is the binding's
+    /// `X-Client-Roles` value.
+    fn add_headers(&self, n: &Names, roles: &HeaderValue, headers: &mut HeaderMap) {
         let optional = [
             (&n.chain, &self.chain),
             (&n.cn, &self.cn),
@@ -97,22 +95,20 @@ impl Verified {
         ];
         for (name, value) in optional {
             if let Some(v) = value {
-                out.push((name.clone(), v.clone()));
+                headers.append(name.clone(), v.clone());
             }
         }
         for (name, value) in [
+            (&n.cert, &self.cert),
             (&n.subject, &self.subject),
             (&n.issuer, &self.issuer),
             (&n.serial, &self.serial),
             (&n.fingerprint, &self.fingerprint),
             (&n.not_after, &self.not_after),
+            (&n.roles, roles),
         ] {
-            out.push((name.clone(), value.clone()));
+            headers.append(name.clone(), value.clone());
         }
-        // Role names are restricted to letters, digits, '-', '_' and '.': a comma-separated
-        // list reads one way only.
-        out.push((n.roles.clone(), names::text(&roles.join(","))));
-        out
     }
 }
 
@@ -125,48 +121,51 @@ pub struct Binding {
     /// The caller's roles; `None` for a caller without a verified certificate.
     pub roles: Option<RoleSet>,
     pub role_names: Vec<String>,
-    /// The identity headers the upstream receives (for anonymous callers, only
-    /// `X-Client-Verify: NONE` or `FAILED:reason`).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `X-Client-Verify`: `SUCCESS`, `NONE` or `FAILED:reason`.
+    verify: HeaderValue,
+    /// `X-Client-Roles` (empty for a caller without a verified certificate).
+    roles_header: HeaderValue,
     /// The built-in page for this caller, rendered at its first request.
     pub whoami: WhoAmI,
 }
 
 impl Binding {
+    /// Adds the identity headers the upstream receives: for a caller without a verified
+    /// certificate only `X-Client-Verify`. Stage 3 removed every inbound copy, so each
+    /// is the only line of its name.
+    pub fn add_headers(&self, verified: Option<&Verified>, headers: &mut HeaderMap) {
+        let names = &self.site.headers;
+        headers.append(names.verify.clone(), self.verify.clone());
+        if let Some(v) = verified {
+            v.add_headers(names, &self.roles_header, headers);
+        }
+    }
+
     fn new(generation: u64, site: Arc<Site>, peer: &Peer) -> Binding {
-        let names = &site.headers;
-        let (roles, role_names, headers) = match peer {
+        let (roles, role_names, verify) = match peer {
             Peer::Verified(v) => {
                 let policy = &site.config().policy;
                 let roles = policy.roles_of(&v.identity);
-                let list: Vec<&str> = policy.role_list(roles).collect();
-                let headers = v.headers(names, &list);
-                (
-                    Some(roles),
-                    list.into_iter().map(str::to_owned).collect(),
-                    headers,
-                )
+                let list = policy.role_list(roles).map(str::to_owned).collect();
+                (Some(roles), list, HeaderValue::from_static("SUCCESS"))
             }
-            Peer::Anonymous => (
-                None,
-                Vec::new(),
-                vec![(names.verify.clone(), HeaderValue::from_static("NONE"))],
-            ),
+            Peer::Anonymous => (None, Vec::new(), HeaderValue::from_static("NONE")),
             Peer::Failed(why) => (
                 None,
                 Vec::new(),
-                vec![(
-                    names.verify.clone(),
-                    names::text(&format!("FAILED:{}", why.as_str())),
-                )],
+                names::text(&format!("FAILED:{}", why.as_str())),
             ),
         };
+        // Role names are restricted to letters, digits, '-', '_' and '.': a comma-separated
+        // list reads one way only.
+        let roles_header = names::text(&role_names.join(","));
         Binding {
             generation,
             site,
             roles,
             role_names,
-            headers,
+            verify,
+            roles_header,
             whoami: WhoAmI::default(),
         }
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, Uri, Version};
 use http_body_util::Either;
@@ -18,30 +18,33 @@ use crate::pages::{self, Page, Refusal};
 use crate::site::Site;
 
 /// Adds the identity and forwarding headers. Stage 3 has removed every inbound copy, so
-/// `insert` leaves exactly one line of each.
+/// `append` leaves exactly one line of each.
 pub fn add_headers(
     headers: &mut HeaderMap,
     conn: &Connection,
     binding: &Binding,
     authority: &Authority,
 ) {
-    headers.reserve(binding.headers.len() + 5);
-    for (name, value) in &binding.headers {
-        headers.insert(name.clone(), value.clone());
-    }
+    headers.reserve(18);
+    binding.add_headers(conn.verified(), headers);
+    // Host may be the one name stage 3 kept: the checked authority replaces it.
     headers.insert(header::HOST, authority.value().clone());
-    headers.insert("x-forwarded-for", conn.forwarded_for.clone());
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-    headers.insert("x-forwarded-host", authority.value().clone());
+    headers.append(X_FORWARDED_FOR, conn.forwarded_for.clone());
+    headers.append(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    headers.append(X_FORWARDED_HOST, authority.value().clone());
     // The authority's syntax admits no quote or backslash: it is safe in a quoted-string.
     if let Ok(v) = HeaderValue::from_str(&format!(
         "{};host=\"{}\"",
         conn.forwarded_prefix,
         authority.as_str()
     )) {
-        headers.insert(header::FORWARDED, v);
+        headers.append(header::FORWARDED, v);
     }
 }
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// The built-in "who am I" page.
 pub fn whoami(conn: &Connection, binding: &Binding, path: &str, html: bool) -> Page {
