@@ -6,8 +6,8 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,15 @@ pub struct Verified {
     pub identity: Identity,
     /// `CN=alice`-style label for pages and logs.
     pub label: String,
+    /// The chain the client presented, leaf first.
+    pub chain: Arc<[CertificateDer<'static>]>,
+    /// The identity headers' values, built at the first request that forwards them: a
+    /// site that serves the built-in page never needs them.
+    values: OnceLock<Values>,
+}
+
+#[derive(Debug)]
+struct Values {
     cert: HeaderValue,
     chain: Option<HeaderValue>,
     subject: HeaderValue,
@@ -56,55 +65,66 @@ pub struct Verified {
 }
 
 impl Verified {
-    pub fn new(identity: Identity, chain: &[CertificateDer<'_>]) -> Verified {
-        let id = &identity;
-        let label = match &id.common_name {
+    pub fn new(identity: Identity, chain: Arc<[CertificateDer<'static>]>) -> Verified {
+        let label = match &identity.common_name {
             Some(cn) => format!("CN={cn}"),
-            None => id.subject.clone(),
+            None => identity.subject.clone(),
         };
-        let list = |v: &[String]| {
-            (!v.is_empty()).then(|| names::string_list(v.iter().map(String::as_str)))
-        };
-        let email = id.all_emails().next().map(names::text);
         Verified {
-            cert: names::binary(chain.first().map(|c| c.as_ref())),
-            chain: (chain.len() > 1).then(|| names::binary(chain[1..].iter().map(|c| c.as_ref()))),
-            subject: names::text(&id.subject),
-            issuer: names::text(&id.issuer),
-            cn: id.common_name.as_deref().map(names::text),
-            email,
-            o: list(&id.organizations),
-            ou: list(&id.organizational_units),
-            serial: names::text(&id.serial),
-            fingerprint: names::text(&id.fingerprint_sha256),
-            not_after: names::text(&id.not_after.to_string()),
-            label,
             identity,
+            label,
+            chain,
+            values: OnceLock::new(),
         }
+    }
+
+    fn values(&self) -> &Values {
+        self.values.get_or_init(|| {
+            let id = &self.identity;
+            let list = |v: &[String]| {
+                (!v.is_empty()).then(|| names::string_list(v.iter().map(String::as_str)))
+            };
+            let chain = &self.chain;
+            Values {
+                cert: names::binary(chain.first().map(|c| c.as_ref())),
+                chain: (chain.len() > 1)
+                    .then(|| names::binary(chain[1..].iter().map(|c| c.as_ref()))),
+                subject: names::text(&id.subject),
+                issuer: names::text(&id.issuer),
+                cn: id.common_name.as_deref().map(names::text),
+                email: id.all_emails().next().map(names::text),
+                o: list(&id.organizations),
+                ou: list(&id.organizational_units),
+                serial: names::text(&id.serial),
+                fingerprint: names::text(&id.fingerprint_sha256),
+                not_after: names::text(&id.not_after.to_string()),
+            }
+        })
     }
 
     /// Adds the identity headers under a site's header names. `roles` is the binding's
     /// `X-Client-Roles` value.
     fn add_headers(&self, n: &Names, roles: &HeaderValue, headers: &mut HeaderMap) {
+        let v = self.values();
         let optional = [
-            (&n.chain, &self.chain),
-            (&n.cn, &self.cn),
-            (&n.email, &self.email),
-            (&n.o, &self.o),
-            (&n.ou, &self.ou),
+            (&n.chain, &v.chain),
+            (&n.cn, &v.cn),
+            (&n.email, &v.email),
+            (&n.o, &v.o),
+            (&n.ou, &v.ou),
         ];
         for (name, value) in optional {
-            if let Some(v) = value {
-                headers.append(name.clone(), v.clone());
+            if let Some(value) = value {
+                headers.append(name.clone(), value.clone());
             }
         }
         for (name, value) in [
-            (&n.cert, &self.cert),
-            (&n.subject, &self.subject),
-            (&n.issuer, &self.issuer),
-            (&n.serial, &self.serial),
-            (&n.fingerprint, &self.fingerprint),
-            (&n.not_after, &self.not_after),
+            (&n.cert, &v.cert),
+            (&n.subject, &v.subject),
+            (&n.issuer, &v.issuer),
+            (&n.serial, &v.serial),
+            (&n.fingerprint, &v.fingerprint),
+            (&n.not_after, &v.not_after),
             (&n.roles, roles),
         ] {
             headers.append(name.clone(), value.clone());

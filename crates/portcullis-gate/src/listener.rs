@@ -149,7 +149,10 @@ impl Gate {
                     Identity::from_der(&chain[0]).map_err(|_| Rejection::InvalidSubject)
                 });
                 match identity {
-                    Ok(identity) => Peer::Verified(Box::new(Verified::new(identity, chain))),
+                    Ok(identity) => {
+                        let chain = chain.iter().map(|c| c.clone().into_owned()).collect();
+                        Peer::Verified(Box::new(Verified::new(identity, chain)))
+                    }
                     Err(why) if site.tls.deferred.is_some() => Peer::Failed(why),
                     // A verified certificate whose fields we refuse to interpret (a NUL in
                     // the CN, …), or a resumed session whose certificate is now refused,
@@ -166,9 +169,9 @@ impl Gate {
             }
             None => Peer::Anonymous,
         };
-        let registration = match (&peer, chain) {
-            (Peer::Verified(_), Some(chain)) if self.listener().close_revoked_connections => {
-                Some(self.shared.registry.register(chain, site.key()))
+        let registration = match &peer {
+            Peer::Verified(v) if self.listener().close_revoked_connections => {
+                Some(self.shared.registry.register(v.chain.clone(), site.key()))
             }
             _ => None,
         };

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 #[derive(Debug)]
 struct Entry {
-    chain: Vec<CertificateDer<'static>>,
+    chain: Arc<[CertificateDer<'static>]>,
     /// Which site (virtual host) the connection belongs to.
     site: String,
     close: Arc<Notify>,
@@ -49,10 +49,13 @@ impl Registry {
     }
 
     /// Registers a connection whose client presented `chain`.
-    pub fn register(self: &Arc<Self>, chain: &[CertificateDer<'_>], site: &str) -> Registration {
+    pub fn register(
+        self: &Arc<Self>,
+        chain: Arc<[CertificateDer<'static>]>,
+        site: &str,
+    ) -> Registration {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let close = Arc::new(Notify::new());
-        let chain = chain.iter().map(|c| c.clone().into_owned()).collect();
         self.lock().insert(
             id,
             Entry {
