@@ -300,50 +300,56 @@ async fn connection(
     peer_addr: SocketAddr,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let Some((tls, conn)) = gate.accept(tcp, peer_addr).await else {
-        return;
-    };
     let shared = gate.shared.clone();
-    // A reload while this handshake ran may have revoked the certificate after the old
-    // configuration verified it, and before this connection was registered for the
-    // reload's sweep: check it against the configuration in force now.
-    if conn.verified().is_some() {
-        let now = current.load_full();
-        if now.generation != gate.generation && !now.still_accepts(&conn, tls.get_ref().1) {
-            let outcome = HandshakeOutcome::Refused(Rejection::Revoked);
-            shared.metrics.handshake(outcome);
-            log::handshake_failed(
-                peer_addr,
-                outcome,
-                "refused by a configuration loaded during the handshake",
-            );
+    let builder = gate.http_builder();
+    // In a block, and the handshake boxed: an async fn keeps a slot in its state for each
+    // local that lives across an await, even after it is moved, so the TLS stream and the
+    // handshake would otherwise stay in this task for the connection's whole life (about
+    // 5 KiB per idle connection). After the block only `serving`'s box holds the stream.
+    let (conn, mut serving) = {
+        let Some((tls, conn)) = Box::pin(gate.accept(tcp, peer_addr)).await else {
             return;
+        };
+        // A reload while this handshake ran may have revoked the certificate after the old
+        // configuration verified it, and before this connection was registered for the
+        // reload's sweep: check it against the configuration in force now.
+        if conn.verified().is_some() {
+            let now = current.load_full();
+            if now.generation != gate.generation && !now.still_accepts(&conn, tls.get_ref().1) {
+                let outcome = HandshakeOutcome::Refused(Rejection::Revoked);
+                shared.metrics.handshake(outcome);
+                log::handshake_failed(
+                    peer_addr,
+                    outcome,
+                    "refused by a configuration loaded during the handshake",
+                );
+                return;
+            }
         }
-    }
+        let service = {
+            let (current, shared, conn) = (current.clone(), shared.clone(), conn.clone());
+            service_fn(move |req| {
+                let (current, shared, conn) = (current.clone(), shared.clone(), conn.clone());
+                async move { Ok::<_, Infallible>(request::handle(&current, &shared, &conn, req).await) }
+            })
+        };
+        let io = TokioIo::new(Written {
+            inner: tls,
+            activity: conn.activity.clone(),
+        });
+        (conn, Box::pin(builder.serve_connection(io, service)))
+    };
     shared.metrics.connection_opened();
     let _open = OpenGuard(&shared.metrics);
     let revoked = conn.registration.as_ref().map(|r| r.close.clone());
     let limits = gate.listener().limits;
+    drop(gate);
     let idle_limit = Duration::from_secs(limits.idle_timeout_secs);
     let write_limit = Duration::from_secs(limits.write_timeout_secs);
     let drain_limit = Duration::from_secs(limits.shutdown_grace_secs);
     let max_age = (limits.max_connection_age_secs > 0)
         .then(|| Duration::from_secs(limits.max_connection_age_secs));
     let activity = conn.activity.clone();
-    let service = {
-        let (current, shared, conn) = (current.clone(), shared.clone(), conn.clone());
-        service_fn(move |req| {
-            let (current, shared, conn) = (current.clone(), shared.clone(), conn.clone());
-            async move { Ok::<_, Infallible>(request::handle(&current, &shared, &conn, req).await) }
-        })
-    };
-    let builder = gate.http_builder();
-    drop(gate);
-    let io = TokioIo::new(Written {
-        inner: tls,
-        activity: activity.clone(),
-    });
-    let mut serving = std::pin::pin!(builder.serve_connection(io, service));
     let tick =
         (idle_limit.min(write_limit) / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let write_ticks =
