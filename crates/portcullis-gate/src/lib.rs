@@ -40,6 +40,7 @@ pub mod reload;
 mod request;
 mod site;
 mod tls;
+mod upstream;
 
 pub use config::{
     ClientAuth, Config, ConfigError, DEFAULT_LISTEN, HeaderNames, InvalidCert, Limits,

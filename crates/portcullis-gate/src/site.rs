@@ -4,44 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-
 use crate::config::{ListenerConfig, NoSni, SiteConfig, Upstream};
 use crate::error::Result;
-use crate::names::{Names, StrippedTrailers};
+use crate::names::Names;
 use crate::pages::Pages;
 use crate::tls::{self, SiteTls};
-
-/// What the gate sends upstream as a request body: the client's, minus refused trailers.
-pub type UpstreamBody = StrippedTrailers<hyper::body::Incoming>;
-
-/// Dials the configured upstream whatever host a request's URI names. Requests carry the
-/// checked client-facing authority in their URI — an h2c upstream reads it as
-/// `:authority` — while the connection always goes to the upstream's own address.
-#[derive(Debug, Clone)]
-pub struct UpstreamConnector {
-    inner: HttpConnector,
-    target: http::Uri,
-}
-
-impl tower_service::Service<http::Uri> for UpstreamConnector {
-    type Response = <HttpConnector as tower_service::Service<http::Uri>>::Response;
-    type Error = <HttpConnector as tower_service::Service<http::Uri>>::Error;
-    type Future = <HttpConnector as tower_service::Service<http::Uri>>::Future;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, _requested: http::Uri) -> Self::Future {
-        self.inner.call(self.target.clone())
-    }
-}
 
 /// One virtual host, immutable once loaded.
 pub struct Site {
@@ -51,7 +18,7 @@ pub struct Site {
     names: Vec<String>,
     pub(crate) headers: Arc<Names>,
     pub(crate) pages: Pages,
-    pub(crate) client: Option<Client<UpstreamConnector, UpstreamBody>>,
+    pub(crate) client: Option<crate::upstream::Upstream>,
 }
 
 impl std::fmt::Debug for Site {
@@ -79,16 +46,6 @@ impl Site {
         };
         let client = match &config.upstream {
             Upstream::Http { authority, http2 } => {
-                let mut connector = HttpConnector::new();
-                connector.set_nodelay(true);
-                connector.set_connect_timeout(Some(Duration::from_secs(
-                    listener.limits.upstream_connect_timeout_secs,
-                )));
-                let mut builder = Client::builder(TokioExecutor::new());
-                builder.pool_idle_timeout(Duration::from_secs(60));
-                if *http2 {
-                    builder.http2_only(true);
-                }
                 let target = http::Uri::builder()
                     .scheme("http")
                     .authority(authority.clone())
@@ -98,10 +55,11 @@ impl Site {
                         path: config.source.clone(),
                         reason: format!("upstream: {e}"),
                     })?;
-                Some(builder.build(UpstreamConnector {
-                    inner: connector,
+                Some(crate::upstream::Upstream::new(
                     target,
-                }))
+                    *http2,
+                    Duration::from_secs(listener.limits.upstream_connect_timeout_secs),
+                ))
             }
             Upstream::Whoami => None,
         };
@@ -126,7 +84,7 @@ impl Site {
 
     /// Whether requests go to the upstream as h2c.
     pub(crate) fn upstream_http2(&self) -> bool {
-        matches!(self.config.upstream, Upstream::Http { http2: true, .. })
+        self.client.as_ref().is_some_and(|c| c.is_http2())
     }
 
     /// Whether `host` (without port) is one of this site's names.

@@ -831,3 +831,53 @@ fn slow_headers_and_oversized_headers_are_cut_off() {
         200
     );
 }
+
+/// The gate's HTTP/1.1 upstream pool: requests one after another share one upstream
+/// connection; one the upstream closed while idle (a keep-alive timeout), or closed right
+/// after its response without saying so, is replaced without the client seeing an error.
+#[test]
+fn upstream_connections_are_reused_and_closed_ones_replaced() {
+    let pki = Pki::new();
+    // Answers with the number of connections it has accepted; closes idle ones after
+    // 300 ms (Node waits about a second more), and the connection of any request for
+    // /close as soon as it has answered.
+    let upstream = Upstream::node(
+        r#"(() => {
+            let accepted = 0;
+            const s = http.createServer((req, res) => {
+                res.end(String(accepted));
+                if (req.url.endsWith('/close')) res.on('finish', () => req.socket.destroy());
+            });
+            s.on('connection', () => accepted++);
+            s.keepAliveTimeout = 300;
+            return s;
+        })()"#,
+    );
+    let gate = Gate::start(&pki.config("optional", &upstream.url(), ""));
+    let mut c = H1::connect(&pki, gate.port, Sni::Name("localhost"), As::Client("bob"));
+    let mut ask = |path: &str| {
+        c.send(get(path, "").as_bytes());
+        let r = c.read_response().expect("a response");
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        r.body
+    };
+    for _ in 0..5 {
+        assert_eq!(
+            ask("/public/x"),
+            "1",
+            "one upstream connection for all five"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(
+        ask("/public/x"),
+        "2",
+        "after the upstream's keep-alive timeout"
+    );
+    assert_eq!(ask("/public/close"), "2");
+    assert_eq!(
+        ask("/public/x"),
+        "3",
+        "after a close without Connection: close"
+    );
+}

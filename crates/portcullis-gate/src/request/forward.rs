@@ -70,13 +70,19 @@ pub async fn upstream(
     let Some(client) = &site.client else {
         return refuse(Refusal::BadGateway);
     };
-    // The URI names the checked host (the h2 upstream's :authority); the client's
-    // connector always dials the configured upstream.
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(authority.as_str())
-        .path_and_query(parts.uri.path_and_query().map_or("/", |p| p.as_str()))
-        .build();
+    // HTTP/1.1 sends the path in origin form (the checked host is in `Host`); an h2c
+    // upstream takes the checked host from the URI as `:authority`. Either way the
+    // connection goes to the configured upstream.
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri = if site.upstream_http2() {
+        Uri::builder()
+            .scheme("http")
+            .authority(authority.as_str())
+            .path_and_query(path)
+            .build()
+    } else {
+        Uri::builder().path_and_query(path).build()
+    };
     let Ok(uri) = uri else {
         return refuse(Refusal::BadRequest("the query string is not valid"));
     };
@@ -88,7 +94,7 @@ pub async fn upstream(
     };
     let req = Request::from_parts(parts, StrippedTrailers::new(body, site.headers.clone()));
     let sent = std::time::Instant::now();
-    match tokio::time::timeout(timeout, client.request(req)).await {
+    match tokio::time::timeout(timeout, client.send(req)).await {
         Ok(Ok(resp)) => {
             let (mut parts, body) = resp.into_parts();
             super::headers::sanitize_response(&mut parts.headers);

@@ -1,0 +1,210 @@
+//! The client side of the gate: connections to a site's upstream.
+//!
+//! HTTP/1.1 upstreams get a pool of their own: idle connections wait in a bounded
+//! lock-free queue (crossbeam's array channel), so a proxied request takes no lock.
+//! hyper-util's pool, which h2c upstreams still use, locks a mutex on every checkout and
+//! every return. An HTTP/1.1 connection carries one request at a time; one still
+//! streaming a response is passed over until it is free again.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{Either, Empty};
+use hyper::body::Body as _;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tower_service::Service;
+
+use crate::names::StrippedTrailers;
+
+/// What the gate sends upstream as a request body: the client's, minus refused trailers.
+pub type UpstreamBody = StrippedTrailers<Incoming>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Idle connections kept per upstream; more are closed when their response is done.
+const IDLE: usize = 256;
+
+/// A site's upstream.
+#[derive(Debug)]
+pub enum Upstream {
+    Http1(Pool),
+    /// HTTP/2 with prior knowledge: one multiplexed connection, hyper-util's client.
+    H2c(Box<Client<Connector, UpstreamBody>>),
+}
+
+impl Upstream {
+    /// `target`: `http://host:port/`; `connect_timeout` bounds each new connection.
+    pub fn new(target: http::Uri, http2: bool, connect_timeout: Duration) -> Upstream {
+        let mut dialer = HttpConnector::new();
+        dialer.set_nodelay(true);
+        dialer.set_connect_timeout(Some(connect_timeout));
+        let connector = Connector {
+            inner: dialer,
+            target,
+        };
+        if http2 {
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder.pool_idle_timeout(Duration::from_secs(60));
+            builder.http2_only(true);
+            return Upstream::H2c(Box::new(builder.build(connector)));
+        }
+        let (idle_in, idle_out) = crossbeam_channel::bounded(IDLE);
+        Upstream::Http1(Pool {
+            connector,
+            idle_in,
+            idle_out,
+        })
+    }
+
+    /// Sends a request. Its URI is the checked client-facing one (for HTTP/1.1 in origin
+    /// form, with the authority in `Host`; for h2c absolute, read as `:authority`); the
+    /// connection always goes to the configured upstream.
+    pub async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, BoxError> {
+        match self {
+            Upstream::Http1(pool) => pool.send(req).await,
+            Upstream::H2c(client) => Ok(client.request(req).await?),
+        }
+    }
+
+    pub fn is_http2(&self) -> bool {
+        matches!(self, Upstream::H2c(_))
+    }
+}
+
+/// A request without a body, as sent on an HTTP/1.1 connection.
+type Sent = Either<UpstreamBody, Empty<Bytes>>;
+
+fn copy(req: &Request<Sent>) -> Request<Sent> {
+    let mut copy = Request::new(Either::Right(Empty::new()));
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
+}
+
+/// Idle HTTP/1.1 connections to one upstream.
+pub struct Pool {
+    connector: Connector,
+    idle_in: crossbeam_channel::Sender<SendRequest<Sent>>,
+    idle_out: crossbeam_channel::Receiver<SendRequest<Sent>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("target", &self.connector.target)
+            .field("idle", &self.idle_out.len())
+            .finish()
+    }
+}
+
+impl Pool {
+    async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, BoxError> {
+        let (parts, body) = req.into_parts();
+        let bodiless = body.is_end_stream();
+        let body = if bodiless {
+            Either::Right(Empty::new())
+        } else {
+            Either::Left(body)
+        };
+        let mut req = Request::from_parts(parts, body);
+        let mut replayed = false;
+        loop {
+            let pooled = if replayed { None } else { self.checkout() };
+            let (mut sender, fresh) = match pooled {
+                Some(sender) => (sender, false),
+                None => (self.connect().await?, true),
+            };
+            // An idle connection may have been closed by the upstream a moment ago (its
+            // keep-alive timeout), the close still on its way: the request then meets a
+            // reset. A request without a body and with an idempotent method is sent again
+            // once, on a new connection (RFC 9110, 9.2.2; nginx's `proxy_next_upstream
+            // error`); it is copied for that.
+            let replay = (!fresh && bodiless && req.method().is_idempotent()).then(|| copy(&req));
+            match sender.try_send_request(req).await {
+                Ok(response) => {
+                    // Back in the queue at once: it is passed over until this response
+                    // has been read to the end.
+                    self.checkin(sender);
+                    return Ok(response);
+                }
+                Err(mut e) => {
+                    req = match (e.take_message(), replay) {
+                        // Not sent: safe to send again, whatever the request. Each time a
+                        // dead connection leaves the queue, so this ends.
+                        (Some(unsent), _) if !fresh => unsent,
+                        (None, Some(copy)) => {
+                            replayed = true;
+                            copy
+                        }
+                        _ => return Err(e.into_error().into()),
+                    };
+                }
+            }
+        }
+    }
+
+    /// An idle connection ready for a request; a busy one goes back to the queue.
+    fn checkout(&self) -> Option<SendRequest<Sent>> {
+        for _ in 0..self.idle_out.len() {
+            let sender = self.idle_out.try_recv().ok()?;
+            if sender.is_ready() {
+                return Some(sender);
+            }
+            if !sender.is_closed() {
+                let _ = self.idle_in.try_send(sender);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, sender: SendRequest<Sent>) {
+        // A full queue drops the connection, which closes it once its response is done.
+        let _ = self.idle_in.try_send(sender);
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Sent>, BoxError> {
+        let io = self
+            .connector
+            .clone()
+            .call(self.connector.target.clone())
+            .await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(async move {
+            // Ends when the upstream closes, or when every handle to it is dropped.
+            let _ = conn.await;
+        });
+        sender.ready().await?;
+        Ok(sender)
+    }
+}
+
+/// Dials the configured upstream whatever host a request's URI names.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    inner: HttpConnector,
+    target: http::Uri,
+}
+
+impl Service<http::Uri> for Connector {
+    type Response = <HttpConnector as Service<http::Uri>>::Response;
+    type Error = <HttpConnector as Service<http::Uri>>::Error;
+    type Future = <HttpConnector as Service<http::Uri>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, _requested: http::Uri) -> Self::Future {
+        self.inner.call(self.target.clone())
+    }
+}
