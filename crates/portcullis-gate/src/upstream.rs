@@ -6,7 +6,7 @@
 //! every return. An HTTP/1.1 connection carries one request at a time; one still
 //! streaming a response is passed over until it is free again.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -28,6 +28,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Idle connections kept per upstream; more are closed when their response is done.
 const IDLE: usize = 256;
+
+/// How long a connection must have been idle before a request on it is copied to be
+/// replayed (see `Pool::send`).
+const REPLAY_AFTER: Duration = Duration::from_millis(100);
 
 /// A site's upstream.
 #[derive(Debug)]
@@ -91,8 +95,8 @@ fn copy(req: &Request<Sent>) -> Request<Sent> {
 /// Idle HTTP/1.1 connections to one upstream.
 pub struct Pool {
     connector: Connector,
-    idle_in: crossbeam_channel::Sender<SendRequest<Sent>>,
-    idle_out: crossbeam_channel::Receiver<SendRequest<Sent>>,
+    idle_in: crossbeam_channel::Sender<(SendRequest<Sent>, Instant)>,
+    idle_out: crossbeam_channel::Receiver<(SendRequest<Sent>, Instant)>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -117,16 +121,22 @@ impl Pool {
         let mut replayed = false;
         loop {
             let pooled = if replayed { None } else { self.checkout() };
-            let (mut sender, fresh) = match pooled {
-                Some(sender) => (sender, false),
-                None => (self.connect().await?, true),
+            let (mut sender, idle) = match pooled {
+                Some((sender, since)) => (sender, Some(since.elapsed())),
+                None => (self.connect().await?, None),
             };
-            // An idle connection may have been closed by the upstream a moment ago (its
-            // keep-alive timeout), the close still on its way: the request then meets a
-            // reset. A request without a body and with an idempotent method is sent again
-            // once, on a new connection (RFC 9110, 9.2.2; nginx's `proxy_next_upstream
-            // error`); it is copied for that.
-            let replay = (!fresh && bodiless && req.method().is_idempotent()).then(|| copy(&req));
+            let fresh = idle.is_none();
+            // A connection idle for a while may have been closed by the upstream a moment
+            // ago (its keep-alive timeout), the close still on its way: the request then
+            // meets a reset. A request without a body and with an idempotent method is
+            // sent again once, on a new connection (RFC 9110, 9.2.2; nginx's
+            // `proxy_next_upstream error`); it is copied for that. Connections reused
+            // within `REPLAY_AFTER`, as under load, skip the copy: no upstream closes
+            // connections idle that briefly.
+            let replay = (idle.is_some_and(|i| i >= REPLAY_AFTER)
+                && bodiless
+                && req.method().is_idempotent())
+            .then(|| copy(&req));
             match sender.try_send_request(req).await {
                 Ok(response) => {
                     // Back in the queue at once: it is passed over until this response
@@ -150,15 +160,16 @@ impl Pool {
         }
     }
 
-    /// An idle connection ready for a request; a busy one goes back to the queue.
-    fn checkout(&self) -> Option<SendRequest<Sent>> {
+    /// An idle connection ready for a request, and since when it was idle; a busy one
+    /// goes back to the queue.
+    fn checkout(&self) -> Option<(SendRequest<Sent>, Instant)> {
         for _ in 0..self.idle_out.len() {
-            let sender = self.idle_out.try_recv().ok()?;
+            let (sender, since) = self.idle_out.try_recv().ok()?;
             if sender.is_ready() {
-                return Some(sender);
+                return Some((sender, since));
             }
             if !sender.is_closed() {
-                let _ = self.idle_in.try_send(sender);
+                let _ = self.idle_in.try_send((sender, since));
             }
         }
         None
@@ -166,7 +177,7 @@ impl Pool {
 
     fn checkin(&self, sender: SendRequest<Sent>) {
         // A full queue drops the connection, which closes it once its response is done.
-        let _ = self.idle_in.try_send(sender);
+        let _ = self.idle_in.try_send((sender, Instant::now()));
     }
 
     async fn connect(&self) -> Result<SendRequest<Sent>, BoxError> {

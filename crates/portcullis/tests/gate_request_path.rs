@@ -833,20 +833,20 @@ fn slow_headers_and_oversized_headers_are_cut_off() {
 }
 
 /// The gate's HTTP/1.1 upstream pool: requests one after another share one upstream
-/// connection; one the upstream closed while idle (a keep-alive timeout), or closed right
-/// after its response without saying so, is replaced without the client seeing an error.
+/// connection; one the upstream closed while idle (its keep-alive timeout), or after a
+/// response that said `Connection: close`, is replaced without the client seeing an error.
 #[test]
 fn upstream_connections_are_reused_and_closed_ones_replaced() {
     let pki = Pki::new();
     // Answers with the number of connections it has accepted; closes idle ones after
     // 300 ms (Node waits about a second more), and the connection of any request for
-    // /close as soon as it has answered.
+    // /close after answering it.
     let upstream = Upstream::node(
         r#"(() => {
             let accepted = 0;
             const s = http.createServer((req, res) => {
+                if (req.url.endsWith('/close')) res.setHeader('connection', 'close');
                 res.end(String(accepted));
-                if (req.url.endsWith('/close')) res.on('finish', () => req.socket.destroy());
             });
             s.on('connection', () => accepted++);
             s.keepAliveTimeout = 300;
@@ -875,9 +875,50 @@ fn upstream_connections_are_reused_and_closed_ones_replaced() {
         "after the upstream's keep-alive timeout"
     );
     assert_eq!(ask("/public/close"), "2");
+    assert_eq!(ask("/public/x"), "3", "after Connection: close");
+}
+
+/// A request sent on an idle upstream connection that the upstream resets (it closed the
+/// connection as the request arrived) is sent again on a new connection only when that is
+/// safe: an idempotent method and no body. A POST with a body is never sent twice.
+#[test]
+fn only_idempotent_bodiless_requests_are_replayed_after_a_reset() {
+    let pki = Pki::new();
+    // Every connection answers its first request with its number, and resets at the next.
+    let upstream = Upstream::node(
+        r#"(() => {
+            let accepted = 0, received = [];
+            const s = require('net').createServer(sock => {
+                const n = ++accepted;
+                let answered = false;
+                sock.on('data', d => {
+                    received.push(d.toString().split(' ')[0]);
+                    if (answered) return sock.resetAndDestroy();
+                    answered = true;
+                    const body = n + ' ' + received.join(',');
+                    sock.write(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+                });
+            });
+            return s;
+        })()"#,
+    );
+    let gate = Gate::start(&pki.config("optional", &upstream.url(), ""));
+    let mut c = H1::connect(&pki, gate.port, Sni::Name("localhost"), As::Client("bob"));
+    let mut send = |request: &str| {
+        c.send(request.as_bytes());
+        let r = c.read_response().expect("a response");
+        (r.status, r.body)
+    };
+    assert_eq!(send(&get("/public/x", "")), (200, "1 GET".into()));
+    std::thread::sleep(Duration::from_millis(300));
+    // Reset on connection 1, sent again on connection 2.
+    assert_eq!(send(&get("/public/x", "")), (200, "2 GET,GET,GET".into()));
+    std::thread::sleep(Duration::from_millis(300));
+    // Reset on connection 2: a POST with a body gets a 502 and reached the upstream once.
+    let post = "POST /public/x HTTP/1.1\r\nHost: localhost\r\ncontent-length: 2\r\n\r\nhi";
+    assert_eq!(send(post).0, 502);
     assert_eq!(
-        ask("/public/x"),
-        "3",
-        "after a close without Connection: close"
+        send(&get("/public/x", "")),
+        (200, "3 GET,GET,GET,POST,GET".into())
     );
 }
