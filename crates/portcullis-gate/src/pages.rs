@@ -9,7 +9,6 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use portcullis_policy::Identity;
 use serde::Serialize;
 use serde_json::json;
@@ -17,7 +16,7 @@ use serde_json::json;
 use crate::error::{Error, Result};
 
 /// Response body of the gate: streamed from the upstream, or a page built here.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<crate::upstream::ResponseBody, Full<Bytes>>;
 
 /// A page built by the gate.
 pub type Page = Response<Full<Bytes>>;

@@ -6,13 +6,16 @@
 //! every return. An HTTP/1.1 connection carries one request at a time; one still
 //! streaming a response is passed over until it is free again.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{Either, Empty};
 use hyper::body::Body as _;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -29,6 +32,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Idle connections kept per upstream; more are closed when their response is done.
 const IDLE: usize = 256;
 
+/// Idle connections older than this are closed (hyper-util's pool did the same), and
+/// TCP keep-alive probes a connection after this long without traffic.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long a connection must have been idle before a request on it is copied to be
 /// replayed (see `Pool::send`).
 const REPLAY_AFTER: Duration = Duration::from_millis(100);
@@ -36,7 +43,7 @@ const REPLAY_AFTER: Duration = Duration::from_millis(100);
 /// A site's upstream.
 #[derive(Debug)]
 pub enum Upstream {
-    Http1(Pool),
+    Http1(Arc<Pool>),
     /// HTTP/2 with prior knowledge: one multiplexed connection, hyper-util's client.
     H2c(Box<Client<Connector, UpstreamBody>>),
 }
@@ -46,6 +53,8 @@ impl Upstream {
     pub fn new(target: http::Uri, http2: bool, connect_timeout: Duration) -> Upstream {
         let mut dialer = HttpConnector::new();
         dialer.set_nodelay(true);
+        // A connection a middlebox dropped without a word is found out, not waited on.
+        dialer.set_keepalive(Some(IDLE_TIMEOUT));
         dialer.set_connect_timeout(Some(connect_timeout));
         let connector = Connector {
             inner: dialer,
@@ -58,20 +67,26 @@ impl Upstream {
             return Upstream::H2c(Box::new(builder.build(connector)));
         }
         let (idle_in, idle_out) = crossbeam_channel::bounded(IDLE);
-        Upstream::Http1(Pool {
+        Upstream::Http1(Arc::new(Pool {
             connector,
             idle_in,
             idle_out,
-        })
+        }))
     }
 
     /// Sends a request. Its URI is the checked client-facing one (for HTTP/1.1 in origin
     /// form, with the authority in `Host`; for h2c absolute, read as `:authority`); the
     /// connection always goes to the configured upstream.
-    pub async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, BoxError> {
+    pub async fn send(
+        &self,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<ResponseBody>, BoxError> {
         match self {
             Upstream::Http1(pool) => pool.send(req).await,
-            Upstream::H2c(client) => Ok(client.request(req).await?),
+            Upstream::H2c(client) => Ok(client.request(req).await?.map(|inner| ResponseBody {
+                inner,
+                release: None,
+            })),
         }
     }
 
@@ -109,7 +124,10 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, BoxError> {
+    async fn send(
+        self: &Arc<Self>,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<ResponseBody>, BoxError> {
         let (parts, body) = req.into_parts();
         let bodiless = body.is_end_stream();
         let body = if bodiless {
@@ -139,45 +157,60 @@ impl Pool {
             .then(|| copy(&req));
             match sender.try_send_request(req).await {
                 Ok(response) => {
-                    // Back in the queue at once: it is passed over until this response
-                    // has been read to the end.
-                    self.checkin(sender);
-                    return Ok(response);
+                    let (parts, inner) = response.into_parts();
+                    let mut body = ResponseBody {
+                        inner,
+                        release: Some((sender, self.clone())),
+                    };
+                    // No body to read (HEAD, 204, 304, length 0): free at once.
+                    if body.inner.is_end_stream() {
+                        body.release();
+                    }
+                    return Ok(Response::from_parts(parts, body));
                 }
                 Err(mut e) => {
-                    req = match (e.take_message(), replay) {
+                    let unsent = e.take_message();
+                    let error = e.into_error();
+                    req = match (unsent, replay) {
                         // Not sent: safe to send again, whatever the request. Each time a
                         // dead connection leaves the queue, so this ends.
                         (Some(unsent), _) if !fresh => unsent,
-                        (None, Some(copy)) => {
+                        // Sent into a connection the upstream had closed, and not
+                        // answered; any other failure is the upstream's answer.
+                        (None, Some(copy)) if closed_under_us(&error) => {
                             replayed = true;
                             copy
                         }
-                        _ => return Err(e.into_error().into()),
+                        _ => return Err(error.into()),
                     };
                 }
             }
         }
     }
 
-    /// An idle connection ready for a request, and since when it was idle; a busy one
-    /// goes back to the queue.
+    /// An idle connection ready for a request, and since when it was idle. Connections
+    /// idle for `IDLE_TIMEOUT` are closed. One whose response was read a moment ago may
+    /// not be ready yet: it goes back to the queue.
     fn checkout(&self) -> Option<(SendRequest<Sent>, Instant)> {
         for _ in 0..self.idle_out.len() {
             let (sender, since) = self.idle_out.try_recv().ok()?;
+            if sender.is_closed() || since.elapsed() >= IDLE_TIMEOUT {
+                continue;
+            }
             if sender.is_ready() {
                 return Some((sender, since));
             }
-            if !sender.is_closed() {
-                let _ = self.idle_in.try_send((sender, since));
-            }
+            let _ = self.idle_in.try_send((sender, since));
         }
         None
     }
 
+    /// A connection whose response has been read to the end. A full queue drops it,
+    /// which closes it.
     fn checkin(&self, sender: SendRequest<Sent>) {
-        // A full queue drops the connection, which closes it once its response is done.
-        let _ = self.idle_in.try_send((sender, Instant::now()));
+        if !sender.is_closed() {
+            let _ = self.idle_in.try_send((sender, Instant::now()));
+        }
     }
 
     async fn connect(&self) -> Result<SendRequest<Sent>, BoxError> {
@@ -193,6 +226,61 @@ impl Pool {
         });
         sender.ready().await?;
         Ok(sender)
+    }
+}
+
+/// Whether a request failed because the connection was closed under it: the upstream
+/// reset it, or closed it before any response.
+fn closed_under_us(error: &hyper::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted);
+        }
+        source = e.source();
+    }
+    error.is_incomplete_message()
+}
+
+/// A response body from the upstream. Over HTTP/1.1 its connection goes back to the pool
+/// once the body has been read to the end; dropped before that, the connection closes.
+#[derive(Debug)]
+pub struct ResponseBody {
+    inner: Incoming,
+    release: Option<(SendRequest<Sent>, Arc<Pool>)>,
+}
+
+impl ResponseBody {
+    fn release(&mut self) {
+        if let Some((sender, pool)) = self.release.take() {
+            pool.checkin(sender);
+        }
+    }
+}
+
+impl hyper::body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || this.inner.is_end_stream() {
+            this.release();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -846,6 +846,7 @@ fn upstream_connections_are_reused_and_closed_ones_replaced() {
             let accepted = 0;
             const s = http.createServer((req, res) => {
                 if (req.url.endsWith('/close')) res.setHeader('connection', 'close');
+                if (req.url.endsWith('/chunked')) res.write('chunk ');
                 res.end(String(accepted));
             });
             s.on('connection', () => accepted++);

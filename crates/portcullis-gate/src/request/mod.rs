@@ -25,10 +25,9 @@ mod headers;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response, Uri};
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 use hyper::body::Incoming;
 
 use crate::conn::{Binding, Connection, Peer, Tracked};
@@ -42,7 +41,7 @@ pub(crate) use headers::sanitize as sanitize_headers;
 
 /// The response body of `portcullis serve`: the upstream's or a page, counted as in flight
 /// until it is delivered.
-pub type Body = Tracked<Either<Incoming, Full<Bytes>>>;
+pub type Body = Tracked<pages::Body>;
 
 /// A request the gate lets through: under which binding, by which rule, and for which
 /// checked authority.
