@@ -32,10 +32,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// the 100 lines a user would write without the gate.
 pub fn serve_tls(dir: &Path) -> Result<()> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in pki::certs(&dir.join(pki::ROOT))? {
-        roots.add(cert)?;
-    }
+    let roots = pki::roots(dir)?;
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         provider.clone(),

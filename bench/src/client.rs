@@ -30,10 +30,7 @@ pub struct Held {
 impl Client {
     pub fn new(dir: &Path, port: u16, path: &'static str) -> Result<Client> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in pki::certs(&dir.join(pki::ROOT))? {
-            roots.add(cert)?;
-        }
+        let roots = pki::roots(dir)?;
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)

@@ -107,6 +107,15 @@ pub fn create(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The root, as the trust anchor of clients and of client verification.
+pub fn roots(dir: &Path) -> Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs(&dir.join(ROOT))? {
+        roots.add(cert)?;
+    }
+    Ok(roots)
+}
+
 pub fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect())

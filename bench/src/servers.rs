@@ -335,8 +335,11 @@ fn nginx_config(dir: &Path, port: u16, backend: Backend) -> String {
     };
     let upstream = match backend {
         Backend::Builtin => String::new(),
+        // As many idle upstream connections as the gate keeps (256): with nginx's usual
+        // `keepalive 32`, the 50 connections of the latency phase make it open and close
+        // upstream connections all the time.
         Backend::Proxy { port } => {
-            format!("upstream app {{ server 127.0.0.1:{port}; keepalive 32; }}")
+            format!("upstream app {{ server 127.0.0.1:{port}; keepalive 256; }}")
         }
     };
     let d = dir.display();

@@ -61,7 +61,10 @@ pub fn init(format: Format) -> LogGuard {
         .thread_name("portcullis-log")
         // The writer thread takes every line waiting, then flushes: under load, many
         // lines per write(2) instead of one each (stdout alone flushes at every newline).
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
     let _ = DROPPED.set(writer.error_counter());
     let subscriber = tracing_subscriber::fmt()
         .with_writer(writer)
