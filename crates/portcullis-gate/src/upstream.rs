@@ -3,8 +3,8 @@
 //! HTTP/1.1 upstreams get a pool of their own: idle connections wait in a bounded
 //! lock-free queue (crossbeam's array channel), so a proxied request takes no lock.
 //! hyper-util's pool, which h2c upstreams still use, locks a mutex on every checkout and
-//! every return. An HTTP/1.1 connection carries one request at a time; one still
-//! streaming a response is passed over until it is free again.
+//! every return. An HTTP/1.1 connection carries one request at a time and goes back to
+//! the queue when its response has been read to the end.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{Either, Empty};
-use hyper::body::Body as _;
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -95,9 +94,11 @@ impl Upstream {
     }
 }
 
-/// A request without a body, as sent on an HTTP/1.1 connection.
+/// A request body as sent on an HTTP/1.1 connection: the client's, or nothing when the
+/// client sent none (which lets a request be copied and sent again).
 type Sent = Either<UpstreamBody, Empty<Bytes>>;
 
+/// A copy of a request without a body.
 fn copy(req: &Request<Sent>) -> Request<Sent> {
     let mut copy = Request::new(Either::Right(Empty::new()));
     *copy.method_mut() = req.method().clone();
