@@ -125,9 +125,9 @@ impl Identity {
             .iter()
             .position(|&b| b != 0)
             .unwrap_or(serial.len().saturating_sub(1));
-        id.serial = serial[start..].iter().map(|b| format!("{b:02X}")).collect();
+        id.serial = hex::encode_upper(&serial[start..]);
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
-        id.fingerprint_sha256 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        id.fingerprint_sha256 = hex::encode(digest.as_ref());
         id.not_before = cert.validity().not_before.timestamp();
         id.not_after = cert.validity().not_after.timestamp();
         Ok(id)
