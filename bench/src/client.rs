@@ -92,25 +92,20 @@ impl Client {
     /// `total` connections, `concurrency` at a time, each a full handshake and one
     /// request, closed after it.
     pub async fn handshakes(self: &Arc<Self>, total: usize, concurrency: usize) -> Result<()> {
-        let started = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..concurrency {
-            let (client, started) = (self.clone(), started.clone());
-            tasks.push(tokio::spawn(async move {
-                while started.fetch_add(1, Ordering::Relaxed) < total {
-                    drop(client.connect().await?);
-                }
-                Ok::<_, anyhow::Error>(())
-            }));
-        }
-        for task in tasks {
-            task.await??;
-        }
-        Ok(())
+        self.open(total, concurrency, false).await.map(drop)
     }
 
     /// Opens `total` connections (a full handshake and one request each) and keeps them.
     pub async fn hold(self: &Arc<Self>, total: usize, concurrency: usize) -> Result<Vec<Held>> {
+        self.open(total, concurrency, true).await
+    }
+
+    async fn open(
+        self: &Arc<Self>,
+        total: usize,
+        concurrency: usize,
+        keep: bool,
+    ) -> Result<Vec<Held>> {
         let started = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for _ in 0..concurrency {
@@ -118,12 +113,15 @@ impl Client {
             tasks.push(tokio::spawn(async move {
                 let mut held = Vec::new();
                 while started.fetch_add(1, Ordering::Relaxed) < total {
-                    held.push(client.connect().await?);
+                    let connection = client.connect().await?;
+                    if keep {
+                        held.push(connection);
+                    }
                 }
                 Ok::<_, anyhow::Error>(held)
             }));
         }
-        let mut all = Vec::with_capacity(total);
+        let mut all = Vec::new();
         for task in tasks {
             all.extend(task.await??);
         }

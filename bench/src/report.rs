@@ -1,7 +1,6 @@
 //! What a measurement holds, and the summary: medians with min–max over the rounds, the
 //! ratios the performance goals are stated in, as markdown and JSON.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::process::Command;
 
@@ -349,16 +348,15 @@ impl Machine {
             .find_map(|l| l.strip_prefix("model name"))
             .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
             .unwrap_or_default();
-        let mut counts = BTreeMap::new();
-        for l in cpuinfo.lines().filter(|l| l.starts_with("processor")) {
-            *counts.entry(l).or_insert(0) += 1;
-        }
         let nginx = programs.nginx.to_string_lossy();
         let portcullis = programs.portcullis.to_string_lossy();
         let oha = programs.oha.to_string_lossy();
         Ok(Machine {
             cpu,
-            cpus: counts.len(),
+            cpus: cpuinfo
+                .lines()
+                .filter(|l| l.starts_with("processor"))
+                .count(),
             kernel: first_line("uname", &["-sr"]),
             nginx: first_line(&nginx, &["-v"]),
             openssl: first_line("openssl", &["version"]),
