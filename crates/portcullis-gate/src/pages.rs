@@ -274,12 +274,13 @@ struct Sans<'a> {
 /// rendered once, at its first request, as the text before and after the path.
 #[derive(Debug, Default)]
 pub struct WhoAmI {
-    json: OnceLock<(String, &'static str)>,
-    html: OnceLock<(String, &'static str)>,
+    /// Each format's text before the path; what follows it is constant.
+    json: OnceLock<String>,
+    html: OnceLock<String>,
 }
 
 impl WhoAmI {
-    fn json(identity: Option<(&Identity, &[String])>) -> (String, &'static str) {
+    fn json(identity: Option<(&Identity, &[String])>) -> String {
         // "path" is the object's last member: the rest is serialized without it, and each
         // response puts it back before the closing brace.
         let json = match identity {
@@ -313,10 +314,10 @@ impl WhoAmI {
         let mut json = json.unwrap_or_default();
         json.pop(); // the closing brace
         json.push_str(",\"path\":");
-        (json, "}")
+        json
     }
 
-    fn html(identity: Option<(&Identity, &[String])>) -> (String, &'static str) {
+    fn html(identity: Option<(&Identity, &[String])>) -> String {
         let (title, body) = match identity {
             None => (
                 "Anonymous",
@@ -364,22 +365,21 @@ impl WhoAmI {
                 )
             }
         };
-        (
-            html_head(title) + &body,
-            concat!("</code></p>", html_tail!()),
-        )
+        html_head(title) + &body
     }
 
     /// The page for one request from this caller.
     pub fn page(&self, identity: Option<(&Identity, &[String])>, path: &str, html: bool) -> Page {
-        let ((before, after), content_type) = if html {
+        let (before, after, content_type) = if html {
             (
                 self.html.get_or_init(|| WhoAmI::html(identity)),
+                concat!("</code></p>", html_tail!()),
                 "text/html; charset=utf-8",
             )
         } else {
             (
                 self.json.get_or_init(|| WhoAmI::json(identity)),
+                "}",
                 "application/json",
             )
         };

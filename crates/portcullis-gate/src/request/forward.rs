@@ -74,7 +74,8 @@ pub async fn upstream(
     // upstream takes the checked host from the URI as `:authority`. Either way the
     // connection goes to the configured upstream.
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri = if site.upstream_http2() {
+    let http2 = site.upstream_http2();
+    let uri = if http2 {
         Uri::builder()
             .scheme("http")
             .authority(authority.as_str())
@@ -87,7 +88,7 @@ pub async fn upstream(
         return refuse(Refusal::BadRequest("the query string is not valid"));
     };
     parts.uri = uri;
-    parts.version = if site.upstream_http2() {
+    parts.version = if http2 {
         Version::HTTP_2
     } else {
         Version::HTTP_11
