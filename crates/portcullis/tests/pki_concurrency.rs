@@ -78,6 +78,13 @@ fn crl(sb: &Sandbox) -> (u64, BTreeSet<String>) {
 }
 
 /// Checks the directory's invariants; returns the index.
+/// The next writer runs (`pki crl`), recovering what a killed one left; then the
+/// directory must be consistent.
+fn settle(sb: &Sandbox) -> Index {
+    sb.ok(&["pki", "crl"]);
+    consistent(sb)
+}
+
 fn consistent(sb: &Sandbox) -> Index {
     let dir = sb.path("pki");
     let index = Index::load(&dir.join("index.jsonl")).expect("the index parses");
@@ -344,10 +351,6 @@ fn crash_at(sb: &Sandbox, point: &str, args: &[&str]) {
 #[test]
 fn a_writer_killed_between_two_changes_is_finished_or_undone_by_the_next() {
     let sb = ca_with_clients(4);
-    let next = |sb: &Sandbox| {
-        sb.ok(&["pki", "crl"]);
-        consistent(sb)
-    };
 
     // Killed after the files, before the record: the certificate exists, so it is recorded.
     crash_at(
@@ -355,7 +358,7 @@ fn a_writer_killed_between_two_changes_is_finished_or_undone_by_the_next() {
         "after-files",
         &["pki", "issue", "client", "late", "--no-p12"],
     );
-    let index = next(&sb);
+    let index = settle(&sb);
     assert!(
         index
             .find(&serial_of(&sb.path("pki/issued/late.crt")))
@@ -368,7 +371,7 @@ fn a_writer_killed_between_two_changes_is_finished_or_undone_by_the_next() {
         "mid-commit",
         &["pki", "issue", "client", "half", "--no-p12"],
     );
-    next(&sb);
+    settle(&sb);
     for ext in ["key", "chain.pem", "crt"] {
         assert!(
             !sb.path(&format!("pki/issued/half.{ext}")).exists(),
@@ -384,7 +387,7 @@ fn a_writer_killed_between_two_changes_is_finished_or_undone_by_the_next() {
         "after-archive",
         &["pki", "renew", "pki/issued/c0.crt", "--no-p12"],
     );
-    next(&sb);
+    settle(&sb);
     assert_eq!(serial_of(&sb.path("pki/issued/c0.crt")), old);
     assert!(sb.path("pki/issued/c0.key").exists());
     // …and one killed after writing the new files is recorded.
@@ -393,7 +396,7 @@ fn a_writer_killed_between_two_changes_is_finished_or_undone_by_the_next() {
         "after-files",
         &["pki", "renew", "pki/issued/c0.crt", "--no-p12"],
     );
-    let index = next(&sb);
+    let index = settle(&sb);
     let new = serial_of(&sb.path("pki/issued/c0.crt"));
     assert_ne!(new, old);
     assert!(index.find(&new).is_some());
@@ -401,7 +404,7 @@ fn a_writer_killed_between_two_changes_is_finished_or_undone_by_the_next() {
     // A revocation killed before its CRL: the next writer publishes one that lists it.
     let c1 = serial_of(&sb.path("pki/issued/c1.crt"));
     crash_at(&sb, "after-revoke", &["pki", "revoke", "pki/issued/c1.crt"]);
-    let index = next(&sb);
+    let index = settle(&sb);
     assert!(index.find(&c1).unwrap().revoked.is_some());
     assert!(crl(&sb).1.contains(&c1));
 
@@ -445,10 +448,6 @@ fn key_matches_cert(sb: &Sandbox, key: &str, cert: &str) -> bool {
 #[test]
 fn recovery_never_removes_what_the_killed_writer_did_not_write() {
     let sb = ca_with_clients(2);
-    let settle = |sb: &Sandbox| {
-        sb.ok(&["pki", "crl"]);
-        consistent(sb)
-    };
 
     // A recovery killed half-way is done again by the next writer.
     crash_at(
