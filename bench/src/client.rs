@@ -1,6 +1,7 @@
 //! The bench's own mTLS client, for what oha cannot do: full handshakes without session
 //! resumption (oha's rustls client resumes every connection after the first, so its
-//! `--disable-keepalive` measures resumptions), and thousands of connections held idle.
+//! `--disable-keepalive` measures resumptions), resumptions counted as such, and thousands
+//! of connections held idle.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +20,17 @@ pub struct Client {
     config: Arc<rustls::ClientConfig>,
     port: u16,
     path: &'static str,
+    /// Connections whose handshake resumed a session.
+    resumed: AtomicUsize,
+}
+
+/// Whether connections resume the sessions of earlier ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sessions {
+    /// Every connection is a full handshake.
+    Full,
+    /// Every connection resumes with a ticket from an earlier one, when it has one.
+    Resume,
 }
 
 /// A connection kept open after one request.
@@ -28,7 +40,7 @@ pub struct Held {
 }
 
 impl Client {
-    pub fn new(dir: &Path, port: u16, path: &'static str) -> Result<Client> {
+    pub fn new(dir: &Path, port: u16, path: &'static str, sessions: Sessions) -> Result<Client> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let roots = pki::roots(dir)?;
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
@@ -38,13 +50,15 @@ impl Client {
                 pki::certs(&dir.join(pki::CLIENT_CHAIN))?,
                 pki::key(&dir.join(pki::CLIENT_KEY))?,
             )?;
-        // Every connection is a full handshake.
-        config.resumption = rustls::client::Resumption::disabled();
+        if sessions == Sessions::Full {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Client {
             config: Arc::new(config),
             port,
             path,
+            resumed: AtomicUsize::new(0),
         })
     }
 
@@ -55,6 +69,9 @@ impl Client {
             .connect(ServerName::try_from("localhost")?, tcp)
             .await
             .context("TLS handshake")?;
+        if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            self.resumed.fetch_add(1, Ordering::Relaxed);
+        }
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         let conn = tokio::spawn(async move {
             let _ = conn.await;
@@ -80,6 +97,11 @@ impl Client {
         Ok(())
     }
 
+    /// How many connections so far resumed a session.
+    pub fn resumed(&self) -> usize {
+        self.resumed.load(Ordering::Relaxed)
+    }
+
     /// `total` requests, one after another, on one connection.
     pub async fn keep_alive(&self, total: usize) -> Result<()> {
         let mut held = self.connect().await?;
@@ -89,13 +111,13 @@ impl Client {
         Ok(())
     }
 
-    /// `total` connections, `concurrency` at a time, each a full handshake and one
-    /// request, closed after it.
+    /// `total` connections, `concurrency` at a time, each a handshake and one request,
+    /// closed after it.
     pub async fn handshakes(self: &Arc<Self>, total: usize, concurrency: usize) -> Result<()> {
         self.open(total, concurrency, false).await.map(drop)
     }
 
-    /// Opens `total` connections (a full handshake and one request each) and keeps them.
+    /// Opens `total` connections (a handshake and one request each) and keeps them.
     pub async fn hold(self: &Arc<Self>, total: usize, concurrency: usize) -> Result<Vec<Held>> {
         self.open(total, concurrency, true).await
     }

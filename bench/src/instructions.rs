@@ -10,20 +10,31 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
 
-use crate::client::Client;
+use crate::client::{Client, Sessions};
 use crate::servers::{Backend, Kind, Programs, Server};
 
-/// Instructions the server executes for `handshakes` full handshakes with one request
-/// each, then `requests` requests on one connection.
-fn count(
-    kind: Kind,
-    backend: Backend,
-    dir: &Path,
-    programs: &Programs,
+/// What the client does once counting starts, in this order.
+#[derive(Debug, Clone, Copy)]
+struct Work {
+    /// Full handshakes, one request each.
     handshakes: usize,
+    /// Resumed handshakes, one request each.
+    resumptions: usize,
+    /// Requests on one connection.
     requests: usize,
-) -> Result<u64> {
-    let out = dir.join(format!("callgrind.{}.{handshakes}.{requests}", kind.name()));
+}
+
+/// Instructions the server executes for `work`.
+fn count(kind: Kind, backend: Backend, dir: &Path, programs: &Programs, work: Work) -> Result<u64> {
+    let Work {
+        handshakes,
+        resumptions,
+        requests,
+    } = work;
+    let out = dir.join(format!(
+        "callgrind.{}.{handshakes}.{resumptions}.{requests}",
+        kind.name()
+    ));
     let valgrind = Programs {
         wrapper: Some(vec![
             "valgrind".into(),
@@ -33,13 +44,18 @@ fn count(
         ..programs.clone()
     };
     let server = Server::start(kind, backend, dir, &valgrind)?;
-    let client = Arc::new(Client::new(dir, server.port, "/me")?);
+    let client = Arc::new(Client::new(dir, server.port, "/me", Sessions::Full)?);
+    let resuming = Arc::new(Client::new(dir, server.port, "/me", Sessions::Resume)?);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     // Counting starts after a warm-up: start-up includes aws-lc's jitter entropy
     // collection, hundreds of millions of instructions that vary from run to run.
-    rt.block_on(client.handshakes(10, 1))?;
+    rt.block_on(async {
+        client.handshakes(10, 1).await?;
+        resuming.handshakes(10, 1).await
+    })?;
+    let already = resuming.resumed();
     let status = Command::new("callgrind_control")
         .args(["--zero", &server.pid().to_string()])
         .stdout(Stdio::null())
@@ -48,8 +64,15 @@ fn count(
     anyhow::ensure!(status.success(), "callgrind_control failed: {status}");
     rt.block_on(async {
         client.handshakes(handshakes, 1).await?;
+        resuming.handshakes(resumptions, 1).await?;
         client.keep_alive(requests).await
     })?;
+    anyhow::ensure!(
+        resuming.resumed() - already == resumptions,
+        "{}: only {} of {resumptions} connections resumed",
+        kind.name(),
+        resuming.resumed() - already
+    );
     // SIGTERM: valgrind writes the profile as the process ends.
     server.terminate()?;
     if let Some(keep) = std::env::var_os("BENCH_KEEP") {
@@ -68,12 +91,16 @@ fn count(
         .context("no totals in the callgrind profile")
 }
 
-/// Per-handshake and per-request instructions from the differences between runs, so that
+/// Per-handshake, per-resumption and per-request instructions from the differences between runs, so that
 /// start-up and warm-up cancel out.
 pub fn run(dir: &Path, programs: &Programs, backend: Backend) -> Result<()> {
-    const BASE_HS: usize = 20;
+    const BASE: Work = Work {
+        handshakes: 20,
+        resumptions: 20,
+        requests: 200,
+    };
     const MORE_HS: usize = 120;
-    const BASE_RQ: usize = 200;
+    const MORE_RS: usize = 120;
     const MORE_RQ: usize = 2_200;
     println!("server instructions (valgrind callgrind), differences between runs:");
     let mut per = Vec::new();
@@ -82,22 +109,36 @@ pub fn run(dir: &Path, programs: &Programs, backend: Backend) -> Result<()> {
         Backend::Proxy { .. } => &[Kind::Gate],
     };
     for &kind in kinds {
-        let base = count(kind, backend, dir, programs, BASE_HS, BASE_RQ)?;
-        let hs = count(kind, backend, dir, programs, MORE_HS, BASE_RQ)?;
-        let rq = count(kind, backend, dir, programs, BASE_HS, MORE_RQ)?;
-        let per_hs = (hs - base) as f64 / (MORE_HS - BASE_HS) as f64;
-        let per_rq = (rq - base) as f64 / (MORE_RQ - BASE_RQ) as f64;
+        let more = |work: Work| count(kind, backend, dir, programs, work);
+        let base = more(BASE)?;
+        let hs = more(Work {
+            handshakes: MORE_HS,
+            ..BASE
+        })?;
+        let rs = more(Work {
+            resumptions: MORE_RS,
+            ..BASE
+        })?;
+        let rq = more(Work {
+            requests: MORE_RQ,
+            ..BASE
+        })?;
+        let per_hs = (hs - base) as f64 / (MORE_HS - BASE.handshakes) as f64;
+        let per_rs = (rs - base) as f64 / (MORE_RS - BASE.resumptions) as f64;
+        let per_rq = (rq - base) as f64 / (MORE_RQ - BASE.requests) as f64;
         println!(
-            "{:<12} {per_hs:>12.0} instructions per handshake {per_rq:>10.0} per keep-alive request",
-            kind.name()
+            "{:<12} {per_hs:>10.0} per full handshake {per_rs:>10.0} per resumed one ({:.2}×) {per_rq:>8.0} per keep-alive request",
+            kind.name(),
+            per_rs / per_hs
         );
-        per.push((per_hs, per_rq));
+        per.push((per_hs, per_rs, per_rq));
     }
     if let [bare, gate] = per[..] {
         println!(
-            "gate vs bare: {:+.1}% per handshake, {:+.1}% per keep-alive request",
+            "gate vs bare: {:+.1}% per full handshake, {:+.1}% per resumed one, {:+.1}% per keep-alive request",
             (gate.0 / bare.0 - 1.0) * 100.0,
-            (gate.1 / bare.1 - 1.0) * 100.0
+            (gate.1 / bare.1 - 1.0) * 100.0,
+            (gate.2 / bare.2 - 1.0) * 100.0
         );
     }
     Ok(())

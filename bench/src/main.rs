@@ -25,6 +25,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::client::Sessions;
 use crate::report::{Measurement, Variant};
 use crate::servers::{Backend, Kind, Programs, Server};
 
@@ -143,7 +144,7 @@ fn main() -> Result<()> {
             requests,
             hold,
         } => {
-            let client = Arc::new(client::Client::new(&dir, port, "/me")?);
+            let client = Arc::new(client::Client::new(&dir, port, "/me", Sessions::Full)?);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -271,7 +272,7 @@ fn start_upstream(programs: &Programs) -> Result<(Upstream, u16)> {
 
 fn args_line(args: &RunArgs) -> String {
     format!(
-        "{} rounds; {} full handshakes, {} keep-alive requests (16 connections), {} idle connections, {} requests/s for {} s (50 connections) per measurement",
+        "{} rounds; {} full handshakes, as many resumed, {} keep-alive requests (16 connections), {} idle connections, {} requests/s for {} s (50 connections) per measurement",
         args.runs, args.handshakes, args.requests, args.idle, args.rate, args.rate_seconds
     )
 }
@@ -286,7 +287,12 @@ fn measure(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let client = Arc::new(client::Client::new(dir, server.port, "/me")?);
+    let client = Arc::new(client::Client::new(
+        dir,
+        server.port,
+        "/me",
+        Sessions::Full,
+    )?);
     let per = |cpu: f64, n: f64| cpu * 1e6 / n;
 
     // Warm up: the first connections fill caches and grow the allocator's pools.
@@ -295,6 +301,27 @@ fn measure(
     let cpu = server.cpu_seconds()?;
     rt.block_on(client.handshakes(args.handshakes, 4))?;
     let handshake_us = per(server.cpu_seconds()? - cpu, args.handshakes as f64);
+
+    // Resumptions: a client that keeps the tickets it is given. Its first connections are
+    // full handshakes; after the warm-up, every connection must resume, or the figure
+    // would mix the two.
+    let resuming = Arc::new(client::Client::new(
+        dir,
+        server.port,
+        "/me",
+        Sessions::Resume,
+    )?);
+    rt.block_on(resuming.handshakes(200, 4))?;
+    let already = resuming.resumed();
+    let cpu = server.cpu_seconds()?;
+    rt.block_on(resuming.handshakes(args.handshakes, 4))?;
+    let resumed_us = per(server.cpu_seconds()? - cpu, args.handshakes as f64);
+    let resumed = resuming.resumed() - already;
+    anyhow::ensure!(
+        resumed == args.handshakes,
+        "only {resumed} of {} connections resumed a session",
+        args.handshakes
+    );
 
     let cpu = server.cpu_seconds()?;
     let load = oha::Load::Requests {
@@ -332,6 +359,7 @@ fn measure(
     }
     Ok(Measurement {
         handshake_us,
+        resumed_us,
         request_us,
         requests_per_s: keepalive.requests_per_sec,
         p50_ms_at_rate: at_rate.p50_ms,

@@ -42,6 +42,9 @@ pub struct Idle {
 pub struct Measurement {
     /// Server CPU per new connection: a full handshake and one request.
     pub handshake_us: f64,
+    /// Server CPU per connection that resumes a session (TLS 1.3 ticket) and makes one
+    /// request.
+    pub resumed_us: f64,
     /// Server CPU per keep-alive request.
     pub request_us: f64,
     pub requests_per_s: f64,
@@ -56,8 +59,8 @@ impl fmt::Display for Measurement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:.0} µs/handshake, {:.1} µs/request, p99 {:.2} ms",
-            self.handshake_us, self.request_us, self.p99_ms_at_rate
+            "{:.0} µs/handshake, {:.0} µs/resumption, {:.1} µs/request, p99 {:.2} ms",
+            self.handshake_us, self.resumed_us, self.request_us, self.p99_ms_at_rate
         )?;
         if let Some(idle) = &self.idle {
             write!(f, ", {:.1} KiB/idle connection", idle.kib_per_connection)?;
@@ -114,11 +117,22 @@ impl Spread {
 pub struct Row {
     pub server: String,
     pub handshake_us: Option<Spread>,
+    pub resumed_us: Option<Spread>,
     pub request_us: Option<Spread>,
     pub idle_kib: Option<Spread>,
     pub p99_ms_at_rate: Option<Spread>,
     pub requests_per_s: Option<Spread>,
     pub upstream_connections: Option<u64>,
+}
+
+/// What a goal's figure is divided by.
+#[derive(Debug, Clone, Copy)]
+enum Against {
+    Server(Variant),
+    /// The same server's full handshake.
+    OwnFullHandshake,
+    /// Nothing: the goal is an absolute figure.
+    Nothing,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -158,6 +172,7 @@ impl Summary {
             Row {
                 server: v.label(),
                 handshake_us: of(&|m| Some(m.handshake_us)),
+                resumed_us: of(&|m| Some(m.resumed_us)),
                 request_us: of(&|m| Some(m.request_us)),
                 idle_kib: of(&|m| m.idle.as_ref().map(|i| i.kib_per_connection)),
                 p99_ms_at_rate: of(&|m| Some(m.p99_ms_at_rate)),
@@ -187,13 +202,14 @@ impl Summary {
         let mut goals = Vec::new();
         let mut goal = |text: &str,
                         proxy: bool,
-                        against: Option<Variant>,
+                        against: Against,
                         f: fn(&Row) -> Option<Spread>,
                         limit: f64,
                         unit| {
             let measured = gates(proxy).map(|g| match against {
-                Some(a) => median(g, f) / median(a, f),
-                None => median(g, f),
+                Against::Server(a) => median(g, f) / median(a, f),
+                Against::OwnFullHandshake => median(g, f) / median(g, |r| r.handshake_us),
+                Against::Nothing => median(g, f),
             });
             goals.push(Goal {
                 goal: text.into(),
@@ -206,15 +222,23 @@ impl Summary {
         goal(
             "full handshake, vs the bare server",
             false,
-            Some(bare),
+            Against::Server(bare),
             |r| r.handshake_us,
             1.05,
             "×",
         );
         goal(
+            "resumed connection, vs a full handshake",
+            false,
+            Against::OwnFullHandshake,
+            |r| r.resumed_us,
+            0.4,
+            "×",
+        );
+        goal(
             "keep-alive request (built-in page), vs nginx `return 200`",
             false,
-            Some(nginx(false)),
+            Against::Server(nginx(false)),
             |r| r.request_us,
             1.0,
             "×",
@@ -222,7 +246,7 @@ impl Summary {
         goal(
             "proxied keep-alive request, vs nginx `proxy_pass`",
             true,
-            Some(nginx(true)),
+            Against::Server(nginx(true)),
             |r| r.request_us,
             0.7,
             "×",
@@ -230,7 +254,7 @@ impl Summary {
         goal(
             "proxied new connection, vs nginx `proxy_pass`",
             true,
-            Some(nginx(true)),
+            Against::Server(nginx(true)),
             |r| r.handshake_us,
             0.4,
             "×",
@@ -238,7 +262,7 @@ impl Summary {
         goal(
             "memory per idle mTLS connection",
             false,
-            None,
+            Against::Nothing,
             |r| r.idle_kib,
             20.0,
             "KiB",
@@ -246,7 +270,7 @@ impl Summary {
         goal(
             "p99 at the fixed rate (built-in page), vs nginx",
             false,
-            Some(nginx(false)),
+            Against::Server(nginx(false)),
             |r| r.p99_ms_at_rate,
             1.0,
             "×",
@@ -254,7 +278,7 @@ impl Summary {
         goal(
             "p99 at the fixed rate (proxied), vs nginx",
             true,
-            Some(nginx(true)),
+            Against::Server(nginx(true)),
             |r| r.p99_ms_at_rate,
             1.0,
             "×",
@@ -264,11 +288,19 @@ impl Summary {
 
     pub fn markdown(&self, machine: &Machine, parameters: &str) -> String {
         let mut out = String::new();
-        out.push_str("| server | µs CPU per new connection (full mTLS handshake + 1 request) | µs CPU per keep-alive request | KiB per idle mTLS connection | p99 ms at the fixed rate | keep-alive requests/s |\n");
-        out.push_str("| --- | --- | --- | --- | --- | --- |\n");
+        out.push_str("| server | µs CPU per new connection (full mTLS handshake + 1 request) | µs CPU per resumed connection (+ 1 request), and × full | µs CPU per keep-alive request | KiB per idle mTLS connection | p99 ms at the fixed rate | keep-alive requests/s |\n");
+        out.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
         for r in &self.rows {
+            let resumed = match (r.resumed_us, r.handshake_us) {
+                (Some(resumed), Some(full)) => format!(
+                    "{}, {:.2}×",
+                    Spread::cell(Some(resumed), 0),
+                    resumed.median / full.median
+                ),
+                _ => "—".into(),
+            };
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {resumed} | {} | {} | {} | {} |\n",
                 r.server,
                 Spread::cell(r.handshake_us, 0),
                 Spread::cell(r.request_us, 1),
