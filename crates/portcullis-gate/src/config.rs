@@ -167,6 +167,8 @@ pub struct Limits {
     pub shutdown_grace_secs: u64,
     /// How long a TLS session ticket may be used to resume.
     pub ticket_lifetime_secs: u32,
+    /// TLS 1.3 session tickets sent after each handshake; 0: no resumption.
+    pub session_tickets: usize,
     /// A connection with no request in flight for this long is closed (HTTP/1.1 and h2).
     pub idle_timeout_secs: u64,
     /// A connection that has a response to deliver but makes no progress for this long
@@ -191,6 +193,7 @@ impl Default for Limits {
             max_connections: 10_000,
             shutdown_grace_secs: 30,
             ticket_lifetime_secs: 3600,
+            session_tickets: 1,
             idle_timeout_secs: 60,
             write_timeout_secs: 30,
             max_connection_age_secs: 3600,

@@ -35,6 +35,8 @@ pub struct Gate {
     loaded_at: String,
     /// Finishes handshakes that no site serves (`no_sni = "reject"`) with an alert.
     pub(crate) refusing: Arc<rustls::ServerConfig>,
+    /// Seals and opens session tickets for every site.
+    ticketer: Arc<dyn rustls::server::ProducesTickets>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -54,27 +56,43 @@ impl Gate {
         config: Config,
         key_passphrase: Option<&portcullis_pki::Passphrase>,
     ) -> Result<Gate> {
-        Gate::build(config, key_passphrase, Arc::default())
+        Gate::build(config, key_passphrase, Arc::default(), None)
     }
 
     /// Loads a new configuration for a reload: everything is read and checked again, and
-    /// the new gate keeps this one's metrics and connection registry.
+    /// the new gate keeps this one's metrics and connection registry, and its own session
+    /// ticket keys if both use them.
     pub fn reload(
         &self,
         config: Config,
         key_passphrase: Option<&portcullis_pki::Passphrase>,
     ) -> Result<Gate> {
-        Gate::build(config, key_passphrase, self.shared.clone())
+        Gate::build(config, key_passphrase, self.shared.clone(), Some(self))
     }
 
     fn build(
         config: Config,
         key_passphrase: Option<&portcullis_pki::Passphrase>,
         shared: Arc<Shared>,
+        previous: Option<&Gate>,
     ) -> Result<Gate> {
         // One ticketer for every site: rustls refuses to resume a session under another
-        // SNI name, so shared keys never let a session cross hosts.
-        let ticketer = tls::ticketer(&config.listener)?;
+        // SNI name, so shared keys never let a session cross hosts. The keys this process
+        // made itself survive a reload, so that sessions do too: with `watch_files`, every
+        // CRL published would otherwise end every session. Resumed sessions are checked
+        // against the configuration in force, whatever configuration issued their ticket.
+        let own_keys = |c: &Config| c.listener.ticket_keys.is_none();
+        let ticketer = match previous {
+            Some(old)
+                if own_keys(&old.config)
+                    && own_keys(&config)
+                    && old.config.listener.limits.ticket_lifetime_secs
+                        == config.listener.limits.ticket_lifetime_secs =>
+            {
+                old.ticketer.clone()
+            }
+            _ => tls::ticketer(&config.listener)?,
+        };
         let sites = config
             .sites()
             .map(|s| {
@@ -100,6 +118,7 @@ impl Gate {
                 })
                 .unwrap_or_default(),
             refusing: tls::refusing_config(),
+            ticketer,
             config,
         })
     }
@@ -135,7 +154,7 @@ impl Gate {
         }
         self.shared.registry.close_failing(|key| {
             let site = self.sites.iter().find(|s| s.key() == key)?;
-            site.tls.recheck.as_deref()
+            site.tls.recheck.as_ref()
         })
     }
 
@@ -149,12 +168,14 @@ impl Gate {
         let Some(site) = self.site_for(conn.sni.as_deref()) else {
             return false;
         };
-        let (Some(verifier), Some(chain)) =
-            (site.tls.recheck.as_ref(), session.peer_certificates())
+        let (Some(recheck), Some(chain)) = (site.tls.recheck.as_ref(), session.peer_certificates())
         else {
             return false;
         };
-        site.key() == conn.site_key() && tls::verify_chain(verifier.as_ref(), chain).is_ok()
+        site.key() == conn.site_key()
+            && recheck
+                .check(chain, rustls::pki_types::UnixTime::now())
+                .is_ok()
     }
 
     /// Every file this configuration depends on, for the reload watcher.

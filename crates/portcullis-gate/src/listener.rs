@@ -133,17 +133,16 @@ impl Gate {
                 // A resumed session skipped verification in the handshake; check the
                 // certificate again now, against today's CAs and CRLs.
                 let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-                let verifier = match (&site.tls.deferred, resumed) {
-                    (Some(v), _) => Some(v),
-                    (None, true) => site.tls.recheck.as_ref(),
-                    (None, false) => None,
-                };
-                let verdict = match verifier {
-                    Some(v) => crate::tls::verify_chain(v.as_ref(), chain),
-                    // Verified in this handshake by the site's verifier.
-                    None if !resumed => Ok(()),
+                let now = rustls::pki_types::UnixTime::now();
+                let verdict = match (resumed, &site.tls.recheck, &site.tls.deferred) {
+                    (true, Some(recheck), _) => recheck.check(chain, now),
                     // A resumed session with nothing to check it against: no identity.
-                    None => Err(Rejection::UnknownCa),
+                    (true, None, _) => Err(Rejection::UnknownCa),
+                    (false, _, Some(deferred)) => {
+                        crate::tls::verify_chain(deferred.as_ref(), chain, now)
+                    }
+                    // Verified in this handshake by the site's verifier.
+                    (false, _, None) => Ok(()),
                 };
                 let identity = verdict.and_then(|()| {
                     Identity::from_der(&chain[0]).map_err(|_| Rejection::InvalidSubject)

@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rustls::pki_types::CertificateDer;
-use rustls::server::danger::ClientCertVerifier;
+use rustls::pki_types::{CertificateDer, UnixTime};
+
+use crate::tls::Recheck;
 use tokio::sync::Notify;
 
 #[derive(Debug)]
@@ -75,14 +76,11 @@ impl Registry {
     /// new configuration (its CAs and CRLs) and tells those that fail to close. A site that
     /// no longer exists, or no longer verifies clients, closes its connections too.
     /// Returns how many.
-    pub fn close_failing<'a>(
-        &self,
-        verifier_for: impl Fn(&str) -> Option<&'a dyn ClientCertVerifier>,
-    ) -> usize {
+    pub fn close_failing<'a>(&self, recheck_for: impl Fn(&str) -> Option<&'a Recheck>) -> usize {
         let mut closed = 0;
+        let now = UnixTime::now();
         for entry in self.lock().values() {
-            let ok = verifier_for(&entry.site)
-                .is_some_and(|v| crate::tls::verify_chain(v, &entry.chain).is_ok());
+            let ok = recheck_for(&entry.site).is_some_and(|r| r.check(&entry.chain, now).is_ok());
             if !ok {
                 // notify_one keeps the wake-up if the connection is not waiting yet.
                 entry.close.notify_one();

@@ -38,7 +38,12 @@ impl Site {
         listener: &ListenerConfig,
         ticketer: Arc<dyn rustls::server::ProducesTickets>,
     ) -> Result<Site> {
-        let tls = tls::load(&config, key_passphrase, ticketer)?;
+        let tls = tls::load(
+            &config,
+            key_passphrase,
+            ticketer,
+            listener.limits.session_tickets,
+        )?;
         let names = if config.server_names.is_empty() {
             tls.cert_names.clone()
         } else {

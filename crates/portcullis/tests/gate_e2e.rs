@@ -1020,6 +1020,90 @@ fn replicas_sharing_ticket_keys_resume_each_others_sessions_and_recheck_revocati
     assert!(!after.contains("HTTP/1.1 200"), "{after}");
 }
 
+/// Sends SIGHUP and waits for the log to say the new configuration is in force.
+fn reload(gate: &Gate) {
+    let loaded = ["reload: ", "loaded, version"];
+    let seen = gate.lines_with(&loaded);
+    gate.hangup();
+    assert!(gate.logged_more(&loaded, seen), "{}", gate.output());
+}
+
+#[test]
+fn a_resumed_session_is_checked_against_the_configuration_in_force() {
+    let pki = Pki::new();
+    let upstream = Upstream::start();
+    let config = pki.config("optional", &upstream.url(), "");
+    let gate = Gate::start(&config);
+    let session = |who: &str| pki.path(&format!("{who}.sess"));
+    let connect = |who: Option<&str>, args: [&str; 2]| {
+        s_client_exchange(
+            &pki,
+            gate.port,
+            "localhost",
+            who,
+            &args,
+            "GET /me HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+    };
+    let resume = |who: &str| connect(None, ["-sess_in", session(who).to_str().unwrap()]);
+    // The headers the upstream received.
+    let received = |out: &str| {
+        let body = out.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let end = body.rfind('}').map_or(0, |i| i + 1);
+        json(&body[..end])["headers"].clone()
+    };
+
+    for who in ["alice", "bob"] {
+        let full = connect(Some(who), ["-sess_out", session(who).to_str().unwrap()]);
+        assert!(full.contains("New, TLSv1.3"), "{full}");
+        let headers = received(&full);
+        assert_eq!(headers["x-client-cn"], who, "{full}");
+        // Twice: the first resumption runs the verifier, the second finds the chain it
+        // accepted. Both must reach the upstream exactly as the full handshake did.
+        for _ in 0..2 {
+            let resumed = resume(who);
+            assert!(resumed.contains("Reused, TLSv1.3"), "{resumed}");
+            assert_eq!(received(&resumed), headers, "{resumed}");
+        }
+    }
+
+    // A new CRL revokes alice: her ticket still resumes (the gate keeps its ticket keys
+    // across reloads), and the configuration in force refuses it.
+    pki.revoke("alice");
+    reload(&gate);
+    let refused = ["resumed session", "reason=revoked"];
+    let seen = gate.lines_with(&refused);
+    let after = resume("alice");
+    assert!(after.contains("Reused, TLSv1.3"), "{after}");
+    assert!(
+        !after.contains("HTTP/1.1"),
+        "a revoked ticket got an answer: {after}"
+    );
+    assert!(gate.logged_more(&refused, seen), "{}", gate.output());
+    let bob = resume("bob");
+    assert!(bob.contains("Reused, TLSv1.3"), "{bob}");
+    assert_eq!(received(&bob)["x-client-cn"], "bob", "{bob}");
+
+    // The CA that issued bob is removed: his ticket is refused too.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let moved = text.replace(
+        "client_ca = [\"pki/root.crt\"]",
+        "client_ca = [\"other/root.crt\"]",
+    );
+    assert_ne!(moved, text);
+    std::fs::write(&config, moved).unwrap();
+    reload(&gate);
+    let refused = ["resumed session", "reason=unknown-ca"];
+    let seen = gate.lines_with(&refused);
+    let after = resume("bob");
+    assert!(after.contains("Reused, TLSv1.3"), "{after}");
+    assert!(
+        !after.contains("HTTP/1.1"),
+        "an untrusted ticket got an answer: {after}"
+    );
+    assert!(gate.logged_more(&refused, seen), "{}", gate.output());
+}
+
 #[test]
 fn an_expired_crl_rejects_clients_unless_explicitly_allowed() {
     let pki = Pki::new();

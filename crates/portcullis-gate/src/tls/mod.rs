@@ -2,6 +2,7 @@
 //! client certificate verifier for the configured mode. Verification is always
 //! rustls/webpki's; nothing here can turn it off.
 
+mod recheck;
 mod tickets;
 mod verifier;
 
@@ -20,6 +21,7 @@ use x509_parser::prelude::*;
 use crate::config::{ClientAuth, InvalidCert, SiteConfig};
 use crate::error::{Error, Result};
 
+pub use recheck::Recheck;
 pub use tickets::{SharedKeyTicketer, ticketer};
 pub use verifier::{handshake_failure, verify_chain};
 
@@ -31,10 +33,11 @@ pub struct SiteTls {
     /// chain, and the gate must run this verifier on it before any identity exists
     /// (see [`verifier::DeferredVerifier`]).
     pub deferred: Option<Arc<dyn ClientCertVerifier>>,
-    /// The client certificate verifier, for re-checking sessions that resume: rustls does
+    /// The client certificate verifier, for re-checking sessions that resume (rustls does
     /// not verify the client certificate again on resumption, and a certificate may have
-    /// been revoked since the ticket was issued. `None` when client auth is off.
-    pub recheck: Option<Arc<dyn ClientCertVerifier>>,
+    /// been revoked since the ticket was issued) and open connections after a reload.
+    /// `None` when client auth is off.
+    pub recheck: Option<Recheck>,
     /// DNS and IP names of the server certificate (lower case): the hosts accepted from
     /// clients that send no SNI, unless `server_names` overrides them.
     pub cert_names: Vec<String>,
@@ -83,11 +86,13 @@ fn pem_blocks_in(bytes: Vec<u8>, path: &Path, label: &str) -> Result<Vec<Vec<u8>
     Ok(out)
 }
 
-/// Builds the TLS side of one site. `key_passphrase` unlocks an encrypted server key.
+/// Builds the TLS side of one site. `key_passphrase` unlocks an encrypted server key;
+/// `tickets` is how many session tickets to send after each handshake.
 pub fn load(
     config: &SiteConfig,
     key_passphrase: Option<&Passphrase>,
     ticketer: Arc<dyn rustls::server::ProducesTickets>,
+    tickets: usize,
 ) -> Result<SiteTls> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
 
@@ -166,7 +171,9 @@ pub fn load(
             if !crls.is_empty() {
                 // Leaves must be covered by a CRL; intermediates need not be (the usual
                 // setup publishes only the issuing CA's CRL).
-                builder = builder.with_crls(crls).only_check_end_entity_revocation();
+                builder = builder
+                    .with_crls(crls.iter().cloned())
+                    .only_check_end_entity_revocation();
                 if !config.allow_expired_crl {
                     builder = builder.enforce_revocation_expiration();
                 }
@@ -177,7 +184,11 @@ pub fn load(
             let verifier = builder
                 .build()
                 .map_err(|e| Error::Tls(format!("client certificate verifier: {e}")))?;
-            recheck = Some(verifier.clone());
+            recheck = Some(Recheck::new(
+                verifier.clone(),
+                &crls,
+                !config.allow_expired_crl,
+            ));
             if mode == ClientAuth::Optional && config.invalid_cert == InvalidCert::Anonymous {
                 deferred = Some(verifier.clone());
                 Arc::new(verifier::DeferredVerifier { inner: verifier })
@@ -201,6 +212,11 @@ pub fn load(
         })?;
     server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     server_config.ticketer = ticketer;
+    // One ticket per handshake, where rustls and OpenSSL send two: a TLS 1.3 client spends
+    // a ticket on each resumption and every resumption brings a new one, so one keeps a
+    // client supplied. A ticket carries the client's whole chain, so each costs sealing
+    // it and a kilobyte or more on the wire.
+    server_config.send_tls13_tickets = tickets;
 
     Ok(SiteTls {
         server_config: Arc::new(server_config),

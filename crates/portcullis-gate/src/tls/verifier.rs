@@ -86,15 +86,16 @@ pub fn handshake_failure(e: &std::io::Error) -> HandshakeOutcome {
     }
 }
 
-/// Verifies a client's chain (leaf first) as of now, outside a handshake: a resumed
+/// Verifies a client's chain (leaf first) at `now`, outside a handshake: a resumed
 /// session, a deferred verification, a reload's sweep of open connections.
 pub fn verify_chain(
     verifier: &dyn ClientCertVerifier,
     chain: &[CertificateDer<'_>],
+    now: UnixTime,
 ) -> Result<(), Rejection> {
     let (leaf, rest) = chain.split_first().ok_or(Rejection::BadCertificate)?;
     verifier
-        .verify_client_cert(leaf, rest, UnixTime::now())
+        .verify_client_cert(leaf, rest, now)
         .map(drop)
         .map_err(|e| rejection(&e))
 }

@@ -1,0 +1,445 @@
+//! The client-certificate check of a resumed session, made cheap without being weakened.
+//!
+//! rustls does not verify the client's chain again when a session resumes: the ticket
+//! brings it back. The gate must, because the certificate may have been revoked, expired,
+//! or lost its CA since the ticket was issued. Repeating webpki's path validation costs
+//! two signature checks per resumption, most of what a resumption costs. But for one
+//! loaded configuration (a fixed CA set and fixed CRLs) the verdict on a chain can only
+//! change with the clock: at the certificates' notBefore/notAfter, and at a CRL's
+//! nextUpdate when expired CRLs are refused. So a chain the verifier accepted is
+//! remembered with the window in which that verdict holds; inside the window a resumption
+//! is checked by lookup, outside it (or for a chain not remembered) the verifier runs
+//! again and decides.
+//!
+//! What is remembered belongs to one [`super::SiteTls`]: every reload builds new ones, so
+//! a new CA set or a new CRL starts from nothing and nothing remembered can outlive the
+//! files it was checked against.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
+use x509_parser::prelude::*;
+
+use crate::outcome::Rejection;
+
+/// Chains one site remembers at most: 16,384 entries of about 80 bytes, some 1.3 MB at
+/// worst. More distinct certificates resuming within a ticket lifetime than that only
+/// means some resumptions are verified in full again.
+const CAPACITY: usize = 16_384;
+
+/// A site's verifier, with the chains it accepted (see the module documentation).
+pub struct Recheck {
+    verifier: Arc<dyn ClientCertVerifier>,
+    /// With expired CRLs refused: the earliest nextUpdate of the site's CRLs (Unix time).
+    /// From then on the verifier refuses every chain, so no remembered verdict may be used.
+    crl_deadline: Option<u64>,
+    accepted: Mutex<Generations>,
+}
+
+impl std::fmt::Debug for Recheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recheck")
+            .field("crl_deadline", &self.crl_deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// SHA-256 of the chain as presented: equal keys mean equal chains.
+type Key = [u8; 32];
+
+/// When a verdict holds: from the latest notBefore to the earliest notAfter of the chain's
+/// certificates (Unix time, both inclusive, as webpki compares them).
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from: u64,
+    until: u64,
+}
+
+/// Two generations of remembered chains. New entries go into `young`; when it holds
+/// `half` entries, `old` is dropped and `young` takes its place. A chain found in `old`
+/// moves back to `young`, so chains in use stay and at most `2 × half` are kept.
+#[derive(Debug)]
+struct Generations {
+    half: usize,
+    young: HashMap<Key, Window>,
+    old: HashMap<Key, Window>,
+}
+
+impl Recheck {
+    /// `crls` are the site's CRLs; `enforce_crl_expiry` whether the verifier refuses
+    /// chains once one of them is past its nextUpdate.
+    pub(super) fn new(
+        verifier: Arc<dyn ClientCertVerifier>,
+        crls: &[CertificateRevocationListDer<'_>],
+        enforce_crl_expiry: bool,
+    ) -> Recheck {
+        Recheck::with_capacity(verifier, crls, enforce_crl_expiry, CAPACITY)
+    }
+
+    fn with_capacity(
+        verifier: Arc<dyn ClientCertVerifier>,
+        crls: &[CertificateRevocationListDer<'_>],
+        enforce_crl_expiry: bool,
+        capacity: usize,
+    ) -> Recheck {
+        let crl_deadline = if enforce_crl_expiry {
+            crls.iter()
+                .map(|der| match parse_x509_crl(der) {
+                    Ok((_, crl)) => crl
+                        .next_update()
+                        .map_or(u64::MAX, |t| u64::try_from(t.timestamp()).unwrap_or(0)),
+                    // The verifier refuses what it cannot parse; so does this.
+                    Err(_) => 0,
+                })
+                .min()
+        } else {
+            None
+        };
+        let half = (capacity / 2).max(1);
+        Recheck {
+            verifier,
+            crl_deadline,
+            accepted: Mutex::new(Generations {
+                half,
+                young: HashMap::with_capacity(half.min(1024)),
+                old: HashMap::new(),
+            }),
+        }
+    }
+
+    /// The verifier itself.
+    pub fn verifier(&self) -> &dyn ClientCertVerifier {
+        self.verifier.as_ref()
+    }
+
+    /// Whether this site accepts the chain (leaf first) at `now`: what its verifier would
+    /// answer, by lookup when it accepted the same chain before and nothing that decides
+    /// the verdict has changed since.
+    pub fn check(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Result<(), Rejection> {
+        let key = key(chain);
+        let secs = now.as_secs();
+        if self.crl_deadline.is_none_or(|d| secs < d) {
+            let window = self.generations().get(&key);
+            if window.is_some_and(|w| w.from <= secs && secs <= w.until) {
+                return Ok(());
+            }
+        }
+        super::verify_chain(self.verifier(), chain, now)?;
+        if let Some(window) = Window::of(chain) {
+            self.generations().insert(key, window);
+        }
+        Ok(())
+    }
+
+    fn generations(&self) -> std::sync::MutexGuard<'_, Generations> {
+        // Nothing panics while holding the lock; if something did, the maps are still
+        // consistent (each operation is one insert or lookup).
+        self.accepted.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
+        let g = self.generations();
+        g.young.len() + g.old.len()
+    }
+}
+
+impl Generations {
+    fn get(&mut self, key: &Key) -> Option<Window> {
+        if let Some(w) = self.young.get(key) {
+            return Some(*w);
+        }
+        let w = self.old.remove(key)?;
+        self.insert(*key, w);
+        Some(w)
+    }
+
+    fn insert(&mut self, key: Key, window: Window) {
+        if self.young.len() >= self.half && !self.young.contains_key(&key) {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(key, window);
+    }
+}
+
+impl Window {
+    /// The window of a chain, or `None` if a certificate cannot be read (then nothing is
+    /// remembered and every check runs the verifier).
+    fn of(chain: &[CertificateDer<'_>]) -> Option<Window> {
+        let mut window = Window {
+            from: 0,
+            until: u64::MAX,
+        };
+        for der in chain {
+            let (_, cert) = parse_x509_certificate(der).ok()?;
+            let validity = cert.validity();
+            window.from = window
+                .from
+                .max(u64::try_from(validity.not_before.timestamp()).unwrap_or(0));
+            window.until = window
+                .until
+                .min(u64::try_from(validity.not_after.timestamp()).ok()?);
+        }
+        Some(window)
+    }
+}
+
+fn key(chain: &[CertificateDer<'_>]) -> Key {
+    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for der in chain {
+        // Lengths first, so that no two different chains hash the same bytes.
+        digest.update(&u32::try_from(der.len()).unwrap_or(u32::MAX).to_be_bytes());
+        digest.update(der);
+    }
+    let mut key = [0; 32];
+    key.copy_from_slice(digest.finish().as_ref());
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use ::time::OffsetDateTime;
+    use portcullis_pki::ca::{self, Ca, InitOptions};
+    use portcullis_pki::{Index, KeyType, Kind, Subject};
+    use rustls::client::danger::HandshakeSignatureValid;
+    use rustls::server::WebPkiClientVerifier;
+    use rustls::server::danger::ClientCertVerified;
+    use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+    use super::*;
+
+    /// The real verifier, counting how often it runs.
+    #[derive(Debug)]
+    struct Counting {
+        inner: Arc<dyn ClientCertVerifier>,
+        runs: AtomicUsize,
+    }
+
+    impl ClientCertVerifier for Counting {
+        fn root_hint_subjects(&self) -> &[DistinguishedName] {
+            self.inner.root_hint_subjects()
+        }
+        fn verify_client_cert(
+            &self,
+            leaf: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            now: UnixTime,
+        ) -> Result<ClientCertVerified, rustls::Error> {
+            self.runs.fetch_add(1, Ordering::Relaxed);
+            self.inner.verify_client_cert(leaf, intermediates, now)
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls12_signature(message, cert, dss)
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls13_signature(message, cert, dss)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.inner.supported_verify_schemes()
+        }
+    }
+
+    struct Pki {
+        _dir: tempfile::TempDir,
+        ca: Ca,
+        now: OffsetDateTime,
+    }
+
+    impl Pki {
+        fn new() -> Pki {
+            let dir = tempfile::tempdir().unwrap();
+            let opts = InitOptions {
+                intermediate: true,
+                ..Default::default()
+            };
+            ca::init(dir.path(), &opts).unwrap();
+            let ca = Ca::open(dir.path(), None).unwrap();
+            Pki {
+                _dir: dir,
+                ca,
+                now: OffsetDateTime::now_utc(),
+            }
+        }
+
+        /// A client chain (leaf, intermediate) valid from `from` to `until` hours from now.
+        fn chain(&self, cn: &str, from: i64, until: i64) -> Vec<CertificateDer<'static>> {
+            let key = KeyType::P256.generate().unwrap();
+            let subject = Subject {
+                common_name: cn.into(),
+                ..Default::default()
+            };
+            let hours = |h| self.now + ::time::Duration::hours(h);
+            let leaf = self
+                .ca
+                .sign_raw(
+                    Kind::Client,
+                    &subject,
+                    &[],
+                    &rcgen::PublicKeyData::subject_public_key_info(&key),
+                    hours(from),
+                    hours(until),
+                )
+                .unwrap();
+            self.ca
+                .chain_for(&leaf)
+                .into_iter()
+                .map(CertificateDer::from)
+                .collect()
+        }
+
+        /// An empty CRL whose nextUpdate is `hours` from now.
+        fn crl(&self, hours: i64) -> CertificateRevocationListDer<'static> {
+            let der = self
+                .ca
+                .sign_crl_raw(
+                    &Index::load(&self.ca.layout().index()).unwrap(),
+                    1,
+                    self.now,
+                    self.now + ::time::Duration::hours(hours),
+                )
+                .unwrap();
+            CertificateRevocationListDer::from(der)
+        }
+
+        /// The site's verifier as `tls::load` builds it, counting its runs, and its recheck.
+        fn recheck(
+            &self,
+            crls: &[CertificateRevocationListDer<'static>],
+            enforce: bool,
+            capacity: usize,
+        ) -> (Recheck, Arc<Counting>) {
+            let mut roots = rustls::RootCertStore::empty();
+            let root = std::fs::read(self.ca.layout().root_cert()).unwrap();
+            crate::tls::add_anchors(root, std::path::Path::new("root.crt"), &mut roots).unwrap();
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let mut builder =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            if !crls.is_empty() {
+                builder = builder
+                    .with_crls(crls.iter().cloned())
+                    .only_check_end_entity_revocation();
+                if enforce {
+                    builder = builder.enforce_revocation_expiration();
+                }
+            }
+            let counting = Arc::new(Counting {
+                inner: builder.build().unwrap(),
+                runs: AtomicUsize::new(0),
+            });
+            let recheck = Recheck::with_capacity(counting.clone(), crls, enforce, capacity);
+            (recheck, counting)
+        }
+
+        /// `hours` from now, as the verifier's clock.
+        fn at(&self, hours: i64) -> UnixTime {
+            let t = self.now + ::time::Duration::hours(hours);
+            UnixTime::since_unix_epoch(Duration::from_secs(t.unix_timestamp() as u64))
+        }
+    }
+
+    #[test]
+    fn an_accepted_chain_is_looked_up_only_while_its_verdict_holds() {
+        let pki = Pki::new();
+        let (recheck, verifier) = pki.recheck(&[], false, CAPACITY);
+        let runs = || verifier.runs.load(Ordering::Relaxed);
+        // Valid from an hour ago until tomorrow.
+        let alice = pki.chain("alice", -1, 24);
+
+        assert_eq!(recheck.check(&alice, pki.at(0)), Ok(()));
+        assert_eq!(runs(), 1);
+        assert_eq!(recheck.check(&alice, pki.at(12)), Ok(()));
+        assert_eq!(
+            runs(),
+            1,
+            "inside its window the chain is found, not re-verified"
+        );
+
+        // The clock moves past notAfter (or back before notBefore): the verifier decides
+        // again, and refuses with the reason it gives.
+        assert_eq!(recheck.check(&alice, pki.at(25)), Err(Rejection::Expired));
+        assert_eq!(
+            recheck.check(&alice, pki.at(-2)),
+            Err(Rejection::NotYetValid)
+        );
+        assert_eq!(runs(), 3);
+
+        // Another chain, even with the same leaf, is another key.
+        let mut reordered = alice.clone();
+        reordered.push(alice[1].clone());
+        assert_eq!(recheck.check(&reordered, pki.at(0)), Ok(()));
+        assert_eq!(runs(), 4);
+        // A chain the verifier refuses is never remembered.
+        let mallory = pki.chain("mallory", 1, 24);
+        for _ in 0..2 {
+            assert_eq!(
+                recheck.check(&mallory, pki.at(0)),
+                Err(Rejection::NotYetValid)
+            );
+        }
+        assert_eq!(runs(), 6);
+    }
+
+    #[test]
+    fn no_remembered_verdict_outlives_the_crls_next_update() {
+        let pki = Pki::new();
+        let crls = [pki.crl(24)];
+        let alice = pki.chain("alice", -1, 24 * 30);
+
+        let (recheck, verifier) = pki.recheck(&crls, true, CAPACITY);
+        assert_eq!(recheck.check(&alice, pki.at(0)), Ok(()));
+        assert_eq!(recheck.check(&alice, pki.at(23)), Ok(()));
+        assert_eq!(verifier.runs.load(Ordering::Relaxed), 1);
+        // Past the earlier nextUpdate, the verifier runs and refuses every chain.
+        assert_eq!(
+            recheck.check(&alice, pki.at(25)),
+            Err(Rejection::CrlExpired)
+        );
+        assert_eq!(verifier.runs.load(Ordering::Relaxed), 2);
+
+        // With allow_expired_crl, the CRL's age decides nothing.
+        let (recheck, verifier) = pki.recheck(&crls, false, CAPACITY);
+        assert_eq!(recheck.check(&alice, pki.at(0)), Ok(()));
+        assert_eq!(recheck.check(&alice, pki.at(25)), Ok(()));
+        assert_eq!(verifier.runs.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn remembered_chains_are_bounded_and_the_ones_in_use_stay() {
+        let pki = Pki::new();
+        let (recheck, verifier) = pki.recheck(&[], false, 8);
+        let runs = || verifier.runs.load(Ordering::Relaxed);
+        let regular = pki.chain("regular", -1, 24);
+        assert_eq!(recheck.check(&regular, pki.at(0)), Ok(()));
+        for n in 0..40 {
+            let chain = pki.chain(&format!("client{n}"), -1, 24);
+            assert_eq!(recheck.check(&chain, pki.at(0)), Ok(()));
+            assert!(
+                recheck.remembered() <= 8,
+                "{} remembered",
+                recheck.remembered()
+            );
+            // A client that keeps resuming keeps its place.
+            let before = runs();
+            assert_eq!(recheck.check(&regular, pki.at(0)), Ok(()));
+            assert_eq!(runs(), before, "after {n} others, regular was forgotten");
+        }
+        assert_eq!(runs(), 41);
+    }
+}
