@@ -106,8 +106,9 @@ impl Gate {
                     ),
                 ));
             };
+            let config = site.tls.config_for(&start.client_hello());
             let stream = start
-                .into_stream(site.tls.server_config.clone())
+                .into_stream(config)
                 .await
                 .map_err(|e| (crate::tls::handshake_failure(&e), e.to_string()))?;
             Ok((stream, site))

@@ -1020,6 +1020,40 @@ fn replicas_sharing_ticket_keys_resume_each_others_sessions_and_recheck_revocati
     assert!(!after.contains("HTTP/1.1 200"), "{after}");
 }
 
+#[test]
+fn the_gate_prefers_aes_128_gcm_unless_the_client_puts_chacha20_first() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config("optional", "builtin:whoami", ""));
+    let cipher = |suites: Option<&str>| {
+        let args: Vec<&str> = suites.map_or(vec![], |s| vec!["-ciphersuites", s]);
+        let out = s_client_exchange(
+            &pki,
+            gate.port,
+            "localhost",
+            Some("alice"),
+            &args,
+            "GET /me HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        );
+        assert!(out.contains("\"cn\":\"alice\""), "{out}");
+        let line = out
+            .lines()
+            .find(|l| l.contains("Cipher is"))
+            .unwrap_or_default();
+        line.rsplit(' ').next().unwrap_or_default().to_owned()
+    };
+    // OpenSSL lists AES-256-GCM first by default.
+    assert_eq!(cipher(None), "TLS_AES_128_GCM_SHA256");
+    assert_eq!(
+        cipher(Some("TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256")),
+        "TLS_CHACHA20_POLY1305_SHA256"
+    );
+    // A client that offers only AES-256-GCM gets it.
+    assert_eq!(
+        cipher(Some("TLS_AES_256_GCM_SHA384")),
+        "TLS_AES_256_GCM_SHA384"
+    );
+}
+
 /// Sends SIGHUP and waits for the log to say the new configuration is in force.
 fn reload(gate: &Gate) {
     let loaded = ["reload: ", "loaded, version"];
@@ -1046,11 +1080,17 @@ fn a_resumed_session_is_checked_against_the_configuration_in_force() {
         )
     };
     let resume = |who: &str| connect(None, ["-sess_in", session(who).to_str().unwrap()]);
-    // The headers the upstream received.
+    // The headers the upstream received: the JSON document that starts the body (s_client
+    // prints more after it).
     let received = |out: &str| {
         let body = out.split("\r\n\r\n").nth(1).unwrap_or_default();
-        let end = body.rfind('}').map_or(0, |i| i + 1);
-        json(&body[..end])["headers"].clone()
+        let first = serde_json::Deserializer::from_str(body)
+            .into_iter::<serde_json::Value>()
+            .next();
+        match first {
+            Some(Ok(v)) => v["headers"].clone(),
+            _ => panic!("no JSON body: {out}"),
+        }
     };
 
     for who in ["alice", "bob"] {
