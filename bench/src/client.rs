@@ -69,6 +69,11 @@ impl Client {
             .connect(ServerName::try_from("localhost")?, tcp)
             .await
             .context("TLS handshake")?;
+        // Every server must do the same cryptography for the figures to compare.
+        let suite = tls.get_ref().1.negotiated_cipher_suite().map(|s| s.suite());
+        if suite != Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256) {
+            bail!("the server chose {suite:?}, not TLS13_AES_128_GCM_SHA256");
+        }
         if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
             self.resumed.fetch_add(1, Ordering::Relaxed);
         }

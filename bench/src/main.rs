@@ -49,13 +49,16 @@ enum Command {
         programs: ProgramArgs,
     },
     /// The bench's own client against a server already running (for profiling it with
-    /// perf or strace): full handshakes, then keep-alive requests on one connection.
+    /// perf or strace): handshakes, then keep-alive requests on one connection.
     Load {
         /// The directory of a `run --dir DIR` (for its certificates).
         dir: PathBuf,
         port: u16,
         #[arg(long, default_value_t = 1000)]
         handshakes: usize,
+        /// Resume sessions: every handshake after the first few is a resumption.
+        #[arg(long)]
+        resume: bool,
         #[arg(long, default_value_t = 0)]
         requests: usize,
         /// Then open this many connections and hold them for five seconds.
@@ -141,10 +144,16 @@ fn main() -> Result<()> {
             dir,
             port,
             handshakes,
+            resume,
             requests,
             hold,
         } => {
-            let client = Arc::new(client::Client::new(&dir, port, "/me", Sessions::Full)?);
+            let sessions = if resume {
+                Sessions::Resume
+            } else {
+                Sessions::Full
+            };
+            let client = Arc::new(client::Client::new(&dir, port, "/me", sessions)?);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;

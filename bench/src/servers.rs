@@ -360,6 +360,10 @@ http {{
         ssl_certificate_key {d}/{key};
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_ecdh_curve X25519:prime256v1;
+        # The gate's cipher-suite choice (AES-128-GCM-SHA256 whatever the client's
+        # order), so that every server does the same cryptography.
+        ssl_prefer_server_ciphers on;
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
         ssl_client_certificate {d}/{root};
         ssl_verify_client on;
         ssl_verify_depth 2;
