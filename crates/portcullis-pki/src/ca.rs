@@ -168,6 +168,8 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Vec<PathBuf>> {
         SECRET,
     );
 
+    // The CA that signs leaves and CRLs: the intermediate when there is one.
+    let mut issuer = (root_der.clone(), layout.root_cert(), root_key);
     if opts.intermediate {
         let sub = Subject {
             common_name: format!("{} Issuing CA", opts.name),
@@ -190,7 +192,7 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Vec<PathBuf>> {
                 not_after: end,
                 serial: &build::random_serial()?,
             },
-            &root_key,
+            &issuer.2,
         )?;
         out.add(layout.intermediate_cert(), pem("CERTIFICATE", &der), PUBLIC);
         out.add(
@@ -198,12 +200,25 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Vec<PathBuf>> {
             keys::to_pem(&key, pass)?.as_bytes(),
             SECRET,
         );
+        issuer = (der, layout.intermediate_cert(), key);
     } else if opts.force {
         // Replacing a CA that had an intermediate with one that has none: the old
         // intermediate would otherwise keep signing.
         let _ = std::fs::remove_file(layout.intermediate_cert());
         let _ = std::fs::remove_file(layout.intermediate_key());
     }
+
+    // An empty CRL from the start, as number 1: a configuration that names the CRL (the
+    // gate's `crl`, nginx's `ssl_crl`) works before anything is revoked.
+    let crl = sign_crl(
+        (&issuer.0, &issuer.1, &issuer.2),
+        Vec::new(),
+        1,
+        (now, now + Duration::days(i64::from(CRL_DAYS))),
+    )?;
+    out.add(layout.crl_number(), b"1\n".to_vec(), PUBLIC);
+    out.add(layout.crl_der(), crl.clone(), PUBLIC);
+    out.add(layout.crl_pem(), pem("X509 CRL", &crl), PUBLIC);
 
     fsio::private_dir(dir)?;
     set_mode(dir, 0o700)?;
@@ -645,26 +660,40 @@ impl Ca {
                 invalidity_date: None,
             });
         }
-        let params = rcgen::CertificateRevocationListParams {
-            this_update,
-            next_update,
-            crl_number: rcgen::SerialNumber::from_slice(&number.to_be_bytes()),
-            issuing_distribution_point: None,
-            revoked_certs: revoked,
-            key_identifier_method: rcgen::KeyIdMethod::PreSpecified(
-                issuer_key_id(&parse(&self.issuer_der, &self.issuer_path)?).unwrap_or_default(),
-            ),
-        };
-        let issuer = rcgen::Issuer::from_ca_cert_pem(
-            &pem("CERTIFICATE", &self.issuer_der),
-            &self.issuer_key,
+        sign_crl(
+            (&self.issuer_der, &self.issuer_path, &self.issuer_key),
+            revoked,
+            number,
+            (this_update, next_update),
         )
-        .map_err(|e| Error::crypto("reading the CA certificate", e))?;
-        let crl = params
-            .signed_by(&issuer)
-            .map_err(|e| Error::crypto("signing the CRL", e))?;
-        Ok(crl.der().to_vec())
     }
+}
+
+/// A CRL listing `revoked`, signed by the CA certificate `issuer` (DER, the file it came
+/// from for errors, its key).
+fn sign_crl(
+    issuer: (&[u8], &Path, &KeyPair),
+    revoked: Vec<rcgen::RevokedCertParams>,
+    number: u64,
+    (this_update, next_update): (OffsetDateTime, OffsetDateTime),
+) -> Result<Vec<u8>> {
+    let (der, path, key) = issuer;
+    let params = rcgen::CertificateRevocationListParams {
+        this_update,
+        next_update,
+        crl_number: rcgen::SerialNumber::from_slice(&number.to_be_bytes()),
+        issuing_distribution_point: None,
+        revoked_certs: revoked,
+        key_identifier_method: rcgen::KeyIdMethod::PreSpecified(
+            issuer_key_id(&parse(der, path)?).unwrap_or_default(),
+        ),
+    };
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&pem("CERTIFICATE", der), key)
+        .map_err(|e| Error::crypto("reading the CA certificate", e))?;
+    let crl = params
+        .signed_by(&issuer)
+        .map_err(|e| Error::crypto("signing the CRL", e))?;
+    Ok(crl.der().to_vec())
 }
 
 // === impl Writer ===

@@ -239,7 +239,8 @@ fn revoked_certificate_is_reported_revoked_by_openssl_crl_check() {
     );
     assert!(check("bob").status.success(), "{}", text(&check("bob")));
 
-    // The CRL number goes up with every publication and nextUpdate is set.
+    // The CRL number goes up with every publication (init published the first) and
+    // nextUpdate is set.
     let crl1 = openssl_ok(
         &sb,
         &[
@@ -253,9 +254,9 @@ fn revoked_certificate_is_reported_revoked_by_openssl_crl_check() {
     );
     sb.ok(&["pki", "crl", "--ca-passphrase-file", "ca.pass"]);
     let crl2 = openssl_ok(&sb, &["crl", "-in", "pki/crl.pem", "-noout", "-crlnumber"]);
-    assert!(crl1.contains("crlNumber=0x01"), "{crl1}");
+    assert!(crl1.contains("crlNumber=0x02"), "{crl1}");
     assert!(crl1.contains("nextUpdate="), "{crl1}");
-    assert!(crl2.contains("crlNumber=0x02"), "{crl2}");
+    assert!(crl2.contains("crlNumber=0x03"), "{crl2}");
     // The DER copy is the same CRL.
     openssl_ok(
         &sb,
@@ -668,4 +669,48 @@ fn inspect_reports_chains_crls_keys_and_bundles_without_key_material() {
     let v: serde_json::Value = serde_json::from_str(&crl).unwrap();
     assert_eq!(v["objects"][0]["type"], "crl");
     assert_eq!(v["objects"][0]["revoked"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_new_ca_publishes_an_empty_crl_so_the_readme_config_loads() {
+    let sb = Sandbox::new();
+    sb.init_ca(true);
+    let crl = openssl_ok(
+        &sb,
+        &["crl", "-in", "pki/crl.pem", "-noout", "-text", "-crlnumber"],
+    );
+    assert!(crl.contains("No Revoked Certificates"), "{crl}");
+    assert!(crl.contains("Issuer: CN = Portcullis Issuing CA"), "{crl}");
+    assert!(crl.contains("crlNumber=0x01"), "{crl}");
+    assert_eq!(
+        std::fs::read_to_string(sb.path("pki/crlnumber")).unwrap(),
+        "1\n"
+    );
+    openssl_ok(
+        &sb,
+        &["crl", "-inform", "DER", "-in", "pki/crl.der", "-noout"],
+    );
+
+    // The configuration README.md shows, as printed, with the certificate it names.
+    sb.ok(&[
+        "pki",
+        "issue",
+        "server",
+        "gate",
+        "--dns",
+        "localhost",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let config = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    assert!(config.contains("crl = [\"pki/crl.pem\"]"), "{config}");
+    std::fs::write(sb.path("portcullis.toml"), config).unwrap();
+    let checked = sb.ok(&["check", "-c", "portcullis.toml"]);
+    assert!(checked.contains("OK"), "{checked}");
 }
