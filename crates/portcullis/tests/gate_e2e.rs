@@ -1563,3 +1563,79 @@ fn admin_config_reports_the_version_in_force() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_certificate_clients_would_refuse_is_refused_as_the_servers() {
+    let pki = Pki::new();
+    // A server certificate that names no host, signed by the CA all the same.
+    let ca = portcullis_pki::Ca::open(&pki.path("pki"), None).unwrap();
+    let key = portcullis_pki::KeyType::P256.generate().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let der = ca
+        .sign_raw(
+            portcullis_pki::Kind::Server,
+            &portcullis_pki::Subject {
+                common_name: "localhost".into(),
+                ..Default::default()
+            },
+            &[],
+            &rcgen::PublicKeyData::subject_public_key_info(&key),
+            now - time::Duration::hours(1),
+            now + time::Duration::days(30),
+        )
+        .unwrap();
+    std::fs::write(
+        pki.path("pki/issued/nameless.crt"),
+        portcullis_pki::ca::pem("CERTIFICATE", &der),
+    )
+    .unwrap();
+    std::fs::write(
+        pki.path("pki/issued/nameless.key"),
+        portcullis_pki::keys::to_pem(&key, None).unwrap(),
+    )
+    .unwrap();
+
+    let config = pki.config("optional", "builtin:whoami", "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    for (cert, reason) in [
+        ("alice.chain.pem", "serverAuth"),
+        ("nameless.crt", "names no host"),
+    ] {
+        let key = cert.split('.').next().unwrap();
+        let wrong = text
+            .replace(
+                "pki/issued/localhost.chain.pem",
+                &format!("pki/issued/{cert}"),
+            )
+            .replace("pki/issued/localhost.key", &format!("pki/issued/{key}.key"));
+        assert_ne!(wrong, text);
+        std::fs::write(&config, wrong).unwrap();
+        refused(&config, cert, reason);
+    }
+}
+
+/// `portcullis check` and `portcullis serve` both refuse the configuration, naming the
+/// file, the reason and the fix.
+fn refused(config: &std::path::Path, file: &str, reason: &str) {
+    for command in ["check", "serve"] {
+        // Bounded: a gate that starts would serve until killed.
+        let out = std::process::Command::new("timeout")
+            .args(["10", env!("CARGO_BIN_EXE_portcullis"), command, "-c"])
+            .arg(config)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{command}: {said}");
+        assert!(
+            said.contains(file)
+                && said.contains(reason)
+                && said.contains("portcullis pki issue server"),
+            "{command}: {said}"
+        );
+    }
+}

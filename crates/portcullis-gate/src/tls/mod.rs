@@ -159,6 +159,25 @@ pub fn load(
                 reason: "the first certificate is a CA; the file must start with the server's own certificate".into(),
             });
         }
+        // A certificate clients will refuse is refused here, where the fix can be named.
+        let reissue =
+            "issue a server certificate, e.g. `portcullis pki issue server HOST --dns HOST`";
+        if let Ok(Some(eku)) = leaf.extended_key_usage()
+            && !eku.value.server_auth
+            && !eku.value.any
+        {
+            return Err(Error::Invalid {
+                path: config.cert.clone(),
+                reason: format!(
+                    "not a server certificate: its extended key usage lacks serverAuth{}, so clients refuse it; {reissue}",
+                    if eku.value.client_auth {
+                        " (it is a client certificate)"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
         if let Ok(Some(san)) = leaf.subject_alternative_name() {
             for n in &san.value.general_names {
                 match n {
@@ -173,6 +192,14 @@ pub fn load(
                     _ => {}
                 }
             }
+        }
+        if cert_names.is_empty() {
+            return Err(Error::Invalid {
+                path: config.cert.clone(),
+                reason: format!(
+                    "the certificate names no host (no DNS or IP subjectAltName), and clients match the host they connect to against those alone; {reissue}"
+                ),
+            });
         }
     }
 
