@@ -127,6 +127,15 @@ impl Gate {
         let chain = session
             .peer_certificates()
             .filter(|c| !c.is_empty() && site.config().client_auth != ClientAuth::Off);
+        // rustls enforces a mandatory certificate in full handshakes only: a resumed
+        // session brings back whatever its ticket holds, and a ticket issued while the
+        // site (or the site this SNI reached then) did not require one holds none.
+        if chain.is_none() && site.config().client_auth == ClientAuth::Require {
+            return fail(
+                HandshakeOutcome::NoCertificate,
+                "resumed session without a certificate; this host requires one",
+            );
+        }
         let peer = match chain {
             Some(chain) => {
                 // With invalid_cert = "anonymous" the handshake deferred chain
