@@ -1021,6 +1021,97 @@ fn replicas_sharing_ticket_keys_resume_each_others_sessions_and_recheck_revocati
 }
 
 #[test]
+fn a_ticket_without_a_certificate_does_not_resume_where_one_is_now_required() {
+    let pki = Pki::new();
+    let config = pki.config("optional", "builtin:whoami", "");
+    let gate = Gate::start(&config);
+    let session = pki.path("anonymous.sess");
+    let connect = |args: [&str; 2]| {
+        s_client_exchange(
+            &pki,
+            gate.port,
+            "localhost",
+            None,
+            &args,
+            "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+    };
+    let first = connect(["-sess_out", session.to_str().unwrap()]);
+    assert!(first.contains("HTTP/1.1 200"), "{first}");
+
+    // The site now requires a certificate. The gate keeps its ticket keys across the
+    // reload, so the ticket still opens; the session it carries has no certificate.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("client_auth = \"optional\"", "client_auth = \"require\""),
+    )
+    .unwrap();
+    reload(&gate);
+    let refused = ["handshake failed", "reason=no-cert"];
+    let seen = gate.lines_with(&refused);
+    let after = connect(["-sess_in", session.to_str().unwrap()]);
+    assert!(after.contains("Reused, TLSv1.3"), "{after}");
+    assert!(
+        !after.contains("HTTP/1.1"),
+        "a ticket let a client without a certificate in: {after}"
+    );
+    assert!(gate.logged_more(&refused, seen), "{}", gate.output());
+}
+
+#[test]
+fn session_tickets_zero_turns_resumption_off_and_too_many_is_refused() {
+    let pki = Pki::new();
+    let config = pki.config(
+        "optional",
+        "builtin:whoami",
+        "[limits]\nsession_tickets = 0\n",
+    );
+    let gate = Gate::start(&config);
+    let default = Gate::start(&pki.config("require", "builtin:whoami", ""));
+    // Whether a connection as alice gives s_client a session to save (a TLS 1.3 ticket,
+    // or a TLS 1.2 ticket or session id): none when resumption is off.
+    let resumable = |gate: &Gate, version: &str| {
+        let file = pki.path("alice.sess");
+        let _ = std::fs::remove_file(&file);
+        let out = s_client_exchange(
+            &pki,
+            gate.port,
+            "localhost",
+            Some("alice"),
+            &[version, "-sess_out", file.to_str().unwrap()],
+            "GET /me HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        );
+        assert!(out.contains("\"cn\":\"alice\""), "{version}: {out}");
+        file.exists()
+    };
+    for version in ["-tls1_3", "-tls1_2"] {
+        assert!(!resumable(&gate, version), "{version}: session_tickets = 0");
+        assert!(resumable(&default, version), "{version}: the default");
+    }
+
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("session_tickets = 0", "session_tickets = 9"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("gate-optional.toml:")
+            && said.contains("limits.session_tickets")
+            && said.contains("at most 8"),
+        "{said}"
+    );
+}
+
+#[test]
 fn the_gate_prefers_aes_128_gcm_unless_the_client_puts_chacha20_first() {
     let pki = Pki::new();
     let gate = Gate::start(&pki.config("optional", "builtin:whoami", ""));
