@@ -153,6 +153,9 @@ impl Default for HeaderNames {
     }
 }
 
+/// The most `limits.session_tickets` may ask for.
+pub const MAX_SESSION_TICKETS: usize = 8;
+
 /// Time and size limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -167,7 +170,8 @@ pub struct Limits {
     pub shutdown_grace_secs: u64,
     /// How long a TLS session ticket may be used to resume.
     pub ticket_lifetime_secs: u32,
-    /// TLS 1.3 session tickets sent after each handshake; 0: no resumption.
+    /// TLS 1.3 session tickets sent after each handshake, at most
+    /// [`MAX_SESSION_TICKETS`]; 0 turns session resumption off (TLS 1.2 included).
     pub session_tickets: usize,
     /// A connection with no request in flight for this long is closed (HTTP/1.1 and h2).
     pub idle_timeout_secs: u64,
@@ -544,6 +548,15 @@ fn listener(file: &Locator<'_>, raw: &Raw) -> Result<ListenerConfig, ConfigError
                 "must be at least 1 second".into(),
             ));
         }
+    }
+    if limits.session_tickets > MAX_SESSION_TICKETS {
+        return Err(file.at(
+            raw.limits.as_ref().map(Spanned::span),
+            Some("limits.session_tickets".into()),
+            format!(
+                "at most {MAX_SESSION_TICKETS}: each ticket is sealed with the client's chain in it, on every handshake"
+            ),
+        ));
     }
     Ok(ListenerConfig {
         listen,

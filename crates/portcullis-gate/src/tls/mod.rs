@@ -67,23 +67,52 @@ pub struct SiteTls {
     pub expiry: Vec<(&'static str, String, i64)>,
 }
 
+/// Seals nothing and opens nothing: `limits.session_tickets = 0`.
+#[derive(Debug)]
+struct NoTickets;
+
+impl rustls::server::ProducesTickets for NoTickets {
+    fn enabled(&self) -> bool {
+        false
+    }
+    fn lifetime(&self) -> u32 {
+        0
+    }
+    fn encrypt(&self, _: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+    fn decrypt(&self, _: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+}
+
 impl SiteTls {
     /// The server configuration for a client's handshake.
     pub fn config_for(&self, hello: &rustls::server::ClientHello<'_>) -> Arc<rustls::ServerConfig> {
-        let chacha_first = hello.cipher_suites().first().is_some_and(|s| {
-            matches!(
-                s,
-                rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
-                    | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
-                    | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
-            )
-        });
-        if chacha_first {
+        if prefers_chacha(hello.cipher_suites()) {
             self.client_order.clone()
         } else {
             self.server_config.clone()
         }
     }
+}
+
+/// Whether a client lists a ChaCha20-Poly1305 suite first, ignoring GREASE values
+/// (RFC 8701: 0x0A0A, 0x1A1A, …, which BoringSSL clients put first).
+fn prefers_chacha(suites: &[rustls::CipherSuite]) -> bool {
+    use rustls::CipherSuite as S;
+    let grease = |v: u16| v & 0x0f0f == 0x0a0a && v >> 8 == v & 0xff;
+    suites
+        .iter()
+        .find(|s| !grease(u16::from(**s)))
+        .is_some_and(|s| {
+            matches!(
+                s,
+                S::TLS13_CHACHA20_POLY1305_SHA256
+                    | S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+                    | S::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+            )
+        })
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -285,6 +314,12 @@ pub fn load(
     // client supplied. A ticket carries the client's whole chain, so each costs sealing
     // it and a kilobyte or more on the wire.
     server_config.send_tls13_tickets = tickets;
+    if tickets == 0 {
+        // No resumption at all: no TLS 1.3 tickets, and neither TLS 1.2 tickets nor
+        // session ids, which rustls would otherwise still offer.
+        server_config.ticketer = Arc::new(NoTickets);
+        server_config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    }
     let client_order = Arc::new(server_config.clone());
     server_config.ignore_client_order = true;
 
@@ -384,5 +419,35 @@ pub fn refusing_config() -> Arc<rustls::ServerConfig> {
                 .with_no_client_auth()
                 .with_cert_resolver(Arc::new(NoCertificate)),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::CipherSuite as S;
+
+    #[test]
+    fn a_client_prefers_chacha_when_it_lists_it_first_grease_aside() {
+        let chrome_without_aes = [
+            S::Unknown(0x3a3a),
+            S::TLS13_CHACHA20_POLY1305_SHA256,
+            S::TLS13_AES_128_GCM_SHA256,
+        ];
+        assert!(super::prefers_chacha(&chrome_without_aes));
+        assert!(super::prefers_chacha(&[
+            S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+        ]));
+        for other in [
+            &[S::Unknown(0x0a0a), S::TLS13_AES_256_GCM_SHA384][..],
+            &[
+                S::TLS13_AES_128_GCM_SHA256,
+                S::TLS13_CHACHA20_POLY1305_SHA256,
+            ],
+            // Not GREASE: an unknown suite first is a preference for something else.
+            &[S::Unknown(0x3a3b), S::TLS13_CHACHA20_POLY1305_SHA256],
+            &[],
+        ] {
+            assert!(!super::prefers_chacha(other), "{other:?}");
+        }
     }
 }

@@ -33,7 +33,8 @@ const CAPACITY: usize = 16_384;
 pub struct Recheck {
     verifier: Arc<dyn ClientCertVerifier>,
     /// With expired CRLs refused: the earliest nextUpdate of the site's CRLs (Unix time).
-    /// From then on the verifier refuses every chain, so no remembered verdict may be used.
+    /// From then on the verifier may refuse a chain it accepted (when the CRL it consults
+    /// for it has expired), so no remembered verdict is used after it.
     crl_deadline: Option<u64>,
     accepted: Mutex<Generations>,
 }
