@@ -6,18 +6,19 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderValue};
-use portcullis_policy::{Identity, RoleSet};
-use rustls::pki_types::CertificateDer;
+use portcullis_policy::RoleSet;
+
+pub use crate::verified::Verified;
 
 use crate::config::NoSni;
-use crate::names::{self, Names};
+use crate::names;
 use crate::outcome::Rejection;
 use crate::pages::WhoAmI;
 use crate::registry::Registration;
@@ -29,107 +30,12 @@ pub enum Peer {
     /// No certificate (optional mode, or client auth off).
     Anonymous,
     /// A certificate that rustls verified (chain, validity, CRL, clientAuth EKU).
-    Verified(Box<Verified>),
+    /// Shared by the connections that resume with the same chain (see
+    /// [`crate::tls::Recheck`]).
+    Verified(Arc<Verified>),
     /// A certificate was presented and refused (`invalid_cert = "anonymous"` only):
     /// treated as anonymous, with the reason shown to pages and the upstream.
     Failed(Rejection),
-}
-
-/// A verified client: its identity, and the values of the headers that carry it upstream,
-/// computed once.
-#[derive(Debug)]
-pub struct Verified {
-    pub identity: Identity,
-    /// `CN=alice`-style label for pages and logs.
-    pub label: String,
-    /// The chain the client presented, leaf first.
-    pub chain: Arc<[CertificateDer<'static>]>,
-    /// The identity headers' values, built at the first request that forwards them: a
-    /// site that serves the built-in page never needs them.
-    values: OnceLock<Values>,
-}
-
-#[derive(Debug)]
-struct Values {
-    cert: HeaderValue,
-    chain: Option<HeaderValue>,
-    subject: HeaderValue,
-    issuer: HeaderValue,
-    cn: Option<HeaderValue>,
-    email: Option<HeaderValue>,
-    o: Option<HeaderValue>,
-    ou: Option<HeaderValue>,
-    serial: HeaderValue,
-    fingerprint: HeaderValue,
-    not_after: HeaderValue,
-}
-
-impl Verified {
-    pub fn new(identity: Identity, chain: Arc<[CertificateDer<'static>]>) -> Verified {
-        let label = match &identity.common_name {
-            Some(cn) => format!("CN={cn}"),
-            None => identity.subject.clone(),
-        };
-        Verified {
-            identity,
-            label,
-            chain,
-            values: OnceLock::new(),
-        }
-    }
-
-    fn values(&self) -> &Values {
-        self.values.get_or_init(|| {
-            let id = &self.identity;
-            let list = |v: &[String]| {
-                (!v.is_empty()).then(|| names::string_list(v.iter().map(String::as_str)))
-            };
-            let chain = &self.chain;
-            Values {
-                cert: names::binary(chain.first().map(|c| c.as_ref())),
-                chain: (chain.len() > 1)
-                    .then(|| names::binary(chain[1..].iter().map(|c| c.as_ref()))),
-                subject: names::text(&id.subject),
-                issuer: names::text(&id.issuer),
-                cn: id.common_name.as_deref().map(names::text),
-                email: id.all_emails().next().map(names::text),
-                o: list(&id.organizations),
-                ou: list(&id.organizational_units),
-                serial: names::text(&id.serial),
-                fingerprint: names::text(&id.fingerprint_sha256),
-                not_after: names::text(&id.not_after.to_string()),
-            }
-        })
-    }
-
-    /// Adds the identity headers under a site's header names. `roles` is the binding's
-    /// `X-Client-Roles` value.
-    fn add_headers(&self, n: &Names, roles: &HeaderValue, headers: &mut HeaderMap) {
-        let v = self.values();
-        let optional = [
-            (&n.chain, &v.chain),
-            (&n.cn, &v.cn),
-            (&n.email, &v.email),
-            (&n.o, &v.o),
-            (&n.ou, &v.ou),
-        ];
-        for (name, value) in optional {
-            if let Some(value) = value {
-                headers.append(name.clone(), value.clone());
-            }
-        }
-        for (name, value) in [
-            (&n.cert, &v.cert),
-            (&n.subject, &v.subject),
-            (&n.issuer, &v.issuer),
-            (&n.serial, &v.serial),
-            (&n.fingerprint, &v.fingerprint),
-            (&n.not_after, &v.not_after),
-            (&n.roles, roles),
-        ] {
-            headers.append(name.clone(), value.clone());
-        }
-    }
 }
 
 /// The connection's standing under one configuration version.

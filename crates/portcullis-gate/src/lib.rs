@@ -41,6 +41,7 @@ mod request;
 mod site;
 mod tls;
 mod upstream;
+mod verified;
 
 pub use config::{
     ClientAuth, Config, ConfigError, DEFAULT_LISTEN, HeaderNames, InvalidCert, Limits,

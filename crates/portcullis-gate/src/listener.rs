@@ -15,7 +15,6 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use portcullis_policy::Identity;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -144,24 +143,19 @@ impl Gate {
                 // certificate again now, against today's CAs and CRLs.
                 let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
                 let now = rustls::pki_types::UnixTime::now();
-                let verdict = match (resumed, &site.tls.recheck, &site.tls.deferred) {
+                let verified = match (resumed, &site.tls.recheck, &site.tls.deferred) {
                     (true, Some(recheck), _) => recheck.check(chain, now),
                     // A resumed session with nothing to check it against: no identity.
                     (true, None, _) => Err(Rejection::UnknownCa),
                     (false, _, Some(deferred)) => {
                         crate::tls::verify_chain(deferred.as_ref(), chain, now)
+                            .and_then(|()| Verified::from_chain(chain).map(Arc::new))
                     }
                     // Verified in this handshake by the site's verifier.
-                    (false, _, None) => Ok(()),
+                    (false, _, None) => Verified::from_chain(chain).map(Arc::new),
                 };
-                let identity = verdict.and_then(|()| {
-                    Identity::from_der(&chain[0]).map_err(|_| Rejection::InvalidSubject)
-                });
-                match identity {
-                    Ok(identity) => {
-                        let chain = chain.iter().map(|c| c.clone().into_owned()).collect();
-                        Peer::Verified(Box::new(Verified::new(identity, chain)))
-                    }
+                match verified {
+                    Ok(verified) => Peer::Verified(verified),
                     Err(why) if site.tls.deferred.is_some() => Peer::Failed(why),
                     // A verified certificate whose fields we refuse to interpret (a NUL in
                     // the CN, …), or a resumed session whose certificate is now refused,

@@ -23,11 +23,13 @@ use rustls::server::danger::ClientCertVerifier;
 use x509_parser::prelude::*;
 
 use crate::outcome::Rejection;
+use crate::verified::Verified;
 
-/// Chains one site remembers at most: 16,384 entries of about 80 bytes, some 1.3 MB at
-/// worst. More distinct certificates resuming within a ticket lifetime than that only
-/// means some resumptions are verified in full again.
-const CAPACITY: usize = 16_384;
+/// Chains one site remembers at most. An entry holds the chain and the parsed client,
+/// about 3 KB for a P-256 leaf and intermediate (shared with the connections open with
+/// it): some 12 MB at worst. More distinct certificates resuming within a ticket lifetime
+/// than that only means some resumptions are verified in full again.
+const CAPACITY: usize = 4_096;
 
 /// A site's verifier, with the chains it accepted (see the module documentation).
 pub struct Recheck {
@@ -50,6 +52,14 @@ impl std::fmt::Debug for Recheck {
 /// SHA-256 of the chain as presented: equal keys mean equal chains.
 type Key = [u8; 32];
 
+/// A chain the verifier accepted: when the verdict holds, and the client it makes (its
+/// identity parsed once, shared by every connection that resumes with it).
+#[derive(Debug, Clone)]
+struct Accepted {
+    window: Window,
+    verified: Arc<Verified>,
+}
+
 /// When a verdict holds: from the latest notBefore to the earliest notAfter of the chain's
 /// certificates (Unix time, both inclusive, as webpki compares them).
 #[derive(Debug, Clone, Copy)]
@@ -64,8 +74,8 @@ struct Window {
 #[derive(Debug)]
 struct Generations {
     half: usize,
-    young: HashMap<Key, Window>,
-    old: HashMap<Key, Window>,
+    young: HashMap<Key, Accepted>,
+    old: HashMap<Key, Accepted>,
 }
 
 impl Recheck {
@@ -115,23 +125,32 @@ impl Recheck {
         self.verifier.as_ref()
     }
 
-    /// Whether this site accepts the chain (leaf first) at `now`: what its verifier would
-    /// answer, by lookup when it accepted the same chain before and nothing that decides
-    /// the verdict has changed since.
-    pub fn check(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Result<(), Rejection> {
+    /// The client of a chain (leaf first) this site accepts at `now`: what its verifier
+    /// would answer, by lookup when it accepted the same chain before and nothing that
+    /// decides the verdict has changed since.
+    pub fn check(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<Arc<Verified>, Rejection> {
         let key = key(chain);
         let secs = now.as_secs();
         if self.crl_deadline.is_none_or(|d| secs < d) {
-            let window = self.generations().get(&key);
-            if window.is_some_and(|w| w.from <= secs && secs <= w.until) {
-                return Ok(());
+            let found = self.generations().get(&key);
+            if let Some(a) = found.filter(|a| a.window.from <= secs && secs <= a.window.until) {
+                return Ok(a.verified);
             }
         }
         super::verify_chain(self.verifier(), chain, now)?;
+        let verified = Arc::new(Verified::from_chain(chain)?);
         if let Some(window) = Window::of(chain) {
-            self.generations().insert(key, window);
+            let accepted = Accepted {
+                window,
+                verified: verified.clone(),
+            };
+            self.generations().insert(key, accepted);
         }
-        Ok(())
+        Ok(verified)
     }
 
     fn generations(&self) -> std::sync::MutexGuard<'_, Generations> {
@@ -148,20 +167,20 @@ impl Recheck {
 }
 
 impl Generations {
-    fn get(&mut self, key: &Key) -> Option<Window> {
-        if let Some(w) = self.young.get(key) {
-            return Some(*w);
+    fn get(&mut self, key: &Key) -> Option<Accepted> {
+        if let Some(a) = self.young.get(key) {
+            return Some(a.clone());
         }
-        let w = self.old.remove(key)?;
-        self.insert(*key, w);
-        Some(w)
+        let a = self.old.remove(key)?;
+        self.insert(*key, a.clone());
+        Some(a)
     }
 
-    fn insert(&mut self, key: Key, window: Window) {
+    fn insert(&mut self, key: Key, accepted: Accepted) {
         if self.young.len() >= self.half && !self.young.contains_key(&key) {
             self.old = std::mem::take(&mut self.young);
         }
-        self.young.insert(key, window);
+        self.young.insert(key, accepted);
     }
 }
 
@@ -355,6 +374,11 @@ mod tests {
         }
     }
 
+    /// The verdict alone.
+    fn check(r: &Recheck, chain: &[CertificateDer<'_>], at: UnixTime) -> Result<(), Rejection> {
+        r.check(chain, at).map(drop)
+    }
+
     #[test]
     fn an_accepted_chain_is_looked_up_only_while_its_verdict_holds() {
         let pki = Pki::new();
@@ -363,20 +387,27 @@ mod tests {
         // Valid from an hour ago until tomorrow.
         let alice = pki.chain("alice", -1, 24);
 
-        assert_eq!(recheck.check(&alice, pki.at(0)), Ok(()));
+        assert_eq!(check(&recheck, &alice, pki.at(0)), Ok(()));
         assert_eq!(runs(), 1);
-        assert_eq!(recheck.check(&alice, pki.at(12)), Ok(()));
+        assert_eq!(check(&recheck, &alice, pki.at(12)), Ok(()));
         assert_eq!(
             runs(),
             1,
             "inside its window the chain is found, not re-verified"
         );
+        // Every connection that resumes with it shares one parsed client.
+        let (a, b) = (
+            recheck.check(&alice, pki.at(1)).unwrap(),
+            recheck.check(&alice, pki.at(2)).unwrap(),
+        );
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.identity.common_name.as_deref(), Some("alice"));
 
         // The clock moves past notAfter (or back before notBefore): the verifier decides
         // again, and refuses with the reason it gives.
-        assert_eq!(recheck.check(&alice, pki.at(25)), Err(Rejection::Expired));
+        assert_eq!(check(&recheck, &alice, pki.at(25)), Err(Rejection::Expired));
         assert_eq!(
-            recheck.check(&alice, pki.at(-2)),
+            check(&recheck, &alice, pki.at(-2)),
             Err(Rejection::NotYetValid)
         );
         assert_eq!(runs(), 3);
@@ -384,13 +415,13 @@ mod tests {
         // Another chain, even with the same leaf, is another key.
         let mut reordered = alice.clone();
         reordered.push(alice[1].clone());
-        assert_eq!(recheck.check(&reordered, pki.at(0)), Ok(()));
+        assert_eq!(check(&recheck, &reordered, pki.at(0)), Ok(()));
         assert_eq!(runs(), 4);
         // A chain the verifier refuses is never remembered.
         let mallory = pki.chain("mallory", 1, 24);
         for _ in 0..2 {
             assert_eq!(
-                recheck.check(&mallory, pki.at(0)),
+                check(&recheck, &mallory, pki.at(0)),
                 Err(Rejection::NotYetValid)
             );
         }
@@ -404,20 +435,20 @@ mod tests {
         let alice = pki.chain("alice", -1, 24 * 30);
 
         let (recheck, verifier) = pki.recheck(&crls, true, CAPACITY);
-        assert_eq!(recheck.check(&alice, pki.at(0)), Ok(()));
-        assert_eq!(recheck.check(&alice, pki.at(23)), Ok(()));
+        assert_eq!(check(&recheck, &alice, pki.at(0)), Ok(()));
+        assert_eq!(check(&recheck, &alice, pki.at(23)), Ok(()));
         assert_eq!(verifier.runs.load(Ordering::Relaxed), 1);
         // Past the earlier nextUpdate, the verifier runs and refuses every chain.
         assert_eq!(
-            recheck.check(&alice, pki.at(25)),
+            check(&recheck, &alice, pki.at(25)),
             Err(Rejection::CrlExpired)
         );
         assert_eq!(verifier.runs.load(Ordering::Relaxed), 2);
 
         // With allow_expired_crl, the CRL's age decides nothing.
         let (recheck, verifier) = pki.recheck(&crls, false, CAPACITY);
-        assert_eq!(recheck.check(&alice, pki.at(0)), Ok(()));
-        assert_eq!(recheck.check(&alice, pki.at(25)), Ok(()));
+        assert_eq!(check(&recheck, &alice, pki.at(0)), Ok(()));
+        assert_eq!(check(&recheck, &alice, pki.at(25)), Ok(()));
         assert_eq!(verifier.runs.load(Ordering::Relaxed), 1);
     }
 
@@ -427,10 +458,10 @@ mod tests {
         let (recheck, verifier) = pki.recheck(&[], false, 8);
         let runs = || verifier.runs.load(Ordering::Relaxed);
         let regular = pki.chain("regular", -1, 24);
-        assert_eq!(recheck.check(&regular, pki.at(0)), Ok(()));
+        assert_eq!(check(&recheck, &regular, pki.at(0)), Ok(()));
         for n in 0..40 {
             let chain = pki.chain(&format!("client{n}"), -1, 24);
-            assert_eq!(recheck.check(&chain, pki.at(0)), Ok(()));
+            assert_eq!(check(&recheck, &chain, pki.at(0)), Ok(()));
             assert!(
                 recheck.remembered() <= 8,
                 "{} remembered",
@@ -438,7 +469,7 @@ mod tests {
             );
             // A client that keeps resuming keeps its place.
             let before = runs();
-            assert_eq!(recheck.check(&regular, pki.at(0)), Ok(()));
+            assert_eq!(check(&recheck, &regular, pki.at(0)), Ok(()));
             assert_eq!(runs(), before, "after {n} others, regular was forgotten");
         }
         assert_eq!(runs(), 41);
