@@ -666,7 +666,9 @@ fn site_config(file: &Locator<'_>, raw: Raw) -> Result<SiteConfig, ConfigError> 
             .map_err(|e| file.at(span.clone(), key.clone(), format!("{e}{hint}")))?;
     }
     let mut rule_names = Vec::new();
+    let mut rule_spans = Vec::new();
     for (i, r) in raw.rules.iter().enumerate() {
+        rule_spans.push(r.span());
         let key = Some(format!("rules[{i}]"));
         let span = Some(r.span());
         let r = r.get_ref();
@@ -735,6 +737,18 @@ fn site_config(file: &Locator<'_>, raw: Raw) -> Result<SiteConfig, ConfigError> 
             None,
             Some("rules".into()),
             "no [[rules]]: every request would be denied; add at least one rule".into(),
+        ));
+    }
+    if let Some((dead, by)) = policy.shadowed() {
+        let path = |i: usize| raw.rules[i].get_ref().path.clone();
+        return Err(file.at(
+            rule_spans.get(dead).cloned(),
+            Some(format!("rules[{dead}]")),
+            format!(
+                "can never match: rules[{by}] (path {:?}) comes first and matches every request this rule ({:?}) would; rules are tried in order, so put the narrower rule first",
+                path(by),
+                path(dead)
+            ),
         ));
     }
 
@@ -911,6 +925,31 @@ require = "anonymous"
             e.message.contains("admn") && e.message.contains("roles defined: admin"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_rule_no_request_can_reach_is_an_error_at_its_line() {
+        // The broad rule first: /admin would be open to every GET.
+        let swapped = GOOD.replace(
+            "path = \"/admin/**\"\nrequire = \"role:admin\"\n\n[[rules]]\npath = \"/**\"\nmethods = [\"GET\"]\nrequire = \"anonymous\"",
+            "path = \"/**\"\nrequire = \"anonymous\"\n\n[[rules]]\npath = \"/admin/**\"\nrequire = \"role:admin\"",
+        );
+        assert_ne!(swapped, GOOD);
+        let e = parse(&swapped).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("rules[1]"), "{e}");
+        assert_eq!(e.line, 17, "{e}");
+        assert!(
+            e.message.contains("rules[0]") && e.message.contains("\"/**\""),
+            "{e}"
+        );
+        // A broad rule for some methods leaves the others to later rules.
+        let narrower = swapped.replace(
+            "path = \"/**\"\nrequire",
+            "path = \"/**\"\nmethods = [\"GET\"]\nrequire",
+        );
+        assert!(parse(&narrower).is_ok());
+        // The order GOOD uses is fine.
+        assert!(parse(GOOD).is_ok());
     }
 
     #[test]

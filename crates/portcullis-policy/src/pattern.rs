@@ -101,6 +101,27 @@ impl Pattern {
         &self.source
     }
 
+    /// Whether this pattern matches every path `other` matches (so a rule with `other`
+    /// after a rule with this one could never decide). Exact for these patterns: segment
+    /// by segment, a literal covers only itself, `*` covers any non-empty segment, and a
+    /// trailing `/**` covers whatever follows.
+    pub fn covers(&self, other: &Pattern) -> bool {
+        if self.segs.len() > other.segs.len() {
+            return false;
+        }
+        let each = self
+            .segs
+            .iter()
+            .zip(&other.segs)
+            .all(|(a, b)| match (a, b) {
+                (Seg::Lit(x), Seg::Lit(y)) => x == y,
+                (Seg::Star, Seg::Lit(y)) => !y.is_empty(),
+                (Seg::Star, Seg::Star) => true,
+                (Seg::Lit(_), Seg::Star) => false,
+            });
+        each && (self.rest || (self.segs.len() == other.segs.len() && !other.rest))
+    }
+
     pub fn matches(&self, path: &CanonicalPath<'_>) -> bool {
         let mut it = path.segments();
         for seg in &self.segs {
@@ -173,6 +194,59 @@ mod tests {
         assert!(m("/café/**", "/caf%c3%a9"));
         assert!(!m("/café/**", "/cafe/x"));
         assert!(m("/a b", "/a%20b"));
+    }
+
+    #[test]
+    fn covering_is_exactly_matching_everything_the_other_matches() {
+        // Every pattern over these segments, and every path over these, compared with
+        // the matcher itself: `covers` must never claim more (a valid configuration would
+        // be refused as shadowed) and never less (a dead rule would pass unnoticed).
+        let mut patterns = vec!["/".to_owned(), "/**".to_owned()];
+        let segs = ["a", "b", "*"];
+        let mut bodies: Vec<Vec<&str>> = vec![vec![]];
+        for _ in 0..3 {
+            let longer: Vec<Vec<&str>> = bodies
+                .iter()
+                .flat_map(|b| {
+                    segs.iter().map(move |s| {
+                        let mut b = b.clone();
+                        b.push(*s);
+                        b
+                    })
+                })
+                .collect();
+            for b in &longer {
+                let body = b.join("/");
+                patterns.push(format!("/{body}"));
+                patterns.push(format!("/{body}/"));
+                patterns.push(format!("/{body}/**"));
+            }
+            bodies = longer;
+        }
+        let mut paths = vec!["/".to_owned()];
+        let mut prefixes: Vec<String> = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = prefixes
+                .iter()
+                .flat_map(|p| ["a", "b", "c"].map(|s| format!("{p}/{s}")))
+                .collect();
+            for p in &longer {
+                paths.push(p.clone());
+                paths.push(format!("{p}/"));
+            }
+            prefixes = longer;
+        }
+        let paths: Vec<_> = paths.iter().map(|p| canonicalize(p).unwrap()).collect();
+        let patterns: Vec<Pattern> = patterns
+            .iter()
+            .map(|p| Pattern::parse(p).unwrap())
+            .collect();
+        for a in &patterns {
+            for b in &patterns {
+                let really = paths.iter().all(|p| !b.matches(p) || a.matches(p));
+                assert_eq!(a.covers(b), really, "{} covers {}", a.as_str(), b.as_str());
+            }
+        }
     }
 
     #[test]

@@ -96,6 +96,17 @@ pub struct Rule {
     pub require: Requirement,
 }
 
+impl Rule {
+    /// Whether this rule matches every request `other` matches.
+    fn covers(&self, other: &Rule) -> bool {
+        let methods = self.methods.is_empty()
+            || (!other.methods.is_empty()
+                && other.methods.iter().all(|m| self.methods.contains(m)));
+        let host = self.host.is_none() || self.host == other.host;
+        methods && host && self.pattern.covers(&other.pattern)
+    }
+}
+
 /// The facts about a request that rules look at.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
@@ -252,6 +263,18 @@ impl Policy {
 
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// The first rule that can never decide, because an earlier rule matches every
+    /// request it would (first match wins): `(its index, the earlier rule's index)`.
+    /// `/**` for any client, then `/admin/**` for admins, leaves `/admin` open to all.
+    pub fn shadowed(&self) -> Option<(usize, usize)> {
+        self.rules.iter().enumerate().find_map(|(j, later)| {
+            self.rules[..j]
+                .iter()
+                .position(|earlier| earlier.covers(later))
+                .map(|i| (j, i))
+        })
     }
 
     pub fn role_names(&self) -> &[String] {

@@ -1730,3 +1730,31 @@ fn refused(config: &std::path::Path, file: &str, reason: &str) {
         );
     }
 }
+
+#[test]
+fn check_refuses_a_rule_no_request_can_reach() {
+    let pki = Pki::new();
+    let config = pki.config("optional", "builtin:whoami", "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    // `/**` for any client first: the rules below it would never be asked.
+    let broad = "[[rules]]\npath = \"/**\"\nrequire = \"authenticated\"\n\n";
+    std::fs::write(
+        &config,
+        text.replacen("[[rules]]", &format!("{broad}[[rules]]"), 1),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("gate-optional.toml:")
+            && said.contains("rules[1]")
+            && said.contains("can never match")
+            && said.contains("rules[0] (path \"/**\")"),
+        "{said}"
+    );
+}

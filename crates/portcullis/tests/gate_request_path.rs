@@ -186,7 +186,7 @@ fn non_canonical_method_spellings_are_refused_not_matched_as_another_method() {
         "[[rules]]\npath = \"/api/**\"\nmethods = [\"DELETE\", \"POST\", \"PUT\"]\nrequire = \"role:admin\"\n\
          [[rules]]\npath = \"/reports/**\"\nmethods = [\"GET\"]\nrequire = \"role:admin\"\n\
          [[rules]]\npath = \"/v1/items:purge\"\nrequire = \"role:admin\"\n\
-         [[rules]]\npath = \"/**\"\nrequire = \"authenticated\"",
+         [[rules]]\npath = \"/api/**\"\nrequire = \"authenticated\"",
     ));
     let req = |method: &str| {
         format!("{method} /api/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n")
@@ -692,11 +692,8 @@ fn trailers_and_override_headers_never_reach_the_upstream() {
 fn segments_other_servers_trim_or_fold_are_refused() {
     let pki = Pki::new();
     let upstream = Upstream::recording();
-    let gate = Gate::start(&pki.config(
-        "optional",
-        &upstream.url(),
-        "[[rules]]\npath = \"/**\"\nrequire = \"anonymous\"",
-    ));
+    // The standard rules: /public/** open to anyone, /admin/** for admins.
+    let gate = Gate::start(&pki.config("optional", &upstream.url(), ""));
     for path in [
         "/admin%20/x",
         "/admin%20",
