@@ -144,8 +144,9 @@ impl Pages {
                 "A client certificate is required",
                 "This page needs a client certificate, and this connection did not present one. \
                  Ask the site's administrator for a certificate (a .p12 file for browsers, or a \
-                 certificate and key for programs) and present it: curl --cert client.crt --key client.key, \
-                 or Node's https.request({ cert, key, ca })."
+                 certificate chain and key for programs) and present it with its intermediate CAs: \
+                 curl --cert client.chain.pem --key client.key, or Node's https.request({ cert, key, ca }) \
+                 with cert read from the chain file."
                     .to_owned(),
                 "<p>This page needs a <b>client certificate</b>, and your browser did not present one.</p>\
 <p><b>Get one:</b> ask the site's administrator for a certificate bundle (a <code>.p12</code> file and its password).</p>\
@@ -154,7 +155,7 @@ impl Pages {
 <li>Firefox: Settings → Privacy &amp; Security → Certificates → View Certificates → Your Certificates → Import.</li>\
 <li>macOS Safari: double-click the <code>.p12</code> to add it to the login keychain (ask for the legacy bundle if it will not import).</li>\
 </ul><p>Then restart the browser and reload this page; it will ask which certificate to use.</p>\
-<p>Programs: <code>curl --cert client.crt --key client.key https://…</code></p>"
+<p>Programs: present the certificate with its intermediate CAs, <code>curl --cert client.chain.pem --key client.key https://…</code></p>"
                     .to_owned(),
             ),
             Refusal::CertificateRefused(reason) => (

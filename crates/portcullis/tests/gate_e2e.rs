@@ -1758,3 +1758,55 @@ fn check_refuses_a_rule_no_request_can_reach() {
         "{said}"
     );
 }
+
+#[test]
+fn intermediates_in_client_ca_build_paths_for_leaf_only_clients_but_are_never_anchors() {
+    let pki = Pki::new();
+    let config = pki.config("optional", "builtin:whoami", "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let with_ca = |list: &str| {
+        let changed = text.replace(
+            "client_ca = [\"pki/root.crt\"]",
+            &format!("client_ca = [{list}]"),
+        );
+        assert_ne!(changed, text);
+        std::fs::write(&config, changed).unwrap();
+    };
+    // curl with only alice's own certificate, not the chain file.
+    let (leaf, key) = (
+        pki.path("pki/issued/alice.crt").display().to_string(),
+        pki.path("pki/issued/alice.key").display().to_string(),
+    );
+    let leaf_only = |gate: &Gate| curl(&pki, &["--cert", &leaf, "--key", &key], &gate.url("/me"));
+
+    with_ca("\"pki/root.crt\", \"pki/intermediate.crt\"");
+    let gate = Gate::start(&config);
+    let r = leaf_only(&gate);
+    assert_eq!(r.status, "200", "{r:?}\n{}", gate.output());
+    assert_eq!(json(&r.body)["subject"]["cn"], "alice", "{r:?}");
+    assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/me")).status, "200");
+    drop(gate);
+
+    // Listed beside another CA's root, the intermediate is no trust anchor: alice's chain
+    // ends at a root the gate does not trust.
+    with_ca("\"other/root.crt\", \"pki/intermediate.crt\"");
+    let gate = Gate::start(&config);
+    gate.refuses_handshake("unknown-ca", || {
+        assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/me")).status, "000");
+    });
+    drop(gate);
+
+    // Intermediates alone: nothing to anchor a path, refused at load.
+    with_ca("\"pki/intermediate.crt\"");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("intermediate.crt") && said.contains("root"),
+        "{said}"
+    );
+}

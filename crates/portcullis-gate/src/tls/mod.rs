@@ -252,12 +252,24 @@ pub fn load(
         ClientAuth::Off => WebPkiClientVerifier::no_client_auth(),
         mode => {
             let mut roots = RootCertStore::empty();
+            let mut intermediates = Vec::new();
+            let mut listing_intermediates = None;
             for path in &config.client_ca {
-                let anchors = add_anchors(read(path)?, path, &mut roots)?;
-                for (subject, not_after) in anchors {
+                let listed = add_anchors(read(path)?, path, &mut roots, &mut intermediates)?;
+                for (subject, not_after) in listed.anchors {
                     client_ca_subjects.push(subject.clone());
                     expiry.push(("client-ca", subject, not_after));
                 }
+                if !listed.intermediates.is_empty() {
+                    listing_intermediates.get_or_insert(path);
+                }
+                expiry.extend((listed.intermediates.into_iter()).map(|(s, t)| ("client-ca", s, t)));
+            }
+            if let (true, Some(path)) = (roots.is_empty(), listing_intermediates) {
+                return Err(Error::Invalid {
+                    path: path.clone(),
+                    reason: "client_ca lists intermediate CAs but no root: an intermediate only completes the chains of clients that send their certificate alone and is never trusted by itself; list the root CA that issued it too (e.g. pki/root.crt)".into(),
+                });
             }
             let mut crls = Vec::new();
             for path in &config.crl {
@@ -278,9 +290,12 @@ pub fn load(
             if mode == ClientAuth::Optional {
                 builder = builder.allow_unauthenticated();
             }
-            let verifier = builder
+            let mut verifier = builder
                 .build()
                 .map_err(|e| Error::Tls(format!("client certificate verifier: {e}")))?;
+            if !intermediates.is_empty() {
+                verifier = Arc::new(verifier::WithIntermediates::new(verifier, intermediates));
+            }
             recheck = Some(Recheck::new(
                 verifier.clone(),
                 &crls,
@@ -335,26 +350,45 @@ pub fn load(
     })
 }
 
-/// Adds the CA certificates of a client-CA file to `roots`; returns each one's subject and
-/// notAfter (Unix time).
+/// What a client-CA file listed: (subject, notAfter as Unix time) of each certificate.
+pub(crate) struct Listed {
+    pub anchors: Vec<(String, i64)>,
+    pub intermediates: Vec<(String, i64)>,
+}
+
+/// Reads a client-CA file: self-issued CA certificates (roots) go to `roots` as trust
+/// anchors; the others (intermediates) to `intermediates`, only to complete the chains of
+/// clients that send their certificate alone. An intermediate is never an anchor: trusting
+/// it by itself would accept what it issued even when its root is not trusted, and OpenSSL
+/// (nginx's `ssl_client_certificate`) does not either.
 pub(crate) fn add_anchors(
     bytes: Vec<u8>,
     path: &Path,
     roots: &mut RootCertStore,
-) -> Result<Vec<(String, i64)>> {
-    let mut anchors = Vec::new();
+    intermediates: &mut Vec<CertificateDer<'static>>,
+) -> Result<Listed> {
+    let mut listed = Listed {
+        anchors: Vec::new(),
+        intermediates: Vec::new(),
+    };
     for der in pem_blocks_in(bytes, path, "CERTIFICATE")? {
-        if let Ok((_, c)) = parse_x509_certificate(&der) {
-            anchors.push((c.subject().to_string(), c.validity().not_after.timestamp()));
+        let invalid = |e: &dyn std::fmt::Display| Error::Invalid {
+            path: path.to_owned(),
+            reason: format!("not a usable CA certificate: {e}"),
+        };
+        let (_, c) = parse_x509_certificate(&der).map_err(|e| invalid(&e))?;
+        let described = (c.subject().to_string(), c.validity().not_after.timestamp());
+        if c.subject().as_raw() == c.issuer().as_raw() {
+            listed.anchors.push(described);
+            roots
+                .add(CertificateDer::from(der))
+                .map_err(|e| invalid(&e))?;
+        } else {
+            listed.intermediates.push(described);
+            intermediates.push(CertificateDer::from(der));
         }
-        roots
-            .add(CertificateDer::from(der))
-            .map_err(|e| Error::Invalid {
-                path: path.to_owned(),
-                reason: format!("not a usable CA certificate: {e}"),
-            })?;
     }
-    Ok(anchors)
+    Ok(listed)
 }
 
 /// The CRLs of a CRL file; those past their nextUpdate are described in `expired`.

@@ -347,7 +347,13 @@ mod tests {
         ) -> (Recheck, Arc<Counting>) {
             let mut roots = rustls::RootCertStore::empty();
             let root = std::fs::read(self.ca.layout().root_cert()).unwrap();
-            crate::tls::add_anchors(root, std::path::Path::new("root.crt"), &mut roots).unwrap();
+            crate::tls::add_anchors(
+                root,
+                std::path::Path::new("root.crt"),
+                &mut roots,
+                &mut Vec::new(),
+            )
+            .unwrap();
             let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
             let mut builder =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);

@@ -1,5 +1,6 @@
 //! Client-certificate verification beyond rustls's own: the deferred verifier of
-//! `invalid_cert = "anonymous"`, and what a refusal means.
+//! `invalid_cert = "anonymous"`, intermediates from `client_ca` for clients that send
+//! their certificate alone, and what a refusal means.
 
 use std::sync::Arc;
 
@@ -47,6 +48,81 @@ impl ClientCertVerifier for DeferredVerifier {
     ) -> std::result::Result<ClientCertVerified, rustls::Error> {
         // Deferred to `SiteTls::deferred`, which the gate runs after the handshake.
         Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+// === impl WithIntermediates ===
+
+/// Completes the chains of clients that send their own certificate alone (curl with
+/// `--cert client.crt`, many HTTP libraries) with the intermediate CAs listed in
+/// `client_ca`, which the verifier then uses to build a path to a trusted root. They are
+/// candidates for the path, never trust anchors, and everything else is `inner`'s.
+#[derive(Debug)]
+pub(super) struct WithIntermediates {
+    inner: Arc<dyn ClientCertVerifier>,
+    intermediates: Vec<CertificateDer<'static>>,
+}
+
+impl WithIntermediates {
+    pub(super) fn new(
+        inner: Arc<dyn ClientCertVerifier>,
+        intermediates: Vec<CertificateDer<'static>>,
+    ) -> WithIntermediates {
+        WithIntermediates {
+            inner,
+            intermediates,
+        }
+    }
+}
+
+impl ClientCertVerifier for WithIntermediates {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        // What the client sent first, then the configured ones; borrowed, not copied.
+        let all: Vec<CertificateDer<'_>> = intermediates
+            .iter()
+            .chain(&self.intermediates)
+            .map(|c| CertificateDer::from(c.as_ref()))
+            .collect();
+        self.inner.verify_client_cert(end_entity, &all, now)
     }
 
     fn verify_tls12_signature(
