@@ -1026,37 +1026,24 @@ fn a_ticket_without_a_certificate_does_not_resume_where_one_is_now_required() {
     let config = pki.config("optional", "builtin:whoami", "");
     let gate = Gate::start(&config);
     let session = pki.path("anonymous.sess");
-    let connect = |args: [&str; 2]| {
-        s_client_exchange(
-            &pki,
-            gate.port,
-            "localhost",
-            None,
-            &args,
-            "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-        )
-    };
-    let first = connect(["-sess_out", session.to_str().unwrap()]);
-    assert!(first.contains("HTTP/1.1 200"), "{first}");
+    let first = s_client_session(&pki, gate.port, None, ("-sess_out", &session));
+    assert!(
+        first.contains("HTTP/1.1 401"),
+        "served as anonymous: {first}"
+    );
 
     // The site now requires a certificate. The gate keeps its ticket keys across the
     // reload, so the ticket still opens; the session it carries has no certificate.
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
+    edit(
         &config,
-        text.replace("client_auth = \"optional\"", "client_auth = \"require\""),
-    )
-    .unwrap();
+        "client_auth = \"optional\"",
+        "client_auth = \"require\"",
+    );
     reload(&gate);
     let refused = ["handshake failed", "reason=no-cert"];
     let seen = gate.lines_with(&refused);
-    let after = connect(["-sess_in", session.to_str().unwrap()]);
-    assert!(after.contains("Reused, TLSv1.3"), "{after}");
-    assert!(
-        !after.contains("HTTP/1.1"),
-        "a ticket let a client without a certificate in: {after}"
-    );
-    assert!(gate.logged_more(&refused, seen), "{}", gate.output());
+    let after = s_client_session(&pki, gate.port, None, ("-sess_in", &session));
+    resumed_then_refused(&gate, &after, &refused, seen);
 }
 
 #[test]
@@ -1153,6 +1140,28 @@ fn reload(gate: &Gate) {
     assert!(gate.logged_more(&loaded, seen), "{}", gate.output());
 }
 
+/// Replaces `from` with `to` in a configuration file (which must contain it).
+fn edit(config: &std::path::Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    assert!(
+        text.contains(from),
+        "{from:?} is not in {}",
+        config.display()
+    );
+    std::fs::write(config, text.replace(from, to)).unwrap();
+}
+
+/// What s_client printed for a session that resumed (its ticket opened) and was then
+/// refused: no HTTP answer, and one more log line with every one of `needles`.
+fn resumed_then_refused(gate: &Gate, out: &str, needles: &[&str], seen: usize) {
+    assert!(out.contains("Reused, TLSv1.3"), "{out}");
+    assert!(
+        !out.contains("HTTP/1.1"),
+        "a refused session got an answer: {out}"
+    );
+    assert!(gate.logged_more(needles, seen), "{}", gate.output());
+}
+
 #[test]
 fn a_resumed_session_is_checked_against_the_configuration_in_force() {
     let pki = Pki::new();
@@ -1160,17 +1169,7 @@ fn a_resumed_session_is_checked_against_the_configuration_in_force() {
     let config = pki.config("optional", &upstream.url(), "");
     let gate = Gate::start(&config);
     let session = |who: &str| pki.path(&format!("{who}.sess"));
-    let connect = |who: Option<&str>, args: [&str; 2]| {
-        s_client_exchange(
-            &pki,
-            gate.port,
-            "localhost",
-            who,
-            &args,
-            "GET /me HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-        )
-    };
-    let resume = |who: &str| connect(None, ["-sess_in", session(who).to_str().unwrap()]);
+    let resume = |who: &str| s_client_session(&pki, gate.port, None, ("-sess_in", &session(who)));
     // The headers the upstream received: the JSON document that starts the body (s_client
     // prints more after it).
     let received = |out: &str| {
@@ -1185,7 +1184,7 @@ fn a_resumed_session_is_checked_against_the_configuration_in_force() {
     };
 
     for who in ["alice", "bob"] {
-        let full = connect(Some(who), ["-sess_out", session(who).to_str().unwrap()]);
+        let full = s_client_session(&pki, gate.port, Some(who), ("-sess_out", &session(who)));
         assert!(full.contains("New, TLSv1.3"), "{full}");
         let headers = received(&full);
         assert_eq!(headers["x-client-cn"], who, "{full}");
@@ -1204,35 +1203,21 @@ fn a_resumed_session_is_checked_against_the_configuration_in_force() {
     reload(&gate);
     let refused = ["resumed session", "reason=revoked"];
     let seen = gate.lines_with(&refused);
-    let after = resume("alice");
-    assert!(after.contains("Reused, TLSv1.3"), "{after}");
-    assert!(
-        !after.contains("HTTP/1.1"),
-        "a revoked ticket got an answer: {after}"
-    );
-    assert!(gate.logged_more(&refused, seen), "{}", gate.output());
+    resumed_then_refused(&gate, &resume("alice"), &refused, seen);
     let bob = resume("bob");
     assert!(bob.contains("Reused, TLSv1.3"), "{bob}");
     assert_eq!(received(&bob)["x-client-cn"], "bob", "{bob}");
 
     // The CA that issued bob is removed: his ticket is refused too.
-    let text = std::fs::read_to_string(&config).unwrap();
-    let moved = text.replace(
+    edit(
+        &config,
         "client_ca = [\"pki/root.crt\"]",
         "client_ca = [\"other/root.crt\"]",
     );
-    assert_ne!(moved, text);
-    std::fs::write(&config, moved).unwrap();
     reload(&gate);
     let refused = ["resumed session", "reason=unknown-ca"];
     let seen = gate.lines_with(&refused);
-    let after = resume("bob");
-    assert!(after.contains("Reused, TLSv1.3"), "{after}");
-    assert!(
-        !after.contains("HTTP/1.1"),
-        "an untrusted ticket got an answer: {after}"
-    );
-    assert!(gate.logged_more(&refused, seen), "{}", gate.output());
+    resumed_then_refused(&gate, &resume("bob"), &refused, seen);
 }
 
 #[test]

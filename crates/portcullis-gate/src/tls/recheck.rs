@@ -228,10 +228,9 @@ mod tests {
     use ::time::OffsetDateTime;
     use portcullis_pki::ca::{self, Ca, InitOptions};
     use portcullis_pki::{Index, KeyType, Kind, Subject};
-    use rustls::client::danger::HandshakeSignatureValid;
+    use rustls::DistinguishedName;
     use rustls::server::WebPkiClientVerifier;
     use rustls::server::danger::ClientCertVerified;
-    use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
     use super::*;
 
@@ -255,25 +254,7 @@ mod tests {
             self.runs.fetch_add(1, Ordering::Relaxed);
             self.inner.verify_client_cert(leaf, intermediates, now)
         }
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.inner.verify_tls12_signature(message, cert, dss)
-        }
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.inner.verify_tls13_signature(message, cert, dss)
-        }
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.inner.supported_verify_schemes()
-        }
+        super::super::verifier::inner_signatures!();
     }
 
     struct Pki {
