@@ -1083,13 +1083,7 @@ fn session_tickets_zero_turns_resumption_off_and_too_many_is_refused() {
         text.replace("session_tickets = 0", "session_tickets = 9"),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["check", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let said = fails("check", &config);
     assert!(
         said.contains("gate-optional.toml:")
             && said.contains("limits.session_tickets")
@@ -1694,19 +1688,7 @@ fn a_certificate_clients_would_refuse_is_refused_as_the_servers() {
 /// file, the reason and the fix.
 fn refused(config: &std::path::Path, file: &str, reason: &str) {
     for command in ["check", "serve"] {
-        // Bounded: a gate that starts would serve until killed.
-        let out = std::process::Command::new("timeout")
-            .args(["10", env!("CARGO_BIN_EXE_portcullis"), command, "-c"])
-            .arg(config)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(!out.status.success(), "{command}: {said}");
+        let said = fails(command, config);
         assert!(
             said.contains(file)
                 && said.contains(reason)
@@ -1714,6 +1696,24 @@ fn refused(config: &std::path::Path, file: &str, reason: &str) {
             "{command}: {said}"
         );
     }
+}
+
+/// Runs `portcullis COMMAND -c CONFIG`, which must fail, and returns what it printed.
+/// Bounded: a gate that starts would serve until killed.
+fn fails(command: &str, config: &std::path::Path) -> String {
+    let out = std::process::Command::new("timeout")
+        .args(["10", env!("CARGO_BIN_EXE_portcullis"), command, "-c"])
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{command}: {said}");
+    said
 }
 
 #[test]
@@ -1728,13 +1728,7 @@ fn check_refuses_a_rule_no_request_can_reach() {
         text.replacen("[[rules]]", &format!("{broad}[[rules]]"), 1),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["check", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{said}");
+    let said = fails("check", &config);
     assert!(
         said.contains("gate-optional.toml:")
             && said.contains("rules[1]")
@@ -1783,13 +1777,7 @@ fn intermediates_in_client_ca_build_paths_for_leaf_only_clients_but_are_never_an
 
     // Intermediates alone: nothing to anchor a path, refused at load.
     with_ca("\"pki/intermediate.crt\"");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["check", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{said}");
+    let said = fails("check", &config);
     assert!(
         said.contains("intermediate.crt") && said.contains("root"),
         "{said}"
