@@ -294,12 +294,16 @@ pub fn load(
                 .build()
                 .map_err(|e| Error::Tls(format!("client certificate verifier: {e}")))?;
             if !intermediates.is_empty() {
-                verifier = Arc::new(verifier::WithIntermediates::new(verifier, intermediates));
+                verifier = Arc::new(verifier::WithIntermediates::new(
+                    verifier,
+                    intermediates.clone(),
+                ));
             }
             recheck = Some(Recheck::new(
                 verifier.clone(),
                 &crls,
                 !config.allow_expired_crl,
+                &intermediates,
             ));
             if mode == ClientAuth::Optional && config.invalid_cert == InvalidCert::Anonymous {
                 deferred = Some(verifier.clone());

@@ -34,17 +34,20 @@ const CAPACITY: usize = 4_096;
 /// A site's verifier, with the chains it accepted (see the module documentation).
 pub struct Recheck {
     verifier: Arc<dyn ClientCertVerifier>,
-    /// With expired CRLs refused: the earliest nextUpdate of the site's CRLs (Unix time).
-    /// From then on the verifier may refuse a chain it accepted (when the CRL it consults
-    /// for it has expired), so no remembered verdict is used after it.
-    crl_deadline: Option<u64>,
+    /// The earliest moment (Unix time) at which a verdict may change for a reason outside
+    /// the chain the client presented, after which no remembered verdict is used:
+    /// - with expired CRLs refused, the earliest nextUpdate of the site's CRLs (the
+    ///   verifier may then refuse a chain it accepted);
+    /// - the earliest notAfter of the intermediates listed in `client_ca`, which complete
+    ///   the paths of clients that send their certificate alone.
+    deadline: Option<u64>,
     accepted: Mutex<Generations>,
 }
 
 impl std::fmt::Debug for Recheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recheck")
-            .field("crl_deadline", &self.crl_deadline)
+            .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
 }
@@ -80,38 +83,43 @@ struct Generations {
 
 impl Recheck {
     /// `crls` are the site's CRLs; `enforce_crl_expiry` whether the verifier refuses
-    /// chains once one of them is past its nextUpdate.
+    /// chains once one of them is past its nextUpdate; `intermediates` those listed in
+    /// `client_ca`.
     pub(super) fn new(
         verifier: Arc<dyn ClientCertVerifier>,
         crls: &[CertificateRevocationListDer<'_>],
         enforce_crl_expiry: bool,
+        intermediates: &[CertificateDer<'_>],
     ) -> Recheck {
-        Recheck::with_capacity(verifier, crls, enforce_crl_expiry, CAPACITY)
+        Recheck::with_capacity(verifier, crls, enforce_crl_expiry, intermediates, CAPACITY)
     }
 
     fn with_capacity(
         verifier: Arc<dyn ClientCertVerifier>,
         crls: &[CertificateRevocationListDer<'_>],
         enforce_crl_expiry: bool,
+        intermediates: &[CertificateDer<'_>],
         capacity: usize,
     ) -> Recheck {
-        let crl_deadline = if enforce_crl_expiry {
+        let secs = |t: ASN1Time| u64::try_from(t.timestamp()).unwrap_or(0);
+        // Whatever cannot be read counts as already past: the verifier refuses it too.
+        let crl_updates =
             crls.iter()
+                .filter(|_| enforce_crl_expiry)
                 .map(|der| match parse_x509_crl(der) {
-                    Ok((_, crl)) => crl
-                        .next_update()
-                        .map_or(u64::MAX, |t| u64::try_from(t.timestamp()).unwrap_or(0)),
-                    // The verifier refuses what it cannot parse; so does this.
+                    Ok((_, crl)) => crl.next_update().map_or(u64::MAX, secs),
                     Err(_) => 0,
-                })
-                .min()
-        } else {
-            None
-        };
+                });
+        let intermediate_ends = intermediates
+            .iter()
+            .map(|der| match parse_x509_certificate(der) {
+                Ok((_, cert)) => secs(cert.validity().not_after),
+                Err(_) => 0,
+            });
         let half = (capacity / 2).max(1);
         Recheck {
             verifier,
-            crl_deadline,
+            deadline: crl_updates.chain(intermediate_ends).min(),
             accepted: Mutex::new(Generations {
                 half,
                 young: HashMap::with_capacity(half.min(1024)),
@@ -135,7 +143,7 @@ impl Recheck {
     ) -> Result<Arc<Verified>, Rejection> {
         let key = key(chain);
         let secs = now.as_secs();
-        if self.crl_deadline.is_none_or(|d| secs < d) {
+        if self.deadline.is_none_or(|d| secs < d) {
             let found = self.generations().get(&key);
             if let Some(a) = found.filter(|a| a.window.from <= secs && secs <= a.window.until) {
                 return Ok(a.verified);
@@ -350,7 +358,7 @@ mod tests {
                 inner: builder.build().unwrap(),
                 runs: AtomicUsize::new(0),
             });
-            let recheck = Recheck::with_capacity(counting.clone(), crls, enforce, capacity);
+            let recheck = Recheck::with_capacity(counting.clone(), crls, enforce, &[], capacity);
             (recheck, counting)
         }
 
@@ -437,6 +445,55 @@ mod tests {
         assert_eq!(check(&recheck, &alice, pki.at(0)), Ok(()));
         assert_eq!(check(&recheck, &alice, pki.at(25)), Ok(()));
         assert_eq!(verifier.runs.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn no_remembered_verdict_outlives_an_intermediate_from_client_ca() {
+        let pki = Pki::new();
+        // Alice sends her certificate alone; the intermediate from client_ca completes
+        // her path. Her certificate outlives it (another CA could have issued it so).
+        let intermediate = CertificateDer::from(
+            crate::tls::pem_blocks(&pki.ca.layout().intermediate_cert(), "CERTIFICATE")
+                .unwrap()
+                .remove(0),
+        );
+        let (_, parsed) = parse_x509_certificate(&intermediate).unwrap();
+        let ends = parsed.validity().not_after.timestamp() - pki.now.unix_timestamp();
+        let hours = ends / 3600;
+        let alice = pki.chain("alice", -1, hours + 24 * 30);
+        let leaf_only = &alice[..1];
+
+        let mut roots = rustls::RootCertStore::empty();
+        let root = std::fs::read(pki.ca.layout().root_cert()).unwrap();
+        crate::tls::add_anchors(
+            root,
+            std::path::Path::new("root.crt"),
+            &mut roots,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap();
+        let verifier = Arc::new(Counting {
+            inner: Arc::new(super::super::verifier::WithIntermediates::new(
+                webpki,
+                vec![intermediate.clone()],
+            )),
+            runs: AtomicUsize::new(0),
+        });
+        let recheck =
+            Recheck::with_capacity(verifier.clone(), &[], false, &[intermediate], CAPACITY);
+        assert_eq!(check(&recheck, leaf_only, pki.at(0)), Ok(()));
+        assert_eq!(check(&recheck, leaf_only, pki.at(hours - 1)), Ok(()));
+        assert_eq!(verifier.runs.load(Ordering::Relaxed), 1);
+        // The intermediate has expired, alice's certificate has not: the verifier decides.
+        assert_eq!(
+            check(&recheck, leaf_only, pki.at(hours + 1)),
+            Err(Rejection::Expired)
+        );
+        assert_eq!(verifier.runs.load(Ordering::Relaxed), 2);
     }
 
     #[test]

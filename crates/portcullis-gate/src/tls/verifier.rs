@@ -119,6 +119,10 @@ impl ClientCertVerifier for WithIntermediates {
         self.inner.root_hint_subjects()
     }
 
+    fn requires_raw_public_keys(&self) -> bool {
+        self.inner.requires_raw_public_keys()
+    }
+
     fn verify_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
