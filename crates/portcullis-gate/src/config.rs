@@ -259,6 +259,9 @@ pub struct SiteConfig {
     pub crl: Vec<PathBuf>,
     /// Accept clients while a CRL is past its nextUpdate (off by default: fail closed).
     pub allow_expired_crl: bool,
+    /// Intermediate CAs in `client_ca` are trust anchors themselves: accept what they
+    /// issued without trusting their root (off by default: they only complete paths).
+    pub trust_intermediates: bool,
     pub upstream: Upstream,
     pub pages_dir: Option<PathBuf>,
     pub headers: HeaderNames,
@@ -300,6 +303,8 @@ struct Raw {
     crl: Vec<PathBuf>,
     #[serde(default)]
     allow_expired_crl: bool,
+    #[serde(default)]
+    trust_intermediates: bool,
     upstream: Spanned<String>,
     #[serde(default)]
     upstream_http2: bool,
@@ -767,6 +772,7 @@ fn site_config(file: &Locator<'_>, raw: Raw) -> Result<SiteConfig, ConfigError> 
         client_ca: raw.client_ca.iter().map(|p| file.rel(p)).collect(),
         crl: raw.crl.iter().map(|p| file.rel(p)).collect(),
         allow_expired_crl: raw.allow_expired_crl,
+        trust_intermediates: raw.trust_intermediates,
         upstream,
         pages_dir: raw.pages_dir.as_deref().map(|p| file.rel(p)),
         headers: raw.headers,

@@ -1739,7 +1739,7 @@ fn check_refuses_a_rule_no_request_can_reach() {
 }
 
 #[test]
-fn intermediates_in_client_ca_build_paths_for_leaf_only_clients_but_are_never_anchors() {
+fn intermediates_in_client_ca_complete_leaf_only_chains_and_are_anchors_only_when_asked() {
     let pki = Pki::new();
     let config = pki.config("optional", "builtin:whoami", "");
     let text = std::fs::read_to_string(&config).unwrap();
@@ -1775,11 +1775,27 @@ fn intermediates_in_client_ca_build_paths_for_leaf_only_clients_but_are_never_an
     });
     drop(gate);
 
-    // Intermediates alone: nothing to anchor a path, refused at load.
+    // Intermediates alone: nothing to anchor a path, refused at load, saying both ways out.
     with_ca("\"pki/intermediate.crt\"");
     let said = fails("check", &config);
     assert!(
-        said.contains("intermediate.crt") && said.contains("root"),
+        said.contains("intermediate.crt")
+            && said.contains("root")
+            && said.contains("trust_intermediates = true"),
         "{said}"
     );
+
+    // Asked for explicitly: only what the intermediate issued, without its root.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen("client_ca =", "trust_intermediates = true\nclient_ca =", 1),
+    )
+    .unwrap();
+    let gate = Gate::start(&config);
+    assert_eq!(leaf_only(&gate).status, "200");
+    assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/me")).status, "200");
+    gate.refuses_handshake("unknown-ca", || {
+        assert_eq!(curl_as(&pki, "zed", &[], &gate.url("/me")).status, "000");
+    });
 }

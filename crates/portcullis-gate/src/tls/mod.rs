@@ -256,6 +256,14 @@ pub fn load(
             let mut listing_intermediates = None;
             for path in &config.client_ca {
                 let listed = add_anchors(read(path)?, path, &mut roots, &mut intermediates)?;
+                if config.trust_intermediates {
+                    for der in intermediates.drain(..) {
+                        roots.add(der).map_err(|e| Error::Invalid {
+                            path: path.clone(),
+                            reason: format!("not a usable CA certificate: {e}"),
+                        })?;
+                    }
+                }
                 for (subject, not_after) in listed.anchors {
                     client_ca_subjects.push(subject.clone());
                     expiry.push(("client-ca", subject, not_after));
@@ -268,7 +276,7 @@ pub fn load(
             if let (true, Some(path)) = (roots.is_empty(), listing_intermediates) {
                 return Err(Error::Invalid {
                     path: path.clone(),
-                    reason: "client_ca lists intermediate CAs but no root: an intermediate only completes the chains of clients that send their certificate alone and is never trusted by itself; list the root CA that issued it too (e.g. pki/root.crt)".into(),
+                    reason: "client_ca lists intermediate CAs but no root: by default an intermediate only completes the chains of clients that send their certificate alone and is not trusted by itself. Either list the root CA that issued it (e.g. pki/root.crt; this accepts every CA under that root), or set trust_intermediates = true to accept only what these intermediates issued".into(),
                 });
             }
             let mut crls = Vec::new();
