@@ -1799,3 +1799,43 @@ fn intermediates_in_client_ca_complete_leaf_only_chains_and_are_anchors_only_whe
         assert_eq!(curl_as(&pki, "zed", &[], &gate.url("/me")).status, "000");
     });
 }
+
+#[test]
+fn a_self_signed_leaf_is_refused_as_a_client_ca() {
+    let pki = Pki::new();
+    let made = std::process::Command::new("openssl")
+        .current_dir(pki.path(""))
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "pinned.key",
+            "-out",
+            "pinned.crt",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=pinned",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let config = pki.config("optional", "builtin:whoami", "");
+    edit(
+        &config,
+        "client_ca = [\"pki/root.crt\"]",
+        "client_ca = [\"pki/root.crt\", \"pinned.crt\"]",
+    );
+    let said = fails("check", &config);
+    assert!(
+        said.contains("pinned.crt") && said.contains("CN=pinned") && said.contains("not a CA"),
+        "{said}"
+    );
+}

@@ -391,6 +391,23 @@ pub(crate) fn add_anchors(
         let (_, c) = parse_x509_certificate(&der).map_err(|e| invalid(&e))?;
         let described = (c.subject().to_string(), c.validity().not_after.timestamp());
         if c.subject().as_raw() == c.issuer().as_raw() {
+            // webpki never looks at an anchor's own extensions: a self-signed leaf listed
+            // here (to admit one client) would let whoever holds its key sign any client
+            // certificate. Version 1 roots predate extensions and stay accepted.
+            let ca = c
+                .basic_constraints()
+                .ok()
+                .flatten()
+                .is_some_and(|b| b.value.ca);
+            if c.version() == X509Version::V3 && !ca {
+                return Err(Error::Invalid {
+                    path: path.to_owned(),
+                    reason: format!(
+                        "{} is self-signed but not a CA (no basicConstraints CA:TRUE): as a trust anchor, whoever holds its key could sign any client certificate; list the CA that issues your clients' certificates (or make one: portcullis pki init)",
+                        described.0
+                    ),
+                });
+            }
             listed.anchors.push(described);
             roots
                 .add(CertificateDer::from(der))
