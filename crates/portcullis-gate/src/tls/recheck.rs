@@ -327,11 +327,13 @@ mod tests {
             CertificateRevocationListDer::from(der)
         }
 
-        /// The site's verifier as `tls::load` builds it, counting its runs, and its recheck.
+        /// The site's verifier as `tls::load` builds it (with `intermediates` from
+        /// `client_ca`), counting its runs, and its recheck.
         fn recheck(
             &self,
             crls: &[CertificateRevocationListDer<'static>],
             enforce: bool,
+            intermediates: &[CertificateDer<'static>],
             capacity: usize,
         ) -> (Recheck, Arc<Counting>) {
             let mut roots = rustls::RootCertStore::empty();
@@ -354,11 +356,19 @@ mod tests {
                     builder = builder.enforce_revocation_expiration();
                 }
             }
+            let mut inner = builder.build().unwrap();
+            if !intermediates.is_empty() {
+                inner = Arc::new(super::super::verifier::WithIntermediates::new(
+                    inner,
+                    intermediates.to_vec(),
+                ));
+            }
             let counting = Arc::new(Counting {
-                inner: builder.build().unwrap(),
+                inner,
                 runs: AtomicUsize::new(0),
             });
-            let recheck = Recheck::with_capacity(counting.clone(), crls, enforce, &[], capacity);
+            let recheck =
+                Recheck::with_capacity(counting.clone(), crls, enforce, intermediates, capacity);
             (recheck, counting)
         }
 
@@ -377,7 +387,7 @@ mod tests {
     #[test]
     fn an_accepted_chain_is_looked_up_only_while_its_verdict_holds() {
         let pki = Pki::new();
-        let (recheck, verifier) = pki.recheck(&[], false, CAPACITY);
+        let (recheck, verifier) = pki.recheck(&[], false, &[], CAPACITY);
         let runs = || verifier.runs.load(Ordering::Relaxed);
         // Valid from an hour ago until tomorrow.
         let alice = pki.chain("alice", -1, 24);
@@ -429,7 +439,7 @@ mod tests {
         let crls = [pki.crl(24)];
         let alice = pki.chain("alice", -1, 24 * 30);
 
-        let (recheck, verifier) = pki.recheck(&crls, true, CAPACITY);
+        let (recheck, verifier) = pki.recheck(&crls, true, &[], CAPACITY);
         assert_eq!(check(&recheck, &alice, pki.at(0)), Ok(()));
         assert_eq!(check(&recheck, &alice, pki.at(23)), Ok(()));
         assert_eq!(verifier.runs.load(Ordering::Relaxed), 1);
@@ -441,7 +451,7 @@ mod tests {
         assert_eq!(verifier.runs.load(Ordering::Relaxed), 2);
 
         // With allow_expired_crl, the CRL's age decides nothing.
-        let (recheck, verifier) = pki.recheck(&crls, false, CAPACITY);
+        let (recheck, verifier) = pki.recheck(&crls, false, &[], CAPACITY);
         assert_eq!(check(&recheck, &alice, pki.at(0)), Ok(()));
         assert_eq!(check(&recheck, &alice, pki.at(25)), Ok(()));
         assert_eq!(verifier.runs.load(Ordering::Relaxed), 1);
@@ -463,28 +473,7 @@ mod tests {
         let alice = pki.chain("alice", -1, hours + 24 * 30);
         let leaf_only = &alice[..1];
 
-        let mut roots = rustls::RootCertStore::empty();
-        let root = std::fs::read(pki.ca.layout().root_cert()).unwrap();
-        crate::tls::add_anchors(
-            root,
-            std::path::Path::new("root.crt"),
-            &mut roots,
-            &mut Vec::new(),
-        )
-        .unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .unwrap();
-        let verifier = Arc::new(Counting {
-            inner: Arc::new(super::super::verifier::WithIntermediates::new(
-                webpki,
-                vec![intermediate.clone()],
-            )),
-            runs: AtomicUsize::new(0),
-        });
-        let recheck =
-            Recheck::with_capacity(verifier.clone(), &[], false, &[intermediate], CAPACITY);
+        let (recheck, verifier) = pki.recheck(&[], false, &[intermediate], CAPACITY);
         assert_eq!(check(&recheck, leaf_only, pki.at(0)), Ok(()));
         assert_eq!(check(&recheck, leaf_only, pki.at(hours - 1)), Ok(()));
         assert_eq!(verifier.runs.load(Ordering::Relaxed), 1);
@@ -499,7 +488,7 @@ mod tests {
     #[test]
     fn remembered_chains_are_bounded_and_the_ones_in_use_stay() {
         let pki = Pki::new();
-        let (recheck, verifier) = pki.recheck(&[], false, 8);
+        let (recheck, verifier) = pki.recheck(&[], false, &[], 8);
         let runs = || verifier.runs.load(Ordering::Relaxed);
         let regular = pki.chain("regular", -1, 24);
         assert_eq!(check(&recheck, &regular, pki.at(0)), Ok(()));
