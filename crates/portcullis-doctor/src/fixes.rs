@@ -142,7 +142,9 @@ pub fn for_cause(cause: &str, obs: &Observations) -> Vec<Fix> {
                 s.cert
                     .clone()
                     .filter(|_| cause == "client-cert-required")
-                    .unwrap_or(("client.crt".into(), "client.key".into())),
+                    // The chain file: a certificate sent without its intermediate CAs is
+                    // refused by servers that trust only the root.
+                    .unwrap_or(("client.chain.pem".into(), "client.key".into())),
             );
             let names = obs
                 .handshakes
@@ -155,8 +157,9 @@ pub fn for_cause(cause: &str, obs: &Observations) -> Vec<Fix> {
                 names.join("; ")
             };
             let mut v = vec![note(&format!(
-                "Present a client certificate issued by a CA the server accepts: {accepted}. \
-                 With a Portcullis CA: portcullis pki issue client NAME."
+                "Present a client certificate issued by a CA the server accepts: {accepted}, \
+                 followed by its intermediate CAs. With a Portcullis CA: portcullis pki issue \
+                 client NAME, then present NAME.chain.pem."
             ))];
             v.extend(client_fixes(&s));
             v

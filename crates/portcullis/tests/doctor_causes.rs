@@ -281,6 +281,8 @@ fn client_certificate_required_and_the_cert_fix_works_in_node() {
         "accepted CA names: {evidence}"
     );
     std::fs::write(sb.path("client.crt"), alice.pem()).unwrap();
+    // The fixes name the chain file (here the certificate alone: a root issued it).
+    std::fs::write(sb.path("client.chain.pem"), alice.pem()).unwrap();
     std::fs::write(sb.path("client.key"), alice.key_pem()).unwrap();
     node_connects(&sb, &run.node_fix("client-cert-required"));
 
@@ -525,6 +527,8 @@ fn fixes_work_in_curl_openssl_and_python() {
         ..Make::new(Kind::Client, "alice")
     });
     std::fs::write(sb.path("client.crt"), alice.pem()).unwrap();
+    // The fixes name the chain file (here the certificate alone: a root issued it).
+    std::fs::write(sb.path("client.chain.pem"), alice.pem()).unwrap();
     std::fs::write(sb.path("client.key"), alice.key_pem()).unwrap();
     let mtls = Server {
         client_ca: Some(&clients),
