@@ -146,6 +146,18 @@ pub fn handshake_failed(client: SocketAddr, outcome: HandshakeOutcome, detail: &
     );
 }
 
+/// A client certificate that came without its intermediate CAs and found no path to a
+/// trusted root: its subject and issuer (from the client, so in quoted fields, never in
+/// the message), and the fixes.
+pub fn lone_certificate(subject: &str, issuer: &str) {
+    tracing::warn!(
+        level = "warning",
+        subject,
+        issuer,
+        "client certificate without its intermediate CAs, and its issuer is not a trusted root: the client should send its chain file, or list the issuer in client_ca"
+    );
+}
+
 // === formatting ===
 
 /// A field value as logged.

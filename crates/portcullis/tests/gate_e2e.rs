@@ -1758,6 +1758,21 @@ fn intermediates_in_client_ca_complete_leaf_only_chains_and_are_anchors_only_whe
     );
     let leaf_only = |gate: &Gate| curl(&pki, &["--cert", &leaf, "--key", &key], &gate.url("/me"));
 
+    // The root alone: alice's certificate cannot reach it, and the log says why.
+    let gate = Gate::start(&config);
+    let hint = [
+        "without its intermediate",
+        "subject=\"emailAddress=alice@example.com,CN=alice,OU=Admins\"",
+        "issuer=\"CN=Portcullis Issuing CA\"",
+        "client_ca",
+    ];
+    let seen = gate.lines_with(&hint);
+    gate.refuses_handshake("unknown-ca", || {
+        assert_eq!(leaf_only(&gate).status, "000");
+    });
+    assert!(gate.logged_more(&hint, seen), "{}", gate.output());
+    drop(gate);
+
     with_ca("\"pki/root.crt\", \"pki/intermediate.crt\"");
     let gate = Gate::start(&config);
     let r = leaf_only(&gate);

@@ -298,15 +298,13 @@ pub fn load(
             if mode == ClientAuth::Optional {
                 builder = builder.allow_unauthenticated();
             }
-            let mut verifier = builder
+            let verifier = builder
                 .build()
                 .map_err(|e| Error::Tls(format!("client certificate verifier: {e}")))?;
-            if !intermediates.is_empty() {
-                verifier = Arc::new(verifier::WithIntermediates::new(
-                    verifier,
-                    intermediates.clone(),
-                ));
-            }
+            let verifier: Arc<dyn ClientCertVerifier> = Arc::new(verifier::WithIntermediates::new(
+                verifier,
+                intermediates.clone(),
+            ));
             recheck = Some(Recheck::new(
                 verifier.clone(),
                 &crls,

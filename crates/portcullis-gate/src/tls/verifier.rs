@@ -87,7 +87,9 @@ impl ClientCertVerifier for DeferredVerifier {
 /// Completes the chains of clients that send their own certificate alone (curl with
 /// `--cert client.crt`, many HTTP libraries) with the intermediate CAs listed in
 /// `client_ca`, which the verifier then uses to build a path to a trusted root. They are
-/// candidates for the path, never trust anchors, and everything else is `inner`'s.
+/// candidates for the path, never trust anchors, and everything else is `inner`'s. When
+/// a certificate that came alone still finds no path, the log says what to change: the
+/// refusal itself (an `unknown_ca` alert) cannot.
 #[derive(Debug)]
 pub(super) struct WithIntermediates {
     inner: Arc<dyn ClientCertVerifier>,
@@ -129,16 +131,34 @@ impl ClientCertVerifier for WithIntermediates {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> std::result::Result<ClientCertVerified, rustls::Error> {
-        // What the client sent first, then the configured ones; borrowed, not copied.
-        let all: Vec<CertificateDer<'_>> = intermediates
-            .iter()
-            .chain(&self.intermediates)
-            .map(|c| CertificateDer::from(c.as_ref()))
-            .collect();
-        self.inner.verify_client_cert(end_entity, &all, now)
+        let verdict = if self.intermediates.is_empty() {
+            self.inner
+                .verify_client_cert(end_entity, intermediates, now)
+        } else {
+            // What the client sent first, then the configured ones; borrowed, not copied.
+            let all: Vec<CertificateDer<'_>> = intermediates
+                .iter()
+                .chain(&self.intermediates)
+                .map(|c| CertificateDer::from(c.as_ref()))
+                .collect();
+            self.inner.verify_client_cert(end_entity, &all, now)
+        };
+        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        if intermediates.is_empty() && verdict.as_ref().err() == Some(&unknown) {
+            explain_lone_certificate(end_entity);
+        }
+        verdict
     }
 
     inner_signatures!();
+}
+
+/// Logs why a certificate sent without intermediates found no path, and the two fixes.
+fn explain_lone_certificate(leaf: &CertificateDer<'_>) {
+    // RFC 4514 strings, as X-Client-Subject and the access log write them.
+    if let Ok(id) = portcullis_policy::Identity::from_der(leaf) {
+        crate::log::lone_certificate(&id.subject, &id.issuer);
+    }
 }
 
 /// How a failed handshake ended, for logs and metrics.
