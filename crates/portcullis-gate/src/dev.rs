@@ -137,7 +137,8 @@ pub fn ensure(base: &Path) -> Result<DevSetup> {
         users.push(DevUser {
             name,
             role,
-            cert: issued.join(format!("{name}.crt")),
+            // The chain file: what to present with any CA, intermediates or not.
+            cert: issued.join(format!("{name}.chain.pem")),
             key: issued.join(format!("{name}.key")),
             p12: issued.join(format!("{name}.p12")),
         });
