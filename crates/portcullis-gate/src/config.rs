@@ -268,6 +268,16 @@ pub struct SiteConfig {
     pub policy: Policy,
     /// Rule descriptions for logs and `portcullis check`, in order.
     pub rule_names: Vec<String>,
+    /// Where each file was named in [`SiteConfig::source`].
+    pub(crate) origins: Vec<Origin>,
+}
+
+/// A file-valued key: the path it resolved to, and where it was written.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub path: PathBuf,
+    pub line: usize,
+    pub key: &'static str,
 }
 
 // === raw TOML ===
@@ -298,9 +308,9 @@ struct Raw {
     #[serde(default)]
     invalid_cert: InvalidCert,
     #[serde(default)]
-    client_ca: Vec<PathBuf>,
+    client_ca: Vec<Spanned<PathBuf>>,
     #[serde(default)]
-    crl: Vec<PathBuf>,
+    crl: Vec<Spanned<PathBuf>>,
     #[serde(default)]
     allow_expired_crl: bool,
     #[serde(default)]
@@ -308,7 +318,7 @@ struct Raw {
     upstream: Spanned<String>,
     #[serde(default)]
     upstream_http2: bool,
-    pages_dir: Option<PathBuf>,
+    pages_dir: Option<Spanned<PathBuf>>,
     #[serde(default)]
     headers: HeaderNames,
     #[serde(default)]
@@ -757,8 +767,23 @@ fn site_config(file: &Locator<'_>, raw: Raw) -> Result<SiteConfig, ConfigError> 
         ));
     }
 
+    // Where each file was named, so that an error about the file can say so.
+    let mut origins = Vec::new();
+    let mut named = |key: &'static str, p: &Spanned<PathBuf>| {
+        origins.push(Origin {
+            path: file.rel(p.get_ref()),
+            line: line_of(file.text, p.span().start),
+            key,
+        });
+    };
+    named("cert", &raw.cert);
+    named("key", &raw.key);
+    raw.client_ca.iter().for_each(|p| named("client_ca", p));
+    raw.crl.iter().for_each(|p| named("crl", p));
+    raw.pages_dir.iter().for_each(|p| named("pages_dir", p));
     Ok(SiteConfig {
         source: file.path.to_owned(),
+        origins,
         cert: file.rel(raw.cert.get_ref()),
         key: file.rel(raw.key.get_ref()),
         key_passphrase_file: raw.key_passphrase_file.as_deref().map(|p| file.rel(p)),
@@ -769,12 +794,16 @@ fn site_config(file: &Locator<'_>, raw: Raw) -> Result<SiteConfig, ConfigError> 
             .collect(),
         client_auth: raw.client_auth,
         invalid_cert: raw.invalid_cert,
-        client_ca: raw.client_ca.iter().map(|p| file.rel(p)).collect(),
-        crl: raw.crl.iter().map(|p| file.rel(p)).collect(),
+        client_ca: raw
+            .client_ca
+            .iter()
+            .map(|p| file.rel(p.get_ref()))
+            .collect(),
+        crl: raw.crl.iter().map(|p| file.rel(p.get_ref())).collect(),
         allow_expired_crl: raw.allow_expired_crl,
         trust_intermediates: raw.trust_intermediates,
         upstream,
-        pages_dir: raw.pages_dir.as_deref().map(|p| file.rel(p)),
+        pages_dir: raw.pages_dir.as_ref().map(|p| file.rel(p.get_ref())),
         headers: raw.headers,
         policy,
         rule_names,

@@ -10,10 +10,12 @@ use crate::config::ConfigError;
 pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot read {}: {source}", path.display())]
+    // Not a `source`: the reason is part of this message, and printers that follow
+    // sources would say it twice.
+    #[error("cannot read {}: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}: {reason}", path.display())]
     Invalid { path: PathBuf, reason: String },

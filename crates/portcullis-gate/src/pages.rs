@@ -42,7 +42,7 @@ impl Pages {
                         custom.insert(code, Bytes::from(b));
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(source) => return Err(Error::Read { path: p, source }),
+                    Err(error) => return Err(Error::Read { path: p, error }),
                 }
             }
         }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{ListenerConfig, NoSni, SiteConfig, Upstream};
-use crate::error::Result;
+use crate::config::{ConfigError, ListenerConfig, NoSni, SiteConfig, Upstream};
+use crate::error::{Error, Result};
 use crate::names::Names;
 use crate::pages::Pages;
 use crate::tls::{self, SiteTls};
@@ -43,7 +43,8 @@ impl Site {
             key_passphrase,
             ticketer,
             listener.limits.session_tickets,
-        )?;
+        )
+        .map_err(|e| locate(&config, e))?;
         let names = if config.server_names.is_empty() {
             tls.cert_names.clone()
         } else {
@@ -70,7 +71,7 @@ impl Site {
         };
         Ok(Site {
             headers: Arc::new(Names::new(&config.headers)),
-            pages: Pages::load(config.pages_dir.as_deref())?,
+            pages: Pages::load(config.pages_dir.as_deref()).map_err(|e| locate(&config, e))?,
             names,
             tls,
             client,
@@ -117,6 +118,38 @@ impl Site {
     pub(crate) fn key(&self) -> &str {
         self.config.server_names.first().map_or("", String::as_str)
     }
+}
+
+/// An error about a file the site's configuration names, turned into one that also says
+/// where it was named (file, line, key) and what to do; other errors unchanged.
+fn locate(config: &SiteConfig, e: Error) -> Error {
+    let (Error::Read { path, .. } | Error::Invalid { path, .. }) = &e else {
+        return e;
+    };
+    let Some(origin) = config.origins.iter().find(|o| &o.path == path) else {
+        return e;
+    };
+    let missing =
+        matches!(&e, Error::Read { error, .. } if error.kind() == std::io::ErrorKind::NotFound);
+    let hint = match (origin.key, missing) {
+        ("cert" | "key", true) => {
+            "; issue a server certificate with `portcullis pki issue server HOST --dns HOST`"
+        }
+        ("client_ca", true) => {
+            "; list the CA certificates that issue client certificates, e.g. pki/root.crt from `portcullis pki init`"
+        }
+        ("client_ca", false) => {
+            "; client_ca lists CA certificate files (PEM or DER), e.g. pki/root.crt"
+        }
+        ("crl", true) => "; `portcullis pki crl` publishes one (pki/crl.pem)",
+        _ => "",
+    };
+    Error::Config(ConfigError {
+        file: config.source.clone(),
+        line: origin.line,
+        key: Some(origin.key.into()),
+        message: format!("{e}{hint}"),
+    })
 }
 
 /// The site for an SNI name: the host that lists it, else the default site (the first),

@@ -1854,3 +1854,57 @@ fn a_self_signed_leaf_is_refused_as_a_client_ca() {
         "{said}"
     );
 }
+
+#[test]
+fn errors_about_named_files_say_where_they_were_named_and_what_to_do() {
+    let pki = Pki::new();
+    let config = pki.config("optional", "builtin:whoami", "");
+    let good = std::fs::read_to_string(&config).unwrap();
+    for (from, to, needles) in [
+        (
+            "pki/issued/localhost.chain.pem",
+            "pki/issued/nope.pem",
+            &[
+                "gate-optional.toml:3: cert: cannot read",
+                "nope.pem",
+                "portcullis pki issue server",
+            ][..],
+        ),
+        (
+            "pki/issued/localhost.key",
+            "pki/issued/alice.key",
+            &[
+                "gate-optional.toml:4: key: ",
+                "alice.key",
+                "is not the private key of the certificate",
+            ],
+        ),
+        (
+            "client_ca = [\"pki/root.crt\"]",
+            "client_ca = [\"pki/issued/alice.key\"]",
+            &[
+                "gate-optional.toml:6: client_ca: ",
+                "no CERTIFICATE block",
+                "e.g. pki/root.crt",
+            ],
+        ),
+        (
+            "crl = [\"pki/crl.pem\"]",
+            "crl = [\"pki/nocrl.pem\"]",
+            &[
+                "gate-optional.toml:7: crl: cannot read",
+                "nocrl.pem",
+                "portcullis pki crl",
+            ],
+        ),
+    ] {
+        std::fs::write(&config, &good).unwrap();
+        edit(&config, from, to);
+        let said = fails("check", &config);
+        for n in needles {
+            assert!(said.contains(n), "{n:?} missing from: {said}");
+        }
+        // The OS error once, not once per level of the error chain.
+        assert!(said.matches("(os error").count() <= 1, "{said}");
+    }
+}

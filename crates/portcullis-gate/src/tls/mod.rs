@@ -116,9 +116,9 @@ fn prefers_chacha(suites: &[rustls::CipherSuite]) -> bool {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Read {
+    std::fs::read(path).map_err(|error| Error::Read {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
@@ -327,10 +327,13 @@ pub fn load(
         .with_single_cert(chain, key)
         .map_err(|e| Error::Invalid {
             path: config.key.clone(),
-            reason: format!(
-                "does not match the certificate in {}: {e}",
-                config.cert.display()
-            ),
+            reason: match e {
+                rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => format!(
+                    "is not the private key of the certificate in {}; use the key issued with it (portcullis pki writes NAME.key beside NAME.chain.pem)",
+                    config.cert.display()
+                ),
+                e => format!("cannot be used with the certificate in {}: {e}", config.cert.display()),
+            },
         })?;
     server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     server_config.ticketer = ticketer;
