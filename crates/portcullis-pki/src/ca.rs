@@ -1129,12 +1129,14 @@ fn check_leaf(kind: Kind, subject: &Subject, sans: &[San]) -> Result<()> {
     match kind {
         Kind::Server => {
             if !sans.iter().any(|s| matches!(s, San::Dns(_) | San::Ip(_))) {
-                return Err(Error::NoSubjectAltName {
-                    hint: format!(
-                        "{:?} is not a host name; pass --dns NAME and/or --ip ADDRESS",
+                let hint = match names::dns_name(&subject.common_name) {
+                    Ok(host) => format!("to grant the CN's name, pass --dns {host}"),
+                    Err(_) => format!(
+                        "the CN {:?} is not a host name either; pass --dns NAME and/or --ip ADDRESS",
                         subject.common_name
                     ),
-                });
+                };
+                return Err(Error::NoSubjectAltName { hint });
             }
             if let Some(e) = sans.iter().find(|s| matches!(s, San::Email(_))) {
                 return Err(Error::invalid(

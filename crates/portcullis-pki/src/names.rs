@@ -137,9 +137,13 @@ pub fn dns_name(name: &str) -> Result<String> {
     if name.is_empty() || name.len() > 253 {
         return bad("must be 1 to 253 characters");
     }
-    let rest = name.strip_prefix("*.").unwrap_or(name);
-    if rest.split('.').count() < 1 || rest.is_empty() {
-        return bad("a wildcard needs a domain after it, like *.example.com");
+    let wildcard = name.strip_prefix("*.");
+    let rest = wildcard.unwrap_or(name);
+    // `*.com` would cover every name in a top-level domain; browsers refuse wildcards
+    // over a public suffix. Two labels is the least a domain of one's own has (suffixes
+    // like co.uk need the public suffix list, which this check does not carry).
+    if wildcard.is_some() && rest.split('.').count() < 2 {
+        return bad("a wildcard covers the names under a domain of yours, like *.example.com");
     }
     for label in rest.split('.') {
         let ok = !label.is_empty()
@@ -243,6 +247,8 @@ mod tests {
             "x.com.",
             "127.0.0.1",
             "::1",
+            "*.com",
+            "*.",
         ] {
             assert!(dns_name(bad).is_err(), "{bad:?} accepted");
         }

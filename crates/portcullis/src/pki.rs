@@ -220,6 +220,11 @@ fn leaf_secrets(leaf: &LeafSecrets, kind: Kind) -> Result<LeafSecretValues> {
     } else {
         None
     };
+    if kind == Kind::Server && (leaf.legacy_p12 || leaf.p12_password_file.is_some()) {
+        anyhow::bail!(
+            "--legacy-p12 and --p12-password-file are for client certificates: a server gets no PKCS#12 bundle (it reads its .key and .chain.pem files)"
+        );
+    }
     let wants_p12 = kind == Kind::Client && !leaf.no_p12;
     let p12 = if wants_p12 {
         let src = Source {
@@ -328,8 +333,10 @@ fn issue(dir: &Path, cmd: IssueCommand, wait: std::time::Duration) -> Result<()>
     let mut writer = ca.writer_waiting(wait)?;
     let issued = ca.issue(&req, writer.index())?;
     let serial = issued.record.serial.clone();
+    let not_after = issued.record.not_after.clone();
     let opts = save_options(&ca, &common.out, names::file_stem(&stem), key_pass, p12);
     let written = writer.save(issued, &opts)?;
+    warn_about_validity(&req, &not_after);
     println!(
         "issued {} certificate {serial} for {}",
         if req.kind == Kind::Server {
@@ -341,6 +348,26 @@ fn issue(dir: &Path, cmd: IssueCommand, wait: std::time::Duration) -> Result<()>
     );
     print_written(&written);
     Ok(())
+}
+
+/// Says when the validity differs from what was asked (the CA ends first), and when a
+/// server certificate is valid for longer than clients accept.
+fn warn_about_validity(req: &LeafRequest, not_after: &str) {
+    let asked = i64::from(req.days);
+    let end =
+        time::OffsetDateTime::parse(not_after, &time::format_description::well_known::Rfc3339);
+    let Ok(end) = end else { return };
+    let days = (end - time::OffsetDateTime::now_utc()).whole_days();
+    if days + 1 < asked {
+        eprintln!(
+            "warning: valid until {not_after}, the CA's own end, not for the {asked} days asked; renew the CA (or issue shorter) before then"
+        );
+    }
+    if req.kind == Kind::Server && days > 398 {
+        eprintln!(
+            "warning: valid for {days} days; Safari and other Apple clients refuse server certificates valid for more than 398 days from publicly trusted CAs, and many policies apply the same limit: consider --days 398 or less"
+        );
+    }
 }
 
 fn print_written(paths: &[PathBuf]) {

@@ -396,3 +396,126 @@ fn passphrases_are_not_accepted_as_arguments() {
     assert_eq!(out.status.code(), Some(2), "clap usage error expected");
     assert!(!sb.path("pki").exists());
 }
+
+#[test]
+fn names_clients_would_refuse_or_that_cover_too_much_are_explained() {
+    let sb = Sandbox::new();
+    sb.init_ca(false);
+    // A wildcard over a whole top-level domain.
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "issue",
+            "server",
+            "everything",
+            "--dns",
+            "*.com",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ],
+        &["*.com", "*.example.com"],
+    );
+    // A CSR with a host name in its CN and no subjectAltName: the fix names that host.
+    let made = sb.tool(
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "nosan.key",
+            "-out",
+            "nosan.csr",
+            "-subj",
+            "/CN=nosan.internal",
+        ],
+    );
+    assert!(made.status.success(), "{}", common::text(&made));
+    let said = fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "sign",
+            "nosan.csr",
+            "--profile",
+            "server",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ],
+        &["--dns nosan.internal"],
+    );
+    assert!(!said.contains("is not a host name"), "{said}");
+}
+
+#[test]
+fn options_that_would_be_ignored_or_capped_are_said() {
+    let sb = Sandbox::new();
+    sb.init_ca(false);
+    // Succeeds; returns what it printed, warnings (stderr) included.
+    let issued = |args: &[&str]| {
+        let out = sb.run(args);
+        assert!(out.status.success(), "{}", common::text(&out));
+        common::text(&out)
+    };
+    // A server gets no PKCS#12 bundle, so a bundle option is a mistake, not a no-op.
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "issue",
+            "server",
+            "web.test",
+            "--legacy-p12",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ],
+        &["--legacy-p12", "client"],
+    );
+    // More days than the CA has left: issued, and the shorter end is said.
+    let out = issued(&[
+        "pki",
+        "issue",
+        "client",
+        "long",
+        "--no-p12",
+        "--days",
+        "5000",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    assert!(
+        out.contains("5000 days") && out.contains("the CA's"),
+        "{out}"
+    );
+    // A server certificate beyond 398 days: issued, with the warning clients make needed.
+    let out = issued(&[
+        "pki",
+        "issue",
+        "server",
+        "api.test",
+        "--days",
+        "500",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    assert!(out.contains("398 days"), "{out}");
+    let out = issued(&[
+        "pki",
+        "issue",
+        "server",
+        "short.test",
+        "--days",
+        "90",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    assert!(
+        !out.contains("398 days") && !out.contains("the CA's"),
+        "{out}"
+    );
+}
