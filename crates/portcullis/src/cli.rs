@@ -118,7 +118,8 @@ pub enum PkiCommand {
         /// Organization (O) of the CA certificates.
         #[arg(long = "o", value_name = "ORG")]
         organization: Option<String>,
-        #[arg(long, default_value_t = KeyType::P256, value_parser = parse_key_type)]
+        /// Key type of the CA keys.
+        #[arg(long, default_value_t = KeyType::P256, value_parser = parse_key_type())]
         key_type: KeyType,
         /// Also create an issuing intermediate (pathlen 0) and sign leaves with it.
         #[arg(long)]
@@ -169,7 +170,8 @@ pub enum PkiCommand {
     Revoke {
         /// Serial number (hex, as `openssl x509 -serial` prints it) or a certificate file.
         target: String,
-        #[arg(long, default_value = "unspecified", value_parser = parse_reason)]
+        /// Why, as the CRL will say.
+        #[arg(long, default_value = "unspecified", value_parser = parse_reason())]
         reason: Reason,
         /// Validity of the new CRL in days (its nextUpdate).
         #[arg(long, default_value_t = portcullis_pki::ca::CRL_DAYS)]
@@ -196,7 +198,7 @@ pub enum PkiCommand {
         #[arg(long)]
         days: Option<u32>,
         /// Key type of the new key [default: the old key's].
-        #[arg(long, value_parser = parse_key_type)]
+        #[arg(long, value_parser = parse_key_type())]
         key_type: Option<KeyType>,
         #[command(flatten)]
         leaf: LeafSecrets,
@@ -213,7 +215,9 @@ pub enum PkiCommand {
 
     /// Show what is in a file: certificates, chains, CSRs, CRLs, keys, PKCS#12.
     Inspect {
+        /// A PEM, DER or PKCS#12 file.
         file: PathBuf,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
         /// Password to open a PKCS#12 bundle, from the first line of FILE
@@ -287,7 +291,8 @@ pub struct IssueCommon {
     /// Validity in days.
     #[arg(long, default_value_t = portcullis_pki::ca::LEAF_DAYS)]
     pub days: u32,
-    #[arg(long, default_value_t = KeyType::P256, value_parser = parse_key_type)]
+    /// Key type of the new key.
+    #[arg(long, default_value_t = KeyType::P256, value_parser = parse_key_type())]
     pub key_type: KeyType,
     #[command(flatten)]
     pub out: Output,
@@ -295,10 +300,16 @@ pub struct IssueCommon {
     pub secret: CaSecret,
 }
 
-fn parse_key_type(s: &str) -> Result<KeyType, String> {
-    s.parse()
+/// The key types by name, listed in `--help` and in the error for any other value.
+fn parse_key_type() -> impl clap::builder::TypedValueParser<Value = KeyType> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(KeyType::ALL.map(KeyType::name))
+        .try_map(|s| s.parse::<KeyType>())
 }
 
-fn parse_reason(s: &str) -> Result<Reason, String> {
-    s.parse()
+/// The revocation reasons by name, listed in `--help` and in errors.
+fn parse_reason() -> impl clap::builder::TypedValueParser<Value = Reason> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Reason::ALL.map(Reason::name))
+        .try_map(|s| s.parse::<Reason>())
 }

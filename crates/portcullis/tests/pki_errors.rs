@@ -519,3 +519,52 @@ fn options_that_would_be_ignored_or_capped_are_said() {
         "{out}"
     );
 }
+
+#[test]
+fn every_pki_option_is_described_and_lists_its_values() {
+    let sb = Sandbox::new();
+    let commands: [&[&str]; 10] = [
+        &["pki", "init"],
+        &["pki", "issue", "server"],
+        &["pki", "issue", "client"],
+        &["pki", "sign"],
+        &["pki", "revoke"],
+        &["pki", "crl"],
+        &["pki", "renew"],
+        &["pki", "list"],
+        &["pki", "inspect"],
+        &["pki"],
+    ];
+    for command in commands {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let help = sb.ok(&args);
+        // The lines under "Options:" and "Arguments:" that start an entry (indented
+        // by at most six spaces; descriptions continue further in).
+        let mut listing = false;
+        for line in help.lines() {
+            match line {
+                "Options:" | "Arguments:" => listing = true,
+                "" => listing = false,
+                _ if listing && line.len() - line.trim_start().len() <= 6 => {
+                    let parts = line.split("  ").filter(|p| !p.trim().is_empty()).count();
+                    assert!(
+                        parts > 1,
+                        "{command:?}: {line:?} has no description:\n{help}"
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    let issue = sb.ok(&["pki", "issue", "client", "--help"]);
+    assert!(
+        issue.contains("[possible values: p256,") && issue.contains("ed25519]"),
+        "{issue}"
+    );
+    let revoke = sb.ok(&["pki", "revoke", "--help"]);
+    assert!(
+        revoke.contains("key-compromise") && revoke.contains("privilege-withdrawn"),
+        "{revoke}"
+    );
+}
