@@ -206,6 +206,16 @@ fn unlock(dir: &Path, secret: &CaSecret) -> Result<Ca> {
 /// The passphrase for a new leaf key, and the password and format of its PKCS#12 bundle.
 type LeafSecretValues = (Option<Passphrase>, Option<(Passphrase, P12Format)>);
 
+/// PKCS#12 options only where a bundle is written: a server gets none.
+fn bundle_options_fit(leaf: &LeafSecrets, kind: Kind) -> Result<()> {
+    if kind == Kind::Server && (leaf.legacy_p12 || leaf.p12_password_file.is_some()) {
+        anyhow::bail!(
+            "--legacy-p12 and --p12-password-file are for client certificates: a server gets no PKCS#12 bundle (it reads its .key and .chain.pem files)"
+        );
+    }
+    Ok(())
+}
+
 fn leaf_secrets(leaf: &LeafSecrets, kind: Kind) -> Result<LeafSecretValues> {
     let key_src = Source {
         file: leaf.key_passphrase_file.as_deref(),
@@ -220,11 +230,7 @@ fn leaf_secrets(leaf: &LeafSecrets, kind: Kind) -> Result<LeafSecretValues> {
     } else {
         None
     };
-    if kind == Kind::Server && (leaf.legacy_p12 || leaf.p12_password_file.is_some()) {
-        anyhow::bail!(
-            "--legacy-p12 and --p12-password-file are for client certificates: a server gets no PKCS#12 bundle (it reads its .key and .chain.pem files)"
-        );
-    }
+    bundle_options_fit(leaf, kind)?;
     let wants_p12 = kind == Kind::Client && !leaf.no_p12;
     let p12 = if wants_p12 {
         let src = Source {
@@ -327,9 +333,12 @@ fn issue(dir: &Path, cmd: IssueCommand, wait: std::time::Duration) -> Result<()>
             (req, common, leaf, name)
         }
     };
-    // Validate everything and gather every secret before touching the CA key.
-    let (key_pass, p12) = leaf_secrets(&leaf, req.kind)?;
+    // Options first, then the CA passphrase (a wrong one must not waste the typing of the
+    // others), then the new secrets, and only then the lock: nobody waits on it while
+    // someone types.
+    bundle_options_fit(&leaf, req.kind)?;
     let ca = unlock(dir, &common.secret)?;
+    let (key_pass, p12) = leaf_secrets(&leaf, req.kind)?;
     let mut writer = ca.writer_waiting(wait)?;
     let issued = ca.issue(&req, writer.index())?;
     let serial = issued.record.serial.clone();

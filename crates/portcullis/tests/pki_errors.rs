@@ -52,6 +52,20 @@ fn wrong_ca_passphrase_names_the_key_and_where_the_passphrase_came_from() {
             "--ca-passphrase-file wrong.pass",
         ],
     );
+    // The CA passphrase is asked (and checked) before the bundle's password: a wrong one
+    // must not waste the typing of the other.
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "issue",
+            "client",
+            "y",
+            "--ca-passphrase-file",
+            "wrong.pass",
+        ],
+        &["wrong passphrase", "pki/root.key"],
+    );
     // Same through the environment variable; the passphrase itself is never echoed.
     let out = sb.run_env(
         &["pki", "crl"],
