@@ -1215,6 +1215,11 @@ impl Reason {
         Reason::ALL.into_iter().find(|r| r.name() == s)
     }
 
+    /// The reason a CRL entry's reasonCode (RFC 5280 §5.3.1) stands for.
+    pub fn from_code(code: u8) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.rcgen() as u8 == code)
+    }
+
     fn rcgen(self) -> rcgen::RevocationReason {
         use rcgen::RevocationReason as R;
         match self {

@@ -70,7 +70,8 @@ pub struct CertInfo {
     pub path_len: Option<u32>,
     pub not_before: String,
     pub not_after: String,
-    /// `valid`, `expired` or `not-yet-valid`, at the time of inspection.
+    /// `valid`, `expired` or `not-yet-valid`, at the time of inspection; `revoked` when
+    /// the CA directory given says so (see [`mark_revoked`]).
     pub validity: String,
     pub self_signed: bool,
     pub fingerprint_sha256: String,
@@ -397,7 +398,11 @@ fn crl_object(der: &[u8], path: &Path) -> Result<Object> {
         .map(|r| RevokedInfo {
             serial: serial_hex(r.raw_serial()),
             revoked_at: time_str(r.revocation_date),
-            reason: r.reason_code().map(|(_, rc)| rc.to_string()),
+            // Spelled as `pki revoke --reason` takes it.
+            reason: r.reason_code().map(|(_, rc)| {
+                crate::ca::Reason::from_code(rc.0)
+                    .map_or_else(|| rc.to_string(), |r| r.name().to_owned())
+            }),
         })
         .collect();
     Ok(Object::Crl {
@@ -513,4 +518,33 @@ pub(crate) fn leaf_request_from(
             .or_else(|| key_type_of(cert.public_key()))
             .unwrap_or_default(),
     })
+}
+
+/// Marks the certificates of a report that `index` (of the CA whose issuing certificate
+/// has subject `issuer`) records as revoked: their validity becomes `revoked`, with a
+/// warning saying when and why.
+pub fn mark_revoked(report: &mut Report, index: &crate::Index, issuer: &str) {
+    let mut warnings = Vec::new();
+    let mut mark = |c: &mut CertInfo| {
+        let revoked = index
+            .records
+            .iter()
+            .filter(|r| r.serial == c.serial && c.issuer == issuer)
+            .find_map(|r| r.revoked.as_ref());
+        if let Some(rev) = revoked {
+            c.validity = "revoked".into();
+            warnings.push(format!(
+                "{} (serial {}) was revoked by this CA at {} ({})",
+                c.subject, c.serial, rev.at, rev.reason
+            ));
+        }
+    };
+    for o in &mut report.objects {
+        match o {
+            Object::Certificate(c) => mark(c),
+            Object::Pkcs12 { certificates, .. } => certificates.iter_mut().for_each(&mut mark),
+            _ => {}
+        }
+    }
+    report.warnings.extend(warnings);
 }

@@ -167,13 +167,14 @@ pub fn run(args: PkiArgs) -> Result<()> {
                 prompt: "PKCS#12 password".into(),
             };
             // Only asked for when the file turns out to need it.
-            let report = match portcullis_pki::inspect::inspect(&file, None) {
+            let mut report = match portcullis_pki::inspect::inspect(&file, None) {
                 Ok(r) => r,
                 Err(first) => match src.get(Mode::Enter)? {
                     Some(pw) => portcullis_pki::inspect::inspect(&file, Some(&pw))?,
                     None => return Err(first.into()),
                 },
             };
+            mark_revoked(dir, &mut report);
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -181,6 +182,28 @@ pub fn run(args: PkiArgs) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// With a CA directory at `dir`, the certificates it revoked show as revoked: a file
+/// alone cannot say so. Without one (or with an unreadable one) the report stays as is.
+fn mark_revoked(dir: &Path, report: &mut portcullis_pki::inspect::Report) {
+    let layout = ca::Layout::new(dir);
+    if !layout.exists() {
+        return;
+    }
+    let issuing = [layout.intermediate_cert(), layout.root_cert()]
+        .into_iter()
+        .find(|p| p.exists());
+    let issuer = issuing
+        .and_then(|p| portcullis_pki::inspect::inspect(&p, None).ok())
+        .and_then(|r| match r.objects.into_iter().next() {
+            Some(portcullis_pki::inspect::Object::Certificate(c)) => Some(c.subject),
+            _ => None,
+        });
+    let index = portcullis_pki::Index::load(&layout.index());
+    if let (Some(issuer), Ok(index)) = (issuer, index) {
+        portcullis_pki::inspect::mark_revoked(report, &index, &issuer);
     }
 }
 

@@ -582,3 +582,46 @@ fn every_pki_option_is_described_and_lists_its_values() {
         "{revoke}"
     );
 }
+
+#[test]
+fn inspect_says_revoked_and_names_reasons_as_the_cli_spells_them() {
+    let sb = Sandbox::new();
+    sb.init_ca(true);
+    for who in ["alice", "bob"] {
+        sb.ok(&[
+            "pki",
+            "issue",
+            "client",
+            who,
+            "--no-p12",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ]);
+    }
+    sb.ok(&[
+        "pki",
+        "revoke",
+        "pki/issued/alice.crt",
+        "--reason",
+        "key-compromise",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    let crl = sb.ok(&["pki", "inspect", "pki/crl.pem"]);
+    assert!(
+        crl.contains("(key-compromise)") && !crl.contains("KeyCompromise"),
+        "{crl}"
+    );
+    let alice = sb.ok(&["pki", "inspect", "pki/issued/alice.crt"]);
+    assert!(
+        alice.contains("(revoked)") && !alice.contains("(valid)"),
+        "{alice}"
+    );
+    assert!(alice.contains("key-compromise"), "{alice}");
+    let json: serde_json::Value =
+        serde_json::from_str(&sb.ok(&["pki", "inspect", "pki/issued/alice.crt", "--json"]))
+            .unwrap();
+    assert_eq!(json["objects"][0]["validity"], "revoked", "{json}");
+    let bob = sb.ok(&["pki", "inspect", "pki/issued/bob.chain.pem"]);
+    assert!(bob.contains("(valid)") && !bob.contains("revoked"), "{bob}");
+}
