@@ -200,6 +200,10 @@ pub enum PkiCommand {
         /// Key type of the new key [default: the old key's].
         #[arg(long, value_parser = parse_key_type())]
         key_type: Option<KeyType>,
+        /// Renew a certificate whose key the CA never had (signed from a CSR) with a key
+        /// made here; otherwise such a renewal is refused.
+        #[arg(long)]
+        new_key: bool,
         #[command(flatten)]
         leaf: LeafSecrets,
         #[command(flatten)]

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use portcullis_pki::ca::{self, Ca, InitOptions};
 use portcullis_pki::inspect::{CertInfo, Object, Report};
 use portcullis_pki::names::{self, San, Subject};
-use portcullis_pki::{Index, Kind, LeafRequest, P12Format, Passphrase, SaveOptions};
+use portcullis_pki::{Index, Kind, LeafRequest, P12Format, Passphrase, Reason, SaveOptions};
 
 use crate::cli::{CaSecret, IssueCommand, LeafSecrets, Output, PkiArgs, PkiCommand, Profile};
 use crate::secrets::{self, Mode, Source};
@@ -138,16 +138,47 @@ pub fn run(args: PkiArgs) -> Result<()> {
             cert,
             days,
             key_type,
+            new_key,
             leaf,
             secret,
         } => {
+            // A certificate signed from a CSR has no key beside it: its key is the
+            // requester's, and a renewal here would hand them one the CA made.
+            let key = key_beside(&cert);
+            if !new_key && !key.exists() {
+                anyhow::bail!(
+                    "{} has no private key beside it ({}): it was signed from a CSR, so its key belongs to whoever made the CSR. Sign their new CSR instead (portcullis pki sign NEW.csr --profile server|client), or pass --new-key to make a key here",
+                    cert.display(),
+                    key.display()
+                );
+            }
             let ca = unlock(dir, &secret)?;
             // Passwords first: nobody waits on the lock while someone types.
             let kind = ca.renewal_request(&cert, days, key_type)?.kind;
             let (key_pass, p12) = leaf_secrets(&leaf, kind)?;
             let mut writer = ca.writer_waiting(wait)?;
             let renewal = ca.renew(&cert, days, key_type, writer.index())?;
+            let old = portcullis_pki::inspect::inspect(&cert, None)
+                .ok()
+                .and_then(|r| match r.objects.into_iter().next() {
+                    Some(Object::Certificate(c)) => Some(c.serial),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let compromised = writer.index().records.iter().any(|r| {
+                r.serial == old
+                    && r.revoked
+                        .as_ref()
+                        .is_some_and(|v| v.reason == Reason::KeyCompromise.name())
+            });
+            let new = renewal.issued.record.serial.clone();
             let (written, moved) = writer.save_renewal(renewal, key_pass, p12)?;
+            println!("renewed {old} as {new}");
+            if compromised {
+                eprintln!(
+                    "warning: {old} was revoked for key-compromise; the renewal has a new key, but whoever held the old one may still hold other secrets of its owner"
+                );
+            }
             for (from, to) in &moved {
                 println!("archived {} -> {}", from.display(), to.display());
             }
@@ -187,7 +218,7 @@ pub fn run(args: PkiArgs) -> Result<()> {
 
 /// With a CA directory at `dir`, the certificates it revoked show as revoked: a file
 /// alone cannot say so. Without one (or with an unreadable one) the report stays as is.
-fn mark_revoked(dir: &Path, report: &mut portcullis_pki::inspect::Report) {
+fn mark_revoked(dir: &Path, report: &mut Report) {
     let layout = ca::Layout::new(dir);
     if !layout.exists() {
         return;
@@ -198,7 +229,7 @@ fn mark_revoked(dir: &Path, report: &mut portcullis_pki::inspect::Report) {
     let issuer = issuing
         .and_then(|p| portcullis_pki::inspect::inspect(&p, None).ok())
         .and_then(|r| match r.objects.into_iter().next() {
-            Some(portcullis_pki::inspect::Object::Certificate(c)) => Some(c.subject),
+            Some(Object::Certificate(c)) => Some(c.subject),
             _ => None,
         });
     let index = portcullis_pki::Index::load(&layout.index());
@@ -400,6 +431,20 @@ fn warn_about_validity(req: &LeafRequest, not_after: &str) {
             "warning: valid for {days} days; Safari and other Apple clients refuse server certificates valid for more than 398 days from publicly trusted CAs, and many policies apply the same limit: consider --days 398 or less"
         );
     }
+}
+
+/// The key file that goes with a certificate file: NAME.key beside NAME.crt or
+/// NAME.chain.pem.
+fn key_beside(cert: &Path) -> PathBuf {
+    let name = cert
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let stem = [".chain.pem", ".crt", ".pem"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))
+        .unwrap_or(name);
+    cert.with_file_name(format!("{stem}.key"))
 }
 
 fn print_written(paths: &[PathBuf]) {

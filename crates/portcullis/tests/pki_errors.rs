@@ -625,3 +625,84 @@ fn inspect_says_revoked_and_names_reasons_as_the_cli_spells_them() {
     let bob = sb.ok(&["pki", "inspect", "pki/issued/bob.chain.pem"]);
     assert!(bob.contains("(valid)") && !bob.contains("revoked"), "{bob}");
 }
+
+#[test]
+fn renew_does_not_make_a_key_for_a_csr_and_says_what_it_renewed() {
+    let sb = Sandbox::new();
+    sb.init_ca(false);
+    let made = sb.tool(
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "svc.key",
+            "-out",
+            "svc.csr",
+            "-subj",
+            "/CN=svc.internal",
+            "-addext",
+            "subjectAltName=DNS:svc.internal",
+        ],
+    );
+    assert!(made.status.success(), "{}", common::text(&made));
+    sb.ok(&[
+        "pki",
+        "sign",
+        "svc.csr",
+        "--profile",
+        "server",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    // Its key is the requester's: the CA has none to replace.
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "renew",
+            "pki/issued/svc.internal.crt",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ],
+        &["CSR", "pki sign", "--new-key"],
+    );
+
+    // A certificate the CA made the key for renews, naming both serials; one revoked for
+    // key compromise renews with a warning.
+    sb.ok(&[
+        "pki",
+        "issue",
+        "client",
+        "alice",
+        "--no-p12",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    sb.ok(&[
+        "pki",
+        "revoke",
+        "pki/issued/alice.crt",
+        "--reason",
+        "key-compromise",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    let out = sb.run(&[
+        "pki",
+        "renew",
+        "pki/issued/alice.crt",
+        "--no-p12",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    let said = common::text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("renewed") && said.contains(" as "), "{said}");
+    assert!(said.contains("key-compromise"), "{said}");
+}
