@@ -431,25 +431,7 @@ fn names_clients_would_refuse_or_that_cover_too_much_are_explained() {
         &["*.com", "*.example.com"],
     );
     // A CSR with a host name in its CN and no subjectAltName: the fix names that host.
-    let made = sb.tool(
-        "openssl",
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "nosan.key",
-            "-out",
-            "nosan.csr",
-            "-subj",
-            "/CN=nosan.internal",
-        ],
-    );
-    assert!(made.status.success(), "{}", common::text(&made));
+    sb.openssl_csr("nosan", "/CN=nosan.internal", &[]);
     let said = fails_cleanly(
         &sb,
         &[
@@ -588,15 +570,7 @@ fn inspect_says_revoked_and_names_reasons_as_the_cli_spells_them() {
     let sb = Sandbox::new();
     sb.init_ca(true);
     for who in ["alice", "bob"] {
-        sb.ok(&[
-            "pki",
-            "issue",
-            "client",
-            who,
-            "--no-p12",
-            "--ca-passphrase-file",
-            "ca.pass",
-        ]);
+        sb.issue_client(who);
     }
     sb.ok(&[
         "pki",
@@ -630,27 +604,11 @@ fn inspect_says_revoked_and_names_reasons_as_the_cli_spells_them() {
 fn renew_does_not_make_a_key_for_a_csr_and_says_what_it_renewed() {
     let sb = Sandbox::new();
     sb.init_ca(false);
-    let made = sb.tool(
-        "openssl",
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "svc.key",
-            "-out",
-            "svc.csr",
-            "-subj",
-            "/CN=svc.internal",
-            "-addext",
-            "subjectAltName=DNS:svc.internal",
-        ],
+    sb.openssl_csr(
+        "svc",
+        "/CN=svc.internal",
+        &["-addext", "subjectAltName=DNS:svc.internal"],
     );
-    assert!(made.status.success(), "{}", common::text(&made));
     sb.ok(&[
         "pki",
         "sign",
@@ -675,15 +633,7 @@ fn renew_does_not_make_a_key_for_a_csr_and_says_what_it_renewed() {
 
     // A certificate the CA made the key for renews, naming both serials; one revoked for
     // key compromise renews with a warning.
-    sb.ok(&[
-        "pki",
-        "issue",
-        "client",
-        "alice",
-        "--no-p12",
-        "--ca-passphrase-file",
-        "ca.pass",
-    ]);
+    sb.issue_client("alice");
     sb.ok(&[
         "pki",
         "revoke",

@@ -84,6 +84,43 @@ impl Sandbox {
         self.ok(&args);
     }
 
+    /// `pki issue client NAME` without a PKCS#12 bundle.
+    pub fn issue_client(&self, name: &str) {
+        self.ok(&[
+            "pki",
+            "issue",
+            "client",
+            name,
+            "--no-p12",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ]);
+    }
+
+    /// A P-256 key and CSR made by `openssl req`: STEM.key and STEM.csr, with `extra`
+    /// arguments (e.g. `-addext subjectAltName=…`).
+    pub fn openssl_csr(&self, stem: &str, subject: &str, extra: &[&str]) {
+        let (key, csr) = (format!("{stem}.key"), format!("{stem}.csr"));
+        let mut args = vec![
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            subject,
+        ];
+        args.extend_from_slice(extra);
+        let out = self.tool("openssl", &args);
+        assert!(out.status.success(), "openssl req: {}", text(&out));
+    }
+
     /// Runs an external tool in the sandbox and returns its output.
     pub fn tool(&self, program: &str, args: &[&str]) -> Output {
         Command::new(program)
