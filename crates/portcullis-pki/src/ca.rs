@@ -818,12 +818,7 @@ impl Writer<'_> {
     ) -> Result<(Vec<PathBuf>, Archived)> {
         let path = &renewal.cert_path;
         let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
-        let stem = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".crt").or_else(|| n.strip_suffix(".pem")))
-            .unwrap_or("cert")
-            .to_owned();
+        let stem = issued_stem(path).unwrap_or("cert").to_owned();
         let dest = self.ca.layout.archive().join(&renewal.old_serial);
         let archive: Vec<(PathBuf, PathBuf)> = ["key", "crt", "chain.pem", "p12"]
             .iter()
@@ -1099,6 +1094,22 @@ pub struct Renewal {
     pub request: LeafRequest,
     old_serial: String,
     cert_path: PathBuf,
+}
+
+impl Renewal {
+    /// The serial of the certificate renewed.
+    pub fn old_serial(&self) -> &str {
+        &self.old_serial
+    }
+}
+
+/// The name the files issued together share (NAME.crt, NAME.chain.pem, NAME.key,
+/// NAME.p12), from the path of one of the certificate files.
+pub fn issued_stem(cert: &Path) -> Option<&str> {
+    let name = cert.file_name()?.to_str()?;
+    [".chain.pem", ".crt", ".pem"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))
 }
 
 /// (old path, archived path) of each file a renewal moved aside.

@@ -158,13 +158,7 @@ pub fn run(args: PkiArgs) -> Result<()> {
             let (key_pass, p12) = leaf_secrets(&leaf, kind)?;
             let mut writer = ca.writer_waiting(wait)?;
             let renewal = ca.renew(&cert, days, key_type, writer.index())?;
-            let old = portcullis_pki::inspect::inspect(&cert, None)
-                .ok()
-                .and_then(|r| match r.objects.into_iter().next() {
-                    Some(Object::Certificate(c)) => Some(c.serial),
-                    _ => None,
-                })
-                .unwrap_or_default();
+            let old = renewal.old_serial().to_owned();
             let compromised = writer.index().records.iter().any(|r| {
                 r.serial == old
                     && r.revoked
@@ -436,14 +430,7 @@ fn warn_about_validity(req: &LeafRequest, not_after: &str) {
 /// The key file that goes with a certificate file: NAME.key beside NAME.crt or
 /// NAME.chain.pem.
 fn key_beside(cert: &Path) -> PathBuf {
-    let name = cert
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    let stem = [".chain.pem", ".crt", ".pem"]
-        .iter()
-        .find_map(|ext| name.strip_suffix(ext))
-        .unwrap_or(name);
+    let stem = ca::issued_stem(cert).unwrap_or_default();
     cert.with_file_name(format!("{stem}.key"))
 }
 
