@@ -108,7 +108,7 @@ pub mod fuzzing {
         let mut roots = rustls::RootCertStore::empty();
         let mut expired = Vec::new();
         let (Ok(_), Ok(crls)) = (
-            crate::tls::add_anchors(ca_file.to_vec(), path, &mut roots, &mut Vec::new()),
+            crate::tls::add_anchors(ca_file.to_vec(), path, &mut roots, Some(&mut Vec::new())),
             crate::tls::read_crls(crl_file.to_vec(), path, &mut expired),
         ) else {
             return false;

@@ -255,15 +255,8 @@ pub fn load(
             let mut intermediates = Vec::new();
             let mut listing_intermediates = None;
             for path in &config.client_ca {
-                let listed = add_anchors(read(path)?, path, &mut roots, &mut intermediates)?;
-                if config.trust_intermediates {
-                    for der in intermediates.drain(..) {
-                        roots.add(der).map_err(|e| Error::Invalid {
-                            path: path.clone(),
-                            reason: format!("not a usable CA certificate: {e}"),
-                        })?;
-                    }
-                }
+                let intermediates = (!config.trust_intermediates).then_some(&mut intermediates);
+                let listed = add_anchors(read(path)?, path, &mut roots, intermediates)?;
                 for (subject, not_after) in listed.anchors {
                     client_ca_subjects.push(subject.clone());
                     expiry.push(("client-ca", subject, not_after));
@@ -371,14 +364,15 @@ pub(crate) struct Listed {
 
 /// Reads a client-CA file: self-issued CA certificates (roots) go to `roots` as trust
 /// anchors; the others (intermediates) to `intermediates`, only to complete the chains of
-/// clients that send their certificate alone. An intermediate is never an anchor: trusting
+/// clients that send their certificate alone. An intermediate is not an anchor: trusting
 /// it by itself would accept what it issued even when its root is not trusted, and OpenSSL
-/// (nginx's `ssl_client_certificate`) does not either.
+/// (nginx's `ssl_client_certificate`) does not either — unless the configuration asks for
+/// exactly that (`trust_intermediates`, passed as `intermediates: None`).
 pub(crate) fn add_anchors(
     bytes: Vec<u8>,
     path: &Path,
     roots: &mut RootCertStore,
-    intermediates: &mut Vec<CertificateDer<'static>>,
+    mut intermediates: Option<&mut Vec<CertificateDer<'static>>>,
 ) -> Result<Listed> {
     let mut listed = Listed {
         anchors: Vec::new(),
@@ -391,31 +385,35 @@ pub(crate) fn add_anchors(
         };
         let (_, c) = parse_x509_certificate(&der).map_err(|e| invalid(&e))?;
         let described = (c.subject().to_string(), c.validity().not_after.timestamp());
-        if c.subject().as_raw() == c.issuer().as_raw() {
-            // webpki never looks at an anchor's own extensions: a self-signed leaf listed
-            // here (to admit one client) would let whoever holds its key sign any client
-            // certificate. Version 1 roots predate extensions and stay accepted.
-            let ca = c
-                .basic_constraints()
-                .ok()
-                .flatten()
-                .is_some_and(|b| b.value.ca);
-            if c.version() == X509Version::V3 && !ca {
-                return Err(Error::Invalid {
-                    path: path.to_owned(),
-                    reason: format!(
-                        "{} is self-signed but not a CA (no basicConstraints CA:TRUE): as a trust anchor, whoever holds its key could sign any client certificate; list the CA that issues your clients' certificates (or make one: portcullis pki init)",
-                        described.0
-                    ),
-                });
+        let self_issued = c.subject().as_raw() == c.issuer().as_raw();
+        match intermediates.as_deref_mut() {
+            Some(list) if !self_issued => {
+                listed.intermediates.push(described);
+                list.push(CertificateDer::from(der));
             }
-            listed.anchors.push(described);
-            roots
-                .add(CertificateDer::from(der))
-                .map_err(|e| invalid(&e))?;
-        } else {
-            listed.intermediates.push(described);
-            intermediates.push(CertificateDer::from(der));
+            _ => {
+                // webpki never looks at an anchor's own extensions: a leaf listed here (a
+                // self-signed one, to admit one client) would let whoever holds its key
+                // sign any client certificate. Version 1 roots predate extensions.
+                let ca = c
+                    .basic_constraints()
+                    .ok()
+                    .flatten()
+                    .is_some_and(|b| b.value.ca);
+                if c.version() == X509Version::V3 && !ca {
+                    return Err(Error::Invalid {
+                        path: path.to_owned(),
+                        reason: format!(
+                            "{} is not a CA (no basicConstraints CA:TRUE): as a trust anchor, whoever holds its key could sign any client certificate; list the CA that issues your clients' certificates (or make one: portcullis pki init)",
+                            described.0
+                        ),
+                    });
+                }
+                listed.anchors.push(described);
+                roots
+                    .add(CertificateDer::from(der))
+                    .map_err(|e| invalid(&e))?;
+            }
         }
     }
     Ok(listed)

@@ -342,7 +342,7 @@ mod tests {
                 root,
                 std::path::Path::new("root.crt"),
                 &mut roots,
-                &mut Vec::new(),
+                Some(&mut Vec::new()),
             )
             .unwrap();
             let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
