@@ -572,15 +572,7 @@ fn inspect_says_revoked_and_names_reasons_as_the_cli_spells_them() {
     for who in ["alice", "bob"] {
         sb.issue_client(who);
     }
-    sb.ok(&[
-        "pki",
-        "revoke",
-        "pki/issued/alice.crt",
-        "--reason",
-        "key-compromise",
-        "--ca-passphrase-file",
-        "ca.pass",
-    ]);
+    sb.revoke("pki/issued/alice.crt", "key-compromise");
     let crl = sb.ok(&["pki", "inspect", "pki/crl.pem"]);
     assert!(
         crl.contains("(key-compromise)") && !crl.contains("KeyCompromise"),
@@ -634,15 +626,7 @@ fn renew_does_not_make_a_key_for_a_csr_and_says_what_it_renewed() {
     // A certificate the CA made the key for renews, naming both serials; one revoked for
     // key compromise renews with a warning.
     sb.issue_client("alice");
-    sb.ok(&[
-        "pki",
-        "revoke",
-        "pki/issued/alice.crt",
-        "--reason",
-        "key-compromise",
-        "--ca-passphrase-file",
-        "ca.pass",
-    ]);
+    sb.revoke("pki/issued/alice.crt", "key-compromise");
     let out = sb.run(&[
         "pki",
         "renew",

@@ -97,6 +97,19 @@ impl Sandbox {
         ]);
     }
 
+    /// `pki revoke FILE --reason REASON`, which also publishes the CRL.
+    pub fn revoke(&self, cert: &str, reason: &str) {
+        self.ok(&[
+            "pki",
+            "revoke",
+            cert,
+            "--reason",
+            reason,
+            "--ca-passphrase-file",
+            "ca.pass",
+        ]);
+    }
+
     /// A P-256 key and CSR made by `openssl req`: STEM.key and STEM.csr, with `extra`
     /// arguments (e.g. `-addext subjectAltName=…`).
     pub fn openssl_csr(&self, stem: &str, subject: &str, extra: &[&str]) {
