@@ -143,8 +143,13 @@ impl ClientCertVerifier for WithIntermediates {
                 .collect();
             self.inner.verify_client_cert(end_entity, &all, now)
         };
-        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
-        if intermediates.is_empty() && verdict.as_ref().err() == Some(&unknown) {
+        let no_path = matches!(
+            verdict,
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            ))
+        );
+        if no_path && intermediates.is_empty() {
             explain_lone_certificate(end_entity);
         }
         verdict
