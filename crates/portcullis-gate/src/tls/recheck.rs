@@ -128,11 +128,6 @@ impl Recheck {
         }
     }
 
-    /// The verifier itself.
-    pub fn verifier(&self) -> &dyn ClientCertVerifier {
-        self.verifier.as_ref()
-    }
-
     /// The client of a chain (leaf first) this site accepts at `now`: what its verifier
     /// would answer, by lookup when it accepted the same chain before and nothing that
     /// decides the verdict has changed since.
@@ -149,7 +144,7 @@ impl Recheck {
                 return Ok(a.verified);
             }
         }
-        super::verify_chain(self.verifier(), chain, now)?;
+        super::verify_chain(self.verifier.as_ref(), chain, now)?;
         let verified = Arc::new(Verified::from_chain(chain)?);
         if let Some(window) = Window::of(chain) {
             let accepted = Accepted {
