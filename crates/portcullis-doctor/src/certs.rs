@@ -148,9 +148,9 @@ pub fn seq_contents(der: &[u8]) -> &[u8] {
     der.get(header..).unwrap_or(der)
 }
 
+/// Lowercase hex, as every Portcullis command and the gate's headers print it.
 pub fn fingerprint(der: &[u8]) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
-    hex::encode_upper(d.as_ref())
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der))
 }
 
 fn ip_string(b: &[u8]) -> String {

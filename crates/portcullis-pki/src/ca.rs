@@ -294,14 +294,12 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-/// SHA-256 fingerprint, colon-separated uppercase hex like `openssl x509 -fingerprint`.
+/// SHA-256 fingerprint in lowercase hex: the one spelling Portcullis prints everywhere
+/// (`pki inspect`, `pki list`, the gate's `X-Client-Fingerprint` and access log), so
+/// one can be searched for the other. Role conditions also accept OpenSSL's
+/// `AB:CD:…` spelling.
 pub fn fingerprint(der: &[u8]) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
-    d.as_ref()
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der))
 }
 
 /// A new leaf certificate to issue with a fresh key.

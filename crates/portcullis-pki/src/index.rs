@@ -28,11 +28,22 @@ pub struct Record {
     /// RFC 3339.
     pub not_before: String,
     pub not_after: String,
+    /// Lowercase hex ([`crate::ca::fingerprint`]). Indexes written before that spelling
+    /// held `AB:CD:…`; they read back in today's.
+    #[serde(deserialize_with = "lowercase_hex")]
     pub fingerprint_sha256: String,
     /// Where the certificate was written, as given on the command line.
     pub cert: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked: Option<Revocation>,
+}
+
+fn lowercase_hex<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    Ok(s.chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect())
 }
 
 /// When and why a certificate was revoked.
@@ -239,6 +250,17 @@ mod tests {
             cert: "x.crt".into(),
             revoked: None,
         }
+    }
+
+    #[test]
+    fn fingerprints_written_in_the_old_colon_spelling_read_back_in_todays() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("index.jsonl");
+        let mut old = serde_json::to_value(rec("0A", "2999-01-01T00:00:00Z")).unwrap();
+        old["fingerprint_sha256"] = "9D:51:1C:B6".into();
+        std::fs::write(&p, format!("{old}\n")).unwrap();
+        let idx = Index::load(&p).unwrap();
+        assert_eq!(idx.records[0].fingerprint_sha256, "9d511cb6");
     }
 
     #[test]

@@ -278,7 +278,30 @@ fn upstream_receives_identity_headers_and_the_canonical_path() {
             .count(),
         2
     );
-    assert_eq!(h["x-client-fingerprint"].as_str().unwrap().len(), 64);
+    // One fingerprint format everywhere: what the upstream receives is what `pki inspect`
+    // and `pki list` print for the same file, so an operator can grep one for the other.
+    let seen = h["x-client-fingerprint"].as_str().unwrap();
+    assert_eq!(seen.len(), 64);
+    let pki_json = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["pki", "--dir", pki.path("pki").to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        json(&String::from_utf8_lossy(&out.stdout))
+    };
+    let alice = pki.path("pki/issued/alice.crt");
+    let inspected = pki_json(&["inspect", "--json", alice.to_str().unwrap()]);
+    assert_eq!(inspected["objects"][0]["fingerprint_sha256"], seen);
+    let listed = pki_json(&["list", "--json"]);
+    let row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["subject"].as_str().unwrap().contains("CN=alice"))
+        .unwrap();
+    assert_eq!(row["fingerprint_sha256"], seen);
 }
 
 #[test]
