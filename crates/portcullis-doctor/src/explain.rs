@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::causes;
 
 /// What an error message means.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Explanation {
     pub input: String,
     pub cause: String,

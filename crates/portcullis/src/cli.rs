@@ -30,6 +30,10 @@ pub enum Command {
         /// The configuration file.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Print what the configuration does as JSON (with `ok` and `error` when it does
+        /// not load; the exit status is 2 then too).
+        #[arg(long)]
+        json: bool,
     },
     /// Run a certificate authority in a directory: issue, sign, revoke, inspect.
     Pki(PkiArgs),
@@ -56,6 +60,11 @@ pub struct PkiArgs {
     /// How long a command that changes the CA waits for another one to finish.
     #[arg(long, global = true, default_value_t = 10, value_name = "SECS")]
     pub lock_wait: u64,
+
+    /// Print what the command did (or found) as JSON: one stable shape per command,
+    /// described in docs/pki.md.
+    #[arg(long, global = true)]
+    pub json: bool,
 
     #[command(subcommand)]
     pub command: PkiCommand,
@@ -211,19 +220,12 @@ pub enum PkiCommand {
     },
 
     /// List every certificate the CA issued, with its status.
-    List {
-        /// Print JSON (one array) instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    List,
 
     /// Show what is in a file: certificates, chains, CSRs, CRLs, keys, PKCS#12.
     Inspect {
         /// A PEM, DER or PKCS#12 file.
         file: PathBuf,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
         /// Password to open a PKCS#12 bundle, from the first line of FILE
         /// (or PORTCULLIS_P12_PASSWORD).
         #[arg(long, value_name = "FILE")]

@@ -126,10 +126,21 @@ fn explain(text: &str, json: bool) -> ExitCode {
         }
         None => {
             if json {
-                println!(
-                    "{{\"input\": {}, \"cause\": null}}",
-                    serde_json::Value::from(text)
-                );
+                // The shape of a match, every field but the input null: scripts read
+                // the same keys either way.
+                let mut v = serde_json::to_value(portcullis_doctor::explain::Explanation {
+                    input: text.to_owned(),
+                    ..Default::default()
+                })
+                .unwrap_or_default();
+                if let Some(fields) = v.as_object_mut() {
+                    for (key, value) in fields.iter_mut() {
+                        if key != "input" {
+                            *value = serde_json::Value::Null;
+                        }
+                    }
+                }
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 println!(
                     "no known cause for {text:?}; run `portcullis doctor HOST[:PORT]` to probe the server"

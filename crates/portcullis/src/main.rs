@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         // The doctor has its own exit codes: 0 healthy, 1 problem found, 2 failure.
         cli::Command::Doctor(args) => return doctor::run(args),
         cli::Command::Serve(args) => serve::serve(args),
-        cli::Command::Check { config } => serve::check(&config),
+        cli::Command::Check { config, json } => serve::check(&config, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,15 +6,76 @@ use anyhow::{Context, Result, bail};
 use portcullis_pki::ca::{self, Ca, InitOptions};
 use portcullis_pki::inspect::{CertInfo, Object, Report};
 use portcullis_pki::names::{self, San, Subject};
-use portcullis_pki::{Index, Kind, LeafRequest, P12Format, Passphrase, Reason, SaveOptions};
+use portcullis_pki::{
+    Index, Kind, LeafRequest, P12Format, Passphrase, Reason, Record, SaveOptions,
+};
+use serde::Serialize;
 
 use crate::cli::{CaSecret, IssueCommand, LeafSecrets, Output, PkiArgs, PkiCommand, Profile};
 use crate::secrets::{self, Mode, Source};
 
+/// What a command that changes the CA did. People get its `lines`, then warnings on
+/// stderr and the files written; `--json` prints it whole, in the same shape for every such
+/// command (documented in docs/pki.md: change it deliberately).
+#[derive(Debug, Default, Serialize)]
+struct Outcome {
+    command: &'static str,
+    /// The certificate issued, signed, renewed into, or revoked.
+    certificate: Option<Record>,
+    /// `renew`: the serial of the certificate replaced.
+    replaces: Option<String>,
+    /// `init`, `revoke`, `crl`: the number of the CRL published.
+    crl_number: Option<u64>,
+    written: Vec<PathBuf>,
+    archived: Vec<Archived>,
+    /// `sign`: what the CSR asked for and the profile does not grant.
+    not_granted: Vec<String>,
+    warnings: Vec<String>,
+    #[serde(skip)]
+    lines: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Archived {
+    from: PathBuf,
+    to: PathBuf,
+}
+
+impl Outcome {
+    fn new(command: &'static str) -> Outcome {
+        Outcome {
+            command,
+            ..Default::default()
+        }
+    }
+
+    fn print(&self, json: bool) -> Result<()> {
+        if json {
+            println!("{}", serde_json::to_string_pretty(self)?);
+            return Ok(());
+        }
+        for l in &self.lines {
+            println!("{l}");
+        }
+        for d in &self.not_granted {
+            println!("not granted: {d}");
+        }
+        for w in &self.warnings {
+            eprintln!("warning: {w}");
+        }
+        for a in &self.archived {
+            println!("archived {} -> {}", a.from.display(), a.to.display());
+        }
+        print_written(&self.written);
+        Ok(())
+    }
+}
+
 pub fn run(args: PkiArgs) -> Result<()> {
     let dir = args.dir.as_path();
     let wait = std::time::Duration::from_secs(args.lock_wait);
-    match args.command {
+    let json = args.json;
+    let outcome = match args.command {
         PkiCommand::Init {
             name,
             organization,
@@ -46,15 +107,16 @@ pub fn run(args: PkiArgs) -> Result<()> {
                 force,
                 ..Default::default()
             };
-            let written = ca::init(dir, &opts)?;
-            print_written(&written);
-            println!(
-                "\nTrust anchor for servers and clients: {}",
+            let mut o = Outcome::new("init");
+            o.written = ca::init(dir, &opts)?;
+            o.crl_number = Some(1);
+            o.lines.push(format!(
+                "Trust anchor for servers and clients: {}",
                 ca::Layout::new(dir).root_cert().display()
-            );
-            Ok(())
+            ));
+            o
         }
-        PkiCommand::Issue(cmd) => issue(dir, cmd, wait),
+        PkiCommand::Issue(cmd) => issue(dir, cmd, wait)?,
         PkiCommand::Sign {
             csr,
             profile,
@@ -85,12 +147,15 @@ pub fn run(args: PkiArgs) -> Result<()> {
                 names::file_stem(cn.split(", ").next().unwrap_or(cn))
             });
             let opts = save_options(&ca, &out, stem, None, None);
-            let written = writer.save(issued, &opts)?;
-            for d in &dropped {
-                println!("not granted: {d}");
-            }
-            print_written(&written);
-            Ok(())
+            let mut o = Outcome::new("sign");
+            o.lines.push(format!(
+                "signed {} certificate {} for {}",
+                issued.record.profile, issued.record.serial, issued.record.subject
+            ));
+            o.certificate = Some(issued.record.clone());
+            o.written = writer.save(issued, &opts)?;
+            o.not_granted = dropped;
+            o
         }
         PkiCommand::Revoke {
             target,
@@ -110,15 +175,18 @@ pub fn run(args: PkiArgs) -> Result<()> {
                 bail!("{target:?} is neither a file nor a hex serial number");
             };
             let (rec, written, number) = writer.revoke(&serial, reason, crl_days)?;
-            println!(
+            let mut o = Outcome::new("revoke");
+            o.lines.push(format!(
                 "revoked {} ({}) reason {}",
                 rec.serial,
                 rec.subject,
                 reason.name()
-            );
-            println!("CRL number {number}");
-            print_written(&written);
-            Ok(())
+            ));
+            o.lines.push(format!("CRL number {number}"));
+            o.certificate = Some(rec);
+            o.crl_number = Some(number);
+            o.written = written;
+            o
         }
         PkiCommand::Crl { days, secret } => {
             let ca = unlock(dir, &secret)?;
@@ -130,9 +198,13 @@ pub fn run(args: PkiArgs) -> Result<()> {
                 .iter()
                 .filter(|r| r.revoked.is_some())
                 .count();
-            println!("CRL number {number}, {revoked} revoked, next update in {days} days");
-            print_written(&written);
-            Ok(())
+            let mut o = Outcome::new("crl");
+            o.lines.push(format!(
+                "CRL number {number}, {revoked} revoked, next update in {days} days"
+            ));
+            o.crl_number = Some(number);
+            o.written = written;
+            o
         }
         PkiCommand::Renew {
             cert,
@@ -165,24 +237,27 @@ pub fn run(args: PkiArgs) -> Result<()> {
                         .as_ref()
                         .is_some_and(|v| v.reason == Reason::KeyCompromise.name())
             });
-            let new = renewal.issued.record.serial.clone();
-            let (written, moved) = writer.save_renewal(renewal, key_pass, p12)?;
-            println!("renewed {old} as {new}");
+            let mut o = Outcome::new("renew");
+            o.lines
+                .push(format!("renewed {old} as {}", renewal.issued.record.serial));
+            o.certificate = Some(renewal.issued.record.clone());
             if compromised {
-                eprintln!(
-                    "warning: {old} was revoked for key-compromise; the renewal has a new key, but whoever held the old one may still hold other secrets of its owner"
-                );
+                o.warnings.push(format!(
+                    "{old} was revoked for key-compromise; the renewal has a new key, but whoever held the old one may still hold other secrets of its owner"
+                ));
             }
-            for (from, to) in &moved {
-                println!("archived {} -> {}", from.display(), to.display());
-            }
-            print_written(&written);
-            Ok(())
+            o.replaces = Some(old);
+            let (written, moved) = writer.save_renewal(renewal, key_pass, p12)?;
+            o.written = written;
+            o.archived = moved
+                .into_iter()
+                .map(|(from, to)| Archived { from, to })
+                .collect();
+            o
         }
-        PkiCommand::List { json } => list(dir, json),
+        PkiCommand::List => return list(dir, json),
         PkiCommand::Inspect {
             file,
-            json,
             p12_password_file,
         } => {
             let src = Source {
@@ -205,9 +280,10 @@ pub fn run(args: PkiArgs) -> Result<()> {
             } else {
                 print_report(&report);
             }
-            Ok(())
+            return Ok(());
         }
-    }
+    };
+    outcome.print(json)
 }
 
 /// With a CA directory at `dir`, the certificates it revoked show as revoked: a file
@@ -318,7 +394,7 @@ fn save_options(
     }
 }
 
-fn issue(dir: &Path, cmd: IssueCommand, wait: std::time::Duration) -> Result<()> {
+fn issue(dir: &Path, cmd: IssueCommand, wait: std::time::Duration) -> Result<Outcome> {
     let (req, common, leaf, stem) = match cmd {
         IssueCommand::Server {
             name,
@@ -389,42 +465,40 @@ fn issue(dir: &Path, cmd: IssueCommand, wait: std::time::Duration) -> Result<()>
     let (key_pass, p12) = leaf_secrets(&leaf, req.kind)?;
     let mut writer = ca.writer_waiting(wait)?;
     let issued = ca.issue(&req, writer.index())?;
-    let serial = issued.record.serial.clone();
-    let not_after = issued.record.not_after.clone();
     let opts = save_options(&ca, &common.out, names::file_stem(&stem), key_pass, p12);
-    let written = writer.save(issued, &opts)?;
-    warn_about_validity(&req, &not_after);
-    println!(
-        "issued {} certificate {serial} for {}",
-        if req.kind == Kind::Server {
-            "server"
-        } else {
-            "client"
-        },
+    let mut o = Outcome::new("issue");
+    o.lines.push(format!(
+        "issued {} certificate {} for {}",
+        issued.record.profile,
+        issued.record.serial,
         req.subject.one_line()
-    );
-    print_written(&written);
-    Ok(())
+    ));
+    o.warnings = validity_warnings(&req, &issued.record.not_after);
+    o.certificate = Some(issued.record.clone());
+    o.written = writer.save(issued, &opts)?;
+    Ok(o)
 }
 
-/// Says when the validity differs from what was asked (the CA ends first), and when a
-/// server certificate is valid for longer than clients accept.
-fn warn_about_validity(req: &LeafRequest, not_after: &str) {
+/// When the validity differs from what was asked (the CA ends first), and when a server
+/// certificate is valid for longer than clients accept.
+fn validity_warnings(req: &LeafRequest, not_after: &str) -> Vec<String> {
+    let mut warnings = Vec::new();
     let asked = i64::from(req.days);
     let end =
         time::OffsetDateTime::parse(not_after, &time::format_description::well_known::Rfc3339);
-    let Ok(end) = end else { return };
+    let Ok(end) = end else { return warnings };
     let days = (end - time::OffsetDateTime::now_utc()).whole_days();
     if days + 1 < asked {
-        eprintln!(
-            "warning: valid until {not_after}, the CA's own end, not for the {asked} days asked; renew the CA (or issue shorter) before then"
-        );
+        warnings.push(format!(
+            "valid until {not_after}, the CA's own end, not for the {asked} days asked; renew the CA (or issue shorter) before then"
+        ));
     }
     if req.kind == Kind::Server && days > 398 {
-        eprintln!(
-            "warning: valid for {days} days; Safari and other Apple clients refuse server certificates valid for more than 398 days from publicly trusted CAs, and many policies apply the same limit: consider --days 398 or less"
-        );
+        warnings.push(format!(
+            "valid for {days} days; Safari and other Apple clients refuse server certificates valid for more than 398 days from publicly trusted CAs, and many policies apply the same limit: consider --days 398 or less"
+        ));
     }
+    warnings
 }
 
 /// The key file that goes with a certificate file: NAME.key beside NAME.crt or

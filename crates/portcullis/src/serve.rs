@@ -1,7 +1,7 @@
 //! `portcullis serve` and `portcullis check`: load, explain, run.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -11,6 +11,7 @@ use portcullis_gate::logging;
 use portcullis_gate::reload;
 use portcullis_gate::{ClientAuth, Config, Current, Gate, NoSni, Upstream};
 use portcullis_pki::Passphrase;
+use serde::Serialize;
 
 use crate::cli::ServeArgs;
 use crate::secrets::{self, Mode, Source};
@@ -263,59 +264,151 @@ fn print_dev_guide(s: &DevSetup, port: u16) {
     println!();
 }
 
-pub fn check(path: &Path) -> Result<()> {
-    let config = Config::from_file(path)?;
-    // Warnings (an expired CRL) print like the gate's own.
+/// What `check` found: printed as text, or whole with `--json` (docs/gate.md describes the
+/// shape: change it deliberately).
+#[derive(Debug, Serialize)]
+struct Checked {
+    config: PathBuf,
+    ok: bool,
+    /// Why the configuration does not load (with `ok: false`), as the gate would say it.
+    error: Option<String>,
+    listen: Option<String>,
+    redirect_http: Option<String>,
+    /// The default host first; it also answers clients without SNI unless `no_sni` refuses
+    /// them.
+    hosts: Vec<CheckedHost>,
+    no_sni: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+struct CheckedHost {
+    server_names: Vec<String>,
+    source: PathBuf,
+    cert: PathBuf,
+    cert_names: Vec<String>,
+    accepts_host: Vec<String>,
+    client_auth: &'static str,
+    client_ca: Vec<String>,
+    crl: Vec<PathBuf>,
+    upstream: String,
+    roles: Vec<String>,
+    /// First match wins; no match is denied.
+    rules: Vec<String>,
+}
+
+pub fn check(path: &Path, json: bool) -> Result<()> {
+    // Warnings (an expired CRL) print like the gate's own, on stderr.
     let _log = logging::init(logging::Format::Text);
-    let (gate, _) = load(config)?;
+    let loaded = Config::from_file(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|config| Ok(load(config)?.0));
+    let gate = match loaded {
+        Ok(gate) => gate,
+        Err(e) if json => {
+            let failed = Checked {
+                config: path.to_owned(),
+                ok: false,
+                error: Some(format!("{e:#}")),
+                listen: None,
+                redirect_http: None,
+                hosts: Vec::new(),
+                no_sni: None,
+            };
+            println!("{}", serde_json::to_string_pretty(&failed)?);
+            std::process::exit(2);
+        }
+        Err(e) => return Err(e),
+    };
     let l = gate.listener();
-    println!("{}: OK", path.display());
-    println!("  listen       https://{}", l.listen);
-    if let Some(r) = l.redirect_http {
+    let checked = Checked {
+        config: path.to_owned(),
+        ok: true,
+        error: None,
+        listen: Some(l.listen.to_string()),
+        redirect_http: l.redirect_http.map(|r| r.to_string()),
+        no_sni: Some(match l.no_sni {
+            NoSni::Default => "default",
+            NoSni::Reject => "reject",
+        }),
+        hosts: gate
+            .sites()
+            .iter()
+            .map(|site| {
+                let s = site.config();
+                CheckedHost {
+                    server_names: s.server_names.clone(),
+                    source: s.source.clone(),
+                    cert: s.cert.clone(),
+                    cert_names: site.cert_names().to_vec(),
+                    accepts_host: site.names().to_vec(),
+                    client_auth: mode_name(s.client_auth),
+                    client_ca: site.client_ca_subjects().to_vec(),
+                    crl: s.crl.clone(),
+                    upstream: match &s.upstream {
+                        Upstream::Whoami => "builtin:whoami".into(),
+                        Upstream::Http { authority, http2 } => {
+                            format!("http://{authority}{}", if *http2 { " (h2c)" } else { "" })
+                        }
+                    },
+                    roles: s.policy.role_names().to_vec(),
+                    rules: s.rule_names.clone(),
+                }
+            })
+            .collect(),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&checked)?);
+    } else {
+        print_checked(&checked);
+    }
+    Ok(())
+}
+
+fn print_checked(c: &Checked) {
+    println!("{}: OK", c.config.display());
+    if let Some(l) = &c.listen {
+        println!("  listen       https://{l}");
+    }
+    if let Some(r) = &c.redirect_http {
         println!("  redirect     http://{r} -> https");
     }
-    for (i, site) in gate.sites().iter().enumerate() {
-        let s = site.config();
+    for (i, h) in c.hosts.iter().enumerate() {
         if i == 0 {
-            let fallback = match l.no_sni {
-                NoSni::Default => "also for clients without SNI or with an unknown name",
-                NoSni::Reject => "clients without SNI or with an unknown name are refused",
+            let fallback = if c.no_sni == Some("reject") {
+                "clients without SNI or with an unknown name are refused"
+            } else {
+                "also for clients without SNI or with an unknown name"
             };
             println!("  default host ({fallback})");
         } else {
             println!(
                 "  host {} ({})",
-                s.server_names.join(", "),
-                s.source.display()
+                h.server_names.join(", "),
+                h.source.display()
             );
         }
         println!(
             "    certificate  {} for {}",
-            s.cert.display(),
-            site.cert_names().join(", ")
+            h.cert.display(),
+            h.cert_names.join(", ")
         );
-        println!("    accepts Host {}", site.names().join(", "));
-        println!("    client_auth  {}", mode_name(s.client_auth));
-        for ca in site.client_ca_subjects() {
+        println!("    accepts Host {}", h.accepts_host.join(", "));
+        println!("    client_auth  {}", h.client_auth);
+        for ca in &h.client_ca {
             println!("    client CA    {ca}");
         }
-        for p in &s.crl {
+        for p in &h.crl {
             println!("    CRL          {}", p.display());
         }
-        match &s.upstream {
-            Upstream::Whoami => println!("    upstream     built-in whoami page"),
-            Upstream::Http { authority, http2 } => {
-                println!(
-                    "    upstream     http://{authority}{}",
-                    if *http2 { " (h2c)" } else { "" }
-                )
-            }
+        if h.upstream == "builtin:whoami" {
+            println!("    upstream     built-in whoami page");
+        } else {
+            println!("    upstream     {}", h.upstream);
         }
-        println!("    roles        {}", s.policy.role_names().join(", "));
+        println!("    roles        {}", h.roles.join(", "));
         println!("    rules (first match wins; no match is denied):");
-        for r in &s.rule_names {
+        for r in &h.rules {
             println!("      {r}");
         }
     }
-    Ok(())
 }

@@ -81,6 +81,19 @@ fn explain_maps_errors_from_each_ecosystem() {
     );
     let out = sb.run(&["doctor", "explain", "the printer is on fire"]);
     assert_eq!(out.status.code(), Some(1));
+    // With --json, no match has the keys of a match (null), so scripts read one shape.
+    let keys = |args: &[&str]| {
+        let out = sb.run(args);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        (keys, v)
+    };
+    let (found, _) = keys(&["doctor", "explain", "--json", "DEPTH_ZERO_SELF_SIGNED_CERT"]);
+    let (unknown, v) = keys(&["doctor", "explain", "--json", "the printer is on fire"]);
+    assert_eq!(found, unknown);
+    assert!(v["cause"].is_null() && v["fix"].is_null(), "{v:#}");
+    assert_eq!(v["input"], "the printer is on fire");
 
     // Asked about switching verification off, it explains pinning instead.
     let out = sb.run(&[

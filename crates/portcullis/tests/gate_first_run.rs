@@ -147,4 +147,51 @@ fn check_explains_a_config_and_locates_errors() {
         err.contains("\"root\"") && err.contains("roles defined: admin, user"),
         "{err}"
     );
+
+    // With --json, scripts get the same facts, and a bad config is JSON too (exit 2).
+    let json = |config: &std::path::Path| {
+        let out = Command::new(bin)
+            .args(["check", "--json", "-c"])
+            .arg(config)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code(), v)
+    };
+    let (code, good) = json(&dir.path().join(".portcullis/dev/portcullis.toml"));
+    assert_eq!((code, &good["ok"]), (Some(0), &true.into()), "{good:#}");
+    let host = &good["hosts"][0];
+    assert_eq!(host["client_auth"], "optional");
+    assert!(
+        host["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().ends_with(" /admin/** role:admin")),
+        "{good:#}"
+    );
+    assert!(
+        host["client_ca"][0]
+            .as_str()
+            .unwrap()
+            .contains("Portcullis Dev Root CA"),
+        "{good:#}"
+    );
+    let (code, failed) = json(&bad);
+    assert_eq!(
+        (code, &failed["ok"]),
+        (Some(2), &false.into()),
+        "{failed:#}"
+    );
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("bad.toml:{line}: rules[2]")),
+        "{failed:#}"
+    );
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&good), keys(&failed));
 }

@@ -706,3 +706,93 @@ fn a_new_ca_publishes_an_empty_crl_so_the_readme_config_loads() {
     let checked = sb.ok(&["check", "-c", "portcullis.toml"]);
     assert!(checked.contains("OK"), "{checked}");
 }
+
+/// `--json` on every command that changes the CA: one object of the same keys, stdout
+/// nothing else, and the values are those of the files written (serials as OpenSSL reads
+/// them, CRL numbers as the CRL carries them).
+#[test]
+fn every_command_that_writes_prints_one_json_shape_that_matches_the_files() {
+    let sb = Sandbox::new();
+    let run = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["pki", "--json"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--ca-passphrase-file", "ca.pass"]);
+        let out = sb.ok(&all);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+    let serial_of = |file: &str| {
+        let out = openssl_ok(&sb, &["x509", "-in", file, "-noout", "-serial"]);
+        out.trim().trim_start_matches("serial=").to_owned()
+    };
+    let crl_number = || {
+        let out = openssl_ok(&sb, &["crl", "-in", "pki/crl.pem", "-noout", "-crlnumber"]);
+        u64::from_str_radix(out.trim().trim_start_matches("crlNumber=0x"), 16).unwrap()
+    };
+
+    let init = run(&["init", "--intermediate"]);
+    assert_eq!(init["crl_number"], crl_number());
+    let server = run(&["issue", "server", "web.test", "--days", "500"]);
+    assert_eq!(
+        server["certificate"]["serial"],
+        serial_of("pki/issued/web.test.crt")
+    );
+    assert_eq!(server["certificate"]["profile"], "server");
+    assert!(
+        server["warnings"][0].as_str().unwrap().contains("398 days"),
+        "{server:#}"
+    );
+    let client = run(&["issue", "client", "alice", "--no-p12"]);
+    assert_eq!(client["certificate"]["subject"], "CN=alice");
+    sb.openssl_csr(
+        "svc",
+        "/CN=svc.internal",
+        &["-addext", "subjectAltName=DNS:svc.internal,email:x@y.test"],
+    );
+    let signed = run(&["sign", "svc.csr", "--profile", "server"]);
+    assert_eq!(
+        signed["certificate"]["serial"],
+        serial_of("pki/issued/svc.internal.crt")
+    );
+    assert_eq!(
+        signed["not_granted"].as_array().unwrap().len(),
+        1,
+        "{signed:#}"
+    );
+    let renewed = run(&["renew", "pki/issued/alice.crt", "--no-p12"]);
+    assert_eq!(renewed["replaces"], client["certificate"]["serial"]);
+    assert_eq!(
+        renewed["certificate"]["serial"],
+        serial_of("pki/issued/alice.crt")
+    );
+    assert!(
+        !renewed["archived"].as_array().unwrap().is_empty(),
+        "{renewed:#}"
+    );
+    let revoked = run(&["revoke", "pki/issued/alice.crt", "--reason", "superseded"]);
+    assert_eq!(
+        revoked["certificate"]["serial"],
+        renewed["certificate"]["serial"]
+    );
+    assert_eq!(revoked["certificate"]["revoked"]["reason"], "superseded");
+    assert_eq!(revoked["crl_number"], crl_number());
+    let crl = run(&["crl"]);
+    assert_eq!(crl["crl_number"], crl_number());
+    assert_eq!(crl["crl_number"], 3);
+
+    let shapes = [&init, &server, &client, &signed, &renewed, &revoked, &crl];
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    for v in shapes {
+        assert_eq!(keys(v), keys(&init), "{v:#}");
+        for f in v["written"].as_array().unwrap() {
+            assert!(
+                std::path::Path::new(f.as_str().unwrap()).exists()
+                    || sb.path(f.as_str().unwrap()).exists(),
+                "{f}"
+            );
+        }
+    }
+}
