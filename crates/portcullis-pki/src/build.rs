@@ -160,6 +160,53 @@ pub fn sign(spec: &Spec<'_>, issuer_key: &KeyPair) -> Result<Vec<u8>> {
     }))
 }
 
+/// A PKCS#10 certificate signing request (RFC 2986) for `key`, asking for `subject` and,
+/// in an extensionRequest attribute, `sans`. Returns DER. Key usages are left to the CA
+/// that signs it: every CA decides them by its own profile.
+pub fn request(subject: &Subject, sans: &[San], key: &KeyPair) -> Result<Vec<u8>> {
+    let sig_alg = signature_algorithm_der(key);
+    let info = yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_u8(0); // v1
+            w.next().write_der(&subject_der(subject));
+            w.next()
+                .write_der(&rcgen::PublicKeyData::subject_public_key_info(key));
+            w.next().write_tagged_implicit(Tag::context(0), |w| {
+                w.write_set(|w| {
+                    if sans.is_empty() {
+                        return;
+                    }
+                    w.next().write_sequence(|w| {
+                        // PKCS#9 extensionRequest
+                        w.next().write_oid(&oid(&[1, 2, 840, 113549, 1, 9, 14]));
+                        w.next().write_set(|w| {
+                            w.next().write_sequence(|w| {
+                                extension(w, &[2, 5, 29, 17], false, |w| {
+                                    w.write_sequence(|w| {
+                                        for san in sans {
+                                            write_general_name(w.next(), san);
+                                        }
+                                    })
+                                });
+                            })
+                        })
+                    })
+                })
+            });
+        })
+    });
+    let signature = key
+        .sign(&info)
+        .map_err(|e| Error::crypto("signing a certificate request", e))?;
+    Ok(yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_der(&info);
+            w.next().write_der(&sig_alg);
+            w.next().write_bitvec_bytes(&signature, signature.len() * 8);
+        })
+    }))
+}
+
 /// RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050.
 fn write_time(w: DERWriter<'_>, t: OffsetDateTime) {
     let t = t.replace_nanosecond(0).unwrap_or(t);

@@ -26,6 +26,7 @@ use crate::build::{self, Kind, Spec};
 use crate::error::{Error, Result};
 use crate::fsio::{self, Outputs, PUBLIC, SECRET};
 use crate::index::{Index, Record};
+use crate::keys::BroughtKey;
 use crate::keys::{self, KeyType};
 use crate::lock::{self, DirLock, Intent};
 use crate::names::{self, San, Subject};
@@ -315,10 +316,31 @@ pub struct LeafRequest {
 /// A certificate the CA just signed, not yet written anywhere.
 #[derive(Debug)]
 pub struct Issued {
-    /// The new private key; `None` when signing a CSR (the requester keeps the key).
-    pub key: Option<KeyPair>,
+    pub key: IssuedKey,
     pub cert_der: Vec<u8>,
     pub record: Record,
+}
+
+/// The private key that goes with an issued certificate, and whether it is written.
+#[derive(Debug)]
+pub enum IssuedKey {
+    /// Made here for this certificate: written as `STEM.key`.
+    New(KeyPair),
+    /// The requester's own (`issue --key`): it goes into the PKCS#12 bundle and is never
+    /// written again, so no second copy of it exists.
+    Theirs(KeyPair),
+    /// Only the public key is known (a CSR, or `issue --key` with a public key): the
+    /// requester keeps the private key, and no bundle can be made.
+    PublicOnly,
+}
+
+impl IssuedKey {
+    fn private(&self) -> Option<&KeyPair> {
+        match self {
+            IssuedKey::New(k) | IssuedKey::Theirs(k) => Some(k),
+            IssuedKey::PublicOnly => None,
+        }
+    }
 }
 
 /// Where and how to write an issued certificate.
@@ -440,7 +462,32 @@ impl Ca {
         let (cert_der, record) =
             self.certify(req.kind, &req.subject, &req.sans, &spki, req.days, index)?;
         Ok(Issued {
-            key: Some(key),
+            key: IssuedKey::New(key),
+            cert_der,
+            record,
+        })
+    }
+
+    /// Issues a certificate for a key the requester already has (`req.key_type` is not
+    /// used). The key is never written: only the certificate files and, when the private
+    /// key is given, the PKCS#12 bundle.
+    pub fn issue_for_key(
+        &self,
+        req: &LeafRequest,
+        key: BroughtKey,
+        index: &Index,
+    ) -> Result<Issued> {
+        let spki = match &key {
+            BroughtKey::Private(k) => k.subject_public_key_info(),
+            BroughtKey::Public(spki) => spki.clone(),
+        };
+        let (cert_der, record) =
+            self.certify(req.kind, &req.subject, &req.sans, &spki, req.days, index)?;
+        Ok(Issued {
+            key: match key {
+                BroughtKey::Private(k) => IssuedKey::Theirs(k),
+                BroughtKey::Public(_) => IssuedKey::PublicOnly,
+            },
             cert_der,
             record,
         })
@@ -569,7 +616,7 @@ impl Ca {
         let (cert_der, record) = self.certify(kind, &req.subject, &sans, &req.spki, days, index)?;
         Ok((
             Issued {
-                key: None,
+                key: IssuedKey::PublicOnly,
                 cert_der,
                 record,
             },
@@ -741,7 +788,7 @@ impl Ca {
 fn planned_outputs(ca: &Ca, issued: &Issued, opts: &SaveOptions) -> Result<Outputs> {
     let chain = ca.chain_for(&issued.cert_der);
     let mut out = Outputs::new();
-    if let Some(key) = &issued.key {
+    if let IssuedKey::New(key) = &issued.key {
         out.add(
             opts.key_path(),
             keys::to_pem(key, opts.key_passphrase.as_ref())?.as_bytes(),
@@ -750,7 +797,7 @@ fn planned_outputs(ca: &Ca, issued: &Issued, opts: &SaveOptions) -> Result<Outpu
     }
     let chain_pem: String = chain.iter().map(|c| pem("CERTIFICATE", c)).collect();
     out.add(opts.chain_path(), chain_pem, PUBLIC);
-    if let (Some(key), Some((password, format))) = (&issued.key, &opts.p12) {
+    if let (Some(key), Some((password, format))) = (issued.key.private(), &opts.p12) {
         let bundle = p12::bundle(key, &chain, &opts.stem, password, *format)?;
         out.add(opts.p12_path(), bundle, SECRET);
     }

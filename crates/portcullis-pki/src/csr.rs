@@ -1,4 +1,5 @@
-//! Reading certificate signing requests made by anyone (`openssl req`, Go, Java keytool).
+//! Certificate signing requests: reading those made by anyone (`openssl req`, Go, Java
+//! keytool), and making one for another CA ([`create`]).
 //!
 //! A CSR is a wish list. We keep the subject fields and the subjectAltNames the profile
 //! allows, and decide key usage, extended key usage and basic constraints ourselves; every
@@ -103,6 +104,13 @@ pub fn read(bytes: &[u8], path: &Path, kind: Kind) -> Result<Request> {
     })
 }
 
+/// A PEM CSR for `key` asking for `subject` and `sans`.
+pub fn create(subject: &Subject, sans: &[San], key: &rcgen::KeyPair) -> Result<String> {
+    subject.validate()?;
+    let der = crate::build::request(subject, sans, key)?;
+    Ok(crate::ca::pem("CERTIFICATE REQUEST", &der))
+}
+
 fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Server => "server",
@@ -181,4 +189,37 @@ pub(crate) fn subject_from_name(
     s.common_name =
         cn.ok_or_else(|| Error::malformed(path, "the subject has no common name (CN)"))?;
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::KeyType;
+
+    #[test]
+    fn a_created_request_reads_back_with_its_names_for_every_key_type() {
+        let subject = Subject {
+            common_name: "svc".into(),
+            organizational_units: vec!["Ops".into(), "Web".into()],
+            email: Some("ops@example.com".into()),
+            ..Default::default()
+        };
+        let sans = vec![
+            San::Dns("svc.internal".into()),
+            San::Ip("::1".parse().unwrap()),
+            San::Uri("spiffe://corp/svc".into()),
+        ];
+        for kt in KeyType::ALL {
+            let key = kt.generate().unwrap();
+            let pem = create(&subject, &sans, &key).unwrap();
+            let back = read(pem.as_bytes(), Path::new("t.csr"), Kind::Server).unwrap();
+            assert_eq!(back.subject, subject, "{kt}");
+            assert_eq!(back.sans, sans, "{kt}");
+            assert_eq!(
+                back.spki,
+                rcgen::PublicKeyData::subject_public_key_info(&key)
+            );
+            assert!(back.dropped.is_empty(), "{kt}: {:?}", back.dropped);
+        }
+    }
 }

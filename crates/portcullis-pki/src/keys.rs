@@ -204,6 +204,51 @@ pub fn from_pem(
         .map_err(|e| Error::malformed(path, format!("unsupported or corrupt private key ({e})")))
 }
 
+/// An existing key to certify instead of making one (`issue --key`).
+#[derive(Debug)]
+pub enum BroughtKey {
+    Private(KeyPair),
+    /// DER SubjectPublicKeyInfo.
+    Public(Vec<u8>),
+}
+
+/// Reads a key someone already has: a private key (see [`from_pem`]) or a `PUBLIC KEY`
+/// (SubjectPublicKeyInfo, as `openssl pkey -pubout` writes it) of a type the CA issues
+/// for.
+pub fn read_brought(
+    text: &str,
+    path: &Path,
+    passphrase: Option<&Passphrase>,
+    missing_hint: &str,
+) -> Result<BroughtKey> {
+    let Ok((label, der)) = pkcs8::der::pem::decode_vec(text.trim_start().as_bytes()) else {
+        return from_pem(text, path, passphrase, missing_hint).map(BroughtKey::Private);
+    };
+    if label != "PUBLIC KEY" {
+        return from_pem(text, path, passphrase, missing_hint).map(BroughtKey::Private);
+    }
+    use x509_parser::prelude::FromDer;
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&der)
+        .map_err(|e| Error::malformed(path, format!("not a valid public key ({e})")))?;
+    use x509_parser::oid_registry::*;
+    let alg = &spki.algorithm;
+    let curve = alg.parameters.as_ref().and_then(|p| p.as_oid().ok());
+    let supported = if alg.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        curve.is_some_and(|c| c == OID_EC_P256 || c == OID_NIST_EC_P384)
+    } else if alg.algorithm == OID_PKCS1_RSAENCRYPTION {
+        matches!(spki.parsed(), Ok(x509_parser::public_key::PublicKey::RSA(r)) if r.key_size() >= 2048)
+    } else {
+        alg.algorithm == OID_SIG_ED25519
+    };
+    if !supported {
+        return Err(Error::malformed(
+            path,
+            "the public key is not of a type certified here (P-256, P-384, Ed25519, or RSA of 2048 bits or more)",
+        ));
+    }
+    Ok(BroughtKey::Public(der))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,10 +57,10 @@ pub mod p12;
 pub mod secret;
 
 pub use build::Kind;
-pub use ca::{Ca, LeafRequest, Reason, SaveOptions, Writer};
+pub use ca::{Ca, IssuedKey, LeafRequest, Reason, SaveOptions, Writer};
 pub use error::{Error, Result};
 pub use index::{Index, Record, Status};
-pub use keys::KeyType;
+pub use keys::{BroughtKey, KeyType};
 pub use names::{San, Subject};
 pub use p12::P12Format;
 pub use secret::Passphrase;

@@ -79,17 +79,25 @@ pub struct CaSecret {
     pub ca_passphrase_file: Option<PathBuf>,
 }
 
-/// Protecting a new leaf key and its PKCS#12 bundle.
+/// Protecting a new private key (or opening the one given with --key).
 #[derive(Debug, Args, Clone)]
-pub struct LeafSecrets {
+pub struct KeySecret {
     /// Encrypt the new private key with the passphrase on the first line of FILE
     /// (or set PORTCULLIS_KEY_PASSPHRASE). Without it the key is written unencrypted (0600).
+    /// With --key: the passphrase of that key, if it is encrypted.
     #[arg(long, value_name = "FILE")]
     pub key_passphrase_file: Option<PathBuf>,
 
     /// Encrypt the new private key, asking for the passphrase on the terminal.
     #[arg(long)]
     pub encrypt_key: bool,
+}
+
+/// Protecting a new leaf key and its PKCS#12 bundle.
+#[derive(Debug, Args, Clone)]
+pub struct LeafSecrets {
+    #[command(flatten)]
+    pub key: KeySecret,
 
     /// Password for the PKCS#12 bundle, from the first line of FILE
     /// (or set PORTCULLIS_P12_PASSWORD, or answer the prompt).
@@ -147,9 +155,41 @@ pub enum PkiCommand {
         force: bool,
     },
 
-    /// Issue a certificate with a new key.
+    /// Issue a certificate with a new key (or for your own, with --key).
     #[command(subcommand)]
     Issue(IssueCommand),
+
+    /// Make a key and a certificate signing request for another CA (or for this one, to
+    /// keep the key off the CA's machine): NAME.key and NAME.csr. No CA directory needed.
+    Csr {
+        /// Common name (CN), and the file name stem.
+        name: String,
+        /// DNS subjectAltName (repeatable).
+        #[arg(long)]
+        dns: Vec<String>,
+        /// IP subjectAltName (repeatable).
+        #[arg(long)]
+        ip: Vec<IpAddr>,
+        /// URI subjectAltName, e.g. spiffe://corp/ops/alice (repeatable).
+        #[arg(long)]
+        uri: Vec<String>,
+        #[command(flatten)]
+        subject: SubjectFields,
+        /// Key type of the new key.
+        #[arg(long, default_value_t = KeyType::P256, value_parser = parse_key_type(), conflicts_with = "key")]
+        key_type: KeyType,
+        /// Make the request for this existing private key (PEM) instead of a new one.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        #[command(flatten)]
+        secret: KeySecret,
+        /// Directory for NAME.key and NAME.csr.
+        #[arg(long, value_name = "OUT_DIR", default_value = ".")]
+        out: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
 
     /// Sign a certificate signing request (from openssl req, keytool, Go…).
     Sign {
@@ -261,24 +301,8 @@ pub enum IssueCommand {
     Client {
         /// Common name (CN), e.g. the user's login.
         name: String,
-        /// Email address (emailAddress and an rfc822Name SAN).
-        #[arg(long)]
-        email: Option<String>,
-        /// Organization (O).
-        #[arg(long = "o", value_name = "ORG")]
-        organization: Option<String>,
-        /// Organizational unit (OU), repeatable.
-        #[arg(long = "ou", value_name = "UNIT")]
-        organizational_units: Vec<String>,
-        /// Locality (L).
-        #[arg(long = "l", value_name = "LOCALITY")]
-        locality: Option<String>,
-        /// State or province (ST).
-        #[arg(long = "st", value_name = "STATE")]
-        state: Option<String>,
-        /// Two-letter country code (C).
-        #[arg(long = "c", value_name = "COUNTRY")]
-        country: Option<String>,
+        #[command(flatten)]
+        subject: SubjectFields,
         /// URI SAN, e.g. spiffe://corp/ops/alice (repeatable).
         #[arg(long)]
         uri: Vec<String>,
@@ -292,14 +316,42 @@ pub enum IssueCommand {
     },
 }
 
+/// The subject's fields beyond its CN.
+#[derive(Debug, Args, Clone)]
+pub struct SubjectFields {
+    /// Email address (emailAddress, and an rfc822Name SAN in client certificates).
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Organization (O).
+    #[arg(long = "o", value_name = "ORG")]
+    pub organization: Option<String>,
+    /// Organizational unit (OU), repeatable.
+    #[arg(long = "ou", value_name = "UNIT")]
+    pub organizational_units: Vec<String>,
+    /// Locality (L).
+    #[arg(long = "l", value_name = "LOCALITY")]
+    pub locality: Option<String>,
+    /// State or province (ST).
+    #[arg(long = "st", value_name = "STATE")]
+    pub state: Option<String>,
+    /// Two-letter country code (C).
+    #[arg(long = "c", value_name = "COUNTRY")]
+    pub country: Option<String>,
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct IssueCommon {
     /// Validity in days.
     #[arg(long, default_value_t = portcullis_pki::ca::LEAF_DAYS)]
     pub days: u32,
     /// Key type of the new key.
-    #[arg(long, default_value_t = KeyType::P256, value_parser = parse_key_type())]
+    #[arg(long, default_value_t = KeyType::P256, value_parser = parse_key_type(), conflicts_with = "key")]
     pub key_type: KeyType,
+    /// Certify this existing key instead of making one: a private key (PEM; it goes into
+    /// the PKCS#12 bundle) or a public key (`openssl pkey -pubout`; then --no-p12). The
+    /// key file is read, never copied or rewritten.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
     #[command(flatten)]
     pub out: Output,
     #[command(flatten)]

@@ -7,11 +7,14 @@ use portcullis_pki::ca::{self, Ca, InitOptions};
 use portcullis_pki::inspect::{CertInfo, Object, Report};
 use portcullis_pki::names::{self, San, Subject};
 use portcullis_pki::{
-    Index, Kind, LeafRequest, P12Format, Passphrase, Reason, Record, SaveOptions,
+    BroughtKey, Index, Kind, LeafRequest, P12Format, Passphrase, Reason, Record, SaveOptions,
 };
 use serde::Serialize;
 
-use crate::cli::{CaSecret, IssueCommand, LeafSecrets, Output, PkiArgs, PkiCommand, Profile};
+use crate::cli::{
+    CaSecret, IssueCommand, KeySecret, LeafSecrets, Output, PkiArgs, PkiCommand, Profile,
+    SubjectFields,
+};
 use crate::secrets::{self, Mode, Source};
 
 /// What a command that changes the CA did. People get its `lines`, then warnings on
@@ -117,6 +120,74 @@ pub fn run(args: PkiArgs) -> Result<()> {
             o
         }
         PkiCommand::Issue(cmd) => issue(dir, cmd, wait)?,
+        PkiCommand::Csr {
+            name,
+            dns,
+            ip,
+            uri,
+            subject,
+            key_type,
+            key,
+            secret,
+            out,
+            force,
+        } => {
+            let subject = subject_of(name, subject)?;
+            let mut sans = Vec::new();
+            for d in &dns {
+                sans.push(San::Dns(names::dns_name(d)?));
+            }
+            sans.extend(ip.iter().copied().map(San::Ip));
+            for u in &uri {
+                sans.push(San::Uri(names::uri(u)?));
+            }
+            let stem = names::file_stem(&subject.common_name);
+            let mut files = portcullis_pki::fsio::Outputs::new();
+            let key = match &key {
+                Some(path) => match brought_key(path, &secret)? {
+                    BroughtKey::Private(k) => k,
+                    BroughtKey::Public(_) => bail!(
+                        "{} is a public key: a CSR is signed with the private key",
+                        path.display()
+                    ),
+                },
+                None => {
+                    let new = key_type.generate()?;
+                    let pass = new_key_passphrase(&secret)?;
+                    let pem = portcullis_pki::keys::to_pem(&new, pass.as_ref())?;
+                    files.add(
+                        out.join(format!("{stem}.key")),
+                        pem.as_bytes(),
+                        portcullis_pki::fsio::SECRET,
+                    );
+                    new
+                }
+            };
+            let csr = portcullis_pki::csr::create(&subject, &sans, &key)?;
+            files.add(
+                out.join(format!("{stem}.csr")),
+                csr,
+                portcullis_pki::fsio::PUBLIC,
+            );
+            let mut o = Outcome::new("csr");
+            o.lines.push(format!(
+                "certificate signing request for {}{}",
+                subject.one_line(),
+                if sans.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({})",
+                        sans.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ));
+            o.written = files.commit(force)?;
+            o
+        }
         PkiCommand::Sign {
             csr,
             profile,
@@ -340,20 +411,65 @@ fn bundle_options_fit(leaf: &LeafSecrets, kind: Kind) -> Result<()> {
     Ok(())
 }
 
-fn leaf_secrets(leaf: &LeafSecrets, kind: Kind) -> Result<LeafSecretValues> {
-    let key_src = Source {
-        file: leaf.key_passphrase_file.as_deref(),
+fn key_source<'a>(secret: &'a KeySecret, prompt: &str) -> Source<'a> {
+    Source {
+        file: secret.key_passphrase_file.as_deref(),
         flag: "--key-passphrase-file",
         env: secrets::KEY_ENV,
-        prompt: "New private key passphrase".into(),
-    };
-    let key_pass = if leaf.encrypt_key {
-        Some(key_src.require(Mode::Create)?)
-    } else if leaf.key_passphrase_file.is_some() || std::env::var_os(secrets::KEY_ENV).is_some() {
-        key_src.get(Mode::Create)?
+        prompt: prompt.into(),
+    }
+}
+
+/// The passphrase to encrypt a new private key with, when one was asked for.
+fn new_key_passphrase(secret: &KeySecret) -> Result<Option<Passphrase>> {
+    let src = key_source(secret, "New private key passphrase");
+    if secret.encrypt_key {
+        Ok(Some(src.require(Mode::Create)?))
+    } else if secret.key_passphrase_file.is_some() || std::env::var_os(secrets::KEY_ENV).is_some() {
+        src.get(Mode::Create)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Reads the key given with --key, asking for its passphrase only if it is encrypted.
+fn brought_key(path: &Path, secret: &KeySecret) -> Result<BroughtKey> {
+    if secret.encrypt_key {
+        bail!("--encrypt-key encrypts a new key; with --key no key is written");
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let pass = if portcullis_pki::keys::is_encrypted(&text) {
+        key_source(secret, &format!("Passphrase for {}", path.display())).get(Mode::Enter)?
     } else {
         None
     };
+    Ok(portcullis_pki::keys::read_brought(
+        &text,
+        path,
+        pass.as_ref(),
+        "pass --key-passphrase-file FILE or set PORTCULLIS_KEY_PASSPHRASE",
+    )?)
+}
+
+fn subject_of(name: String, f: SubjectFields) -> Result<Subject> {
+    Ok(Subject {
+        common_name: name,
+        organization: f.organization,
+        organizational_units: f.organizational_units,
+        locality: f.locality,
+        state: f.state,
+        country: f.country,
+        email: f.email.map(|e| names::email(&e)).transpose()?,
+    })
+}
+
+fn leaf_secrets(leaf: &LeafSecrets, kind: Kind) -> Result<LeafSecretValues> {
+    Ok((new_key_passphrase(&leaf.key)?, bundle_secret(leaf, kind)?))
+}
+
+/// The password and format of the PKCS#12 bundle, where one is written.
+fn bundle_secret(leaf: &LeafSecrets, kind: Kind) -> Result<Option<(Passphrase, P12Format)>> {
     bundle_options_fit(leaf, kind)?;
     let wants_p12 = kind == Kind::Client && !leaf.no_p12;
     let p12 = if wants_p12 {
@@ -375,7 +491,7 @@ fn leaf_secrets(leaf: &LeafSecrets, kind: Kind) -> Result<LeafSecretValues> {
     } else {
         None
     };
-    Ok((key_pass, p12))
+    Ok(p12)
 }
 
 fn save_options(
@@ -418,27 +534,13 @@ fn issue(dir: &Path, cmd: IssueCommand, wait: std::time::Duration) -> Result<Out
         }
         IssueCommand::Client {
             name,
-            email,
-            organization,
-            organizational_units,
-            locality,
-            state,
-            country,
+            subject,
             uri,
             dns,
             common,
             leaf,
         } => {
-            let email = email.map(|e| names::email(&e)).transpose()?;
-            let subject = Subject {
-                common_name: name.clone(),
-                organization,
-                organizational_units,
-                locality,
-                state,
-                country,
-                email,
-            };
+            let subject = subject_of(name.clone(), subject)?;
             let mut sans = Vec::new();
             ca::add_email_san(&subject, &mut sans);
             for u in &uri {
@@ -462,9 +564,30 @@ fn issue(dir: &Path, cmd: IssueCommand, wait: std::time::Duration) -> Result<Out
     // someone types.
     bundle_options_fit(&leaf, req.kind)?;
     let ca = unlock(dir, &common.secret)?;
-    let (key_pass, p12) = leaf_secrets(&leaf, req.kind)?;
+    let brought = common
+        .key
+        .as_deref()
+        .map(|path| {
+            let key = brought_key(path, &leaf.key)?;
+            if matches!(key, BroughtKey::Public(_)) && req.kind == Kind::Client && !leaf.no_p12 {
+                bail!(
+                    "{} is a public key, so no PKCS#12 bundle can be made: pass --no-p12 (the owner bundles it with their private key), or give the private key",
+                    path.display()
+                );
+            }
+            Ok(key)
+        })
+        .transpose()?;
+    let (key_pass, p12) = match brought {
+        // Their key is not written, so it gets no new passphrase.
+        Some(_) => (None, bundle_secret(&leaf, req.kind)?),
+        None => leaf_secrets(&leaf, req.kind)?,
+    };
     let mut writer = ca.writer_waiting(wait)?;
-    let issued = ca.issue(&req, writer.index())?;
+    let issued = match brought {
+        Some(key) => ca.issue_for_key(&req, key, writer.index())?,
+        None => ca.issue(&req, writer.index())?,
+    };
     let opts = save_options(&ca, &common.out, names::file_stem(&stem), key_pass, p12);
     let mut o = Outcome::new("issue");
     o.lines.push(format!(

@@ -796,3 +796,214 @@ fn every_command_that_writes_prints_one_json_shape_that_matches_the_files() {
         }
     }
 }
+
+/// Bring your own key: `pki csr` makes a key and a CSR OpenSSL verifies and this CA (or
+/// another) signs for exactly that key; `issue --key` certifies an existing key, private
+/// (bundled, never copied) or public.
+#[test]
+fn csr_and_issue_key_certify_the_key_they_were_given() {
+    let sb = Sandbox::new();
+    sb.init_ca(true);
+    let public_of = |args: &[&str]| openssl_ok(&sb, args);
+    let key_pub =
+        |key: &str| public_of(&["pkey", "-in", key, "-pubout", "-passin", "file:key.pass"]);
+    let cert_pub = |cert: &str| public_of(&["x509", "-in", cert, "-noout", "-pubkey"]);
+
+    // A new key and CSR, for a server.
+    sb.ok(&[
+        "pki", "csr", "web.test", "--dns", "web.test", "--o", "Acme", "--out", "req",
+    ]);
+    assert_eq!(
+        std::fs::metadata(sb.path("req/web.test.key"))
+            .unwrap()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let text = openssl_ok(
+        &sb,
+        &[
+            "req",
+            "-in",
+            "req/web.test.csr",
+            "-verify",
+            "-noout",
+            "-text",
+        ],
+    );
+    assert!(
+        text.contains("DNS:web.test") && text.contains("O = Acme"),
+        "{text}"
+    );
+    sb.ok(&[
+        "pki",
+        "sign",
+        "req/web.test.csr",
+        "--profile",
+        "server",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    assert_eq!(
+        cert_pub("pki/issued/web.test.crt"),
+        key_pub("req/web.test.key")
+    );
+
+    // A CSR for a key that exists writes only the CSR; other key types verify too.
+    sb.ok(&[
+        "pki",
+        "csr",
+        "again",
+        "--key",
+        "req/web.test.key",
+        "--out",
+        "req",
+    ]);
+    assert!(!sb.path("req/again.key").exists());
+    let again = openssl_ok(&sb, &["req", "-in", "req/again.csr", "-noout", "-pubkey"]);
+    assert_eq!(again, key_pub("req/web.test.key"));
+    for kt in ["ed25519", "rsa2048", "p384"] {
+        sb.ok(&[
+            "pki",
+            "csr",
+            kt,
+            "--key-type",
+            kt,
+            "--email",
+            "ops@example.com",
+        ]);
+        openssl_ok(
+            &sb,
+            &["req", "-in", &format!("{kt}.csr"), "-verify", "-noout"],
+        );
+    }
+
+    // issue --key with the owner's encrypted key: the bundle holds it, no copy is written.
+    openssl_ok(
+        &sb,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-aes256",
+            "-pass",
+            "file:key.pass",
+            "-out",
+            "mine.key",
+        ],
+    );
+    sb.ok(&[
+        "pki",
+        "issue",
+        "client",
+        "bob",
+        "--key",
+        "mine.key",
+        "--key-passphrase-file",
+        "key.pass",
+        "--p12-password-file",
+        "p12.pass",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    assert!(!sb.path("pki/issued/bob.key").exists());
+    assert_eq!(cert_pub("pki/issued/bob.crt"), key_pub("mine.key"));
+    let bundled = openssl_ok(
+        &sb,
+        &[
+            "pkcs12",
+            "-in",
+            "pki/issued/bob.p12",
+            "-nocerts",
+            "-nodes",
+            "-passin",
+            "file:p12.pass",
+            "-out",
+            "bundled.key",
+        ],
+    );
+    drop(bundled);
+    assert_eq!(key_pub("bundled.key"), key_pub("mine.key"));
+    openssl_ok(
+        &sb,
+        &[
+            "verify",
+            "-CAfile",
+            "pki/root.crt",
+            "-untrusted",
+            "pki/intermediate.crt",
+            "-purpose",
+            "sslclient",
+            "pki/issued/bob.crt",
+        ],
+    );
+
+    // A public key: a server needs nothing more; a client bundle is impossible, so said.
+    openssl_ok(
+        &sb,
+        &[
+            "pkey",
+            "-in",
+            "mine.key",
+            "-passin",
+            "file:key.pass",
+            "-pubout",
+            "-out",
+            "mine.pub",
+        ],
+    );
+    sb.ok(&[
+        "pki",
+        "issue",
+        "server",
+        "api.test",
+        "--key",
+        "mine.pub",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    assert_eq!(cert_pub("pki/issued/api.test.crt"), key_pub("mine.key"));
+    let said = sb.fails(&[
+        "pki",
+        "issue",
+        "client",
+        "carol",
+        "--key",
+        "mine.pub",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    assert!(
+        said.contains("--no-p12") && said.contains("public key"),
+        "{said}"
+    );
+    sb.ok(&[
+        "pki",
+        "issue",
+        "client",
+        "carol",
+        "--key",
+        "mine.pub",
+        "--no-p12",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    // A wrong key passphrase names the key file.
+    std::fs::write(sb.path("wrong.pass"), "nope\n").unwrap();
+    let said = sb.fails(&[
+        "pki",
+        "issue",
+        "client",
+        "dave",
+        "--key",
+        "mine.key",
+        "--key-passphrase-file",
+        "wrong.pass",
+        "--no-p12",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    assert!(said.contains("mine.key"), "{said}");
+}
