@@ -98,6 +98,8 @@ fn make_fixtures() -> Fixtures {
             not_before: now,
             not_after: now + time::Duration::days(1),
             serial: &build::random_serial().unwrap(),
+            crl_url: None,
+            ca_issuers_url: None,
         },
         &key,
     )

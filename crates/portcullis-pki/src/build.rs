@@ -45,6 +45,10 @@ pub struct Spec<'a> {
     pub not_after: OffsetDateTime,
     /// Big-endian serial bytes (we generate 16 random ones).
     pub serial: &'a [u8],
+    /// An http:// URL for cRLDistributionPoints (leaves only).
+    pub crl_url: Option<&'a str>,
+    /// An http:// URL of the issuer's certificate, for authorityInfoAccess (leaves only).
+    pub ca_issuers_url: Option<&'a str>,
 }
 
 /// A new random serial: 128 bits from the system RNG (CA/B Forum asks for at least 64).
@@ -281,6 +285,38 @@ fn write_extensions(w: &mut yasna::DERWriterSeq<'_>, spec: &Spec<'_>, ski: &[u8]
                 for san in spec.sans {
                     write_general_name(w.next(), san);
                 }
+            })
+        });
+    }
+
+    let leaf = matches!(spec.kind, Kind::Server | Kind::Client);
+    if let Some(url) = spec.crl_url.filter(|_| leaf) {
+        // DistributionPoint { distributionPoint [0] { fullName [0] { uniformResourceIdentifier [6] } } }
+        extension(w, &[2, 5, 29, 31], false, |w| {
+            w.write_sequence(|w| {
+                w.next().write_sequence(|w| {
+                    w.next().write_tagged(Tag::context(0), |w| {
+                        w.write_tagged_implicit(Tag::context(0), |w| {
+                            w.write_sequence(|w| {
+                                w.next().write_tagged_implicit(Tag::context(6), |w| {
+                                    w.write_ia5_string(url)
+                                })
+                            })
+                        })
+                    })
+                })
+            })
+        });
+    }
+    if let Some(url) = spec.ca_issuers_url.filter(|_| leaf) {
+        // AccessDescription { id-ad-caIssuers, uniformResourceIdentifier [6] }
+        extension(w, &[1, 3, 6, 1, 5, 5, 7, 1, 1], false, |w| {
+            w.write_sequence(|w| {
+                w.next().write_sequence(|w| {
+                    w.next().write_oid(&oid(&[1, 3, 6, 1, 5, 5, 7, 48, 2]));
+                    w.next()
+                        .write_tagged_implicit(Tag::context(6), |w| w.write_ia5_string(url));
+                })
             })
         });
     }

@@ -23,6 +23,7 @@ use rcgen::{KeyPair, PublicKeyData};
 use x509_parser::prelude::*;
 
 use crate::build::{self, Kind, Spec};
+use crate::defaults::Defaults;
 use crate::error::{Error, Result};
 use crate::fsio::{self, Outputs, PUBLIC, SECRET};
 use crate::index::{Index, Record};
@@ -66,6 +67,10 @@ impl Layout {
     }
     pub fn intermediate_key(&self) -> PathBuf {
         self.dir.join("intermediate.key")
+    }
+    /// `[defaults]` for `issue` and `sign` (see [`crate::defaults`]).
+    pub fn defaults(&self) -> PathBuf {
+        self.dir.join("ca.toml")
     }
     pub fn index(&self) -> PathBuf {
         self.dir.join("index.jsonl")
@@ -156,6 +161,8 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Vec<PathBuf>> {
             not_before: now - BACKDATE,
             not_after: root_end,
             serial: &build::random_serial()?,
+            crl_url: None,
+            ca_issuers_url: None,
         },
         &root_key,
     )?;
@@ -192,6 +199,8 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Vec<PathBuf>> {
                 not_before: now - BACKDATE,
                 not_after: end,
                 serial: &build::random_serial()?,
+                crl_url: None,
+                ca_issuers_url: None,
             },
             &issuer.2,
         )?;
@@ -395,6 +404,7 @@ pub struct Ca {
     issuer_key: KeyPair,
     /// Intermediates to append after a leaf in chain files (empty for a root-only CA).
     intermediates: Vec<Vec<u8>>,
+    defaults: Defaults,
 }
 
 /// How to ask for the CA passphrase, for error messages.
@@ -430,17 +440,24 @@ impl Ca {
         } else {
             Vec::new()
         };
+        let defaults = Defaults::load(&layout.defaults())?;
         Ok(Ca {
             layout,
             issuer_path: cert_path,
             issuer_der,
             issuer_key,
             intermediates,
+            defaults,
         })
     }
 
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// The directory's `[defaults]` (empty without `ca.toml`).
+    pub fn defaults(&self) -> &Defaults {
+        &self.defaults
     }
 
     /// The issuing CA's certificate (DER).
@@ -587,6 +604,8 @@ impl Ca {
                 not_before,
                 not_after,
                 serial,
+                crl_url: self.defaults.crl_url.as_deref(),
+                ca_issuers_url: self.defaults.ca_issuers_url.as_deref(),
             },
             &self.issuer_key,
         )
@@ -603,7 +622,9 @@ impl Ca {
         days: u32,
         index: &Index,
     ) -> Result<(Issued, Vec<String>)> {
-        let req = crate::csr::read(csr_bytes, path, kind)?;
+        let mut req = crate::csr::read(csr_bytes, path, kind)?;
+        // The requester's fields win; the CA's defaults fill what it left out.
+        self.defaults.fill(&mut req.subject);
         let mut sans = req.sans;
         for s in extra_sans {
             if !sans.contains(s) {

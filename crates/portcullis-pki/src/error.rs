@@ -116,6 +116,14 @@ pub enum Error {
         reason: String,
     },
 
+    #[error("{}:{line}: {key}: {reason}", path.display())]
+    Defaults {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        reason: String,
+    },
+
     #[error("{what}: {reason}")]
     Crypto { what: &'static str, reason: String },
 }

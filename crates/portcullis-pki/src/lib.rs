@@ -46,6 +46,7 @@
 pub mod build;
 pub mod ca;
 pub mod csr;
+pub mod defaults;
 pub mod error;
 pub mod fsio;
 pub mod index;

@@ -31,6 +31,8 @@ fn expired_ca_refuses_to_issue() {
             not_before: now - Duration::days(400),
             not_after: now - Duration::days(1),
             serial: &build::random_serial().unwrap(),
+            crl_url: None,
+            ca_issuers_url: None,
         },
         &key,
     )

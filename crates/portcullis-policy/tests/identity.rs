@@ -29,6 +29,8 @@ fn cert(subject: &Subject, sans: &[San]) -> Vec<u8> {
             not_before: now - Duration::hours(1),
             not_after: now + Duration::days(1),
             serial: &build::random_serial().unwrap(),
+            crl_url: None,
+            ca_issuers_url: None,
         },
         &key,
     )

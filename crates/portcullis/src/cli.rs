@@ -203,9 +203,9 @@ pub enum PkiCommand {
         /// Add an IP subjectAltName (repeatable).
         #[arg(long)]
         ip: Vec<IpAddr>,
-        /// Validity in days.
-        #[arg(long, default_value_t = portcullis_pki::ca::LEAF_DAYS)]
-        days: u32,
+        /// Validity in days [default: `days` in DIR/ca.toml, else 397].
+        #[arg(long)]
+        days: Option<u32>,
         /// File name stem for the output [default: the CSR's CN].
         #[arg(long)]
         name: Option<String>,
@@ -341,12 +341,12 @@ pub struct SubjectFields {
 
 #[derive(Debug, Args, Clone)]
 pub struct IssueCommon {
-    /// Validity in days.
-    #[arg(long, default_value_t = portcullis_pki::ca::LEAF_DAYS)]
-    pub days: u32,
-    /// Key type of the new key.
-    #[arg(long, default_value_t = KeyType::P256, value_parser = parse_key_type(), conflicts_with = "key")]
-    pub key_type: KeyType,
+    /// Validity in days [default: `days` in DIR/ca.toml, else 397].
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// Key type of the new key [default: `key_type` in DIR/ca.toml, else p256].
+    #[arg(long, value_parser = parse_key_type(), conflicts_with = "key")]
+    pub key_type: Option<KeyType>,
     /// Certify this existing key instead of making one: a private key (PEM; it goes into
     /// the PKCS#12 bundle) or a public key (`openssl pkey -pubout`; then --no-p12). The
     /// key file is read, never copied or rewritten.

@@ -4,16 +4,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use portcullis_pki::ca::{self, Ca, InitOptions};
+use portcullis_pki::defaults::Defaults;
 use portcullis_pki::inspect::{CertInfo, Object, Report};
 use portcullis_pki::names::{self, San, Subject};
 use portcullis_pki::{
-    BroughtKey, Index, Kind, LeafRequest, P12Format, Passphrase, Reason, Record, SaveOptions,
+    BroughtKey, Index, KeyType, Kind, LeafRequest, P12Format, Passphrase, Reason, Record,
+    SaveOptions,
 };
 use serde::Serialize;
 
 use crate::cli::{
-    CaSecret, IssueCommand, KeySecret, LeafSecrets, Output, PkiArgs, PkiCommand, Profile,
-    SubjectFields,
+    CaSecret, IssueCommand, IssueCommon, KeySecret, LeafSecrets, Output, PkiArgs, PkiCommand,
+    Profile, SubjectFields,
 };
 use crate::secrets::{self, Mode, Source};
 
@@ -199,6 +201,9 @@ pub fn run(args: PkiArgs) -> Result<()> {
             secret,
         } => {
             let ca = unlock(dir, &secret)?;
+            let days = days
+                .or(ca.defaults().days)
+                .unwrap_or(portcullis_pki::ca::LEAF_DAYS);
             let mut writer = ca.writer_waiting(wait)?;
             let kind = match profile {
                 Profile::Server => Kind::Server,
@@ -511,6 +516,20 @@ fn save_options(
 }
 
 fn issue(dir: &Path, cmd: IssueCommand, wait: std::time::Duration) -> Result<Outcome> {
+    // Read before any passphrase is asked for: a mistake in it wastes no typing.
+    let defaults = Defaults::load(&ca::Layout::new(dir).defaults())?;
+    let days = |common: &IssueCommon| {
+        common
+            .days
+            .or(defaults.days)
+            .unwrap_or(portcullis_pki::ca::LEAF_DAYS)
+    };
+    let key_type = |common: &IssueCommon| {
+        common
+            .key_type
+            .or(defaults.key_type)
+            .unwrap_or(KeyType::P256)
+    };
     let (req, common, leaf, stem) = match cmd {
         IssueCommand::Server {
             name,
@@ -520,15 +539,17 @@ fn issue(dir: &Path, cmd: IssueCommand, wait: std::time::Duration) -> Result<Out
             leaf,
         } => {
             let sans = ca::server_sans(&name, &dns, &ip)?;
+            let mut subject = Subject {
+                common_name: name.clone(),
+                ..Default::default()
+            };
+            defaults.fill(&mut subject);
             let req = LeafRequest {
                 kind: Kind::Server,
-                subject: Subject {
-                    common_name: name.clone(),
-                    ..Default::default()
-                },
+                subject,
                 sans,
-                days: common.days,
-                key_type: common.key_type,
+                days: days(&common),
+                key_type: key_type(&common),
             };
             (req, common, leaf, name)
         }
@@ -540,7 +561,8 @@ fn issue(dir: &Path, cmd: IssueCommand, wait: std::time::Duration) -> Result<Out
             common,
             leaf,
         } => {
-            let subject = subject_of(name.clone(), subject)?;
+            let mut subject = subject_of(name.clone(), subject)?;
+            defaults.fill(&mut subject);
             let mut sans = Vec::new();
             ca::add_email_san(&subject, &mut sans);
             for u in &uri {
@@ -553,8 +575,8 @@ fn issue(dir: &Path, cmd: IssueCommand, wait: std::time::Duration) -> Result<Out
                 kind: Kind::Client,
                 subject,
                 sans,
-                days: common.days,
-                key_type: common.key_type,
+                days: days(&common),
+                key_type: key_type(&common),
             };
             (req, common, leaf, name)
         }
@@ -660,6 +682,15 @@ fn list(dir: &Path, json: bool) -> Result<()> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
+    }
+    let defaults = Defaults::load(&layout.defaults())?;
+    let described = defaults.describe();
+    if !described.is_empty() {
+        println!(
+            "defaults ({}): {}\n",
+            layout.defaults().display(),
+            described.join(", ")
+        );
     }
     if index.records.is_empty() {
         println!("no certificates issued yet");

@@ -1931,3 +1931,38 @@ fn errors_about_named_files_say_where_they_were_named_and_what_to_do() {
         assert!(said.matches("(os error").count() <= 1, "{said}");
     }
 }
+
+/// A leaf issued under `ca.toml` defaults names a CRL distribution point and an issuer
+/// URL. webpki only uses a CRL it judges authoritative for such a certificate, and refuses
+/// when none is: the gate must still serve it, and still refuse it once revoked.
+#[test]
+fn a_certificate_naming_a_crl_url_is_served_and_refused_once_revoked() {
+    let pki = Pki::new();
+    std::fs::write(
+        pki.path("pki/ca.toml"),
+        "[defaults]\ncrl_url = \"http://pki.test/crl.der\"\nca_issuers_url = \"http://pki.test/issuing.crt\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["pki", "--dir"])
+        .arg(pki.path("pki"))
+        .args(["issue", "client", "dora", "--ou", "Users", "--no-p12"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "crlDistributionPoints", "-in"])
+        .arg(pki.path("pki/issued/dora.crt"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("URI:http://pki.test/crl.der"), "{text}");
+    let gate = Gate::start(&pki.config("require", "builtin:whoami", ""));
+    let r = curl_as(&pki, "dora", &[], &gate.url("/me"));
+    assert_eq!(r.status, "200", "{r:?}{}", gate.output());
+    pki.revoke("dora");
+    reload(&gate);
+    let r = curl_as(&pki, "dora", &[], &gate.url("/me"));
+    assert_ne!(r.status, "200", "{r:?}");
+    assert!(gate.lines_with(&["revoked"]) > 0, "{}", gate.output());
+}

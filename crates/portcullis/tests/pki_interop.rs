@@ -1007,3 +1007,124 @@ fn csr_and_issue_key_certify_the_key_they_were_given() {
     ]);
     assert!(said.contains("mine.key"), "{said}");
 }
+
+/// `DIR/ca.toml [defaults]`: issue and sign use it where no flag is given (flags win, a
+/// CSR's own fields win), every leaf carries the CRL and issuer URLs OpenSSL reads, `list`
+/// shows them, and a mistake in the file is named by line before any passphrase.
+#[test]
+fn ca_defaults_fill_what_flags_leave_out_and_publish_their_urls() {
+    let sb = Sandbox::new();
+    sb.init_ca(true);
+    std::fs::write(
+        sb.path("pki/ca.toml"),
+        r#"[defaults]
+o = "Acme"
+ou = ["Engineering"]
+c = "DE"
+days = 30
+key_type = "p384"
+crl_url = "http://pki.acme.test/crl.der"
+ca_issuers_url = "http://pki.acme.test/issuing.crt"
+"#,
+    )
+    .unwrap();
+    let x509 = |file: &str| {
+        openssl_ok(
+            &sb,
+            &[
+                "x509", "-in", file, "-noout", "-text", "-nameopt", "RFC2253",
+            ],
+        )
+    };
+    sb.issue_client("alice");
+    let alice = x509("pki/issued/alice.crt");
+    assert!(
+        alice.contains("Subject: CN=alice,OU=Engineering,O=Acme,C=DE"),
+        "{alice}"
+    );
+    assert!(alice.contains("NIST CURVE: P-384"), "{alice}");
+    assert!(
+        alice.contains("URI:http://pki.acme.test/crl.der"),
+        "{alice}"
+    );
+    assert!(
+        alice.contains("CA Issuers - URI:http://pki.acme.test/issuing.crt"),
+        "{alice}"
+    );
+    // 30 days, not 397: valid in 29 days, gone in 31 (`-checkend` exits 1 then).
+    let ends_within = |days: u32| {
+        let secs = (days * 86400).to_string();
+        let args = [
+            "x509",
+            "-in",
+            "pki/issued/alice.crt",
+            "-noout",
+            "-checkend",
+            &secs,
+        ];
+        !sb.tool("openssl", &args).status.success()
+    };
+    assert!(!ends_within(29) && ends_within(31));
+
+    // Flags win.
+    sb.ok(&[
+        "pki",
+        "issue",
+        "client",
+        "bob",
+        "--o",
+        "Other",
+        "--key-type",
+        "p256",
+        "--days",
+        "90",
+        "--no-p12",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    let bob = x509("pki/issued/bob.crt");
+    assert!(
+        bob.contains("Subject: CN=bob,OU=Engineering,O=Other,C=DE"),
+        "{bob}"
+    );
+    assert!(bob.contains("NIST CURVE: P-256"), "{bob}");
+    // A CSR's own fields win; the defaults fill the rest.
+    sb.openssl_csr(
+        "svc",
+        "/CN=svc.test/O=Requester",
+        &["-addext", "subjectAltName=DNS:svc.test"],
+    );
+    sb.ok(&[
+        "pki",
+        "sign",
+        "svc.csr",
+        "--profile",
+        "server",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    let svc = x509("pki/issued/svc.test.crt");
+    assert!(
+        svc.contains("Subject: CN=svc.test,OU=Engineering,O=Requester,C=DE"),
+        "{svc}"
+    );
+    assert!(svc.contains("URI:http://pki.acme.test/crl.der"), "{svc}");
+
+    let listed = sb.ok(&["pki", "list"]);
+    assert!(
+        listed.contains("o = Acme") && listed.contains("crl_url = http://pki.acme.test/crl.der"),
+        "{listed}"
+    );
+
+    // A mistake names the file, line and key, before any passphrase is asked for.
+    std::fs::write(
+        sb.path("pki/ca.toml"),
+        "[defaults]\no = \"Acme\"\ncrl_url = \"https://pki.acme.test/crl\"\n",
+    )
+    .unwrap();
+    let said = sb.fails(&["pki", "issue", "client", "carol", "--no-p12"]);
+    assert!(
+        said.contains("ca.toml:3: defaults.crl_url") && said.contains("http://"),
+        "{said}"
+    );
+}

@@ -101,6 +101,8 @@ pub fn make(m: Make<'_>) -> Cert {
             not_before: now + time::Duration::days(m.from_days),
             not_after: now + time::Duration::days(m.to_days),
             serial: &serial,
+            crl_url: None,
+            ca_issuers_url: None,
         },
         issuer_key,
     )
