@@ -458,6 +458,7 @@ fn list(dir: &Path, json: bool) -> Result<()> {
             .map(|r| {
                 let mut v = serde_json::to_value(r).unwrap_or_default();
                 v["status"] = r.status(now).as_str().into();
+                v["file"] = index.cert_path(r).display().to_string().into();
                 v
             })
             .collect();
@@ -468,13 +469,33 @@ fn list(dir: &Path, json: bool) -> Result<()> {
         println!("no certificates issued yet");
         return Ok(());
     }
+    print_table(&index, index.records.iter(), now);
+    Ok(())
+}
+
+/// The `pki list` table: status, serial, profile, end, where the certificate is (from
+/// here), subject, and for a renewed one its successor.
+fn print_table<'a>(
+    index: &Index,
+    records: impl Iterator<Item = &'a portcullis_pki::Record>,
+    now: time::OffsetDateTime,
+) {
+    let rows: Vec<_> = records
+        .map(|r| (r, index.cert_path(r).display().to_string()))
+        .collect();
+    let width = rows.iter().map(|(_, f)| f.len()).max().unwrap_or(0).max(4);
     println!(
-        "{:<9} {:<33} {:<7} {:<21} SUBJECT",
-        "STATUS", "SERIAL", "PROFILE", "NOT AFTER"
+        "{:<9} {:<33} {:<7} {:<21} {:<width$} SUBJECT",
+        "STATUS", "SERIAL", "PROFILE", "NOT AFTER", "FILE"
     );
-    for r in &index.records {
+    for (r, file) in rows {
+        let successor = r
+            .replaced_by
+            .as_ref()
+            .map(|s| format!(" (renewed as {s})"))
+            .unwrap_or_default();
         println!(
-            "{:<9} {:<33} {:<7} {:<21} {}",
+            "{:<9} {:<33} {:<7} {:<21} {file:<width$} {}{successor}",
             r.status(now).as_str(),
             r.serial,
             r.profile,
@@ -482,7 +503,6 @@ fn list(dir: &Path, json: bool) -> Result<()> {
             r.subject
         );
     }
-    Ok(())
 }
 
 fn print_cert(c: &CertInfo, indent: &str) {
