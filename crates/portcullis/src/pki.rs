@@ -6,7 +6,10 @@ use anyhow::{Context, Result, bail};
 use portcullis_pki::ca::{self, Ca, InitOptions};
 use portcullis_pki::inspect::{CertInfo, Object, Report};
 use portcullis_pki::names::{self, San, Subject};
-use portcullis_pki::{Index, Kind, LeafRequest, P12Format, Passphrase, Reason, SaveOptions};
+use portcullis_pki::renewal::{self, BatchOptions, Outcome};
+use portcullis_pki::{
+    Index, KeyType, Kind, LeafRequest, P12Format, Passphrase, Reason, SaveOptions, Threshold,
+};
 
 use crate::cli::{CaSecret, IssueCommand, LeafSecrets, Output, PkiArgs, PkiCommand, Profile};
 use crate::secrets::{self, Mode, Source};
@@ -135,12 +138,30 @@ pub fn run(args: PkiArgs) -> Result<()> {
             Ok(())
         }
         PkiCommand::Renew {
-            cert,
+            all_expiring: true,
+            within,
+            days,
+            key_type,
+            leaf,
+            secret,
+            ..
+        } => renew_all(
+            dir,
+            wait,
+            within.unwrap_or_default(),
+            days,
+            key_type,
+            &leaf,
+            &secret,
+        ),
+        PkiCommand::Renew {
+            cert: Some(cert),
             days,
             key_type,
             new_key,
             leaf,
             secret,
+            ..
         } => {
             // A certificate signed from a CSR has no key beside it: its key is the
             // requester's, and a renewal here would hand them one the CA made.
@@ -179,7 +200,17 @@ pub fn run(args: PkiArgs) -> Result<()> {
             print_written(&written);
             Ok(())
         }
-        PkiCommand::List { json } => list(dir, json),
+        PkiCommand::Renew { cert: None, .. } => {
+            bail!("name the certificate to renew, or pass --all-expiring")
+        }
+        PkiCommand::List {
+            json,
+            expiring: Some(within),
+        } => list_expiring(dir, json, &within),
+        PkiCommand::List { json, .. } => list(dir, json),
+        PkiCommand::NeedsRenewal { file, within } => {
+            needs_renewal(&file, &within.unwrap_or_default())
+        }
         PkiCommand::Inspect {
             file,
             json,
@@ -503,6 +534,193 @@ fn print_table<'a>(
             r.subject
         );
     }
+}
+
+// === renewal: needs-renewal, list --expiring, renew --all-expiring ===
+
+/// A command's answer given by its exit status alone, not an error: `main` exits with it
+/// and prints nothing more.
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// `pki needs-renewal FILE`: 0 due, 1 not due (via [`Exit`]), 2 on error.
+fn needs_renewal(file: &Path, within: &Threshold) -> Result<()> {
+    let now = time::OffsetDateTime::now_utc();
+    let check = renewal::check_file(file, within, now)?;
+    let date = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    if check.due {
+        let state = if check.not_after <= now {
+            "expired"
+        } else {
+            "expires"
+        };
+        println!(
+            "due: {} (serial {}) {state} {}; renewal due since {} ({within})",
+            file.display(),
+            check.serial,
+            date(check.not_after),
+            date(check.due_at)
+        );
+        Ok(())
+    } else {
+        println!(
+            "not due: {} (serial {}) expires {}; renewal due from {} ({within})",
+            file.display(),
+            check.serial,
+            date(check.not_after),
+            date(check.due_at)
+        );
+        Err(Exit(1).into())
+    }
+}
+
+/// `pki list --expiring WITHIN`: the due certificates in force; exit 1 when there is any.
+fn list_expiring(dir: &Path, json: bool, within: &Threshold) -> Result<()> {
+    let layout = ca::Layout::new(dir);
+    if !layout.exists() {
+        return Err(portcullis_pki::Error::NoCa {
+            dir: dir.to_owned(),
+        }
+        .into());
+    }
+    let index = Index::load(&layout.index())?;
+    let now = time::OffsetDateTime::now_utc();
+    let due = renewal::due_records(&index.records, within, now);
+    if json {
+        let rows: Vec<_> = due
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                v["status"] = r.status(now).as_str().into();
+                v["file"] = index.cert_path(r).display().to_string().into();
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if !due.is_empty() {
+        print_table(&index, due.iter().copied(), now);
+    } else if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        // Quiet otherwise: cron mails whatever a job prints.
+        println!("no certificate in force expires within {within}");
+    }
+    if due.is_empty() {
+        Ok(())
+    } else {
+        Err(Exit(1).into())
+    }
+}
+
+/// `pki renew --all-expiring`: renews every due certificate it can without a person.
+fn renew_all(
+    dir: &Path,
+    wait: std::time::Duration,
+    within: Threshold,
+    days: Option<u32>,
+    key_type: Option<KeyType>,
+    leaf: &LeafSecrets,
+    secret: &CaSecret,
+) -> Result<()> {
+    let ca = unlock(dir, secret)?;
+    // Secrets from files or the environment only: this runs from timers, and a prompt
+    // per certificate would be worse than a skip that says what to give.
+    let from = |file: Option<&Path>, flag, env| -> Result<Option<Passphrase>> {
+        Source {
+            file,
+            flag,
+            env,
+            prompt: String::new(),
+        }
+        .get_unattended()
+    };
+    let key_passphrase = from(
+        leaf.key_passphrase_file.as_deref(),
+        "--key-passphrase-file",
+        secrets::KEY_ENV,
+    )?;
+    let p12 = if leaf.no_p12 {
+        None
+    } else {
+        let format = if leaf.legacy_p12 {
+            P12Format::Legacy
+        } else {
+            P12Format::Modern
+        };
+        from(
+            leaf.p12_password_file.as_deref(),
+            "--p12-password-file",
+            secrets::P12_ENV,
+        )?
+        .map(|pw| (pw, format))
+    };
+    let opts = BatchOptions {
+        threshold: within,
+        days,
+        key_type,
+        key_passphrase,
+        p12,
+        no_p12: leaf.no_p12,
+        wait,
+        now: time::OffsetDateTime::now_utc(),
+    };
+    let outcomes = ca.renew_due(&opts, |o| match o {
+        Outcome::Renewed {
+            old,
+            new,
+            cert,
+            archived,
+            due_again,
+            ..
+        } => {
+            println!("renewed {old} as {new} ({})", cert.display());
+            for (from, to) in archived {
+                println!("  archived {} -> {}", from.display(), to.display());
+            }
+            if *due_again {
+                eprintln!(
+                    "warning: {new} is due for renewal at once too: its lifetime is within {within}; give renewals a longer life (--days) or renew within less"
+                );
+            }
+        }
+        Outcome::Skipped {
+            serial,
+            subject,
+            reason,
+            ..
+        } => println!("skipped {serial} ({subject}): {reason}"),
+        Outcome::Failed {
+            serial,
+            subject,
+            cert,
+            error,
+        } => eprintln!(
+            "error: renewing {serial} ({subject}, {}) failed: {error}",
+            cert.display()
+        ),
+    })?;
+    let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    let renewed = count(|o| matches!(o, Outcome::Renewed { .. }));
+    let skipped = count(|o| matches!(o, Outcome::Skipped { .. }));
+    let failed = count(|o| matches!(o, Outcome::Failed { .. }));
+    if outcomes.is_empty() {
+        println!("nothing to renew: no certificate in force is due ({within})");
+    } else {
+        println!("{renewed} renewed, {skipped} skipped, {failed} failed");
+    }
+    if failed > 0 {
+        return Err(Exit(1).into());
+    }
+    Ok(())
 }
 
 fn print_cert(c: &CertInfo, indent: &str) {
