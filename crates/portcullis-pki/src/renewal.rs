@@ -83,7 +83,7 @@ impl fmt::Display for Threshold {
             Threshold::Remaining { num: 1, den: 3 } => {
                 f.write_str("the last third of its lifetime")
             }
-            Threshold::Remaining { num, den } if den == 100 => {
+            Threshold::Remaining { num, den: 100 } => {
                 write!(f, "the last {num}% of its lifetime")
             }
             Threshold::Remaining { num, den } => write!(f, "the last {num}/{den} of its lifetime"),
