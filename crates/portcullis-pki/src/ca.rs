@@ -29,7 +29,7 @@ use crate::fsio::{self, Outputs, PUBLIC, SECRET};
 use crate::index::{Index, Record};
 use crate::keys::BroughtKey;
 use crate::keys::{self, KeyType};
-use crate::lock::{self, DirLock, Intent};
+use crate::lock::{self, DirLock, Intent, Replaces};
 use crate::names::{self, San, Subject};
 use crate::p12::{self, P12Format};
 use crate::secret::Passphrase;
@@ -561,6 +561,7 @@ impl Ca {
             fingerprint_sha256: fingerprint(&der),
             cert: String::new(),
             revoked: None,
+            replaced_by: None,
         };
         Ok((der, record))
     }
@@ -869,7 +870,7 @@ impl Writer<'_> {
     /// in the index. All files or none. With `opts.force`, files in the way are moved
     /// aside first and removed only once the new ones are in.
     pub fn save(&mut self, issued: Issued, opts: &SaveOptions) -> Result<Vec<PathBuf>> {
-        self.commit_issued(issued, opts, Vec::new())
+        self.commit_issued(issued, opts, Vec::new(), None)
     }
 
     /// Writes a renewal where the old certificate was: the old files (`STEM.key`, `.crt`,
@@ -896,6 +897,17 @@ impl Writer<'_> {
             })
             .filter(|(from, _)| from.exists())
             .collect();
+        // The old record will say where its certificate went.
+        let archived_cert = ["crt", "chain.pem"].iter().find_map(|ext| {
+            let from = dir.join(format!("{stem}.{ext}"));
+            archive.iter().find(|(f, _)| *f == from).map(|(_, to)| to)
+        });
+        let replaces = Replaces {
+            serial: renewal.old_serial.clone(),
+            cert: archived_cert
+                .map(|to| self.index.stored_path(to))
+                .transpose()?,
+        };
         let opts = SaveOptions {
             out_dir: dir,
             stem,
@@ -903,22 +915,24 @@ impl Writer<'_> {
             p12,
             force: false,
         };
-        let written = self.commit_issued(renewal.issued, &opts, archive.clone())?;
+        let written = self.commit_issued(renewal.issued, &opts, archive.clone(), Some(replaces))?;
         Ok((written, archive))
     }
 
     /// Records the intent, moves old files aside (a renewal's `archive`, or with `force`
     /// the files in the way), writes the new ones (the certificate last) without
-    /// replacing anything, and records the certificate. A failure undoes everything; a
+    /// replacing anything, and records the certificate (and, for a renewal, that it
+    /// `replaces` the old one, in the same index write). A failure undoes everything; a
     /// crash is finished or undone by the next writer.
     fn commit_issued(
         &mut self,
         mut issued: Issued,
         opts: &SaveOptions,
         archive: Vec<(PathBuf, PathBuf)>,
+        replaces: Option<Replaces>,
     ) -> Result<Vec<PathBuf>> {
         let out = planned_outputs(self.ca, &issued, opts)?;
-        issued.record.cert = opts.cert_path().display().to_string();
+        issued.record.cert = self.index.stored_path(&opts.cert_path())?;
         let outputs = out
             .digests()
             .into_iter()
@@ -947,6 +961,7 @@ impl Writer<'_> {
             outputs,
             archived,
             replaced,
+            replaces: replaces.clone(),
         };
         self.lock.intend(&intent)?;
         let Intent::Issue {
@@ -980,7 +995,13 @@ impl Writer<'_> {
             Err(e) => return Err(self.undo(&moved, e)),
         };
         lock::crash_point("after-files");
-        if let Err(e) = self.index.append(issued.record) {
+        let recorded = match &replaces {
+            Some(old) => self
+                .index
+                .record_renewal(issued.record, &old.serial, old.cert.clone()),
+            None => self.index.append(issued.record),
+        };
+        if let Err(e) = recorded {
             for p in &written {
                 let _ = std::fs::remove_file(p);
             }
@@ -1091,6 +1112,7 @@ impl Writer<'_> {
                 outputs,
                 archived,
                 replaced,
+                replaces,
             } => {
                 // Temporary files of the interrupted write, where only this CA writes.
                 let mut dirs: Vec<&Path> = outputs
@@ -1107,8 +1129,16 @@ impl Writer<'_> {
                 if holds_certificate(cert, &record.fingerprint_sha256) {
                     // The certificate is in place, so everything else is: record it, and
                     // drop what it replaced.
-                    if !self.index.contains_serial(&record.serial) {
-                        self.index.append((**record).clone())?;
+                    match replaces {
+                        Some(old) => self.index.record_renewal(
+                            (**record).clone(),
+                            &old.serial,
+                            old.cert.clone(),
+                        )?,
+                        None if !self.index.contains_serial(&record.serial) => {
+                            self.index.append((**record).clone())?;
+                        }
+                        None => {}
                     }
                     for (_, aside) in replaced {
                         let _ = std::fs::remove_file(aside);

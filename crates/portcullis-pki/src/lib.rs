@@ -55,6 +55,7 @@ pub mod keys;
 pub mod lock;
 pub mod names;
 pub mod p12;
+pub mod renewal;
 pub mod secret;
 
 pub use build::Kind;
@@ -64,4 +65,5 @@ pub use index::{Index, Record, Status};
 pub use keys::{BroughtKey, KeyType};
 pub use names::{San, Subject};
 pub use p12::P12Format;
+pub use renewal::Threshold;
 pub use secret::Passphrase;

@@ -45,9 +45,22 @@ pub(crate) enum Intent {
         archived: Vec<(PathBuf, PathBuf)>,
         /// With `--force`, the files in the way, moved aside until the new ones are in.
         replaced: Vec<(PathBuf, PathBuf)>,
+        /// A renewal: the certificate this one replaces, marked so in the same index
+        /// write that records this one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaces: Option<Replaces>,
     },
     /// Change the index's revocations and publish a CRL valid for `days`.
     Crl { days: u32 },
+}
+
+/// The certificate a renewal replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Replaces {
+    pub(crate) serial: String,
+    /// Where its certificate was archived, as the index stores paths; `None` when it was
+    /// not moved.
+    pub(crate) cert: Option<String>,
 }
 
 impl Intent {

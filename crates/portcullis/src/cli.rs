@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use portcullis_pki::{KeyType, Reason};
+use portcullis_pki::{KeyType, Reason, Threshold};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -239,10 +239,21 @@ pub enum PkiCommand {
     },
 
     /// Issue a replacement with the same subject and names, a new key and a new serial.
-    /// The old files move to DIR/archive/SERIAL/.
+    /// The old files move to DIR/archive/SERIAL/. With --all-expiring: every due one.
     Renew {
         /// The certificate to renew.
-        cert: PathBuf,
+        #[arg(required_unless_present = "all_expiring")]
+        cert: Option<PathBuf>,
+        /// Renew every certificate in force that is due (see --within), one after the
+        /// other, skipping with a reason those that need a person (signed from a CSR, an
+        /// encrypted key without --key-passphrase-file, a PKCS#12 bundle without
+        /// --p12-password-file or --no-p12, expired). Exits 1 if any renewal failed.
+        #[arg(long, conflicts_with_all = ["cert", "new_key", "encrypt_key"])]
+        all_expiring: bool,
+        /// With --all-expiring: due when it expires within this time (30d, 12h) or this
+        /// share of its lifetime (33%) [default: the last third of its lifetime].
+        #[arg(long, requires = "all_expiring", value_name = "DURATION|PERCENT")]
+        within: Option<Threshold>,
         /// Validity in days [default: the old certificate's].
         #[arg(long)]
         days: Option<u32>,
@@ -260,7 +271,24 @@ pub enum PkiCommand {
     },
 
     /// List every certificate the CA issued, with its status.
-    List,
+    List {
+        /// Only certificates in force (not revoked or renewed) that expire within this
+        /// time (30d, 12h) or share of their lifetime (33%), expired ones included; exits
+        /// 1 when there is any, 0 when none (for cron and monitoring).
+        #[arg(long, value_name = "DURATION|PERCENT")]
+        expiring: Option<Threshold>,
+    },
+
+    /// Exit 0 if the certificate in FILE is due for renewal, 1 if not, 2 on error (as
+    /// `step certificate needs-renewal`). Needs no CA directory.
+    NeedsRenewal {
+        /// A certificate or chain file (the first certificate is checked).
+        file: PathBuf,
+        /// Due when it expires within this time (30d, 12h) or this share of its lifetime
+        /// (33%) [default: the last third of its lifetime, as step].
+        #[arg(long, visible_alias = "expires-in", value_name = "DURATION|PERCENT")]
+        within: Option<Threshold>,
+    },
 
     /// Show what is in a file: certificates, chains, CSRs, CRLs, keys, PKCS#12.
     Inspect {

@@ -22,6 +22,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A command that answers with its exit status (`pki needs-renewal`: 1, not due) has
+        // said what it had to say.
+        Err(e) if e.downcast_ref::<pki::Exit>().is_some() => {
+            ExitCode::from(e.downcast_ref::<pki::Exit>().map_or(2, |x| x.0))
+        }
         Err(e) => {
             // `{:#}` prints the whole chain: "cannot issue: wrong passphrase for pki/root.key …"
             eprintln!("error: {e:#}");

@@ -7,9 +7,10 @@ use portcullis_pki::ca::{self, Ca, InitOptions};
 use portcullis_pki::defaults::Defaults;
 use portcullis_pki::inspect::{CertInfo, Object, Report};
 use portcullis_pki::names::{self, San, Subject};
+use portcullis_pki::renewal::{self, BatchOptions};
 use portcullis_pki::{
     BroughtKey, Index, KeyType, Kind, LeafRequest, P12Format, Passphrase, Reason, Record,
-    SaveOptions,
+    SaveOptions, Threshold,
 };
 use serde::Serialize;
 
@@ -25,8 +26,9 @@ use crate::secrets::{self, Mode, Source};
 #[derive(Debug, Default, Serialize)]
 struct Outcome {
     command: &'static str,
-    /// The certificate issued, signed, renewed into, or revoked.
-    certificate: Option<Record>,
+    /// The certificate issued, signed, renewed into, or revoked: its index record as
+    /// `pki list --json` prints it.
+    certificate: Option<serde_json::Value>,
     /// `renew`: the serial of the certificate replaced.
     replaces: Option<String>,
     /// `init`, `revoke`, `crl`: the number of the CRL published.
@@ -228,8 +230,9 @@ pub fn run(args: PkiArgs) -> Result<()> {
                 "signed {} certificate {} for {}",
                 issued.record.profile, issued.record.serial, issued.record.subject
             ));
-            o.certificate = Some(issued.record.clone());
+            let serial = issued.record.serial.clone();
             o.written = writer.save(issued, &opts)?;
+            o.certificate = listed(writer.index(), &serial);
             o.not_granted = dropped;
             o
         }
@@ -259,7 +262,7 @@ pub fn run(args: PkiArgs) -> Result<()> {
                 reason.name()
             ));
             o.lines.push(format!("CRL number {number}"));
-            o.certificate = Some(rec);
+            o.certificate = listed(writer.index(), &rec.serial);
             o.crl_number = Some(number);
             o.written = written;
             o
@@ -283,12 +286,33 @@ pub fn run(args: PkiArgs) -> Result<()> {
             o
         }
         PkiCommand::Renew {
-            cert,
+            all_expiring: true,
+            within,
+            days,
+            key_type,
+            leaf,
+            secret,
+            ..
+        } => {
+            return renew_all(
+                dir,
+                wait,
+                within.unwrap_or_default(),
+                days,
+                key_type,
+                &leaf,
+                &secret,
+                json,
+            );
+        }
+        PkiCommand::Renew {
+            cert: Some(cert),
             days,
             key_type,
             new_key,
             leaf,
             secret,
+            ..
         } => {
             // A certificate signed from a CSR has no key beside it: its key is the
             // requester's, and a renewal here would hand them one the CA made.
@@ -316,7 +340,7 @@ pub fn run(args: PkiArgs) -> Result<()> {
             let mut o = Outcome::new("renew");
             o.lines
                 .push(format!("renewed {old} as {}", renewal.issued.record.serial));
-            o.certificate = Some(renewal.issued.record.clone());
+            let new = renewal.issued.record.serial.clone();
             if compromised {
                 o.warnings.push(format!(
                     "{old} was revoked for key-compromise; the renewal has a new key, but whoever held the old one may still hold other secrets of its owner"
@@ -324,6 +348,7 @@ pub fn run(args: PkiArgs) -> Result<()> {
             }
             o.replaces = Some(old);
             let (written, moved) = writer.save_renewal(renewal, key_pass, p12)?;
+            o.certificate = listed(writer.index(), &new);
             o.written = written;
             o.archived = moved
                 .into_iter()
@@ -331,7 +356,16 @@ pub fn run(args: PkiArgs) -> Result<()> {
                 .collect();
             o
         }
-        PkiCommand::List => return list(dir, json),
+        PkiCommand::Renew { cert: None, .. } => {
+            bail!("name the certificate to renew, or pass --all-expiring")
+        }
+        PkiCommand::List {
+            expiring: Some(within),
+        } => return list_expiring(dir, json, &within),
+        PkiCommand::List { .. } => return list(dir, json),
+        PkiCommand::NeedsRenewal { file, within } => {
+            return needs_renewal(&file, &within.unwrap_or_default(), json);
+        }
         PkiCommand::Inspect {
             file,
             p12_password_file,
@@ -619,8 +653,9 @@ fn issue(dir: &Path, cmd: IssueCommand, wait: std::time::Duration) -> Result<Out
         req.subject.one_line()
     ));
     o.warnings = validity_warnings(&req, &issued.record.not_after);
-    o.certificate = Some(issued.record.clone());
+    let serial = issued.record.serial.clone();
     o.written = writer.save(issued, &opts)?;
+    o.certificate = listed(writer.index(), &serial);
     Ok(o)
 }
 
@@ -671,15 +706,7 @@ fn list(dir: &Path, json: bool) -> Result<()> {
     let index = Index::load(&layout.index())?;
     let now = time::OffsetDateTime::now_utc();
     if json {
-        let rows: Vec<_> = index
-            .records
-            .iter()
-            .map(|r| {
-                let mut v = serde_json::to_value(r).unwrap_or_default();
-                v["status"] = r.status(now).as_str().into();
-                v
-            })
-            .collect();
+        let rows: Vec<_> = index.records.iter().map(|r| row(&index, r, now)).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
@@ -696,19 +723,310 @@ fn list(dir: &Path, json: bool) -> Result<()> {
         println!("no certificates issued yet");
         return Ok(());
     }
+    print_table(&index, index.records.iter(), now);
+    Ok(())
+}
+
+/// A record as `pki list --json` prints it: the index's fields, its `status` now, and
+/// `file`, where the certificate is from here.
+fn row(index: &Index, r: &Record, now: time::OffsetDateTime) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    v["status"] = r.status(now).as_str().into();
+    v["file"] = index.cert_path(r).display().to_string().into();
+    v
+}
+
+/// The record of `serial` in `index`, as [`row`] shows it.
+fn listed(index: &Index, serial: &str) -> Option<serde_json::Value> {
+    let r = index.find(serial)?;
+    Some(row(index, r, time::OffsetDateTime::now_utc()))
+}
+
+/// The `pki list` table: status, serial, profile, end, where the certificate is (from
+/// here), subject, and for a renewed one its successor.
+fn print_table<'a>(
+    index: &Index,
+    records: impl Iterator<Item = &'a portcullis_pki::Record>,
+    now: time::OffsetDateTime,
+) {
+    let rows: Vec<_> = records
+        .map(|r| (r, index.cert_path(r).display().to_string()))
+        .collect();
+    let width = rows.iter().map(|(_, f)| f.len()).max().unwrap_or(0).max(4);
     println!(
-        "{:<9} {:<33} {:<7} {:<21} SUBJECT",
-        "STATUS", "SERIAL", "PROFILE", "NOT AFTER"
+        "{:<9} {:<33} {:<7} {:<21} {:<width$} SUBJECT",
+        "STATUS", "SERIAL", "PROFILE", "NOT AFTER", "FILE"
     );
-    for r in &index.records {
+    for (r, file) in rows {
+        let successor = r
+            .replaced_by
+            .as_ref()
+            .map(|s| format!(" (renewed as {s})"))
+            .unwrap_or_default();
         println!(
-            "{:<9} {:<33} {:<7} {:<21} {}",
+            "{:<9} {:<33} {:<7} {:<21} {file:<width$} {}{successor}",
             r.status(now).as_str(),
             r.serial,
             r.profile,
             r.not_after,
             r.subject
         );
+    }
+}
+
+// === renewal: needs-renewal, list --expiring, renew --all-expiring ===
+
+/// A command's answer given by its exit status alone, not an error: `main` exits with it
+/// and prints nothing more.
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// `pki needs-renewal FILE`: 0 due, 1 not due (via [`Exit`]), 2 on error.
+fn needs_renewal(file: &Path, within: &Threshold, json: bool) -> Result<()> {
+    let now = time::OffsetDateTime::now_utc();
+    let check = renewal::check_file(file, within, now)?;
+    let date = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    if json {
+        let v = serde_json::json!({
+            "file": file,
+            "serial": check.serial,
+            "due": check.due,
+            "not_after": date(check.not_after),
+            "due_at": date(check.due_at),
+            "within": within.to_string(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return if check.due {
+            Ok(())
+        } else {
+            Err(Exit(1).into())
+        };
+    }
+    if check.due {
+        let state = if check.not_after <= now {
+            "expired"
+        } else {
+            "expires"
+        };
+        println!(
+            "due: {} (serial {}) {state} {}; renewal due since {} ({within})",
+            file.display(),
+            check.serial,
+            date(check.not_after),
+            date(check.due_at)
+        );
+        Ok(())
+    } else {
+        println!(
+            "not due: {} (serial {}) expires {}; renewal due from {} ({within})",
+            file.display(),
+            check.serial,
+            date(check.not_after),
+            date(check.due_at)
+        );
+        Err(Exit(1).into())
+    }
+}
+
+/// `pki list --expiring WITHIN`: the due certificates in force; exit 1 when there is any.
+fn list_expiring(dir: &Path, json: bool, within: &Threshold) -> Result<()> {
+    let layout = ca::Layout::new(dir);
+    if !layout.exists() {
+        return Err(portcullis_pki::Error::NoCa {
+            dir: dir.to_owned(),
+        }
+        .into());
+    }
+    let index = Index::load(&layout.index())?;
+    let now = time::OffsetDateTime::now_utc();
+    let due = renewal::due_records(&index.records, within, now);
+    if json {
+        let rows: Vec<_> = due.iter().map(|r| row(&index, r, now)).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if !due.is_empty() {
+        print_table(&index, due.iter().copied(), now);
+    } else if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        // Quiet otherwise: cron mails whatever a job prints.
+        println!("no certificate in force expires within {within}");
+    }
+    if due.is_empty() {
+        Ok(())
+    } else {
+        Err(Exit(1).into())
+    }
+}
+
+/// `pki renew --all-expiring`: renews every due certificate it can without a person.
+fn renew_all(
+    dir: &Path,
+    wait: std::time::Duration,
+    within: Threshold,
+    days: Option<u32>,
+    key_type: Option<KeyType>,
+    leaf: &LeafSecrets,
+    secret: &CaSecret,
+    json: bool,
+) -> Result<()> {
+    let ca = unlock(dir, secret)?;
+    // Secrets from files or the environment only: this runs from timers, and a prompt
+    // per certificate would be worse than a skip that says what to give.
+    let from = |file: Option<&Path>, flag, env| -> Result<Option<Passphrase>> {
+        Source {
+            file,
+            flag,
+            env,
+            prompt: String::new(),
+        }
+        .get_unattended()
+    };
+    let key_passphrase = from(
+        leaf.key.key_passphrase_file.as_deref(),
+        "--key-passphrase-file",
+        secrets::KEY_ENV,
+    )?;
+    let p12 = if leaf.no_p12 {
+        None
+    } else {
+        let format = if leaf.legacy_p12 {
+            P12Format::Legacy
+        } else {
+            P12Format::Modern
+        };
+        from(
+            leaf.p12_password_file.as_deref(),
+            "--p12-password-file",
+            secrets::P12_ENV,
+        )?
+        .map(|pw| (pw, format))
+    };
+    let opts = BatchOptions {
+        threshold: within,
+        days,
+        key_type,
+        key_passphrase,
+        p12,
+        no_p12: leaf.no_p12,
+        wait,
+        now: time::OffsetDateTime::now_utc(),
+    };
+    // With --json, one document at the end; otherwise a line per certificate as it goes.
+    let outcomes = ca.renew_due(&opts, |o| match o {
+        _ if json => {}
+        renewal::Outcome::Renewed {
+            old,
+            new,
+            cert,
+            archived,
+            due_again,
+            ..
+        } => {
+            println!("renewed {old} as {new} ({})", cert.display());
+            for (from, to) in archived {
+                println!("  archived {} -> {}", from.display(), to.display());
+            }
+            if *due_again {
+                eprintln!(
+                    "warning: {new} is due for renewal at once too: its lifetime is within {within}; give renewals a longer life (--days) or renew within less"
+                );
+            }
+        }
+        renewal::Outcome::Skipped {
+            serial,
+            subject,
+            reason,
+            ..
+        } => println!("skipped {serial} ({subject}): {reason}"),
+        renewal::Outcome::Failed {
+            serial,
+            subject,
+            cert,
+            error,
+        } => eprintln!(
+            "error: renewing {serial} ({subject}, {}) failed: {error}",
+            cert.display()
+        ),
+    })?;
+    let count = |f: fn(&renewal::Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    let renewed = count(|o| matches!(o, renewal::Outcome::Renewed { .. }));
+    let skipped = count(|o| matches!(o, renewal::Outcome::Skipped { .. }));
+    let failed = count(|o| matches!(o, renewal::Outcome::Failed { .. }));
+    if json {
+        let mut doc = serde_json::json!({
+            "command": "renew-all",
+            "within": within.to_string(),
+            "renewed": [],
+            "skipped": [],
+            "failed": [],
+        });
+        for o in &outcomes {
+            let (key, v) = match o {
+                renewal::Outcome::Renewed {
+                    old,
+                    new,
+                    cert,
+                    written,
+                    archived,
+                    due_again,
+                } => (
+                    "renewed",
+                    serde_json::json!({
+                        "replaces": old,
+                        "serial": new,
+                        "file": cert,
+                        "written": written,
+                        "archived": archived
+                            .iter()
+                            .map(|(from, to)| Archived { from: from.clone(), to: to.clone() })
+                            .collect::<Vec<_>>(),
+                        "due_again": due_again,
+                    }),
+                ),
+                renewal::Outcome::Skipped {
+                    serial,
+                    subject,
+                    cert,
+                    reason,
+                } => (
+                    "skipped",
+                    serde_json::json!({
+                        "serial": serial, "subject": subject, "file": cert, "reason": reason,
+                    }),
+                ),
+                renewal::Outcome::Failed {
+                    serial,
+                    subject,
+                    cert,
+                    error,
+                } => (
+                    "failed",
+                    serde_json::json!({
+                        "serial": serial, "subject": subject, "file": cert, "error": error.to_string(),
+                    }),
+                ),
+            };
+            if let Some(list) = doc[key].as_array_mut() {
+                list.push(v);
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else if outcomes.is_empty() {
+        println!("nothing to renew: no certificate in force is due ({within})");
+    } else {
+        println!("{renewed} renewed, {skipped} skipped, {failed} failed");
+    }
+    if failed > 0 {
+        return Err(Exit(1).into());
     }
     Ok(())
 }

@@ -51,6 +51,18 @@ impl Source<'_> {
         Ok(Some(Passphrase::new(first, "prompt")?))
     }
 
+    /// The secret from the file or the environment variable, never a prompt: for
+    /// commands that run unattended.
+    pub fn get_unattended(&self) -> Result<Option<Passphrase>> {
+        if let Some(f) = self.file {
+            return Ok(Some(Passphrase::from_file(f, self.flag)?));
+        }
+        match std::env::var(self.env) {
+            Ok(v) => Ok(Some(Passphrase::new(v, self.env)?)),
+            Err(_) => Ok(None),
+        }
+    }
+
     /// Like [`Source::get`], but a missing secret is an error that says how to give one.
     pub fn require(&self, mode: Mode) -> Result<Passphrase> {
         match self.get(mode)? {

@@ -98,24 +98,20 @@ fn consistent(sb: &Sandbox) -> Index {
         index.records.len(),
         "a serial recorded twice"
     );
-    // Every record's certificate exists: where it was written, or archived by a renewal.
+    // Every record's certificate is where the index says: where it was written, or, for
+    // one a renewal replaced, in the archive.
     for r in &index.records {
         let serial = normalize_serial(&r.serial);
-        let at_path = Path::new(&r.cert);
-        let at_path = if at_path.is_absolute() {
-            at_path.to_owned()
-        } else {
-            sb.path(&r.cert)
-        };
-        let here = at_path.exists() && serial_of(&at_path) == serial;
-        let archived = std::fs::read_dir(dir.join("archive").join(&r.serial))
-            .map(|d| d.count() > 0)
-            .unwrap_or(false);
+        let at_path = index.cert_path(r);
         assert!(
-            here || archived,
-            "no certificate for record {serial} ({})",
-            r.cert
+            at_path.exists() && serial_of(&at_path) == serial,
+            "no certificate for record {serial} at {}",
+            at_path.display()
         );
+        if let Some(new) = &r.replaced_by {
+            assert!(at_path.starts_with(dir.join("archive")), "{r:?}");
+            assert!(index.find(new).is_some(), "{serial}'s successor {new}");
+        }
     }
     // Every certificate in issued/ is recorded.
     for e in std::fs::read_dir(dir.join("issued")).unwrap() {
@@ -243,12 +239,7 @@ fn fifty_operations_at_once_all_take_effect() {
     assert_eq!(crl(&sb).0, *unique.last().unwrap());
     // openssl agrees with `pki list` about every certificate.
     for r in &index.records {
-        if !Path::new(&r.cert).exists() && !sb.path(&r.cert).exists() {
-            continue;
-        }
-        if serial_of(&sb.path(&r.cert)) != normalize_serial(&r.serial) {
-            continue; // renewed: the file holds the new certificate
-        }
+        let cert = index.cert_path(r).display().to_string();
         let out = sb.tool(
             "openssl",
             &[
@@ -258,14 +249,14 @@ fn fifty_operations_at_once_all_take_effect() {
                 "pki/root.crt",
                 "-CRLfile",
                 "pki/crl.pem",
-                &r.cert,
+                &cert,
             ],
         );
         let text = common::text(&out);
         if r.revoked.is_some() {
-            assert!(text.contains("certificate revoked"), "{}: {text}", r.cert);
+            assert!(text.contains("certificate revoked"), "{cert}: {text}");
         } else {
-            assert!(out.status.success(), "{}: {text}", r.cert);
+            assert!(out.status.success(), "{cert}: {text}");
         }
     }
     let list = sb.ok(&["pki", "list", "--json"]);
@@ -400,6 +391,9 @@ fn a_writer_killed_between_two_changes_is_finished_or_undone_by_the_next() {
     let new = serial_of(&sb.path("pki/issued/c0.crt"));
     assert_ne!(new, old);
     assert!(index.find(&new).is_some());
+    // …in the same index write that marks the old one renewed.
+    let replaced_by = index.find(&old).unwrap().replaced_by.as_deref();
+    assert_eq!(replaced_by.map(normalize_serial), Some(new.clone()));
 
     // A revocation killed before its CRL: the next writer publishes one that lists it.
     let c1 = serial_of(&sb.path("pki/issued/c1.crt"));

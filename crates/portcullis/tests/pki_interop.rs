@@ -737,6 +737,8 @@ fn every_command_that_writes_prints_one_json_shape_that_matches_the_files() {
         serial_of("pki/issued/web.test.crt")
     );
     assert_eq!(server["certificate"]["profile"], "server");
+    assert_eq!(server["certificate"]["file"], "pki/issued/web.test.crt");
+    assert_eq!(server["certificate"]["status"], "valid");
     assert!(
         server["warnings"][0].as_str().unwrap().contains("398 days"),
         "{server:#}"
@@ -774,6 +776,7 @@ fn every_command_that_writes_prints_one_json_shape_that_matches_the_files() {
         renewed["certificate"]["serial"]
     );
     assert_eq!(revoked["certificate"]["revoked"]["reason"], "superseded");
+    assert_eq!(revoked["certificate"]["status"], "revoked");
     assert_eq!(revoked["crl_number"], crl_number());
     let crl = run(&["crl"]);
     assert_eq!(crl["crl_number"], crl_number());

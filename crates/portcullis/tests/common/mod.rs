@@ -180,3 +180,19 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+impl Sandbox {
+    /// Runs `portcullis ARGS` in the sandbox's subdirectory `sub` (created if needed).
+    pub fn run_in(&self, sub: &str, args: &[&str]) -> Output {
+        let cwd = self.path(sub);
+        std::fs::create_dir_all(&cwd).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.args(args)
+            .current_dir(&cwd)
+            .stdin(Stdio::null())
+            .env_remove("PORTCULLIS_CA_PASSPHRASE")
+            .env_remove("PORTCULLIS_KEY_PASSPHRASE")
+            .env_remove("PORTCULLIS_P12_PASSWORD");
+        cmd.output().expect("run portcullis")
+    }
+}
