@@ -294,16 +294,14 @@ pub fn run(args: PkiArgs) -> Result<()> {
             secret,
             ..
         } => {
-            return renew_all(
-                dir,
-                wait,
-                within.unwrap_or_default(),
+            let batch = Batch {
+                within: within.unwrap_or_default(),
                 days,
                 key_type,
-                &leaf,
-                &secret,
-                json,
-            );
+                leaf: &leaf,
+                secret: &secret,
+            };
+            return renew_all(dir, wait, batch, json);
         }
         PkiCommand::Renew {
             cert: Some(cert),
@@ -868,16 +866,23 @@ fn list_expiring(dir: &Path, json: bool, within: &Threshold) -> Result<()> {
 }
 
 /// `pki renew --all-expiring`: renews every due certificate it can without a person.
-fn renew_all(
-    dir: &Path,
-    wait: std::time::Duration,
+/// The options of `renew --all-expiring`.
+struct Batch<'a> {
     within: Threshold,
     days: Option<u32>,
     key_type: Option<KeyType>,
-    leaf: &LeafSecrets,
-    secret: &CaSecret,
-    json: bool,
-) -> Result<()> {
+    leaf: &'a LeafSecrets,
+    secret: &'a CaSecret,
+}
+
+fn renew_all(dir: &Path, wait: std::time::Duration, batch: Batch<'_>, json: bool) -> Result<()> {
+    let Batch {
+        within,
+        days,
+        key_type,
+        leaf,
+        secret,
+    } = batch;
     let ca = unlock(dir, secret)?;
     // Secrets from files or the environment only: this runs from timers, and a prompt
     // per certificate would be worse than a skip that says what to give.
