@@ -55,6 +55,7 @@ pub mod lock;
 pub mod names;
 pub mod p12;
 pub mod secret;
+pub mod trust;
 
 pub use build::Kind;
 pub use ca::{Ca, LeafRequest, Reason, SaveOptions, Writer};
