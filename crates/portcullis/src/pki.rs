@@ -8,7 +8,10 @@ use portcullis_pki::inspect::{CertInfo, Object, Report};
 use portcullis_pki::names::{self, San, Subject};
 use portcullis_pki::{Index, Kind, LeafRequest, P12Format, Passphrase, Reason, SaveOptions};
 
-use crate::cli::{CaSecret, IssueCommand, LeafSecrets, Output, PkiArgs, PkiCommand, Profile};
+use crate::cli::{
+    CaSecret, IssueCommand, LeafSecrets, Output, PkiArgs, PkiCommand, Profile, TrustArgs,
+    TrustCommand, TrustStore,
+};
 use crate::secrets::{self, Mode, Source};
 
 pub fn run(args: PkiArgs) -> Result<()> {
@@ -180,6 +183,7 @@ pub fn run(args: PkiArgs) -> Result<()> {
             Ok(())
         }
         PkiCommand::List { json } => list(dir, json),
+        PkiCommand::Trust(cmd) => trust(dir, cmd),
         PkiCommand::Inspect {
             file,
             json,
@@ -208,6 +212,73 @@ pub fn run(args: PkiArgs) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `pki trust install|uninstall`: plan, then print (dry run) or apply step by step.
+fn trust(dir: &Path, cmd: TrustCommand) -> Result<()> {
+    use portcullis_pki::trust::{self, Anchor, Direction, Options, Store};
+    let (direction, args): (Direction, TrustArgs) = match cmd {
+        TrustCommand::Install(a) => (Direction::Install, a),
+        TrustCommand::Uninstall(a) => (Direction::Uninstall, a),
+    };
+    let root_cert = ca::Layout::new(dir).root_cert();
+    if !root_cert.exists() {
+        return Err(portcullis_pki::Error::NoCa {
+            dir: dir.to_owned(),
+        }
+        .into());
+    }
+    let anchor = Anchor::load(&root_cert)?;
+    let storepass = match (
+        &args.java_storepass_file,
+        std::env::var(secrets::JAVA_STOREPASS_ENV),
+    ) {
+        (Some(f), _) => Some(Passphrase::from_file(f, "--java-storepass-file")?),
+        (None, Ok(v)) => Some(Passphrase::new(v, secrets::JAVA_STOREPASS_ENV)?),
+        (None, Err(_)) => None,
+    };
+    let opts = Options {
+        stores: args
+            .stores
+            .iter()
+            .map(|s| match s {
+                TrustStore::System => Store::System,
+                TrustStore::Nss => Store::Nss,
+                TrustStore::Java => Store::Java,
+            })
+            .collect(),
+        nss_dbs: args.nss_db,
+        java_keystore: args.java_keystore,
+        java_storepass: storepass,
+        root: args.root,
+        home: None,
+    };
+    let plan = trust::plan(&anchor, direction, &opts)?;
+    println!(
+        "{} (SHA-256 {}), from {}",
+        anchor.name,
+        anchor.fingerprint,
+        anchor.path.display()
+    );
+    for s in &plan.skipped {
+        println!("skipped {}: {}", s.store, s.reason);
+    }
+    for step in &plan.steps {
+        if !args.dry_run {
+            plan.apply(step).with_context(|| {
+                let (verb, prep) = match step.change {
+                    trust::Change::Remove => ("remove", "from"),
+                    _ => ("add", "to"),
+                };
+                format!("cannot {verb} {} {prep} {}", anchor.name, step.target)
+            })?;
+        }
+        println!("{}", step.describe(&anchor, args.dry_run));
+    }
+    if args.dry_run {
+        println!("dry run: nothing was changed");
+    }
+    Ok(())
 }
 
 /// With a CA directory at `dir`, the certificates it revoked show as revoked: a file
