@@ -126,6 +126,26 @@ pub enum Error {
 
     #[error("{what}: {reason}")]
     Crypto { what: &'static str, reason: String },
+
+    #[error("{program} is not installed (needed for the {store}); {hint}")]
+    ToolMissing {
+        program: &'static str,
+        store: &'static str,
+        hint: &'static str,
+    },
+
+    #[error("`{program}` failed on {}: {detail}", path.display())]
+    ToolFailed {
+        program: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+
+    #[error("permission denied: cannot change {}; {hint}", path.display())]
+    PermissionDenied { path: PathBuf, hint: &'static str },
+
+    #[error("no {store} found: {reason}")]
+    StoreNotFound { store: &'static str, reason: String },
 }
 
 /// Shorthand used throughout the crate.

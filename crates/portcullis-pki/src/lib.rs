@@ -57,6 +57,7 @@ pub mod names;
 pub mod p12;
 pub mod renewal;
 pub mod secret;
+pub mod trust;
 
 pub use build::Kind;
 pub use ca::{Ca, IssuedKey, LeafRequest, Reason, SaveOptions, Writer};

@@ -290,6 +290,11 @@ pub enum PkiCommand {
         within: Option<Threshold>,
     },
 
+    /// Put the CA's root certificate into trust stores (system, NSS for Chromium and
+    /// Firefox, Java), or take it out again.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+
     /// Show what is in a file: certificates, chains, CSRs, CRLs, keys, PKCS#12.
     Inspect {
         /// A PEM, DER or PKCS#12 file.
@@ -299,6 +304,57 @@ pub enum PkiCommand {
         #[arg(long, value_name = "FILE")]
         p12_password_file: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Trust DIR/root.crt: add it to the stores (idempotent: says "already trusted").
+    Install(TrustArgs),
+    /// Stop trusting DIR/root.crt: remove exactly this root (found by its fingerprint) from
+    /// the stores; one that does not hold it is left alone.
+    Uninstall(TrustArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// Which store to change (repeatable). Default: the stores named by --nss-db,
+    /// --java-keystore or --root; with none of those, every store found on this machine.
+    #[arg(long = "store", value_enum, value_name = "STORE")]
+    pub stores: Vec<TrustStore>,
+
+    /// An NSS database directory (holding cert9.db), repeatable. Default: ~/.pki/nssdb
+    /// (Chromium) and every Firefox profile that has one.
+    #[arg(long, value_name = "DIR")]
+    pub nss_db: Vec<PathBuf>,
+
+    /// The Java keystore. Default: $JAVA_HOME/lib/security/cacerts, or that of the java
+    /// on PATH. Created (PKCS#12) if it does not exist.
+    #[arg(long, value_name = "FILE")]
+    pub java_keystore: Option<PathBuf>,
+
+    /// The Java keystore password, from the first line of FILE
+    /// (or set PORTCULLIS_JAVA_STOREPASS; default: changeit, the JDK's).
+    #[arg(long, value_name = "FILE")]
+    pub java_storepass_file: Option<PathBuf>,
+
+    /// The file system root of the system store (ROOT/usr/local/share/ca-certificates,
+    /// ROOT/etc/ssl/certs) [default: /].
+    #[arg(long, value_name = "ROOT")]
+    pub root: Option<PathBuf>,
+
+    /// Print what would change, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TrustStore {
+    /// Debian/Ubuntu: /usr/local/share/ca-certificates + update-ca-certificates.
+    System,
+    /// NSS databases: Chromium, Firefox (needs certutil, package libnss3-tools).
+    Nss,
+    /// A Java keystore (needs keytool, from the JDK).
+    Java,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

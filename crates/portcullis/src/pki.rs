@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::cli::{
     CaSecret, IssueCommand, IssueCommon, KeySecret, LeafSecrets, Output, PkiArgs, PkiCommand,
-    Profile, SubjectFields,
+    Profile, SubjectFields, TrustArgs, TrustCommand, TrustStore,
 };
 use crate::secrets::{self, Mode, Source};
 
@@ -364,6 +364,7 @@ pub fn run(args: PkiArgs) -> Result<()> {
         PkiCommand::NeedsRenewal { file, within } => {
             return needs_renewal(&file, &within.unwrap_or_default(), json);
         }
+        PkiCommand::Trust(cmd) => return trust(dir, cmd, json),
         PkiCommand::Inspect {
             file,
             p12_password_file,
@@ -392,6 +393,113 @@ pub fn run(args: PkiArgs) -> Result<()> {
         }
     };
     outcome.print(json)
+}
+
+/// `pki trust install|uninstall`: plan, then print (dry run) or apply step by step.
+fn trust(dir: &Path, cmd: TrustCommand, json: bool) -> Result<()> {
+    use portcullis_pki::trust::{self, Anchor, Direction, Options, Store};
+    let (direction, args): (Direction, TrustArgs) = match cmd {
+        TrustCommand::Install(a) => (Direction::Install, a),
+        TrustCommand::Uninstall(a) => (Direction::Uninstall, a),
+    };
+    let root_cert = ca::Layout::new(dir).root_cert();
+    if !root_cert.exists() {
+        return Err(portcullis_pki::Error::NoCa {
+            dir: dir.to_owned(),
+        }
+        .into());
+    }
+    let anchor = Anchor::load(&root_cert)?;
+    let storepass = match (
+        &args.java_storepass_file,
+        std::env::var(secrets::JAVA_STOREPASS_ENV),
+    ) {
+        (Some(f), _) => Some(Passphrase::from_file(f, "--java-storepass-file")?),
+        (None, Ok(v)) => Some(Passphrase::new(v, secrets::JAVA_STOREPASS_ENV)?),
+        (None, Err(_)) => None,
+    };
+    let opts = Options {
+        stores: args
+            .stores
+            .iter()
+            .map(|s| match s {
+                TrustStore::System => Store::System,
+                TrustStore::Nss => Store::Nss,
+                TrustStore::Java => Store::Java,
+            })
+            .collect(),
+        nss_dbs: args.nss_db,
+        java_keystore: args.java_keystore,
+        java_storepass: storepass,
+        root: args.root,
+        home: None,
+    };
+    let plan = trust::plan(&anchor, direction, &opts)?;
+    // With --json, one document once every step is done; otherwise a line per step as it
+    // is done, so a failure shows which stores already changed.
+    let say = |line: String| {
+        if !json {
+            println!("{line}");
+        }
+    };
+    say(format!(
+        "{} (SHA-256 {}), from {}",
+        anchor.name,
+        anchor.fingerprint,
+        anchor.path.display()
+    ));
+    for s in &plan.skipped {
+        say(format!("skipped {}: {}", s.store, s.reason));
+    }
+    let mut steps = Vec::new();
+    for step in &plan.steps {
+        if !args.dry_run {
+            plan.apply(step).with_context(|| {
+                let (verb, prep) = match step.change {
+                    trust::Change::Remove => ("remove", "from"),
+                    _ => ("add", "to"),
+                };
+                format!("cannot {verb} {} {prep} {}", anchor.name, step.target)
+            })?;
+        }
+        let said = step.describe(&anchor, args.dry_run);
+        steps.push(serde_json::json!({
+            "target": step.target.to_string(),
+            "change": match step.change {
+                trust::Change::Add => "add",
+                trust::Change::Remove => "remove",
+                trust::Change::AlreadyTrusted => "already-trusted",
+                trust::Change::NotPresent => "not-present",
+            },
+            "said": said,
+        }));
+        say(said);
+    }
+    if args.dry_run {
+        say("dry run: nothing was changed".into());
+    }
+    if json {
+        let doc = serde_json::json!({
+            "command": match direction {
+                Direction::Install => "trust-install",
+                Direction::Uninstall => "trust-uninstall",
+            },
+            "anchor": {
+                "name": anchor.name,
+                "fingerprint_sha256": anchor.fingerprint,
+                "file": anchor.path,
+            },
+            "dry_run": args.dry_run,
+            "skipped": plan
+                .skipped
+                .iter()
+                .map(|s| serde_json::json!({"store": s.store.to_string(), "reason": s.reason}))
+                .collect::<Vec<_>>(),
+            "steps": steps,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    }
+    Ok(())
 }
 
 /// With a CA directory at `dir`, the certificates it revoked show as revoked: a file

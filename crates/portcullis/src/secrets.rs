@@ -18,6 +18,7 @@ pub struct Source<'a> {
 pub const CA_ENV: &str = "PORTCULLIS_CA_PASSPHRASE";
 pub const KEY_ENV: &str = "PORTCULLIS_KEY_PASSPHRASE";
 pub const P12_ENV: &str = "PORTCULLIS_P12_PASSWORD";
+pub const JAVA_STOREPASS_ENV: &str = "PORTCULLIS_JAVA_STOREPASS";
 
 /// Whether a new secret is being set (asked twice) or an existing one entered.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -42,7 +42,8 @@ impl Sandbox {
             .stdin(Stdio::null())
             .env_remove("PORTCULLIS_CA_PASSPHRASE")
             .env_remove("PORTCULLIS_KEY_PASSPHRASE")
-            .env_remove("PORTCULLIS_P12_PASSWORD");
+            .env_remove("PORTCULLIS_P12_PASSWORD")
+            .env_remove("PORTCULLIS_JAVA_STOREPASS");
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -1,0 +1,998 @@
+//! Putting the CA's root certificate into trust stores, and taking it out again — what
+//! `mkcert -install` and `step certificate install` do, for three kinds of store:
+//!
+//! - [`Store::System`]: Debian/Ubuntu's system store. The root is copied to
+//!   `ROOT/usr/local/share/ca-certificates/LABEL.crt` and `update-ca-certificates`
+//!   regenerates `ROOT/etc/ssl/certs/ca-certificates.crt` (what curl, OpenSSL, Python and
+//!   Go read). `ROOT` is `/` unless [`Options::root`] names a scratch root.
+//! - [`Store::Nss`]: NSS databases, which Chromium (`$HOME/.pki/nssdb`) and Firefox
+//!   (each profile's `cert9.db`) read, changed with NSS's `certutil`.
+//! - [`Store::Java`]: a Java keystore (the JDK's `cacerts` by default), changed with
+//!   `keytool`. The store password reaches keytool through its environment, never argv.
+//!
+//! Work is split in two: [`plan`] looks at every store and decides what would change
+//! (nothing is written); [`Plan::apply`] does one step. A dry run prints the plan; a real
+//! run applies the same plan, so the two cannot disagree.
+//!
+//! ```no_run
+//! use portcullis_pki::trust::{self, Anchor, Direction, Options, Store};
+//!
+//! # fn main() -> Result<(), portcullis_pki::Error> {
+//! let anchor = Anchor::load(std::path::Path::new("pki/root.crt"))?;
+//! let opts = Options { stores: vec![Store::Nss], ..Default::default() };
+//! let plan = trust::plan(&anchor, Direction::Install, &opts)?;
+//! for step in &plan.steps {
+//!     plan.apply(step)?;
+//!     println!("{}", step.describe(&anchor, false));
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Names: the root is stored under a label made of its subject CN and the first eight hex
+//! digits of its SHA-256 fingerprint (`Acme Root CA 799d62b3` in NSS,
+//! `acme-root-ca-799d62b3` as a file name and Java alias), so two CAs with the same name
+//! never collide and uninstalling removes exactly this root.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::ca;
+use crate::error::{Error, Result};
+use crate::fsio;
+use crate::secret::Passphrase;
+
+/// A kind of trust store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Store {
+    System,
+    Nss,
+    Java,
+}
+
+impl Store {
+    /// Every kind, in the order stores are planned and changed.
+    pub const ALL: [Store; 3] = [Store::System, Store::Nss, Store::Java];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Store::System => "system",
+            Store::Nss => "nss",
+            Store::Java => "java",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Store::System => "system trust store",
+            Store::Nss => "NSS database (Chromium, Firefox)",
+            Store::Java => "Java keystore",
+        }
+    }
+}
+
+impl fmt::Display for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether the root goes in or comes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Install,
+    Uninstall,
+}
+
+/// The root certificate to trust, with the names it is stored under.
+#[derive(Debug, Clone)]
+pub struct Anchor {
+    /// Where it was read from.
+    pub path: PathBuf,
+    pub der: Vec<u8>,
+    /// Subject CN (or the whole subject when there is no CN).
+    pub name: String,
+    /// SHA-256 in lowercase hex, as every Portcullis command prints it.
+    pub fingerprint: String,
+    /// NSS nickname: `CN xxxxxxxx` (first 8 hex digits of the fingerprint).
+    pub nickname: String,
+    /// File name stem and Java alias: the CN in lower case, `-` between words, then
+    /// `-xxxxxxxx`.
+    pub label: String,
+}
+
+impl Anchor {
+    /// Reads the first certificate of a PEM or DER file; it must be a CA certificate.
+    pub fn load(path: &Path) -> Result<Anchor> {
+        let der = ca::read_certs(path)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::malformed(path, "no certificate"))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| Error::malformed(path, format!("corrupt certificate ({e})")))?;
+        if !cert.is_ca() {
+            return Err(Error::malformed(
+                path,
+                "not a CA certificate (basicConstraints CA:FALSE); trust stores take the CA's root, e.g. pki/root.crt",
+            ));
+        }
+        let name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_else(|| cert.subject().to_string());
+        let fingerprint = ca::fingerprint(&der);
+        let short = fingerprint.get(..8).unwrap_or(&fingerprint).to_owned();
+        Ok(Anchor {
+            path: path.to_owned(),
+            nickname: format!("{name} {short}"),
+            label: format!("{}-{short}", slug(&name)),
+            name,
+            fingerprint,
+            der,
+        })
+    }
+
+    fn pem(&self) -> String {
+        ca::pem("CERTIFICATE", &self.der)
+    }
+}
+
+/// `Acme Root CA` → `acme-root-ca`: safe as a file name and a keytool alias.
+fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out.trim_end_matches('-');
+    if out.is_empty() {
+        "ca".into()
+    } else {
+        out.into()
+    }
+}
+
+/// Which stores, and where they are.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The kinds of store to change. Empty: the ones a location below names, or, when none
+    /// does, every store found on this machine (see [`plan`]).
+    pub stores: Vec<Store>,
+    /// NSS databases (directories holding `cert9.db`). Empty: `$HOME/.pki/nssdb` and
+    /// Firefox profiles, where they exist.
+    pub nss_dbs: Vec<PathBuf>,
+    /// The Java keystore. None: `$JAVA_HOME/lib/security/cacerts`, or the one of the
+    /// `java` on PATH.
+    pub java_keystore: Option<PathBuf>,
+    /// The Java keystore's password. None: `changeit`, the JDK's default.
+    pub java_storepass: Option<Passphrase>,
+    /// The file system root the system store lives under. None: `/`.
+    pub root: Option<PathBuf>,
+    /// The home directory searched for NSS databases. None: `$HOME`.
+    pub home: Option<PathBuf>,
+}
+
+impl Options {
+    /// The stores to look at, and whether the user chose them (then a store that cannot
+    /// be found is an error, not a note).
+    fn selection(&self) -> (Vec<Store>, bool) {
+        if !self.stores.is_empty() {
+            let mut s = self.stores.clone();
+            s.sort();
+            s.dedup();
+            return (s, true);
+        }
+        let named: Vec<Store> = [
+            (Store::System, self.root.is_some()),
+            (Store::Nss, !self.nss_dbs.is_empty()),
+            (Store::Java, self.java_keystore.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(s, on)| on.then_some(s))
+        .collect();
+        if named.is_empty() {
+            (Store::ALL.to_vec(), false)
+        } else {
+            (named, true)
+        }
+    }
+}
+
+/// One store to change (or to leave alone because it is already as asked).
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub target: Target,
+    pub change: Change,
+}
+
+/// Where a step happens.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// `file` under `root`'s `usr/local/share/ca-certificates`.
+    System { root: PathBuf, file: PathBuf },
+    /// An NSS database directory, and the nickname used in it.
+    Nss { db: PathBuf, nickname: String },
+    /// A Java keystore file, and the alias used in it.
+    Java { keystore: PathBuf, alias: String },
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::System { file, .. } => write!(f, "system store ({})", file.display()),
+            Target::Nss { db, nickname } => {
+                write!(f, "NSS database sql:{} as \"{nickname}\"", db.display())
+            }
+            Target::Java { keystore, alias } => {
+                write!(f, "Java keystore {} as alias {alias}", keystore.display())
+            }
+        }
+    }
+}
+
+/// What a step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Add,
+    Remove,
+    /// Installing, and the store already trusts this root.
+    AlreadyTrusted,
+    /// Uninstalling, and the store does not hold this root.
+    NotPresent,
+}
+
+impl Step {
+    /// One line for a person: what would happen (`dry_run`) or what happened.
+    pub fn describe(&self, anchor: &Anchor, dry_run: bool) -> String {
+        let who = &anchor.name;
+        let regen = match &self.target {
+            Target::System { root, .. } => format!(
+                ", then regenerate {} with update-ca-certificates",
+                root.join(BUNDLE).display()
+            ),
+            _ => String::new(),
+        };
+        let t = &self.target;
+        match (self.change, dry_run) {
+            (Change::Add, true) => format!("would add {who} to {t}{regen}"),
+            (Change::Add, false) => format!("added {who} to {t}"),
+            (Change::Remove, true) => format!("would remove {who} from {t}{regen}"),
+            (Change::Remove, false) => format!("removed {who} from {t}"),
+            (Change::AlreadyTrusted, _) => format!("already trusted: {who} in {t}"),
+            (Change::NotPresent, _) => format!("not there, nothing to remove: {who} in {t}"),
+        }
+    }
+}
+
+/// A store that was looked for and not used, and why (with what to do about it).
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub store: Store,
+    pub reason: String,
+}
+
+/// What [`plan`] decided: the steps, in order, and the stores it passed over.
+#[derive(Debug)]
+pub struct Plan {
+    pub direction: Direction,
+    pub steps: Vec<Step>,
+    pub skipped: Vec<Skipped>,
+    anchor: Anchor,
+    storepass: Option<Passphrase>,
+}
+
+// === impl plan ===
+
+/// Looks at each selected store and decides what would change. Reads stores (running
+/// `certutil -L` and `keytool -list`) but changes nothing.
+///
+/// Selection: `opts.stores` when given; else the stores whose location is named
+/// (`nss_dbs`, `java_keystore`, `root`); else every store found on this machine. A store
+/// the user selected that cannot be used (no database, tool not installed) is an error; a
+/// store only looked for is listed in [`Plan::skipped`]. Finding no store at all is an
+/// error.
+pub fn plan(anchor: &Anchor, direction: Direction, opts: &Options) -> Result<Plan> {
+    let (stores, chosen) = opts.selection();
+    let mut steps = Vec::new();
+    let mut skipped = Vec::new();
+    for store in stores {
+        let found = match store {
+            Store::System => plan_system(anchor, direction, opts),
+            Store::Nss => plan_nss(anchor, direction, opts),
+            Store::Java => plan_java(anchor, direction, opts),
+        };
+        match found {
+            Ok(mut s) => steps.append(&mut s),
+            Err(e @ (Error::StoreNotFound { .. } | Error::ToolMissing { .. })) if !chosen => {
+                skipped.push(Skipped {
+                    store,
+                    reason: e.to_string(),
+                })
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if steps.is_empty() {
+        let why = skipped
+            .iter()
+            .map(|s| s.reason.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(Error::StoreNotFound {
+            store: "trust store",
+            reason: format!("{why}; name one with --store system|nss|java"),
+        });
+    }
+    Ok(Plan {
+        direction,
+        steps,
+        skipped,
+        anchor: anchor.clone(),
+        storepass: opts.java_storepass.clone(),
+    })
+}
+
+fn change(direction: Direction, present: bool) -> Change {
+    match (direction, present) {
+        (Direction::Install, false) => Change::Add,
+        (Direction::Install, true) => Change::AlreadyTrusted,
+        (Direction::Uninstall, true) => Change::Remove,
+        (Direction::Uninstall, false) => Change::NotPresent,
+    }
+}
+
+// === impl Plan ===
+
+impl Plan {
+    /// Carries out one step of this plan. Steps that change nothing succeed at once.
+    pub fn apply(&self, step: &Step) -> Result<()> {
+        match (&step.target, step.change) {
+            (_, Change::AlreadyTrusted | Change::NotPresent) => Ok(()),
+            (Target::System { root, file }, c) => system_apply(&self.anchor, root, file, c),
+            (Target::Nss { db, nickname }, c) => nss_apply(&self.anchor, db, nickname, c),
+            (Target::Java { keystore, alias }, c) => {
+                java_apply(&self.anchor, keystore, alias, self.storepass.as_ref(), c)
+            }
+        }
+    }
+}
+
+// === system (Debian/Ubuntu update-ca-certificates) ===
+
+const LOCAL_CERTS: &str = "usr/local/share/ca-certificates";
+const DIST_CERTS: &str = "usr/share/ca-certificates";
+const ETC_CERTS: &str = "etc/ssl/certs";
+const BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
+const CERTS_CONF: &str = "etc/ca-certificates.conf";
+const HOOKS: &str = "etc/ca-certificates/update.d";
+
+const UPDATE_CA: Tool = Tool {
+    program: "update-ca-certificates",
+    store: Store::System,
+    hint: "this is the Debian/Ubuntu system store (apt-get install ca-certificates); elsewhere use --store nss or --store java",
+};
+
+const SUDO_HINT: &str = "the system store belongs to root: run the command with sudo";
+
+fn plan_system(anchor: &Anchor, direction: Direction, opts: &Options) -> Result<Vec<Step>> {
+    let root = opts.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+    // update-ca-certificates changes directory before it reads the other paths: relative
+    // ones would point nowhere, and it would still exit 0.
+    let root = std::path::absolute(&root).map_err(|source| Error::Read {
+        path: root.clone(),
+        source,
+    })?;
+    let etc = root.join(ETC_CERTS);
+    if !etc.is_dir() {
+        return Err(Error::StoreNotFound {
+            store: Store::System.noun(),
+            reason: format!(
+                "{} does not exist, so this is not a Debian-style system{}",
+                etc.display(),
+                if opts.root.is_some() {
+                    " root (a scratch --root needs etc/ssl/certs)"
+                } else {
+                    ""
+                }
+            ),
+        });
+    }
+    UPDATE_CA.find()?;
+    let file = root.join(LOCAL_CERTS).join(format!("{}.crt", anchor.label));
+    let present = match std::fs::read(&file) {
+        Ok(bytes) => ca::certs_from_bytes(&bytes, &file)
+            .map(|certs| certs.contains(&anchor.der))
+            .unwrap_or(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(source) => return Err(Error::Read { path: file, source }),
+    };
+    // A file of ours whose content differs (edited by hand) is replaced on install.
+    let c = if direction == Direction::Uninstall && !present && file.exists() {
+        Change::Remove
+    } else {
+        change(direction, present)
+    };
+    Ok(vec![Step {
+        target: Target::System { root, file },
+        change: c,
+    }])
+}
+
+fn system_apply(anchor: &Anchor, root: &Path, file: &Path, c: Change) -> Result<()> {
+    let denied = |path: &Path, source: io::Error| {
+        if source.kind() == io::ErrorKind::PermissionDenied {
+            Error::PermissionDenied {
+                path: path.to_owned(),
+                hint: SUDO_HINT,
+            }
+        } else {
+            Error::Write {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    };
+    if c == Change::Add {
+        let dir = root.join(LOCAL_CERTS);
+        if !dir.is_dir() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&dir)
+                .map_err(|e| denied(&dir, e))?;
+        }
+        fsio::write_atomic(file, anchor.pem().as_bytes(), fsio::PUBLIC, true).map_err(
+            |e| match e {
+                Error::Write { path, source } => denied(&path, source),
+                other => other,
+            },
+        )?;
+    } else {
+        std::fs::remove_file(file).map_err(|e| denied(file, e))?;
+    }
+    // Every location spelled out, so a scratch root never reaches the machine's own
+    // files; for `/` these are update-ca-certificates' defaults. A scratch root without
+    // ca-certificates.conf has no distribution certificates to list: /dev/null says so.
+    let conf = root.join(CERTS_CONF);
+    let conf = if conf.is_file() {
+        conf
+    } else {
+        PathBuf::from("/dev/null")
+    };
+    let mut cmd = UPDATE_CA.command()?;
+    cmd.arg("--certsconf")
+        .arg(&conf)
+        .arg("--certsdir")
+        .arg(root.join(DIST_CERTS))
+        .arg("--localcertsdir")
+        .arg(root.join(LOCAL_CERTS))
+        .arg("--etccertsdir")
+        .arg(root.join(ETC_CERTS))
+        .arg("--hooksdir")
+        .arg(root.join(HOOKS));
+    if c == Change::Remove {
+        // Without --fresh the link to the removed file would stay in etc/ssl/certs.
+        cmd.arg("--fresh");
+    }
+    let out = UPDATE_CA.run(cmd)?;
+    if !out.status.success() {
+        let mut detail = failure(&out);
+        if detail.contains("Permission denied") || detail.contains("Read-only") {
+            detail.push_str(&format!(" ({SUDO_HINT})"));
+        }
+        return Err(Error::ToolFailed {
+            program: UPDATE_CA.program,
+            path: root.join(ETC_CERTS),
+            detail,
+        });
+    }
+    // It exits 0 in more cases than it succeeds: check the bundle it wrote.
+    let bundle = root.join(BUNDLE);
+    let holds = std::fs::read(&bundle)
+        .ok()
+        .and_then(|b| ca::certs_from_bytes(&b, &bundle).ok())
+        .is_some_and(|certs| certs.contains(&anchor.der));
+    if holds != (c == Change::Add) {
+        return Err(Error::ToolFailed {
+            program: UPDATE_CA.program,
+            path: bundle,
+            detail: format!(
+                "it succeeded, but the bundle {} the root afterwards; it said: {}",
+                if holds {
+                    "still holds"
+                } else {
+                    "does not hold"
+                },
+                failure(&out)
+            ),
+        });
+    }
+    Ok(())
+}
+
+// === NSS (certutil) ===
+
+const CERTUTIL: Tool = Tool {
+    program: "certutil",
+    store: Store::Nss,
+    hint: "install NSS's tools: apt-get install libnss3-tools (Debian/Ubuntu), dnf install nss-tools (Fedora)",
+};
+
+/// The NSS databases of this user: Chromium's and every Firefox profile's.
+fn find_nss_dbs(home: &Path) -> Vec<PathBuf> {
+    let mut dbs = Vec::new();
+    let shared = home.join(".pki/nssdb");
+    if shared.join("cert9.db").is_file() {
+        dbs.push(shared);
+    }
+    for profiles in [
+        home.join(".mozilla/firefox"),
+        home.join("snap/firefox/common/.mozilla/firefox"),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&profiles) else {
+            continue;
+        };
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("cert9.db").is_file())
+            .collect();
+        found.sort();
+        dbs.extend(found);
+    }
+    dbs
+}
+
+fn plan_nss(anchor: &Anchor, direction: Direction, opts: &Options) -> Result<Vec<Step>> {
+    let dbs = if opts.nss_dbs.is_empty() {
+        let home = opts
+            .home
+            .clone()
+            .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
+            .ok_or_else(|| Error::StoreNotFound {
+                store: Store::Nss.noun(),
+                reason: "HOME is not set; name a database with --nss-db DIR".into(),
+            })?;
+        let dbs = find_nss_dbs(&home);
+        if dbs.is_empty() {
+            return Err(Error::StoreNotFound {
+                store: Store::Nss.noun(),
+                reason: format!(
+                    "no cert9.db in {} or {}/*/ (start Chromium or Firefox once, or name a database with --nss-db DIR)",
+                    home.join(".pki/nssdb").display(),
+                    home.join(".mozilla/firefox").display()
+                ),
+            });
+        }
+        dbs
+    } else {
+        opts.nss_dbs.clone()
+    };
+    for db in &dbs {
+        if !db.join("cert9.db").is_file() {
+            return Err(Error::StoreNotFound {
+                store: Store::Nss.noun(),
+                reason: format!(
+                    "{} has no cert9.db; create an empty database with `certutil -N --empty-password -d sql:{}`",
+                    db.display(),
+                    db.display()
+                ),
+            });
+        }
+    }
+    CERTUTIL.find()?;
+    let mut steps = Vec::new();
+    for db in dbs {
+        let present = nss_holds(anchor, &db)?;
+        steps.push(Step {
+            target: Target::Nss {
+                db,
+                nickname: anchor.nickname.clone(),
+            },
+            change: change(direction, present),
+        });
+    }
+    Ok(steps)
+}
+
+fn sql(db: &Path) -> std::ffi::OsString {
+    let mut s = std::ffi::OsString::from("sql:");
+    s.push(db.as_os_str());
+    s
+}
+
+/// Whether `db` holds this root under its nickname (same certificate, not just the name).
+fn nss_holds(anchor: &Anchor, db: &Path) -> Result<bool> {
+    let mut cmd = CERTUTIL.command()?;
+    cmd.arg("-L")
+        .arg("-d")
+        .arg(sql(db))
+        .arg("-n")
+        .arg(&anchor.nickname)
+        .arg("-a");
+    let out = CERTUTIL.run(cmd)?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("SEC_ERROR_BAD_DATABASE") || err.contains("SEC_ERROR_READ_ONLY") {
+            return Err(Error::ToolFailed {
+                program: CERTUTIL.program,
+                path: db.to_owned(),
+                detail: failure(&out),
+            });
+        }
+        // SEC_ERROR_UNRECOGNIZED_OID / "could not find certificate named": not there.
+        return Ok(false);
+    }
+    Ok(ca::certs_from_bytes(&out.stdout, db)
+        .map(|certs| certs.contains(&anchor.der))
+        .unwrap_or(false))
+}
+
+fn nss_apply(anchor: &Anchor, db: &Path, nickname: &str, c: Change) -> Result<()> {
+    let mut cmd = CERTUTIL.command()?;
+    if c == Change::Add {
+        // "C,,": a CA trusted to issue TLS server certificates; nothing for mail or code.
+        cmd.arg("-A")
+            .arg("-d")
+            .arg(sql(db))
+            .arg("-t")
+            .arg("C,,")
+            .arg("-n")
+            .arg(nickname)
+            .arg("-i")
+            .arg(&anchor.path);
+    } else {
+        cmd.arg("-D").arg("-d").arg(sql(db)).arg("-n").arg(nickname);
+    }
+    let out = CERTUTIL.run(cmd)?;
+    if !out.status.success() {
+        return Err(nss_failure(db, &out));
+    }
+    Ok(())
+}
+
+fn nss_failure(db: &Path, out: &Output) -> Error {
+    let mut detail = failure(out);
+    if detail.contains("SEC_ERROR_READ_ONLY") || detail.contains("Permission denied") {
+        detail.push_str(" (the database is not writable by this user: run as its owner)");
+    }
+    Error::ToolFailed {
+        program: CERTUTIL.program,
+        path: db.to_owned(),
+        detail,
+    }
+}
+
+// === Java (keytool) ===
+
+const KEYTOOL: Tool = Tool {
+    program: "keytool",
+    store: Store::Java,
+    hint: "keytool comes with every JDK: install one (apt-get install default-jdk-headless) or set JAVA_HOME",
+};
+
+/// keytool reads the store password from this variable, set only in its environment.
+const STOREPASS_VAR: &str = "PORTCULLIS_KEYTOOL_STOREPASS";
+const DEFAULT_STOREPASS: &str = "changeit";
+
+/// `lib/security/cacerts` (JDK 9+) or `jre/lib/security/cacerts` (JDK 8) under a JDK.
+fn cacerts_under(java_home: &Path) -> Option<PathBuf> {
+    ["lib/security/cacerts", "jre/lib/security/cacerts"]
+        .iter()
+        .map(|p| java_home.join(p))
+        .find(|p| p.is_file())
+}
+
+/// The JDK's home: `$JAVA_HOME`, else two levels above the real path of `java` on PATH.
+fn java_home() -> Option<PathBuf> {
+    if let Some(h) = std::env::var_os("JAVA_HOME").filter(|h| !h.is_empty()) {
+        return Some(PathBuf::from(h));
+    }
+    let java = which("java")?.canonicalize().ok()?;
+    Some(java.parent()?.parent()?.to_owned())
+}
+
+fn keytool() -> Result<PathBuf> {
+    if let Some(p) = java_home()
+        .map(|h| h.join("bin/keytool"))
+        .filter(|p| p.is_file())
+    {
+        return Ok(p);
+    }
+    KEYTOOL.find()
+}
+
+fn plan_java(anchor: &Anchor, direction: Direction, opts: &Options) -> Result<Vec<Step>> {
+    let keystore = match &opts.java_keystore {
+        Some(k) => k.clone(),
+        None => {
+            let home = java_home().ok_or_else(|| Error::StoreNotFound {
+                store: Store::Java.noun(),
+                reason: "no JDK found (JAVA_HOME is not set and no java on PATH); name the keystore with --java-keystore FILE".into(),
+            })?;
+            cacerts_under(&home).ok_or_else(|| Error::StoreNotFound {
+                store: Store::Java.noun(),
+                reason: format!(
+                    "no lib/security/cacerts under the JDK at {}; name the keystore with --java-keystore FILE",
+                    home.display()
+                ),
+            })?
+        }
+    };
+    let tool = keytool()?;
+    let alias = anchor.label.clone();
+    let present = if keystore.exists() {
+        java_holds(
+            &tool,
+            anchor,
+            &keystore,
+            &alias,
+            opts.java_storepass.as_ref(),
+        )?
+    } else if direction == Direction::Install
+        && keystore
+            .parent()
+            .is_some_and(|p| !p.as_os_str().is_empty() && !p.is_dir())
+    {
+        return Err(Error::StoreNotFound {
+            store: Store::Java.noun(),
+            reason: format!(
+                "{} does not exist and neither does its directory",
+                keystore.display()
+            ),
+        });
+    } else {
+        // Installing creates the keystore (PKCS#12, with the given password).
+        false
+    };
+    Ok(vec![Step {
+        target: Target::Java { keystore, alias },
+        change: change(direction, present),
+    }])
+}
+
+fn keytool_cmd(
+    tool: &Path,
+    action: &str,
+    keystore: &Path,
+    alias: &str,
+    pass: Option<&Passphrase>,
+) -> Command {
+    let mut cmd = Command::new(tool);
+    cmd.arg(action)
+        .arg("-alias")
+        .arg(alias)
+        .arg("-keystore")
+        .arg(keystore)
+        // The password's name, never its value, is in argv (argv is public in `ps`).
+        .arg("-storepass:env")
+        .arg(STOREPASS_VAR)
+        .env(
+            STOREPASS_VAR,
+            pass.map(Passphrase::expose).unwrap_or(DEFAULT_STOREPASS),
+        )
+        .env_remove("JAVA_TOOL_OPTIONS")
+        .env_remove("_JAVA_OPTIONS");
+    cmd
+}
+
+fn java_holds(
+    tool: &Path,
+    anchor: &Anchor,
+    keystore: &Path,
+    alias: &str,
+    pass: Option<&Passphrase>,
+) -> Result<bool> {
+    let cmd = keytool_cmd(tool, "-list", keystore, alias, pass);
+    let out = KEYTOOL.run(cmd)?;
+    // keytool reports errors on stdout; read both to be safe.
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        if text.contains("does not exist") && text.contains(alias) {
+            return Ok(false);
+        }
+        return Err(java_failure(keystore, &out, pass));
+    }
+    // `keytool -list -alias A` prints "Certificate fingerprint (SHA-256): AA:BB:…".
+    let theirs: String = text
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    Ok(theirs.contains(&anchor.fingerprint))
+}
+
+fn java_apply(
+    anchor: &Anchor,
+    keystore: &Path,
+    alias: &str,
+    pass: Option<&Passphrase>,
+    c: Change,
+) -> Result<()> {
+    let tool = keytool()?;
+    let out = if c == Change::Add {
+        let mut cmd = keytool_cmd(&tool, "-importcert", keystore, alias, pass);
+        cmd.arg("-noprompt")
+            .arg("-trustcacerts")
+            .arg("-file")
+            .arg(&anchor.path);
+        KEYTOOL.run(cmd)?
+    } else {
+        KEYTOOL.run(keytool_cmd(&tool, "-delete", keystore, alias, pass))?
+    };
+    if !out.status.success() {
+        return Err(java_failure(keystore, &out, pass));
+    }
+    Ok(())
+}
+
+fn java_failure(keystore: &Path, out: &Output, pass: Option<&Passphrase>) -> Error {
+    let mut detail = failure(out);
+    if detail.contains("password was incorrect") {
+        let origin = pass.map_or("the default, changeit", Passphrase::origin);
+        detail.push_str(&format!(
+            " (store password from {origin}; give the right one with --java-storepass-file FILE or PORTCULLIS_JAVA_STOREPASS)"
+        ));
+    } else if detail.contains("Permission denied") || detail.contains("AccessDenied") {
+        detail.push_str(&format!(" ({SUDO_HINT_JAVA})"));
+    }
+    Error::ToolFailed {
+        program: KEYTOOL.program,
+        path: keystore.to_owned(),
+        detail,
+    }
+}
+
+const SUDO_HINT_JAVA: &str =
+    "the JDK's keystore belongs to root: run with sudo, or use --java-keystore FILE";
+
+// === running tools ===
+
+/// An external program a store needs, and how to get it.
+struct Tool {
+    program: &'static str,
+    store: Store,
+    hint: &'static str,
+}
+
+impl Tool {
+    fn missing(&self) -> Error {
+        Error::ToolMissing {
+            program: self.program,
+            store: self.store.noun(),
+            hint: self.hint,
+        }
+    }
+
+    /// Its path on PATH (also /usr/sbin and /sbin, where update-ca-certificates lives and
+    /// which a non-root PATH often lacks).
+    fn find(&self) -> Result<PathBuf> {
+        which(self.program)
+            .or_else(|| {
+                ["/usr/sbin", "/sbin"]
+                    .iter()
+                    .map(|d| Path::new(d).join(self.program))
+                    .find(|p| p.is_file())
+            })
+            .ok_or_else(|| self.missing())
+    }
+
+    fn command(&self) -> Result<Command> {
+        Ok(Command::new(self.find()?))
+    }
+
+    /// Runs with no input (nothing may prompt) and collects its output.
+    fn run(&self, mut cmd: Command) -> Result<Output> {
+        cmd.stdin(Stdio::null())
+            .output()
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::NotFound => self.missing(),
+                _ => Error::ToolFailed {
+                    program: self.program,
+                    path: PathBuf::from(cmd.get_program()),
+                    detail: format!("cannot start it: {source}"),
+                },
+            })
+    }
+}
+
+/// The first executable file called `program` in PATH.
+fn which(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(|d| d.join(program))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// What a failed tool said, in one line (its stderr, or its stdout when stderr is empty:
+/// keytool reports errors on stdout), and its exit status.
+fn failure(out: &Output) -> String {
+    let pick = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    let mut said = pick(&out.stderr);
+    if said.is_empty() {
+        said = pick(&out.stdout);
+    }
+    let status = out
+        .status
+        .code()
+        .map_or_else(|| "killed by a signal".to_owned(), |c| format!("exit {c}"));
+    if said.is_empty() {
+        status
+    } else {
+        format!("{said} ({status})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    fn os(s: &str) -> &OsStr {
+        OsStr::new(s)
+    }
+
+    #[test]
+    fn slug_makes_a_file_name_and_alias() {
+        assert_eq!(slug("Acme Root CA"), "acme-root-ca");
+        assert_eq!(slug("  Ünïcode / Root  "), "n-code-root");
+        assert_eq!(slug("///"), "ca");
+    }
+
+    #[test]
+    fn locations_select_their_stores() {
+        let o = Options {
+            nss_dbs: vec!["x".into()],
+            ..Default::default()
+        };
+        assert_eq!(o.selection(), (vec![Store::Nss], true));
+        assert_eq!(Options::default().selection(), (Store::ALL.to_vec(), false));
+        let o = Options {
+            stores: vec![Store::Java, Store::System, Store::Java],
+            nss_dbs: vec!["x".into()],
+            ..Default::default()
+        };
+        assert_eq!(o.selection(), (vec![Store::System, Store::Java], true));
+    }
+
+    #[test]
+    fn the_store_password_is_in_the_environment_not_argv() {
+        let pass = Passphrase::new("s3cret-pass".into(), "test").unwrap_or_else(|e| panic!("{e}"));
+        let cmd = keytool_cmd(
+            Path::new("keytool"),
+            "-list",
+            Path::new("ks"),
+            "a",
+            Some(&pass),
+        );
+        assert!(cmd.get_args().all(|a| a != os("s3cret-pass")));
+        assert!(
+            cmd.get_envs()
+                .any(|(k, v)| k == STOREPASS_VAR && v == Some(os("s3cret-pass")))
+        );
+    }
+}
