@@ -327,28 +327,33 @@ impl WhoAmI {
                     .to_owned(),
             ),
             Some((id, roles)) => {
-                let row = |k: &str, v: &str| {
-                    format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v))
-                };
+                // A field the certificate does not have gets no row.
                 let mut rows = String::new();
-                rows += &row("Common name (CN)", id.common_name.as_deref().unwrap_or("-"));
-                rows += &row("Email", id.all_emails().next().unwrap_or("-"));
-                rows += &row("Organization (O)", &id.organizations.join(", "));
-                rows += &row(
+                let mut row = |k: &str, v: &str| {
+                    if !v.is_empty() {
+                        rows += &format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v));
+                    }
+                };
+                row("Common name (CN)", id.common_name.as_deref().unwrap_or(""));
+                row("Email", &id.all_emails().collect::<Vec<_>>().join(", "));
+                row("Organization (O)", &id.organizations.join(", "));
+                row(
                     "Organizational unit (OU)",
                     &id.organizational_units.join(", "),
                 );
-                rows += &row("Locality (L)", &id.localities.join(", "));
-                rows += &row("State (ST)", &id.states.join(", "));
-                rows += &row("Country (C)", &id.countries.join(", "));
-                rows += &row("Issuer", &id.issuer);
-                rows += &row(
-                    "Valid",
-                    &format!("{} to {} (Unix time)", id.not_before, id.not_after),
-                );
-                rows += &row("Serial", &id.serial);
-                rows += &row("SHA-256", &id.fingerprint_sha256);
-                rows += &row(
+                row("Locality (L)", &id.localities.join(", "));
+                row("State (ST)", &id.states.join(", "));
+                row("Country (C)", &id.countries.join(", "));
+                row("DNS names", &id.dns_sans.join(", "));
+                row("URIs", &id.uri_sans.join(", "));
+                let ips: Vec<String> = id.ip_sans.iter().map(ToString::to_string).collect();
+                row("IP addresses", &ips.join(", "));
+                row("Issuer", &id.issuer);
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                row("Valid", &validity(id.not_before, id.not_after, now));
+                row("Serial", &id.serial);
+                row("SHA-256", &id.fingerprint_sha256);
+                row(
                     "Roles",
                     &if roles.is_empty() {
                         "none".into()
@@ -395,6 +400,36 @@ impl WhoAmI {
         body.extend_from_slice(after.as_bytes());
         respond(StatusCode::OK, content_type, body)
     }
+}
+
+/// `2026-01-01T00:00:00Z to 2026-12-01T11:57:06Z (expires in 29 days)`: the dates as
+/// `portcullis pki inspect` prints them (RFC 3339, UTC), and where `now` stands.
+fn validity(not_before: i64, not_after: i64, now: i64) -> String {
+    let days = |secs: i64| match secs / 86_400 {
+        0 => "less than a day".to_owned(),
+        1 => "1 day".to_owned(),
+        n => format!("{n} days"),
+    };
+    let relative = if now < not_before {
+        format!("not valid yet: starts in {}", days(not_before - now))
+    } else if now < not_after {
+        format!("expires in {}", days(not_after - now))
+    } else {
+        format!("expired {} ago", days(now - not_after))
+    };
+    format!("{} to {} ({relative})", date(not_before), date(not_after))
+}
+
+/// Unix seconds as RFC 3339 in UTC; the number itself if it is beyond what RFC 3339 can
+/// write (before year 0 or after 9999), which no certificate we accepted has.
+fn date(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{unix} (Unix time)"))
 }
 
 /// A 308 to the HTTPS origin, for the plain-HTTP listener.
@@ -451,6 +486,99 @@ mod tests {
                 assert!(!html.contains("<d>") && !html.contains("<b>"));
                 assert!(html.ends_with(html_tail!()));
             }
+        }
+    }
+
+    /// 2026-01-01T00:00:00Z and 2026-12-01T11:57:06Z.
+    const JAN_1: i64 = 1_767_225_600;
+    const DEC_1: i64 = 1_796_126_226;
+    const DAY: i64 = 86_400;
+
+    #[test]
+    fn whoami_validity_is_rfc3339_dates_and_how_long_is_left() {
+        let dates = "2026-01-01T00:00:00Z to 2026-12-01T11:57:06Z";
+        for (now, relative) in [
+            (DEC_1 - 29 * DAY - 5, "expires in 29 days"),
+            (DEC_1 - DAY, "expires in 1 day"),
+            (DEC_1 - 1, "expires in less than a day"),
+            (DEC_1, "expired less than a day ago"),
+            (DEC_1 + 3 * DAY + 5, "expired 3 days ago"),
+            (JAN_1 - 2 * DAY, "not valid yet: starts in 2 days"),
+            (JAN_1, "expires in 334 days"),
+        ] {
+            assert_eq!(
+                validity(JAN_1, DEC_1, now),
+                format!("{dates} ({relative})"),
+                "now = {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn whoami_dates_rfc3339_cannot_write_fall_back_to_the_number() {
+        assert_eq!(date(0), "1970-01-01T00:00:00Z");
+        // GeneralizedTime 99991231235959Z, "no well-defined expiration" (RFC 5280).
+        assert_eq!(date(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(date(i64::MAX), format!("{} (Unix time)", i64::MAX));
+    }
+
+    #[test]
+    fn whoami_html_leaves_out_fields_the_certificate_does_not_have() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let bare = Identity {
+            common_name: Some("svc".into()),
+            issuer: "CN=Portcullis Issuing CA".into(),
+            not_before: now - DAY,
+            not_after: now + 10 * DAY + 60,
+            ..Default::default()
+        };
+        let html = WhoAmI::html(Some((&bare, &[])));
+        for absent in [
+            "Email",
+            "(O)",
+            "(OU)",
+            "(L)",
+            "(ST)",
+            "(C)",
+            "DNS names",
+            "URIs",
+            "IP addresses",
+            "Serial",
+            "SHA-256",
+            "Unix time",
+            "<td></td>",
+            "<td>-</td>",
+        ] {
+            assert!(!html.contains(absent), "{absent:?} in {html}");
+        }
+        for present in [
+            "<th>Common name (CN)</th><td>svc</td>",
+            "<th>Issuer</th><td>CN=Portcullis Issuing CA</td>",
+            "(expires in 10 days)</td>",
+            "<th>Roles</th><td>none</td>",
+        ] {
+            assert!(html.contains(present), "no {present:?} in {html}");
+        }
+
+        let full = Identity {
+            emails: vec!["a@example.com".into()],
+            email_sans: vec!["a@example.com".into(), "b&c@example.com".into()],
+            organizations: vec!["Acme".into()],
+            dns_sans: vec!["svc.internal".into(), "*.svc.internal".into()],
+            uri_sans: vec!["spiffe://corp/ops/<svc>".into()],
+            ip_sans: vec![[10, 0, 0, 7].into(), "::1".parse().unwrap()],
+            ..bare
+        };
+        let html = WhoAmI::html(Some((&full, &["ops".to_owned()])));
+        for present in [
+            "<th>Email</th><td>a@example.com, b&amp;c@example.com</td>",
+            "<th>Organization (O)</th><td>Acme</td>",
+            "<th>DNS names</th><td>svc.internal, *.svc.internal</td>",
+            "<th>URIs</th><td>spiffe://corp/ops/&lt;svc&gt;</td>",
+            "<th>IP addresses</th><td>10.0.0.7, ::1</td>",
+            "<th>Roles</th><td>ops</td>",
+        ] {
+            assert!(html.contains(present), "no {present:?} in {html}");
         }
     }
 }

@@ -39,6 +39,18 @@ pub enum Command {
     Pki(PkiArgs),
     /// Tell why a TLS connection fails, show the evidence, and give the secure fix.
     Doctor(crate::doctor::DoctorArgs),
+    /// Print a shell completion script, e.g. `source <(portcullis completions bash)`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages: portcullis.1 and one per subcommand (portcullis-pki-issue.1, …).
+    Man {
+        /// Directory for the pages (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! libraries and prints; the logic lives in the `portcullis-*` crates.
 
 mod cli;
+mod docs;
 mod doctor;
 mod pki;
 mod secrets;
@@ -19,6 +20,8 @@ fn main() -> ExitCode {
         cli::Command::Doctor(args) => return doctor::run(args),
         cli::Command::Serve(args) => serve::serve(args),
         cli::Command::Check { config, json } => serve::check(&config, json),
+        cli::Command::Completions { shell } => docs::completions(shell),
+        cli::Command::Man { out } => docs::man_pages(&out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

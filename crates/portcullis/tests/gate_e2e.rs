@@ -49,6 +49,33 @@ fn clients_reach_whoami_with_curl_pem_and_p12_openssl_and_node() {
         "{}",
         r.body
     );
+    // Validity as `pki inspect` prints it (alice's certificate is good for 30 days), and
+    // no rows for what her certificate does not have (O, DNS names).
+    let inspected = portcullis_pki::inspect::inspect(&pki.path("pki/issued/alice.crt"), None);
+    let Some(portcullis_pki::inspect::Object::Certificate(alice)) =
+        inspected.unwrap().objects.into_iter().next()
+    else {
+        panic!("alice.crt holds no certificate")
+    };
+    let valid = format!(
+        "<th>Valid</th><td>{} to {} (expires in ",
+        alice.not_before, alice.not_after
+    );
+    assert!(r.body.contains(&valid), "no {valid:?} in {}", r.body);
+    // Exactly 30 days when the page is rendered in the second the certificate was issued.
+    assert!(
+        r.body.contains("(expires in 29 days)</td>")
+            || r.body.contains("(expires in 30 days)</td>"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("<th>Organizational unit (OU)</th><td>Admins</td>")
+    );
+    for absent in ["Organization (O)", "DNS names", "Unix time"] {
+        assert!(!r.body.contains(absent), "{absent:?} in {}", r.body);
+    }
 
     let out = s_client(
         &pki,
