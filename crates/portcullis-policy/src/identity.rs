@@ -67,6 +67,74 @@ fn clean(field: &'static str, v: &str) -> Result<String, IdentityError> {
 }
 
 impl Identity {
+    /// An identity written out as `cn=alice,ou=Admins,email=alice@example.com`, for
+    /// trying a policy without a certificate (`portcullis policy test --identity`). Keys:
+    /// `cn`, `o`, `ou`, `l`, `st`, `c`, `email`, `dns`, `uri`, `ip`, `serial`,
+    /// `fingerprint`; repeat a key for several values; `\,` is a comma inside a value.
+    pub fn from_fields(text: &str) -> Result<Identity, String> {
+        let mut id = Identity::default();
+        let mut fields = Vec::new();
+        let mut current = String::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => current.extend(chars.next()),
+                ',' => fields.push(std::mem::take(&mut current)),
+                _ => current.push(c),
+            }
+        }
+        fields.push(current);
+        for field in fields.iter().filter(|f| !f.trim().is_empty()) {
+            let (key, value) = field
+                .split_once('=')
+                .ok_or_else(|| format!("{field:?} is not key=value"))?;
+            let value = clean("value", value.trim()).map_err(|e| e.to_string())?;
+            match key.trim().to_ascii_lowercase().as_str() {
+                "cn" => id.common_name = Some(value),
+                "o" => id.organizations.push(value),
+                "ou" => id.organizational_units.push(value),
+                "l" => id.localities.push(value),
+                "st" => id.states.push(value),
+                "c" => id.countries.push(value),
+                "email" => id.email_sans.push(value),
+                "dns" => id.dns_sans.push(value),
+                "uri" => id.uri_sans.push(value),
+                "ip" => id.ip_sans.push(
+                    value
+                        .parse()
+                        .map_err(|_| format!("{value:?} is not an IP address"))?,
+                ),
+                "serial" => id.serial = value.to_ascii_uppercase(),
+                "fingerprint" => {
+                    id.fingerprint_sha256 = value.replace(':', "").to_ascii_lowercase()
+                }
+                other => {
+                    return Err(format!(
+                        "unknown field {other:?}: use cn, o, ou, l, st, c, email, dns, uri, ip, serial or fingerprint"
+                    ));
+                }
+            }
+        }
+        if id.common_name.is_none() {
+            return Err("an identity needs a cn".into());
+        }
+        let mut subject = Vec::new();
+        if let Some(cn) = &id.common_name {
+            let mut v = String::new();
+            escape_value(cn, &mut v);
+            subject.push(format!("CN={v}"));
+        }
+        for (k, vals) in [("OU", &id.organizational_units), ("O", &id.organizations)] {
+            for val in vals {
+                let mut v = String::new();
+                escape_value(val, &mut v);
+                subject.push(format!("{k}={v}"));
+            }
+        }
+        id.subject = subject.join(",");
+        Ok(id)
+    }
+
     /// Parses the leaf certificate of a chain the TLS layer already verified.
     pub fn from_der(der: &[u8]) -> Result<Identity, IdentityError> {
         let (_, cert) =

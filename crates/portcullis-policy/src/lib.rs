@@ -32,4 +32,6 @@ pub mod policy;
 pub use identity::{Identity, IdentityError};
 pub use path::{CanonicalPath, PathError};
 pub use pattern::Pattern;
-pub use policy::{Condition, Decision, Policy, PolicyError, Request, Requirement, RoleSet};
+pub use policy::{
+    Condition, Decision, Miss, MissReason, Policy, PolicyError, Request, Requirement, RoleSet,
+};

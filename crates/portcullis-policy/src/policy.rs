@@ -322,8 +322,26 @@ impl Policy {
     /// The first rule matching `req` decides; `who` is `None` for a caller without a
     /// (valid) certificate. No match: denied.
     pub fn decide(&self, req: &Request<'_>, who: Option<RoleSet>) -> Decision<'_> {
+        self.first_match(req, who, |_, _| {})
+    }
+
+    /// [`Policy::decide`], and why each rule before the deciding one did not match: for
+    /// `portcullis policy test`, never on the request path. The same loop decides both.
+    pub fn explain(&self, req: &Request<'_>, who: Option<RoleSet>) -> (Decision<'_>, Vec<Miss>) {
+        let mut misses = Vec::new();
+        let decision = self.first_match(req, who, |rule, why| misses.push(Miss { rule, why }));
+        (decision, misses)
+    }
+
+    fn first_match(
+        &self,
+        req: &Request<'_>,
+        who: Option<RoleSet>,
+        mut missed: impl FnMut(usize, MissReason),
+    ) -> Decision<'_> {
         for (i, rule) in self.rules.iter().enumerate() {
             if !rule.methods.is_empty() && !rule.methods.iter().any(|m| m == req.method) {
+                missed(i, MissReason::Method);
                 continue;
             }
             if rule
@@ -331,9 +349,11 @@ impl Policy {
                 .as_ref()
                 .is_some_and(|h| !h.eq_ignore_ascii_case(req.host))
             {
+                missed(i, MissReason::Host);
                 continue;
             }
             if !rule.pattern.matches(req.path) {
+                missed(i, MissReason::Path);
                 continue;
             }
             return match eval(&rule.require, who) {
@@ -346,6 +366,59 @@ impl Policy {
             };
         }
         Decision::NoRule
+    }
+
+    /// The role mappings that grant `id` a role, by index into the mappings (in
+    /// declaration order), with the role's name: why a caller holds what it holds.
+    pub fn grants<'p>(&'p self, id: &Identity) -> impl Iterator<Item = (&'p str, &'p [Condition])> {
+        self.role_rules
+            .iter()
+            .filter(|(_, when)| when.iter().all(|c| c.holds(id)))
+            .map(|(role, when)| {
+                (
+                    self.role_names[usize::from(role.0)].as_str(),
+                    when.as_slice(),
+                )
+            })
+    }
+}
+
+/// A rule tried before the deciding one, and what about the request it did not match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Miss {
+    pub rule: usize,
+    pub why: MissReason,
+}
+
+/// The first part of a rule a request did not match, in the order they are tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissReason {
+    Method,
+    Host,
+    Path,
+}
+
+impl fmt::Display for MissReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MissReason::Method => "method",
+            MissReason::Host => "host",
+            MissReason::Path => "path",
+        })
+    }
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Condition::Cn(list) => write!(f, "cn in {list:?}"),
+            Condition::Ou(v) => write!(f, "ou = {v:?}"),
+            Condition::O(v) => write!(f, "o = {v:?}"),
+            Condition::Email(v) => write!(f, "email = {v:?}"),
+            Condition::UriPrefix(v) => write!(f, "uri_prefix = {v:?}"),
+            Condition::Dns(v) => write!(f, "dns = {v:?}"),
+            Condition::Fingerprint(v) => write!(f, "fingerprint = {v:?}"),
+        }
     }
 }
 

@@ -168,3 +168,21 @@ fn subject_and_issuer_are_rfc_4514_strings_that_read_back_as_the_same_attributes
     assert_eq!(parts + 1, 4, "{}", id.subject);
     assert_eq!(id.issuer, "CN=Test CA");
 }
+
+#[test]
+fn an_identity_written_out_reads_as_typed_fields() {
+    let id = Identity::from_fields(
+        "cn=mallory\\, OU=Admins, ou=Users, email=m@example.com, uri=spiffe://corp/m, ip=::1",
+    )
+    .unwrap();
+    // The escaped comma stays in the CN: one CN, one OU.
+    assert_eq!(id.common_name.as_deref(), Some("mallory, OU=Admins"));
+    assert_eq!(id.organizational_units, ["Users"]);
+    assert_eq!(id.email_sans, ["m@example.com"]);
+    assert_eq!(id.uri_sans, ["spiffe://corp/m"]);
+    assert_eq!(id.ip_sans, ["::1".parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(id.subject, "CN=mallory\\, OU=Admins,OU=Users");
+    for bad in ["ou=Admins", "cn=a,shoe=9", "cn=a,ip=999", "cn=a,ou", "cn=a\u{7},ou=b"] {
+        assert!(Identity::from_fields(bad).is_err(), "{bad}");
+    }
+}

@@ -39,6 +39,8 @@ pub enum Command {
     Pki(PkiArgs),
     /// Tell why a TLS connection fails, show the evidence, and give the secure fix.
     Doctor(crate::doctor::DoctorArgs),
+    /// Try the gate's policy on a request, or a table of them, before it goes live.
+    Policy(crate::policy::PolicyArgs),
     /// Print a shell completion script, e.g. `source <(portcullis completions bash)`.
     Completions {
         /// The shell to complete for.

@@ -5,6 +5,7 @@ mod cli;
 mod docs;
 mod doctor;
 mod pki;
+mod policy;
 mod secrets;
 mod serve;
 
@@ -18,6 +19,8 @@ fn main() -> ExitCode {
         cli::Command::Pki(args) => pki::run(args),
         // The doctor has its own exit codes: 0 healthy, 1 problem found, 2 failure.
         cli::Command::Doctor(args) => return doctor::run(args),
+        // `policy test` has its own exit codes: 1 when a case fails.
+        cli::Command::Policy(args) => return policy::run(args),
         cli::Command::Serve(args) => serve::serve(args),
         cli::Command::Check { config, json } => serve::check(&config, json),
         cli::Command::Completions { shell } => docs::completions(shell),

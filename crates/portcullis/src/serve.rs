@@ -34,7 +34,7 @@ fn key_passphrase(config: &Config) -> Result<Option<Passphrase>> {
 
 /// Loads the gate, asking for the key passphrase if needed; the passphrase is returned
 /// for reloads.
-fn load(config: Config) -> Result<(Gate, Option<Passphrase>)> {
+pub(crate) fn load(config: Config) -> Result<(Gate, Option<Passphrase>)> {
     let pass = key_passphrase(&config)?;
     let gate = Gate::load(config, pass.as_ref())?;
     warn_expired_crls(&gate);

@@ -21,6 +21,7 @@ mod authorize;
 mod canonical;
 mod forward;
 mod headers;
+mod judge;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +39,7 @@ use crate::pages::{self, Page, Pages, Refusal};
 
 pub(crate) use authority::{Authority, check as check_authority};
 pub(crate) use headers::sanitize as sanitize_headers;
+pub use judge::{Granted, Judgement, Question, Tried};
 
 /// The response body of `portcullis serve`: the upstream's or a page, counted as in flight
 /// until it is delivered.
