@@ -498,6 +498,20 @@ impl Ca {
             BroughtKey::Private(k) => k.subject_public_key_info(),
             BroughtKey::Public(spki) => spki.clone(),
         };
+        // A CA key certified as a leaf would end up in a user's PKCS#12 bundle, or let a
+        // server speak with the CA's key.
+        for ca_cert in [self.layout.root_cert(), self.layout.intermediate_cert()] {
+            let Some(der) = read_certs(&ca_cert).ok().and_then(|c| c.into_iter().next()) else {
+                continue;
+            };
+            if parse(&der, &ca_cert)?.public_key().raw == spki.as_slice() {
+                return Err(Error::invalid(
+                    "--key",
+                    ca_cert.display().to_string(),
+                    "this is the CA's own key (the key of that certificate): a leaf needs a key of its own",
+                ));
+            }
+        }
         let (cert_der, record) =
             self.certify(req.kind, &req.subject, &req.sans, &spki, req.days, index)?;
         Ok(Issued {

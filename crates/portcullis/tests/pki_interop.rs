@@ -993,6 +993,21 @@ fn csr_and_issue_key_certify_the_key_they_were_given() {
         "--ca-passphrase-file",
         "ca.pass",
     ]);
+    // The CA's own keys are never certified as a leaf's (nor bundled for a user), in
+    // either form.
+    openssl_ok(&sb, &["x509", "-in", "pki/root.crt", "-noout", "-pubkey", "-out", "root.pub"]);
+    for (key, pass) in [
+        ("pki/root.key", "ca.pass"),
+        ("pki/intermediate.key", "ca.pass"),
+        ("root.pub", "ca.pass"),
+    ] {
+        let said = sb.fails(&[
+            "pki", "issue", "client", "frank", "--key", key, "--key-passphrase-file", pass,
+            "--no-p12", "--ca-passphrase-file", "ca.pass",
+        ]);
+        assert!(said.contains("CA's own key"), "{key}: {said}");
+    }
+    assert!(!sb.path("pki/issued/frank.crt").exists());
     // A wrong key passphrase names the key file.
     std::fs::write(sb.path("wrong.pass"), "nope\n").unwrap();
     let said = sb.fails(&[
