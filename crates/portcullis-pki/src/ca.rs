@@ -26,7 +26,7 @@ use crate::build::{self, Kind, Spec};
 use crate::defaults::Defaults;
 use crate::error::{Error, Result};
 use crate::fsio::{self, Outputs, PUBLIC, SECRET};
-use crate::index::{Index, Record};
+use crate::index::{Index, KeyOrigin, Record};
 use crate::keys::BroughtKey;
 use crate::keys::{self, KeyType};
 use crate::lock::{self, DirLock, Intent, Replaces};
@@ -512,8 +512,9 @@ impl Ca {
                 ));
             }
         }
-        let (cert_der, record) =
+        let (cert_der, mut record) =
             self.certify(req.kind, &req.subject, &req.sans, &spki, req.days, index)?;
+        record.key_origin = KeyOrigin::Owner;
         Ok(Issued {
             key: match key {
                 BroughtKey::Private(k) => IssuedKey::Theirs(k),
@@ -576,6 +577,7 @@ impl Ca {
             cert: String::new(),
             revoked: None,
             replaced_by: None,
+            key_origin: Default::default(),
         };
         Ok((der, record))
     }
@@ -649,7 +651,9 @@ impl Ca {
         if kind == Kind::Client {
             add_email_san(&req.subject, &mut sans);
         }
-        let (cert_der, record) = self.certify(kind, &req.subject, &sans, &req.spki, days, index)?;
+        let (cert_der, mut record) =
+            self.certify(kind, &req.subject, &sans, &req.spki, days, index)?;
+        record.key_origin = KeyOrigin::Owner;
         Ok((
             Issued {
                 key: IssuedKey::PublicOnly,

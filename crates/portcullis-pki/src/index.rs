@@ -49,6 +49,29 @@ pub struct Record {
     /// to `archive/SERIAL/`. Absent in indexes written before renewals were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced_by: Option<String>,
+    /// Whose private key the certificate is for. Absent in older indexes (and for keys
+    /// the CA made): [`KeyOrigin::Made`].
+    #[serde(default, skip_serializing_if = "KeyOrigin::is_made")]
+    pub key_origin: KeyOrigin,
+}
+
+/// Whose private key a certificate is for, which decides what a renewal may do with it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyOrigin {
+    /// Made by the CA with the certificate (`issue`): `NAME.key` beside it is the CA's to
+    /// archive and replace when renewing.
+    #[default]
+    Made,
+    /// The certificate owner's (`sign` of a CSR, `issue --key`): never moved or replaced;
+    /// a renewal is a new request from the owner.
+    Owner,
+}
+
+impl KeyOrigin {
+    fn is_made(&self) -> bool {
+        *self == KeyOrigin::Made
+    }
 }
 
 fn lowercase_hex<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
@@ -392,6 +415,7 @@ mod tests {
             cert: "x.crt".into(),
             revoked: None,
             replaced_by: None,
+            key_origin: Default::default(),
         }
     }
 

@@ -62,7 +62,7 @@ pub mod trust;
 pub use build::Kind;
 pub use ca::{Ca, IssuedKey, LeafRequest, Reason, SaveOptions, Writer};
 pub use error::{Error, Result};
-pub use index::{Index, Record, Status};
+pub use index::{Index, KeyOrigin, Record, Status};
 pub use keys::{BroughtKey, KeyType};
 pub use names::{San, Subject};
 pub use p12::P12Format;

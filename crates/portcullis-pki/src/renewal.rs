@@ -30,7 +30,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::ca::{self, Archived, Ca};
 use crate::error::{Error, Result};
-use crate::index::{Index, Record};
+use crate::index::{Index, KeyOrigin, Record};
 use crate::keys::{self, KeyType};
 use crate::p12::P12Format;
 use crate::secret::Passphrase;
@@ -384,6 +384,9 @@ fn unattended(
         }
         Some(true) => {}
     }
+    if rec.key_origin == KeyOrigin::Owner {
+        return Err(OWNERS_KEY.into());
+    }
     let stem = ca::issued_stem(cert).unwrap_or("cert");
     let key = cert.with_file_name(format!("{stem}.key"));
     let Ok(key_text) = std::fs::read_to_string(&key) else {
@@ -411,6 +414,9 @@ fn unattended(
     }
 }
 
+/// Why a certificate for its owner's key is not renewed here.
+pub const OWNERS_KEY: &str = "its key is its owner's (signed from a CSR, or issued with --key), so the CA does not replace it: sign the owner's new CSR (pki sign), or issue again for their key (pki issue … --key FILE --force)";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,6 +434,7 @@ mod tests {
             cert: "issued/x.crt".into(),
             revoked: None,
             replaced_by: None,
+            key_origin: Default::default(),
         }
     }
 

@@ -9,7 +9,7 @@ use portcullis_pki::inspect::{CertInfo, Object, Report};
 use portcullis_pki::names::{self, San, Subject};
 use portcullis_pki::renewal::{self, BatchOptions};
 use portcullis_pki::{
-    BroughtKey, Index, KeyType, Kind, LeafRequest, P12Format, Passphrase, Reason, Record,
+    BroughtKey, Index, KeyOrigin, KeyType, Kind, LeafRequest, P12Format, Passphrase, Reason, Record,
     SaveOptions, Threshold,
 };
 use serde::Serialize;
@@ -319,6 +319,29 @@ pub fn run(args: PkiArgs) -> Result<()> {
                 anyhow::bail!(
                     "{} has no private key beside it ({}): it was signed from a CSR, so its key belongs to whoever made the CSR. Sign their new CSR instead (portcullis pki sign NEW.csr --profile server|client), or pass --new-key to make a key here",
                     cert.display(),
+                    key.display()
+                );
+            }
+            // Issued for its owner's key (a CSR or --key): the CA neither replaces nor
+            // moves that key, even one that sits beside the certificate.
+            let layout = ca::Layout::new(dir);
+            let owners = ca::read_certs(&cert)
+                .ok()
+                .and_then(|certs| certs.into_iter().next())
+                .and_then(|der| portcullis_pki::inspect::cert_info(&der, &cert).ok())
+                .and_then(|info| {
+                    let index = Index::load(&layout.index()).ok()?;
+                    index.find(&info.serial).map(|r| r.key_origin == KeyOrigin::Owner)
+                })
+                .unwrap_or(false);
+            if owners && !new_key {
+                bail!("{}: {}", cert.display(), renewal::OWNERS_KEY);
+            }
+            if owners && key.exists() {
+                bail!(
+                    "{}: {} is its owner's key, and --new-key would put a key made here in its place: move it away first, or issue again for it (pki issue … --key {} --force)",
+                    cert.display(),
+                    key.display(),
                     key.display()
                 );
             }
