@@ -404,7 +404,9 @@ pub struct Ca {
     issuer_key: KeyPair,
     /// Intermediates to append after a leaf in chain files (empty for a root-only CA).
     intermediates: Vec<Vec<u8>>,
-    defaults: Defaults,
+    /// `ca.toml`, or why it cannot be used: only issuing needs it, so a mistake in it does
+    /// not stop a revocation or a CRL.
+    defaults: std::result::Result<Defaults, String>,
 }
 
 /// How to ask for the CA passphrase, for error messages.
@@ -440,7 +442,7 @@ impl Ca {
         } else {
             Vec::new()
         };
-        let defaults = Defaults::load(&layout.defaults())?;
+        let defaults = Defaults::load(&layout.defaults()).map_err(|e| e.to_string());
         Ok(Ca {
             layout,
             issuer_path: cert_path,
@@ -455,9 +457,11 @@ impl Ca {
         &self.layout
     }
 
-    /// The directory's `[defaults]` (empty without `ca.toml`).
-    pub fn defaults(&self) -> &Defaults {
-        &self.defaults
+    /// The directory's `[defaults]` (empty without `ca.toml`), or the mistake in it.
+    pub fn defaults(&self) -> Result<&Defaults> {
+        self.defaults
+            .as_ref()
+            .map_err(|e| Error::DefaultsUnusable(e.clone()))
     }
 
     /// The issuing CA's certificate (DER).
@@ -472,8 +476,21 @@ impl Ca {
         chain
     }
 
-    /// Issues a certificate with a fresh key.
+    /// Issues a certificate with a fresh key. Subject fields the request leaves empty
+    /// come from `ca.toml`'s defaults (its days and key type are the caller's to apply).
     pub fn issue(&self, req: &LeafRequest, index: &Index) -> Result<Issued> {
+        self.issue_exact(&self.with_defaults(req)?, index)
+    }
+
+    /// The request with its empty subject fields filled from `ca.toml`.
+    fn with_defaults(&self, req: &LeafRequest) -> Result<LeafRequest> {
+        let mut req = req.clone();
+        self.defaults()?.fill(&mut req.subject);
+        Ok(req)
+    }
+
+    /// Issues exactly the subject asked for (a renewal keeps its subject).
+    fn issue_exact(&self, req: &LeafRequest, index: &Index) -> Result<Issued> {
         let key = req.key_type.generate()?;
         let spki = key.subject_public_key_info();
         let (cert_der, record) =
@@ -512,6 +529,7 @@ impl Ca {
                 ));
             }
         }
+        let req = self.with_defaults(req)?;
         let (cert_der, mut record) =
             self.certify(req.kind, &req.subject, &req.sans, &spki, req.days, index)?;
         record.key_origin = KeyOrigin::Owner;
@@ -621,8 +639,8 @@ impl Ca {
                 not_before,
                 not_after,
                 serial,
-                crl_url: self.defaults.crl_url.as_deref(),
-                ca_issuers_url: self.defaults.ca_issuers_url.as_deref(),
+                crl_url: self.defaults()?.crl_url.as_deref(),
+                ca_issuers_url: self.defaults()?.ca_issuers_url.as_deref(),
             },
             &self.issuer_key,
         )
@@ -641,7 +659,7 @@ impl Ca {
     ) -> Result<(Issued, Vec<String>)> {
         let mut req = crate::csr::read(csr_bytes, path, kind)?;
         // The requester's fields win; the CA's defaults fill what it left out.
-        self.defaults.fill(&mut req.subject);
+        self.defaults()?.fill(&mut req.subject);
         let mut sans = req.sans;
         for s in extra_sans {
             if !sans.contains(s) {
@@ -695,7 +713,7 @@ impl Ca {
         let cert = parse(&der, cert_path)?;
         let request = self.renewal_request(cert_path, days, key_type)?;
         Ok(Renewal {
-            issued: self.issue(&request, index)?,
+            issued: self.issue_exact(&request, index)?,
             request,
             old_serial: build::serial_hex(cert.raw_serial()),
             cert_path: cert_path.to_owned(),

@@ -124,6 +124,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// `ca.toml` has a mistake (the message names it); issuing waits until it is fixed.
+    #[error("{0}")]
+    DefaultsUnusable(String),
+
     #[error("{what}: {reason}")]
     Crypto { what: &'static str, reason: String },
 

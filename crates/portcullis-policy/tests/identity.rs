@@ -182,7 +182,13 @@ fn an_identity_written_out_reads_as_typed_fields() {
     assert_eq!(id.uri_sans, ["spiffe://corp/m"]);
     assert_eq!(id.ip_sans, ["::1".parse::<std::net::IpAddr>().unwrap()]);
     assert_eq!(id.subject, "CN=mallory\\, OU=Admins,OU=Users");
-    for bad in ["ou=Admins", "cn=a,shoe=9", "cn=a,ip=999", "cn=a,ou", "cn=a\u{7},ou=b"] {
+    for bad in [
+        "ou=Admins",
+        "cn=a,shoe=9",
+        "cn=a,ip=999",
+        "cn=a,ou",
+        "cn=a\u{7},ou=b",
+    ] {
         assert!(Identity::from_fields(bad).is_err(), "{bad}");
     }
 }

@@ -191,6 +191,8 @@ fn man_writes_one_page_per_subcommand_and_each_renders() {
         "portcullis-pki-trust-uninstall.1",
         "portcullis-pki-trust.1",
         "portcullis-pki.1",
+        "portcullis-policy-test.1",
+        "portcullis-policy.1",
         "portcullis-serve.1",
         "portcullis.1",
     ];
@@ -198,7 +200,7 @@ fn man_writes_one_page_per_subcommand_and_each_renders() {
         pages, expected,
         "no page for `help`, one for everything else"
     );
-    assert!(printed.contains("wrote 23 man pages"), "{printed}");
+    assert!(printed.contains("wrote 25 man pages"), "{printed}");
 
     for page in &pages {
         let shown = render(&sb.path(&format!("man/man1/{page}")));

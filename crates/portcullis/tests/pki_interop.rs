@@ -996,34 +996,103 @@ fn csr_and_issue_key_certify_the_key_they_were_given() {
     // A key issued with --key stays its owner's: renewals neither move nor replace it,
     // even when it sits beside the certificate as a key the CA made would.
     std::fs::create_dir(sb.path("app")).unwrap();
-    openssl_ok(&sb, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "app/app.key"]);
+    openssl_ok(
+        &sb,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "app/app.key",
+        ],
+    );
     let before = std::fs::read(sb.path("app/app.key")).unwrap();
     sb.ok(&[
-        "pki", "issue", "server", "app", "--dns", "app.test", "--days", "3", "--key", "app/app.key",
-        "--out", "app", "--ca-passphrase-file", "ca.pass",
+        "pki",
+        "issue",
+        "server",
+        "app",
+        "--dns",
+        "app.test",
+        "--days",
+        "3",
+        "--key",
+        "app/app.key",
+        "--out",
+        "app",
+        "--ca-passphrase-file",
+        "ca.pass",
     ]);
-    let said = sb.fails(&["pki", "renew", "app/app.crt", "--ca-passphrase-file", "ca.pass"]);
+    let said = sb.fails(&[
+        "pki",
+        "renew",
+        "app/app.crt",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
     assert!(said.contains("--key") && said.contains("owner"), "{said}");
-    let said = sb.fails(&["pki", "renew", "app/app.crt", "--new-key", "--ca-passphrase-file", "ca.pass"]);
+    let said = sb.fails(&[
+        "pki",
+        "renew",
+        "app/app.crt",
+        "--new-key",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
     assert!(said.contains("app.key"), "{said}");
     let batch = sb.ok(&[
-        "pki", "renew", "--all-expiring", "--within", "100%", "--no-p12", "--ca-passphrase-file", "ca.pass",
+        "pki",
+        "renew",
+        "--all-expiring",
+        "--within",
+        "100%",
+        "--no-p12",
+        "--ca-passphrase-file",
+        "ca.pass",
     ]);
-    let line = batch.lines().find(|l| l.contains("app")).unwrap_or_default();
-    assert!(line.starts_with("skipped") && line.contains("--key"), "{batch}");
+    let line = batch
+        .lines()
+        .find(|l| l.contains("app"))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with("skipped") && line.contains("--key"),
+        "{batch}"
+    );
     assert_eq!(std::fs::read(sb.path("app/app.key")).unwrap(), before);
 
     // The CA's own keys are never certified as a leaf's (nor bundled for a user), in
     // either form.
-    openssl_ok(&sb, &["x509", "-in", "pki/root.crt", "-noout", "-pubkey", "-out", "root.pub"]);
+    openssl_ok(
+        &sb,
+        &[
+            "x509",
+            "-in",
+            "pki/root.crt",
+            "-noout",
+            "-pubkey",
+            "-out",
+            "root.pub",
+        ],
+    );
     for (key, pass) in [
         ("pki/root.key", "ca.pass"),
         ("pki/intermediate.key", "ca.pass"),
         ("root.pub", "ca.pass"),
     ] {
         let said = sb.fails(&[
-            "pki", "issue", "client", "frank", "--key", key, "--key-passphrase-file", pass,
-            "--no-p12", "--ca-passphrase-file", "ca.pass",
+            "pki",
+            "issue",
+            "client",
+            "frank",
+            "--key",
+            key,
+            "--key-passphrase-file",
+            pass,
+            "--no-p12",
+            "--ca-passphrase-file",
+            "ca.pass",
         ]);
         assert!(said.contains("CA's own key"), "{key}: {said}");
     }
@@ -1164,5 +1233,25 @@ ca_issuers_url = "http://pki.acme.test/issuing.crt"
     assert!(
         said.contains("ca.toml:3: defaults.crl_url") && said.contains("http://"),
         "{said}"
+    );
+    let said = sb.fails(&[
+        "pki",
+        "sign",
+        "svc.csr",
+        "--profile",
+        "server",
+        "--force",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    assert!(said.contains("ca.toml:3: defaults.crl_url"), "{said}");
+    // Only issuing needs the defaults: a revocation and a CRL are never held up by them.
+    sb.revoke("pki/issued/bob.crt", "key-compromise");
+    sb.ok(&["pki", "crl", "--ca-passphrase-file", "ca.pass"]);
+    let listed = sb.run(&["pki", "list"]);
+    assert!(
+        listed.status.success() && text(&listed).contains("ca.toml:3"),
+        "{}",
+        text(&listed)
     );
 }
