@@ -225,8 +225,9 @@ pub struct BatchOptions {
     pub days: Option<u32>,
     /// Key type of the new keys; `None`: each keeps its old key's type.
     pub key_type: Option<KeyType>,
-    /// Encrypts every new key. Without it, a certificate whose old key was encrypted is
-    /// skipped rather than given an unencrypted one.
+    /// Encrypts the new key of each certificate whose old key was encrypted (a plain key
+    /// stays plain: whatever reads it has no passphrase). Without it, a certificate whose
+    /// old key was encrypted is skipped rather than given an unencrypted one.
     pub key_passphrase: Option<Passphrase>,
     /// The password of new PKCS#12 bundles. Without it (and without `no_p12`), a client
     /// certificate with a bundle beside it is skipped.
@@ -305,10 +306,11 @@ impl Ca {
             cert: cert.clone(),
             reason,
         };
-        let p12 = match unattended(rec, &cert, opts) {
-            Ok(p12) => p12,
+        let (p12, encrypted) = match unattended(rec, &cert, opts) {
+            Ok(found) => found,
             Err(reason) => return skip(reason),
         };
+        let key_passphrase = opts.key_passphrase.clone().filter(|_| encrypted);
         let fail = |error: Error| Outcome::Failed {
             serial: rec.serial.clone(),
             subject: rec.subject.clone(),
@@ -336,7 +338,7 @@ impl Ca {
         )
         .len()
             == 1;
-        match writer.save_renewal(renewal, opts.key_passphrase.clone(), p12) {
+        match writer.save_renewal(renewal, key_passphrase, p12) {
             Ok((written, archived)) => Outcome::Renewed {
                 old: rec.serial.clone(),
                 new,
@@ -351,12 +353,13 @@ impl Ca {
 }
 
 /// Whether `rec`, whose certificate is at `cert`, can be renewed without anyone at hand;
-/// if so, the PKCS#12 options its renewal takes, else why not and what to do.
+/// if so, the PKCS#12 options its renewal takes and whether its old key was encrypted
+/// (the new one is, then), else why not and what to do.
 fn unattended(
     rec: &Record,
     cert: &Path,
     opts: &BatchOptions,
-) -> std::result::Result<Option<(Passphrase, P12Format)>, String> {
+) -> std::result::Result<(Option<(Passphrase, P12Format)>, bool), String> {
     if validity(rec).is_some_and(|(_, end)| end <= opts.now) {
         return Err(format!(
             "expired on {}: renew it by hand (portcullis pki renew {}) if it is still needed, or revoke it",
@@ -395,7 +398,8 @@ fn unattended(
             key.display()
         ));
     };
-    if keys::is_encrypted(&key_text) && opts.key_passphrase.is_none() {
+    let encrypted = keys::is_encrypted(&key_text);
+    if encrypted && opts.key_passphrase.is_none() {
         return Err(format!(
             "{} is encrypted: give a passphrase for the new keys (--key-passphrase-file or PORTCULLIS_KEY_PASSPHRASE) rather than get an unencrypted one",
             key.display()
@@ -403,10 +407,10 @@ fn unattended(
     }
     let bundle = cert.with_file_name(format!("{stem}.p12"));
     if !bundle.exists() || opts.no_p12 {
-        return Ok(None);
+        return Ok((None, encrypted));
     }
     match &opts.p12 {
-        Some(p12) => Ok(Some(p12.clone())),
+        Some(p12) => Ok((Some(p12.clone()), encrypted)),
         None => Err(format!(
             "has a PKCS#12 bundle ({}): give its new password (--p12-password-file or PORTCULLIS_P12_PASSWORD), or --no-p12 to renew without one",
             bundle.display()

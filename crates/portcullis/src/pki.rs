@@ -351,6 +351,16 @@ pub fn run(args: PkiArgs) -> Result<()> {
             // Passwords first: nobody waits on the lock while someone types.
             let kind = ca.renewal_request(&cert, days, key_type)?.kind;
             let (key_pass, p12) = leaf_secrets(&leaf, kind)?;
+            // The new key is kept as the old one was: an encrypted key is never followed
+            // by a plain one without a word.
+            let old_encrypted = std::fs::read_to_string(&key)
+                .is_ok_and(|text| portcullis_pki::keys::is_encrypted(&text));
+            let key_pass = match key_pass {
+                None if old_encrypted => Some(
+                    key_source(&leaf.key, "New private key passphrase").require(Mode::Create)?,
+                ),
+                given => given,
+            };
             let mut writer = ca.writer_waiting(wait)?;
             let renewal = ca.renew(&cert, days, key_type, writer.index())?;
             let old = renewal.old_serial().to_owned();

@@ -462,3 +462,71 @@ fn renewing_with_a_lifetime_inside_the_window_warns_that_it_is_due_again() {
         "{err}"
     );
 }
+
+/// A renewal keeps each key as it was: an encrypted key's successor is encrypted (asked
+/// for, never silently dropped), a plain one stays plain (what reads it has no passphrase),
+/// one by one and in a batch.
+#[test]
+fn renewed_keys_are_encrypted_exactly_when_the_old_ones_were() {
+    let sb = Sandbox::new();
+    sb.init_ca(false);
+    let encrypted = |file: &str| {
+        std::fs::read_to_string(sb.path(file))
+            .unwrap()
+            .contains("ENCRYPTED PRIVATE KEY")
+    };
+    sb.ok(&[
+        "pki",
+        "issue",
+        "client",
+        "dave",
+        "--days",
+        "1",
+        "--no-p12",
+        "--key-passphrase-file",
+        "key.pass",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    client(&sb, "erin", "1");
+    assert!(encrypted("pki/issued/dave.key") && !encrypted("pki/issued/erin.key"));
+
+    // One by one: without a passphrase (and no terminal to ask on), dave's is refused.
+    let said = sb.fails(&[
+        "pki",
+        "renew",
+        "pki/issued/dave.crt",
+        "--no-p12",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    assert!(said.contains("--key-passphrase-file"), "{said}");
+    assert!(encrypted("pki/issued/dave.key"));
+
+    // In a batch with a passphrase: dave's new key is encrypted, erin's stays plain.
+    sb.ok(&[
+        "pki",
+        "renew",
+        "--all-expiring",
+        "--within",
+        "2d",
+        "--no-p12",
+        "--key-passphrase-file",
+        "key.pass",
+        "--ca-passphrase-file",
+        "ca.pass",
+    ]);
+    let renewed = rows(&sb, &["pki", "list", "--json"])
+        .iter()
+        .filter(|r| r["status"] == "renewed")
+        .count();
+    assert_eq!(renewed, 2);
+    assert!(
+        encrypted("pki/issued/dave.key"),
+        "dave's new key must stay encrypted"
+    );
+    assert!(
+        !encrypted("pki/issued/erin.key"),
+        "erin's new key must stay plain"
+    );
+}
