@@ -119,7 +119,7 @@ pub struct LeafSecrets {
     pub p12_password_file: Option<PathBuf>,
 
     /// Do not write a PKCS#12 bundle.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["p12_password_file", "legacy_p12"])]
     pub no_p12: bool,
 
     /// Write the PKCS#12 bundle with 3DES + SHA-1 MAC, for macOS/iOS keychains and old

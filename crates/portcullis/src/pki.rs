@@ -138,6 +138,8 @@ pub fn run(args: PkiArgs) -> Result<()> {
         } => {
             let subject = subject_of(name, subject)?;
             let mut sans = Vec::new();
+            // The address also as an rfc822Name SAN, where certificate users look for it.
+            ca::add_email_san(&subject, &mut sans);
             for d in &dns {
                 sans.push(San::Dns(names::dns_name(d)?));
             }
@@ -312,6 +314,12 @@ pub fn run(args: PkiArgs) -> Result<()> {
             secret,
             ..
         } => {
+            if cert.extension().is_some_and(|e| e == "key" || e == "p12") {
+                bail!(
+                    "{} is not a certificate: name the certificate to renew (NAME.crt or NAME.chain.pem)",
+                    cert.display()
+                );
+            }
             // A certificate signed from a CSR has no key beside it: its key is the
             // requester's, and a renewal here would hand them one the CA made.
             let key = key_beside(&cert);
@@ -621,6 +629,12 @@ fn brought_key(path: &Path, secret: &KeySecret) -> Result<BroughtKey> {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let pass = if portcullis_pki::keys::is_encrypted(&text) {
         key_source(secret, &format!("Passphrase for {}", path.display())).get(Mode::Enter)?
+    } else if let Some(file) = &secret.key_passphrase_file {
+        bail!(
+            "{} is not encrypted, so --key-passphrase-file {} has nothing to open (no key is written with --key)",
+            path.display(),
+            file.display()
+        );
     } else {
         None
     };
@@ -1004,7 +1018,6 @@ fn list_expiring(dir: &Path, json: bool, within: &Threshold) -> Result<()> {
     }
 }
 
-/// `pki renew --all-expiring`: renews every due certificate it can without a person.
 /// The options of `renew --all-expiring`.
 struct Batch<'a> {
     within: Threshold,
@@ -1014,6 +1027,7 @@ struct Batch<'a> {
     secret: &'a CaSecret,
 }
 
+/// `pki renew --all-expiring`: renews every due certificate it can without a person.
 fn renew_all(dir: &Path, wait: std::time::Duration, batch: Batch<'_>, json: bool) -> Result<()> {
     let Batch {
         within,

@@ -290,7 +290,10 @@ struct CheckedHost {
     client_auth: &'static str,
     client_ca: Vec<String>,
     crl: Vec<PathBuf>,
+    /// `builtin:whoami` or `http://host:port`.
     upstream: String,
+    /// The upstream speaks HTTP/2 without TLS (h2c).
+    http2: bool,
     roles: Vec<String>,
     /// First match wins; no match is denied.
     rules: Vec<String>,
@@ -315,7 +318,7 @@ pub fn check(path: &Path, json: bool) -> Result<()> {
                 no_sni: None,
             };
             println!("{}", serde_json::to_string_pretty(&failed)?);
-            std::process::exit(2);
+            return Err(crate::pki::Exit(2).into());
         }
         Err(e) => return Err(e),
     };
@@ -346,10 +349,9 @@ pub fn check(path: &Path, json: bool) -> Result<()> {
                     crl: s.crl.clone(),
                     upstream: match &s.upstream {
                         Upstream::Whoami => "builtin:whoami".into(),
-                        Upstream::Http { authority, http2 } => {
-                            format!("http://{authority}{}", if *http2 { " (h2c)" } else { "" })
-                        }
+                        Upstream::Http { authority, .. } => format!("http://{authority}"),
                     },
+                    http2: matches!(s.upstream, Upstream::Http { http2: true, .. }),
                     roles: s.policy.role_names().to_vec(),
                     rules: s.rule_names.clone(),
                 }
@@ -403,7 +405,8 @@ fn print_checked(c: &Checked) {
         if h.upstream == "builtin:whoami" {
             println!("    upstream     built-in whoami page");
         } else {
-            println!("    upstream     {}", h.upstream);
+            let h2c = if h.http2 { " (h2c)" } else { "" };
+            println!("    upstream     {}{h2c}", h.upstream);
         }
         println!("    roles        {}", h.roles.join(", "));
         println!("    rules (first match wins; no match is denied):");

@@ -472,6 +472,66 @@ fn options_that_would_be_ignored_or_capped_are_said() {
         ],
         &["--legacy-p12", "client"],
     );
+    // A bundle password with no bundle, a passphrase for a key that has none, a key
+    // file where a certificate is meant: each a mistake said, not a no-op.
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "issue",
+            "client",
+            "x",
+            "--no-p12",
+            "--p12-password-file",
+            "p12.pass",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ],
+        &["--no-p12", "--p12-password-file"],
+    );
+    let key = sb.tool(
+        "openssl",
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "plain.key",
+        ],
+    );
+    assert!(key.status.success());
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "issue",
+            "client",
+            "y",
+            "--key",
+            "plain.key",
+            "--key-passphrase-file",
+            "key.pass",
+            "--no-p12",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ],
+        &["plain.key", "not encrypted"],
+    );
+    sb.issue_client("z");
+    fails_cleanly(
+        &sb,
+        &[
+            "pki",
+            "renew",
+            "pki/issued/z.key",
+            "--no-p12",
+            "--ca-passphrase-file",
+            "ca.pass",
+        ],
+        &["not a certificate", "z.key"],
+    );
     // More days than the CA has left: issued, and the shorter end is said.
     let out = issued(&[
         "pki",

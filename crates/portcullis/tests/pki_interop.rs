@@ -875,10 +875,19 @@ fn csr_and_issue_key_certify_the_key_they_were_given() {
             "--email",
             "ops@example.com",
         ]);
-        openssl_ok(
+        let text = openssl_ok(
             &sb,
-            &["req", "-in", &format!("{kt}.csr"), "-verify", "-noout"],
+            &[
+                "req",
+                "-in",
+                &format!("{kt}.csr"),
+                "-verify",
+                "-noout",
+                "-text",
+            ],
         );
+        // The address in the subject and as an rfc822Name SAN, for any CA that signs it.
+        assert!(text.contains("email:ops@example.com"), "{kt}: {text}");
     }
 
     // issue --key with the owner's encrypted key: the bundle holds it, no copy is written.
@@ -1077,23 +1086,16 @@ fn csr_and_issue_key_certify_the_key_they_were_given() {
         ],
     );
     for (key, pass) in [
-        ("pki/root.key", "ca.pass"),
-        ("pki/intermediate.key", "ca.pass"),
-        ("root.pub", "ca.pass"),
+        ("pki/root.key", Some("ca.pass")),
+        ("pki/intermediate.key", Some("ca.pass")),
+        ("root.pub", None),
     ] {
-        let said = sb.fails(&[
-            "pki",
-            "issue",
-            "client",
-            "frank",
-            "--key",
-            key,
-            "--key-passphrase-file",
-            pass,
-            "--no-p12",
-            "--ca-passphrase-file",
-            "ca.pass",
-        ]);
+        let mut args = vec!["pki", "issue", "client", "frank", "--key", key, "--no-p12"];
+        args.extend(["--ca-passphrase-file", "ca.pass"]);
+        if let Some(pass) = pass {
+            args.extend(["--key-passphrase-file", pass]);
+        }
+        let said = sb.fails(&args);
         assert!(said.contains("CA's own key"), "{key}: {said}");
     }
     assert!(!sb.path("pki/issued/frank.crt").exists());
