@@ -268,6 +268,8 @@ pub struct SiteConfig {
     pub policy: Policy,
     /// Rule descriptions for logs and `portcullis check`, in order.
     pub rule_names: Vec<String>,
+    /// Roles files read into [`SiteConfig::policy`], watched like every other file.
+    pub role_files: Vec<PathBuf>,
     /// Where each file was named in [`SiteConfig::source`].
     pub(crate) origins: Vec<Origin>,
 }
@@ -356,7 +358,10 @@ impl Raw {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRole {
-    role: String,
+    role: Option<String>,
+    /// A roles file (TOML or JSON): `role = ["cn:alice", "email:…"]`, instead of `role`
+    /// and conditions.
+    file: Option<Spanned<PathBuf>>,
     cn: Option<Vec<String>>,
     ou: Option<String>,
     o: Option<String>,
@@ -440,9 +445,9 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
-        let site = site_config(&main, raw)?;
         let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         digest.update(text.as_bytes());
+        let site = site_config(&main, raw, &read, &mut digest)?;
         let mut seen: Vec<String> = site.server_names.clone();
         let mut hosts = Vec::new();
         for (i, (host_path, span)) in host_files.into_iter().enumerate() {
@@ -465,7 +470,7 @@ impl Config {
                     ),
                 ));
             }
-            let host = site_config(&file, raw)?;
+            let host = site_config(&file, raw, &read, &mut digest)?;
             if host.server_names.is_empty() {
                 return Err(file.at(
                     None,
@@ -609,7 +614,12 @@ fn header_name(file: &Locator<'_>, key: &str, v: &str) -> Result<(), ConfigError
         })
 }
 
-fn site_config(file: &Locator<'_>, raw: Raw) -> Result<SiteConfig, ConfigError> {
+fn site_config(
+    file: &Locator<'_>,
+    raw: Raw,
+    read: &dyn Fn(&Path) -> Result<String, ConfigError>,
+    digest: &mut aws_lc_rs::digest::Context,
+) -> Result<SiteConfig, ConfigError> {
     if raw.client_auth != ClientAuth::Off && raw.client_ca.is_empty() {
         return Err(file.at(
             None,
@@ -645,10 +655,39 @@ fn site_config(file: &Locator<'_>, raw: Raw) -> Result<SiteConfig, ConfigError> 
     }
 
     let mut policy = Policy::new();
+    let mut role_files = Vec::new();
     for (i, r) in raw.roles.iter().enumerate() {
         let key = Some(format!("roles[{i}]"));
         let span = Some(r.span());
         let r = r.get_ref();
+        if let Some(path) = &r.file {
+            let more = r.role.is_some()
+                || r.cn.is_some()
+                || [&r.ou, &r.o, &r.email, &r.uri_prefix, &r.dns, &r.fingerprint]
+                    .iter()
+                    .any(|c| c.is_some());
+            if more {
+                return Err(file.at(
+                    span,
+                    key,
+                    "a roles file names its roles and clients itself: give `file` alone, or `role` with conditions".into(),
+                ));
+            }
+            let resolved = file.rel(path.get_ref());
+            let text =
+                read(&resolved).map_err(|e| file.at(Some(path.span()), key.clone(), e.message))?;
+            digest.update(text.as_bytes());
+            roles_file(&resolved, &text, &mut policy)?;
+            role_files.push(resolved);
+            continue;
+        }
+        let Some(role) = &r.role else {
+            return Err(file.at(
+                span,
+                key,
+                "give `role` and its conditions, or a roles `file`".into(),
+            ));
+        };
         let mut when = Vec::new();
         if let Some(v) = &r.cn {
             when.push(Condition::Cn(v.clone()));
@@ -677,7 +716,7 @@ fn site_config(file: &Locator<'_>, raw: Raw) -> Result<SiteConfig, ConfigError> 
             ""
         };
         policy
-            .add_role(&r.role, when)
+            .add_role(role, when)
             .map_err(|e| file.at(span.clone(), key.clone(), format!("{e}{hint}")))?;
     }
     let mut rule_names = Vec::new();
@@ -807,7 +846,87 @@ fn site_config(file: &Locator<'_>, raw: Raw) -> Result<SiteConfig, ConfigError> 
         headers: raw.headers,
         policy,
         rule_names,
+        role_files,
     })
+}
+
+/// Reads a roles file into `policy`: TOML or (for a `.json` file) JSON, mapping each role
+/// to the clients that hold it, as `KIND:VALUE` (`cn:alice`, `email:…`, `uri:…`,
+/// `fingerprint:…`, `serial:…`). A principal listed twice for a role, or of an unknown
+/// kind, is an error at its line.
+fn roles_file(path: &Path, text: &str, policy: &mut Policy) -> Result<(), ConfigError> {
+    let at = |offset: Option<usize>, key: String, message: String| ConfigError {
+        file: path.to_owned(),
+        line: offset.map_or(0, |o| line_of(text, o)),
+        key: Some(key),
+        message,
+    };
+    // Each role, with its principals as written and the offset where each is written.
+    type Located = Vec<(String, Option<usize>)>;
+    let mut entries: Vec<(String, Located)> = Vec::new();
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    {
+        let map: std::collections::BTreeMap<String, Vec<String>> = serde_json::from_str(text)
+            .map_err(|e| ConfigError {
+                file: path.to_owned(),
+                line: e.line(),
+                key: None,
+                message: format!("{e} (expected {{\"ROLE\": [\"cn:NAME\", …]}})"),
+            })?;
+        // JSON parsers keep no positions: find each value's n-th spelling in the text.
+        let mut seen: std::collections::HashMap<String, usize> = Default::default();
+        for (role, list) in map {
+            let located = list
+                .into_iter()
+                .map(|v| {
+                    let quoted = serde_json::to_string(&v).unwrap_or_default();
+                    let n = seen.entry(quoted.clone()).or_default();
+                    let offset = text.match_indices(&quoted).nth(*n).map(|(o, _)| o);
+                    *n += 1;
+                    (v, offset)
+                })
+                .collect();
+            entries.push((role, located));
+        }
+    } else {
+        let map: std::collections::BTreeMap<String, Vec<Spanned<String>>> = toml::from_str(text)
+            .map_err(|e| ConfigError {
+                file: path.to_owned(),
+                line: e.span().map_or(0, |s| line_of(text, s.start)),
+                key: None,
+                message: format!("{} (expected ROLE = [\"cn:NAME\", …])", e.message().trim()),
+            })?;
+        for (role, list) in map {
+            let located = list
+                .into_iter()
+                .map(|v| {
+                    let start = v.span().start;
+                    (v.into_inner(), Some(start))
+                })
+                .collect();
+            entries.push((role, located));
+        }
+    }
+    for (role, list) in entries {
+        for (i, (written, offset)) in list.into_iter().enumerate() {
+            let key = format!("{role}[{i}]");
+            let who = portcullis_policy::Principal::parse(&written)
+                .map_err(|m| at(offset, key.clone(), m))?;
+            let new = policy
+                .add_principal(&role, who)
+                .map_err(|e| at(offset, key.clone(), e.to_string()))?;
+            if !new {
+                return Err(at(
+                    offset,
+                    key,
+                    format!("{written:?} is listed twice for role {role:?}"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_text(path: &Path) -> Result<String, ConfigError> {
@@ -1008,5 +1127,116 @@ require = "anonymous"
         ))
         .unwrap_err();
         assert!(e.message.contains("exactly one"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod roles_file_tests {
+    use super::*;
+    use portcullis_policy::Identity;
+
+    const MAIN: &str = r#"
+cert = "server.pem"
+key = "server.key"
+client_auth = "optional"
+client_ca = ["ca.pem"]
+upstream = "builtin:whoami"
+
+[[roles]]
+role = "user"
+ou = "Users"
+
+[[roles]]
+file = "people.toml"
+
+[[rules]]
+path = "/audit/**"
+require = "role:auditor"
+"#;
+
+    fn load(name: &str, people: &str) -> Result<Config, ConfigError> {
+        let main = MAIN.replace("people.toml", name);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(name), people).unwrap();
+        let path = dir.path().join("portcullis.toml");
+        std::fs::write(&path, main).unwrap();
+        Config::from_file(&path)
+    }
+
+    fn roles(config: &Config, id: &Identity) -> Vec<String> {
+        let p = &config.site.policy;
+        p.role_list(p.roles_of(id)).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn a_roles_file_grants_roles_to_named_clients_in_toml_and_json() {
+        let toml = "auditor = [\"cn:alice\", \"email:Carol@Example.com\"]\nadmin = [\"serial:00:0A:1B\", \"cn:alice\"]\n";
+        let json = r#"{"auditor": ["cn:alice", "email:Carol@Example.com"], "admin": ["serial:00:0A:1B", "cn:alice"]}"#;
+        for (name, text) in [("people.toml", toml), ("people.json", json)] {
+            let config = load(name, text).unwrap();
+            assert!(config.site.role_files[0].ends_with(name));
+            let alice = Identity {
+                common_name: Some("alice".into()),
+                ..Default::default()
+            };
+            assert_eq!(roles(&config, &alice), ["admin", "auditor"], "{name}");
+            // Email case-insensitively, serial without its leading zeros or colons.
+            let carol = Identity {
+                common_name: Some("carol".into()),
+                email_sans: vec!["carol@example.COM".into()],
+                serial: "A1B".into(),
+                ..Default::default()
+            };
+            assert_eq!(roles(&config, &carol), ["admin", "auditor"], "{name}");
+            let bob = Identity {
+                common_name: Some("bob".into()),
+                organizational_units: vec!["Users".into()],
+                ..Default::default()
+            };
+            assert_eq!(roles(&config, &bob), ["user"], "{name}");
+        }
+    }
+
+    #[test]
+    fn duplicates_and_unknown_kinds_are_named_by_file_and_line() {
+        let e = load(
+            "people.toml",
+            "auditor = [\n  \"cn:alice\",\n  \"cn:alice\",\n]\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("people.toml:3: auditor[1]"), "{e}");
+        assert!(e.to_string().contains("listed twice"), "{e}");
+        let e = load(
+            "people.toml",
+            "auditor = [\"cn:alice\"]\nadmin = [\"phone:555\"]\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("people.toml:2: admin[0]"), "{e}");
+        assert!(e.to_string().contains("unknown kind \"phone\""), "{e}");
+        let e = load(
+            "people.json",
+            "{\"auditor\": [\"cn:alice\",\n \"cn:alice\"]}",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("people.json:2: auditor[1]"), "{e}");
+        let e = load("people.json", "{\"auditor\": \"cn:alice\"}").unwrap_err();
+        assert!(e.to_string().contains("people.json:1"), "{e}");
+        // A roles file with conditions beside it is a mistake, at the main file's line.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("people.toml"), "auditor = [\"cn:a\"]").unwrap();
+        let path = dir.path().join("portcullis.toml");
+        std::fs::write(
+            &path,
+            MAIN.replace(
+                "file = \"people.toml\"",
+                "file = \"people.toml\"\nou = \"x\"",
+            ),
+        )
+        .unwrap();
+        let e = Config::from_file(&path).unwrap_err();
+        assert!(
+            e.to_string().contains("roles[1]") && e.to_string().contains("alone"),
+            "{e}"
+        );
     }
 }

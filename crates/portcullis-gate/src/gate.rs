@@ -186,6 +186,7 @@ impl Gate {
             files.extend([c.source.clone(), c.cert.clone(), c.key.clone()]);
             files.extend(c.client_ca.iter().cloned());
             files.extend(c.crl.iter().cloned());
+            files.extend(c.role_files.iter().cloned());
             if let Some(dir) = &c.pages_dir {
                 files.extend(crate::pages::STATUSES.map(|code| dir.join(format!("{code}.html"))));
             }

@@ -33,5 +33,6 @@ pub use identity::{Identity, IdentityError};
 pub use path::{CanonicalPath, PathError};
 pub use pattern::Pattern;
 pub use policy::{
-    Condition, Decision, Miss, MissReason, Policy, PolicyError, Request, Requirement, RoleSet,
+    Condition, Decision, Miss, MissReason, Policy, PolicyError, Principal, Request, Requirement,
+    RoleSet,
 };

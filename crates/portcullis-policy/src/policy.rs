@@ -169,11 +169,76 @@ pub enum PolicyError {
     EmptyCondition,
 }
 
+/// One client, named exactly: what a roles file lists.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Principal {
+    Cn(String),
+    /// Compared case-insensitively (stored in lower case).
+    Email(String),
+    /// A URI SAN, exactly.
+    Uri(String),
+    /// SHA-256 of the certificate, lowercase hex (colons dropped).
+    Fingerprint(String),
+    /// Uppercase hex without leading zeros or colons.
+    Serial(String),
+}
+
+impl Principal {
+    /// Parses `cn:alice`, `email:…`, `uri:…`, `fingerprint:…` or `serial:…`.
+    pub fn parse(s: &str) -> Result<Principal, String> {
+        let (kind, value) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?}: write KIND:VALUE, KIND one of {PRINCIPAL_KINDS}"))?;
+        if value.is_empty() || value.chars().any(char::is_control) {
+            return Err(format!(
+                "{s:?}: the value is empty or holds a control character"
+            ));
+        }
+        let hex = |v: &str| v.replace(':', "");
+        Ok(match kind {
+            "cn" => Principal::Cn(value.to_owned()),
+            "email" => Principal::Email(value.to_ascii_lowercase()),
+            "uri" => Principal::Uri(value.to_owned()),
+            "fingerprint" => {
+                let v = hex(value).to_ascii_lowercase();
+                if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(format!("{s:?}: a SHA-256 fingerprint is 64 hex digits"));
+                }
+                Principal::Fingerprint(v)
+            }
+            "serial" => {
+                let v = hex(value).to_ascii_uppercase();
+                if !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(format!("{s:?}: a serial is hex digits"));
+                }
+                Principal::Serial(serial_key(&v).to_owned())
+            }
+            other => {
+                return Err(format!(
+                    "{s:?}: unknown kind {other:?}, expected one of {PRINCIPAL_KINDS}"
+                ));
+            }
+        })
+    }
+}
+
+const PRINCIPAL_KINDS: &str = "cn, email, uri, fingerprint, serial";
+
+/// A serial as principals are keyed: without leading zeros (`00AB` and `AB` are one).
+fn serial_key(v: &str) -> &str {
+    let t = v.trim_start_matches('0');
+    if t.is_empty() { "0" } else { t }
+}
+
 /// A compiled policy.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     role_names: Vec<String>,
     role_rules: Vec<(RoleId, Vec<Condition>)>,
+    /// Roles granted to named clients (roles files): looked up, not scanned, so a file of
+    /// thousands of people costs a few hash lookups per connection.
+    principals: std::collections::HashMap<Principal, RoleSet>,
     rules: Vec<Rule>,
 }
 
@@ -208,6 +273,16 @@ impl Policy {
         let id = self.role_id(role)?;
         self.role_rules.push((id, when));
         Ok(())
+    }
+
+    /// Grants `role` to one named client. `Ok(false)` when it already had it (a duplicate
+    /// line in a roles file, which the caller reports).
+    pub fn add_principal(&mut self, role: &str, who: Principal) -> Result<bool, PolicyError> {
+        let id = self.role_id(role)?;
+        let set = self.principals.entry(who).or_default();
+        let new = !set.contains(id);
+        set.insert(id);
+        Ok(new)
     }
 
     /// Parses `anonymous`, `authenticated`, `role:NAME` or `deny`. Roles must have been
@@ -289,6 +364,13 @@ impl Policy {
                 set.insert(*role);
             }
         }
+        if !self.principals.is_empty() {
+            for who in principals_of(id) {
+                if let Some(roles) = self.principals.get(&who) {
+                    set.0 |= roles.0;
+                }
+            }
+        }
         set
     }
 
@@ -368,18 +450,30 @@ impl Policy {
         Decision::NoRule
     }
 
-    /// The role mappings that grant `id` a role, by index into the mappings (in
-    /// declaration order), with the role's name: why a caller holds what it holds.
-    pub fn grants<'p>(&'p self, id: &Identity) -> impl Iterator<Item = (&'p str, &'p [Condition])> {
-        self.role_rules
+    /// Why `id` holds each of its roles: the role, and the mapping or the roles-file
+    /// entry that grants it.
+    pub fn grants(&self, id: &Identity) -> Vec<(&str, String)> {
+        let name = |r: &RoleId| self.role_names[usize::from(r.0)].as_str();
+        let mut out: Vec<(&str, String)> = self
+            .role_rules
             .iter()
             .filter(|(_, when)| when.iter().all(|c| c.holds(id)))
             .map(|(role, when)| {
-                (
-                    self.role_names[usize::from(role.0)].as_str(),
-                    when.as_slice(),
-                )
+                let why: Vec<String> = when.iter().map(ToString::to_string).collect();
+                (name(role), why.join(" and "))
             })
+            .collect();
+        for who in principals_of(id) {
+            let Some(roles) = self.principals.get(&who) else {
+                continue;
+            };
+            for (i, role) in self.role_names.iter().enumerate() {
+                if roles.contains(RoleId(i as u8)) {
+                    out.push((role.as_str(), format!("listed as {who}")));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -405,6 +499,37 @@ impl fmt::Display for MissReason {
             MissReason::Host => "host",
             MissReason::Path => "path",
         })
+    }
+}
+
+/// Every principal an identity can be named by.
+fn principals_of(id: &Identity) -> impl Iterator<Item = Principal> + '_ {
+    let cn = id.common_name.iter().map(|c| Principal::Cn(c.clone()));
+    let emails = id
+        .all_emails()
+        .map(|e| Principal::Email(e.to_ascii_lowercase()));
+    let uris = id.uri_sans.iter().map(|u| Principal::Uri(u.clone()));
+    let fingerprint = (!id.fingerprint_sha256.is_empty())
+        .then(|| Principal::Fingerprint(id.fingerprint_sha256.to_ascii_lowercase()));
+    let serial = (!id.serial.is_empty()).then(|| {
+        let v = id.serial.replace(':', "").to_ascii_uppercase();
+        Principal::Serial(serial_key(&v).to_owned())
+    });
+    cn.chain(emails)
+        .chain(uris)
+        .chain(fingerprint)
+        .chain(serial)
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Principal::Cn(v) => write!(f, "cn:{v}"),
+            Principal::Email(v) => write!(f, "email:{v}"),
+            Principal::Uri(v) => write!(f, "uri:{v}"),
+            Principal::Fingerprint(v) => write!(f, "fingerprint:{v}"),
+            Principal::Serial(v) => write!(f, "serial:{v}"),
+        }
     }
 }
 

@@ -1993,3 +1993,56 @@ fn a_certificate_naming_a_crl_url_is_served_and_refused_once_revoked() {
     assert_ne!(r.status, "200", "{r:?}");
     assert!(gate.lines_with(&["revoked"]) > 0, "{}", gate.output());
 }
+
+/// Roles from a data file: adding a person to a role is an edit of that file, picked up
+/// on reload by the running gate (and its open connections' next requests); a broken file
+/// keeps the roles in force and says where it is wrong.
+#[test]
+fn a_role_from_a_roles_file_changes_on_reload_without_a_restart() {
+    let pki = Pki::new();
+    let people = pki.path("people.toml");
+    std::fs::write(&people, "auditor = [\"cn:bob\"]\n").unwrap();
+    let config = pki.config("optional", "builtin:whoami", "");
+    edit(
+        &config,
+        "[[rules]]\npath = \"/\"\n",
+        "[[roles]]\nfile = \"people.toml\"\n\n[[rules]]\npath = \"/audit/**\"\nrequire = \"role:auditor\"\n\n[[rules]]\npath = \"/\"\n",
+    );
+    let gate = Gate::start(&config);
+    assert_eq!(
+        curl_as(&pki, "bob", &[], &gate.url("/audit/x")).status,
+        "200"
+    );
+    assert_eq!(
+        curl_as(&pki, "alice", &[], &gate.url("/audit/x")).status,
+        "403"
+    );
+
+    std::fs::write(
+        &people,
+        "auditor = [\"cn:bob\", \"email:ALICE@example.com\"]\n",
+    )
+    .unwrap();
+    reload(&gate);
+    let r = curl_as(&pki, "alice", &[], &gate.url("/audit/x"));
+    assert_eq!(r.status, "200", "{r:?}");
+    assert!(
+        json(&r.body)["roles"].to_string().contains("auditor"),
+        "{}",
+        r.body
+    );
+
+    // A duplicate: the reload is refused at the file's line, and alice keeps the role.
+    std::fs::write(&people, "auditor = [\n\"cn:bob\",\n\"cn:bob\"]\n").unwrap();
+    let seen = gate.lines_with(&["people.toml:3"]);
+    gate.hangup();
+    assert!(
+        gate.logged_more(&["people.toml:3"], seen),
+        "{}",
+        gate.output()
+    );
+    assert_eq!(
+        curl_as(&pki, "alice", &[], &gate.url("/audit/x")).status,
+        "200"
+    );
+}

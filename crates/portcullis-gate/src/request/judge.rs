@@ -88,13 +88,10 @@ impl Gate {
         if let Some(id) = q.identity {
             j.roles = policy
                 .grants(id)
-                .map(|(role, when)| Granted {
+                .into_iter()
+                .map(|(role, because)| Granted {
                     role: role.to_owned(),
-                    because: when
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(" and "),
+                    because,
                 })
                 .collect();
         }
