@@ -27,15 +27,19 @@ const page = (title, body) =>
 app.get('/', (req, res) => {
   const id = req.identity;
   res.send(id.verified
-    ? page('Authorized!', `<p>Hello ${esc(id.cn)}. <a href="/me">Your certificate</a>, <a href="/admin">admin</a>.</p>`)
+    ? page('Authorized!', `<p>Hello ${esc(id.cn)}. <a href="/me">Your certificate</a>, `
+      + '<a href="/admin">the admin area</a>.</p>')
     : page('Unauthorized!', '<p>Present a client certificate to log in.</p>'));
 });
 
 // Authenticated (the gate's rule): the certificate's fields.
 app.get('/me', (req, res) => {
   const id = req.identity;
-  const row = (k, v) => `<tr><th>${k}</th><td>${esc(v)}</td></tr>`;
-  res.send(page(`Hello ${id.cn}`, `<table>${row('CN', id.cn)}${row('Email', id.email)}${row('O', id.o.join(' | '))}${row('OU', id.ou.join(' | '))}${row('Subject', id.subject)}${row('Issuer', id.issuer)}${row('Roles', id.roles.join(', ') || 'none')}${row('SHA-256', id.fingerprint)}</table>`));
+  const rows = [['CN', id.cn], ['Email', id.email], ['O', id.o.join(' | ')],
+    ['OU', id.ou.join(' | ')], ['Subject', id.subject], ['Issuer', id.issuer],
+    ['Roles', id.roles.join(', ') || 'none'], ['SHA-256', id.fingerprint]];
+  const table = rows.map(([k, v]) => `<tr><th>${k}</th><td>${esc(v)}</td></tr>`).join('');
+  res.send(page(`Hello ${id.cn}`, `<table>${table}</table>`));
 });
 
 // Any certificate gets past the gate; the role is the app's decision.
@@ -45,7 +49,8 @@ app.get('/admin', requireRole('admin'), (req, res) => {
 
 // Debug echo: what the app believes, and which identity headers reached it.
 app.get('/whoami', (req, res) => {
-  const received = Object.keys(req.headers).filter((h) => /^(x[^a-z0-9]?client|client[^a-z0-9]?cert)/i.test(h));
+  const received = Object.keys(req.headers)
+    .filter((h) => /^(x[^a-z0-9]?client|client[^a-z0-9]?cert)/i.test(h));
   res.json({ identity: req.identity, received });
 });
 

@@ -3,7 +3,7 @@
 // application receives"). The gate removes every copy of these headers a client sends,
 // so they are the gate's — as long as only the gate can reach this app (README.md).
 
-// Values are printable ASCII with `%` and other bytes percent-encoded (UTF-8).
+// Values are printable ASCII; `%` and other bytes are percent-encoded (UTF-8).
 const text = (v) => (v === undefined ? undefined : decodeURIComponent(v));
 
 // X-Client-O / X-Client-OU: an RFC 8941 list of strings, `"Users,Admins", "Ops"`.
@@ -26,13 +26,13 @@ function identity() {
       verify, // SUCCESS, NONE, or FAILED:reason
       cn: h('CN'),
       email: h('Email'),
-      subject: h('Subject'), // RFC 4514, for display
+      subject: h('Subject'), // RFC 4514 strings, for display
       issuer: h('Issuer'),
       o: verified ? stringList(req.get('X-Client-O')) : [],
       ou: verified ? stringList(req.get('X-Client-OU')) : [],
-      // Comma-separated; role names cannot contain commas. Empty: no role.
+      // Comma-separated (role names cannot contain commas); empty: no role.
       roles: (verified && req.get('X-Client-Roles')?.split(',').filter(Boolean)) || [],
-      serial: h('Serial'),
+      serial: h('Serial'), // hex
       fingerprint: h('Fingerprint'), // SHA-256, hex
     };
     next();
@@ -45,9 +45,9 @@ function requireRole(role) {
     const id = req.identity;
     if (id?.roles.includes(role)) return next();
     const who = id?.verified ? `${id.cn ?? id.subject} does not have` : 'an anonymous caller lacks';
-    res.status(id?.verified ? 403 : 401).type('text/plain');
-    res.send(`Refused by the Express app: ${who} role ${role}.\n`);
+    res.status(id?.verified ? 403 : 401).type('text/plain')
+      .send(`Refused by the Express app: ${who} role ${role}.\n`);
   };
 }
 
-module.exports = { identity, requireRole, stringList };
+module.exports = { identity, requireRole };
