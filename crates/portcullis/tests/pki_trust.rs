@@ -1162,4 +1162,22 @@ fn json_reports_every_step_even_when_one_fails() {
         .map(|s| s["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["planned"; 3], "{doc:#}");
+
+    // The first store fails: the others are not touched, and say so.
+    let broken = sb.path("broken-bin");
+    script(&broken.join("update-ca-certificates"), "exit 1\n");
+    let path = path_with(&broken);
+    let mut un = args.to_vec();
+    un[3] = "uninstall";
+    let out = sb.run_env(&un, &[("JAVA_HOME", s(&jdk)), ("PATH", &path)]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let statuses: Vec<&str> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["failed", "not-run", "not-run"], "{doc:#}");
+    assert!(nickname_line(&nss_list(&sb, &db), "Portcullis Root CA").is_some());
 }
