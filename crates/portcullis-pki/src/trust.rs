@@ -31,7 +31,16 @@
 //! Names: the root is stored under a label made of its subject CN and the first eight hex
 //! digits of its SHA-256 fingerprint (`Acme Root CA 799d62b3` in NSS,
 //! `acme-root-ca-799d62b3` as a file name and Java alias), so two CAs with the same name
-//! never collide and uninstalling removes exactly this root.
+//! never collide. The NSS nickname drops `:` (certutil reads `X:` as a token name) and
+//! control and bidi characters.
+//!
+//! The root is recognised by its certificate, not its name, and uninstalling removes this
+//! root and nothing else: in NSS, under whatever nickname it is stored (every nickname is
+//! exported and compared, and the database is read again after `certutil -D`); in the
+//! system store, from the bundle as well as the file (a `LABEL.crt` holding another
+//! certificate is left alone); in Java, under its alias, when keytool's fingerprint for
+//! it is this root's. A failed system step puts `LABEL.crt` back as it was. No tool run
+//! here inherits a `PORTCULLIS_*` variable, and a scratch root's hooks never run.
 
 use std::fmt;
 use std::io;
@@ -92,11 +101,13 @@ pub struct Anchor {
     /// Where it was read from.
     pub path: PathBuf,
     pub der: Vec<u8>,
-    /// Subject CN (or the whole subject when there is no CN).
+    /// Subject CN (or the whole subject when there is no CN), for printing: control and
+    /// bidi characters written as `\u{…}`.
     pub name: String,
     /// SHA-256 in lowercase hex, as every Portcullis command prints it.
     pub fingerprint: String,
-    /// NSS nickname: `CN xxxxxxxx` (first 8 hex digits of the fingerprint).
+    /// NSS nickname: `CN xxxxxxxx` (first 8 hex digits of the fingerprint), the CN
+    /// without `:`, control or bidi characters.
     pub nickname: String,
     /// File name stem and Java alias: the CN in lower case, `-` between words, then
     /// `-xxxxxxxx`.
@@ -118,7 +129,7 @@ impl Anchor {
                 "not a CA certificate (basicConstraints CA:FALSE); trust stores take the CA's root, e.g. pki/root.crt",
             ));
         }
-        let name = cert
+        let raw = cert
             .subject()
             .iter_common_name()
             .next()
@@ -129,9 +140,9 @@ impl Anchor {
         let short = fingerprint.get(..8).unwrap_or(&fingerprint).to_owned();
         Ok(Anchor {
             path: path.to_owned(),
-            nickname: format!("{name} {short}"),
-            label: format!("{}-{short}", slug(&name)),
-            name,
+            nickname: format!("{} {short}", nss_safe(&raw)),
+            label: format!("{}-{short}", slug(&raw)),
+            name: escaped(&raw),
             fingerprint,
             der,
         })
@@ -140,6 +151,38 @@ impl Anchor {
     fn pem(&self) -> String {
         ca::pem("CERTIFICATE", &self.der)
     }
+}
+
+/// Control characters and Unicode bidirectional controls: printed raw, they would let a
+/// certificate rewrite what a terminal shows.
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with control and bidi characters written as `\u{…}` (as the gate's log does).
+fn escaped(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        if unsafe_char(c) {
+            o.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            o.push(c);
+        }
+    }
+    o
+}
+
+/// The CN as an NSS nickname: certutil reads `TOKEN:` before a colon as a token name (a CA
+/// called `NSS Certificate DB:x` would land under another name than the one asked for), so
+/// colons go, and so do control and bidi characters.
+fn nss_safe(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .filter(|c| *c != ':' && !unsafe_char(*c))
+        .collect();
+    let s = s.trim();
+    if s.is_empty() { "CA".into() } else { s.into() }
 }
 
 /// `Acme Root CA` → `acme-root-ca`: safe as a file name and a keytool alias.
@@ -211,6 +254,8 @@ impl Options {
 pub struct Step {
     pub target: Target,
     pub change: Change,
+    /// Something the user should know about this step (a file left alone, say).
+    pub note: Option<String>,
 }
 
 /// Where a step happens.
@@ -218,10 +263,43 @@ pub struct Step {
 pub enum Target {
     /// `file` under `root`'s `usr/local/share/ca-certificates`.
     System { root: PathBuf, file: PathBuf },
-    /// An NSS database directory, and the nickname used in it.
+    /// An NSS database directory, and the nickname used in it: ours when adding, the one
+    /// that holds the root when it is already there (it may have been imported by hand).
     Nss { db: PathBuf, nickname: String },
     /// A Java keystore file, and the alias used in it.
     Java { keystore: PathBuf, alias: String },
+}
+
+impl Target {
+    pub fn store(&self) -> Store {
+        match self {
+            Target::System { .. } => Store::System,
+            Target::Nss { .. } => Store::Nss,
+            Target::Java { .. } => Store::Java,
+        }
+    }
+
+    /// The file, database directory or keystore changed.
+    pub fn path(&self) -> &Path {
+        match self {
+            Target::System { file, .. } => file,
+            Target::Nss { db, .. } => db,
+            Target::Java { keystore, .. } => keystore,
+        }
+    }
+
+    /// The name the root has there: file name, nickname or alias (a nickname found in a
+    /// database is returned as stored; print it escaped).
+    pub fn name(&self) -> String {
+        match self {
+            Target::System { file, .. } => file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            Target::Nss { nickname, .. } => nickname.clone(),
+            Target::Java { alias, .. } => alias.clone(),
+        }
+    }
 }
 
 impl fmt::Display for Target {
@@ -229,6 +307,7 @@ impl fmt::Display for Target {
         match self {
             Target::System { file, .. } => write!(f, "system store ({})", file.display()),
             Target::Nss { db, nickname } => {
+                let nickname = escaped(nickname);
                 write!(f, "NSS database sql:{} as \"{nickname}\"", db.display())
             }
             Target::Java { keystore, alias } => {
@@ -261,13 +340,17 @@ impl Step {
             _ => String::new(),
         };
         let t = &self.target;
-        match (self.change, dry_run) {
+        let line = match (self.change, dry_run) {
             (Change::Add, true) => format!("would add {who} to {t}{regen}"),
             (Change::Add, false) => format!("added {who} to {t}"),
             (Change::Remove, true) => format!("would remove {who} from {t}{regen}"),
             (Change::Remove, false) => format!("removed {who} from {t}"),
             (Change::AlreadyTrusted, _) => format!("already trusted: {who} in {t}"),
             (Change::NotPresent, _) => format!("not there, nothing to remove: {who} in {t}"),
+        };
+        match &self.note {
+            Some(note) => format!("{line} ({note})"),
+            None => line,
         }
     }
 }
@@ -407,58 +490,194 @@ fn plan_system(anchor: &Anchor, direction: Direction, opts: &Options) -> Result<
     }
     UPDATE_CA.find()?;
     let file = root.join(LOCAL_CERTS).join(format!("{}.crt", anchor.label));
-    let present = match std::fs::read(&file) {
-        Ok(bytes) => ca::certs_from_bytes(&bytes, &file)
-            .map(|certs| certs.contains(&anchor.der))
-            .unwrap_or(false),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        Err(source) => return Err(Error::Read { path: file, source }),
-    };
-    // A file of ours whose content differs (edited by hand) is replaced on install.
-    let c = if direction == Direction::Uninstall && !present && file.exists() {
-        Change::Remove
-    } else {
-        change(direction, present)
+    let held = file_holds(anchor, &file)?;
+    // What programs read is the bundle (and the links in etc/ssl/certs); the file is what
+    // the next update-ca-certificates run builds them from. Trusted means both; present
+    // means either, so a run that failed halfway is finished by the next one.
+    let link = link_holds(anchor, &root, &file);
+    let bundle = bundle_holds(anchor, &root.join(BUNDLE))?;
+    let other = || format!("{} holds a different certificate", file.display());
+    let (c, note) = match direction {
+        Direction::Install => {
+            let trusted = held == Held::Ours && link && bundle;
+            let note = (held == Held::Other).then(|| format!("{}: replaced", other()));
+            (change(direction, trusted), note)
+        }
+        Direction::Uninstall => {
+            let present = held == Held::Ours || link || bundle;
+            // Not ours to delete, whatever its name says.
+            let note = (held == Held::Other).then(|| format!("{}: left alone", other()));
+            (change(direction, present), note)
+        }
     };
     Ok(vec![Step {
         target: Target::System { root, file },
         change: c,
+        note,
     }])
 }
 
-fn system_apply(anchor: &Anchor, root: &Path, file: &Path, c: Change) -> Result<()> {
-    let denied = |path: &Path, source: io::Error| {
-        if source.kind() == io::ErrorKind::PermissionDenied {
-            Error::PermissionDenied {
-                path: path.to_owned(),
-                hint: SUDO_HINT,
-            }
+/// What a file under our name holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    Missing,
+    Ours,
+    Other,
+}
+
+fn file_holds(anchor: &Anchor, file: &Path) -> Result<Held> {
+    match std::fs::read(file) {
+        Ok(bytes) => Ok(if holds(anchor, &bytes, file) {
+            Held::Ours
         } else {
-            Error::Write {
-                path: path.to_owned(),
-                source,
+            Held::Other
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Held::Missing),
+        Err(source) => Err(Error::Read {
+            path: file.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn holds(anchor: &Anchor, bytes: &[u8], path: &Path) -> bool {
+    ca::certs_from_bytes(bytes, path).is_ok_and(|certs| certs.contains(&anchor.der))
+}
+
+/// Whether update-ca-certificates' link `etc/ssl/certs/LABEL.pem` still points at our file
+/// (even a dangling link: the next run would clean it, this one must) or at our root.
+fn link_holds(anchor: &Anchor, root: &Path, file: &Path) -> bool {
+    let link = root.join(ETC_CERTS).join(format!("{}.pem", anchor.label));
+    if std::fs::read_link(&link).is_ok_and(|to| to == file) {
+        return true;
+    }
+    std::fs::read(&link).is_ok_and(|b| holds(anchor, &b, &link))
+}
+
+/// Whether the bundle holds the root. Each PEM block is read alone, so one damaged block
+/// elsewhere in the bundle cannot hide ours.
+fn bundle_holds(anchor: &Anchor, bundle: &Path) -> Result<bool> {
+    match std::fs::read_to_string(bundle) {
+        Ok(text) => Ok(bundle_without(anchor, &text, bundle).is_some()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(Error::Read {
+            path: bundle.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The bundle's text without our certificate; `None` when it does not hold it. Everything
+/// else is kept as it was, byte for byte.
+fn bundle_without(anchor: &Anchor, text: &str, path: &Path) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut block: Option<String> = None;
+    let mut found = false;
+    for line in text.split_inclusive('\n') {
+        match block.as_mut() {
+            None if line.trim() == "-----BEGIN CERTIFICATE-----" => block = Some(line.into()),
+            None => out.push_str(line),
+            Some(b) => {
+                b.push_str(line);
+                if line.trim() == "-----END CERTIFICATE-----" {
+                    let b = block.take().unwrap_or_default();
+                    if holds(anchor, b.as_bytes(), path) {
+                        found = true;
+                    } else {
+                        out.push_str(&b);
+                    }
+                }
             }
+        }
+    }
+    if let Some(b) = block {
+        out.push_str(&b);
+    }
+    found.then_some(out)
+}
+
+fn system_apply(anchor: &Anchor, root: &Path, file: &Path, c: Change) -> Result<()> {
+    // The file as it was, to put back if a later part of this step fails: a failed step
+    // must not leave a state the next run (or the next apt upgrade) reads differently.
+    let before = match std::fs::read(file) {
+        Ok(bytes) => {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(file)
+                .map(|m| m.permissions().mode() & 0o7777)
+                .unwrap_or(fsio::PUBLIC);
+            Some((bytes, mode))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(Error::Read {
+                path: file.to_owned(),
+                source,
+            });
         }
     };
-    if c == Change::Add {
-        let dir = root.join(LOCAL_CERTS);
-        if !dir.is_dir() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(&dir)
-                .map_err(|e| denied(&dir, e))?;
+    let ours = before.as_ref().is_some_and(|(b, _)| holds(anchor, b, file));
+    let touched = match c {
+        Change::Add => {
+            let dir = root.join(LOCAL_CERTS);
+            if !dir.is_dir() {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(&dir)
+                    .map_err(|e| denied(&dir, e))?;
+            }
+            fsio::write_atomic(file, anchor.pem().as_bytes(), fsio::PUBLIC, true).map_err(|e| {
+                match e {
+                    Error::Write { path, source } => denied(&path, source),
+                    other => other,
+                }
+            })?;
+            true
         }
-        fsio::write_atomic(file, anchor.pem().as_bytes(), fsio::PUBLIC, true).map_err(
-            |e| match e {
-                Error::Write { path, source } => denied(&path, source),
-                other => other,
-            },
-        )?;
-    } else {
-        std::fs::remove_file(file).map_err(|e| denied(file, e))?;
+        // Only a file that holds this root is ours to delete.
+        Change::Remove if ours => {
+            std::fs::remove_file(file).map_err(|e| denied(file, e))?;
+            true
+        }
+        _ => false,
+    };
+    let done = update_ca(anchor, root, c);
+    if let (Err(e), true) = (&done, touched) {
+        let restored = match &before {
+            Some((bytes, mode)) => fsio::write_atomic(file, bytes, *mode, true),
+            None => std::fs::remove_file(file).map_err(|source| Error::Write {
+                path: file.to_owned(),
+                source,
+            }),
+        };
+        if let Err(r) = restored {
+            return Err(Error::ToolFailed {
+                program: UPDATE_CA.program,
+                path: file.to_owned(),
+                detail: format!("{e}; and putting {} back failed: {r}", file.display()),
+            });
+        }
     }
+    done
+}
+
+fn denied(path: &Path, source: io::Error) -> Error {
+    if source.kind() == io::ErrorKind::PermissionDenied {
+        Error::PermissionDenied {
+            path: path.to_owned(),
+            hint: SUDO_HINT,
+        }
+    } else {
+        Error::Write {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Runs update-ca-certificates for `root` and checks the bundle it leaves.
+fn update_ca(anchor: &Anchor, root: &Path, c: Change) -> Result<()> {
     // Every location spelled out, so a scratch root never reaches the machine's own
     // files; for `/` these are update-ca-certificates' defaults. A scratch root without
     // ca-certificates.conf has no distribution certificates to list: /dev/null says so.
@@ -468,6 +687,19 @@ fn system_apply(anchor: &Anchor, root: &Path, file: &Path, c: Change) -> Result<
     } else {
         PathBuf::from("/dev/null")
     };
+    // A scratch root's hooks are not run: they are programs from a directory anyone may
+    // have written, and under sudo they would run as root. An empty directory of our own.
+    let no_hooks = if root == Path::new("/") {
+        None
+    } else {
+        Some(tempfile::tempdir().map_err(|source| Error::Write {
+            path: std::env::temp_dir(),
+            source,
+        })?)
+    };
+    let hooks = no_hooks
+        .as_ref()
+        .map_or_else(|| root.join(HOOKS), |d| d.path().to_owned());
     let mut cmd = UPDATE_CA.command()?;
     cmd.arg("--certsconf")
         .arg(&conf)
@@ -478,7 +710,7 @@ fn system_apply(anchor: &Anchor, root: &Path, file: &Path, c: Change) -> Result<
         .arg("--etccertsdir")
         .arg(root.join(ETC_CERTS))
         .arg("--hooksdir")
-        .arg(root.join(HOOKS));
+        .arg(&hooks);
     if c == Change::Remove {
         // Without --fresh the link to the removed file would stay in etc/ssl/certs.
         cmd.arg("--fresh");
@@ -495,12 +727,31 @@ fn system_apply(anchor: &Anchor, root: &Path, file: &Path, c: Change) -> Result<
             detail,
         });
     }
-    // It exits 0 in more cases than it succeeds: check the bundle it wrote.
+    // It exits 0 in more cases than it succeeds: check the bundle it left.
     let bundle = root.join(BUNDLE);
-    let holds = std::fs::read(&bundle)
-        .ok()
-        .and_then(|b| ca::certs_from_bytes(&b, &bundle).ok())
-        .is_some_and(|certs| certs.contains(&anchor.der));
+    if c == Change::Remove {
+        // It rewrites the bundle only when it lists at least one certificate: with ours
+        // the last one, the old bundle (trusting the root) stays. Take ours out ourselves.
+        let text = match std::fs::read_to_string(&bundle) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(Error::Read {
+                    path: bundle,
+                    source,
+                });
+            }
+        };
+        if let Some(rest) = bundle_without(anchor, &text, &bundle) {
+            fsio::write_atomic(&bundle, rest.as_bytes(), fsio::PUBLIC, true).map_err(
+                |e| match e {
+                    Error::Write { path, source } => denied(&path, source),
+                    other => other,
+                },
+            )?;
+        }
+    }
+    let holds = bundle_holds(anchor, &bundle)?;
     if holds != (c == Change::Add) {
         return Err(Error::ToolFailed {
             program: UPDATE_CA.program,
@@ -591,14 +842,29 @@ fn plan_nss(anchor: &Anchor, direction: Direction, opts: &Options) -> Result<Vec
     CERTUTIL.find()?;
     let mut steps = Vec::new();
     for db in dbs {
-        let present = nss_holds(anchor, &db)?;
-        steps.push(Step {
+        let entries = nss_entries(&db)?;
+        let holders = nss_holders(anchor, &entries);
+        let step = |nickname: String, change| Step {
             target: Target::Nss {
-                db,
-                nickname: anchor.nickname.clone(),
+                db: db.clone(),
+                nickname,
             },
-            change: change(direction, present),
-        });
+            change,
+            note: None,
+        };
+        match (direction, holders.first()) {
+            (Direction::Install, Some(n)) => steps.push(step(n.clone(), Change::AlreadyTrusted)),
+            (Direction::Install, None) => steps.push(step(anchor.nickname.clone(), Change::Add)),
+            (Direction::Uninstall, None) => {
+                steps.push(step(anchor.nickname.clone(), Change::NotPresent))
+            }
+            // Every nickname that holds it, whatever it is called.
+            (Direction::Uninstall, Some(_)) => {
+                for n in holders {
+                    steps.push(step(n, Change::Remove));
+                }
+            }
+        }
     }
     Ok(steps)
 }
@@ -609,49 +875,198 @@ fn sql(db: &Path) -> std::ffi::OsString {
     s
 }
 
-/// Whether `db` holds this root under its nickname (same certificate, not just the name).
-fn nss_holds(anchor: &Anchor, db: &Path) -> Result<bool> {
+/// One certificate of an NSS database: its nickname as `certutil -L` lists it (usable
+/// with `-n` as it is, token prefix included), its trust flags, and what `certutil -L -n
+/// NICK -a` exports for it — its own certificate first, then any others with the same
+/// subject (NSS looks nicknames up by subject).
+#[derive(Debug)]
+struct NssEntry {
+    nickname: String,
+    trust: String,
+    certs: Vec<Vec<u8>>,
+}
+
+/// Every certificate of `db`, found by listing its nicknames and exporting each. The root
+/// is recognised by its DER, never by a name: it may have been imported by hand, or under
+/// a nickname certutil read differently than it was written.
+fn nss_entries(db: &Path) -> Result<Vec<NssEntry>> {
     let mut cmd = CERTUTIL.command()?;
-    cmd.arg("-L")
-        .arg("-d")
-        .arg(sql(db))
-        .arg("-n")
-        .arg(&anchor.nickname)
-        .arg("-a");
+    cmd.arg("-L").arg("-d").arg(sql(db));
     let out = CERTUTIL.run(cmd)?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("SEC_ERROR_BAD_DATABASE") || err.contains("SEC_ERROR_READ_ONLY") {
-            return Err(Error::ToolFailed {
-                program: CERTUTIL.program,
-                path: db.to_owned(),
-                detail: failure(&out),
-            });
-        }
-        // SEC_ERROR_UNRECOGNIZED_OID / "could not find certificate named": not there.
-        return Ok(false);
+        return Err(nss_failure(db, &out));
     }
-    Ok(ca::certs_from_bytes(&out.stdout, db)
-        .map(|certs| certs.contains(&anchor.der))
-        .unwrap_or(false))
+    let mut entries: Vec<NssEntry> = Vec::new();
+    for (nickname, trust) in nss_nicknames(&String::from_utf8_lossy(&out.stdout)) {
+        if entries.iter().any(|e| e.nickname == nickname) {
+            continue;
+        }
+        let mut cmd = CERTUTIL.command()?;
+        cmd.arg("-L")
+            .arg("-d")
+            .arg(sql(db))
+            .arg("-n")
+            .arg(&nickname)
+            .arg("-a");
+        let out = CERTUTIL.run(cmd)?;
+        // One we cannot read could be ours: "not there" would then be a guess.
+        if !out.status.success() {
+            return Err(nss_failure(db, &out));
+        }
+        let certs = ca::certs_from_bytes(&out.stdout, db)?;
+        entries.push(NssEntry {
+            nickname,
+            trust,
+            certs,
+        });
+    }
+    Ok(entries)
+}
+
+/// `certutil -L`'s table: `NICKNAME<spaces>TRUST`, TRUST like `C,,` or `CT,C,C`; the
+/// header lines (`… Trust Attributes`, `SSL,S/MIME,JAR/XPI`) do not match.
+fn nss_nicknames(listing: &str) -> Vec<(String, String)> {
+    listing
+        .lines()
+        .filter_map(|l| {
+            let (nick, trust) = l.trim_end().rsplit_once([' ', '\t'])?;
+            let is_trust = trust.split(',').count() == 3
+                && trust.chars().all(|c| c == ',' || c.is_ascii_alphabetic());
+            let nick = nick.trim_end();
+            (is_trust && !nick.is_empty()).then(|| (nick.to_owned(), trust.to_owned()))
+        })
+        .collect()
+}
+
+/// The nicknames whose own certificate is the root. When none is (NSS returned the
+/// root only second, behind another certificate of the same subject), the nicknames that
+/// return it at all: deleting one of those is checked afterwards (see [`nss_remove`]).
+fn nss_holders(anchor: &Anchor, entries: &[NssEntry]) -> Vec<String> {
+    let own: Vec<String> = entries
+        .iter()
+        .filter(|e| e.certs.first() == Some(&anchor.der))
+        .map(|e| e.nickname.clone())
+        .collect();
+    if !own.is_empty() {
+        return own;
+    }
+    entries
+        .iter()
+        .filter(|e| e.certs.contains(&anchor.der))
+        .map(|e| e.nickname.clone())
+        .collect()
+}
+
+fn nss_has(anchor: &Anchor, entries: &[NssEntry]) -> bool {
+    entries.iter().any(|e| e.certs.contains(&anchor.der))
 }
 
 fn nss_apply(anchor: &Anchor, db: &Path, nickname: &str, c: Change) -> Result<()> {
-    let mut cmd = CERTUTIL.command()?;
-    if c == Change::Add {
-        // "C,,": a CA trusted to issue TLS server certificates; nothing for mail or code.
-        cmd.arg("-A")
-            .arg("-d")
-            .arg(sql(db))
-            .arg("-t")
-            .arg("C,,")
-            .arg("-n")
-            .arg(nickname)
-            .arg("-i")
-            .arg(&anchor.path);
-    } else {
-        cmd.arg("-D").arg("-d").arg(sql(db)).arg("-n").arg(nickname);
+    if c == Change::Remove {
+        return nss_remove(anchor, db, nickname);
     }
+    let mut cmd = CERTUTIL.command()?;
+    // "C,,": a CA trusted to issue TLS server certificates; nothing for mail or code.
+    cmd.arg("-A")
+        .arg("-d")
+        .arg(sql(db))
+        .arg("-t")
+        .arg("C,,")
+        .arg("-n")
+        .arg(nickname)
+        .arg("-i")
+        .arg(&anchor.path);
+    let out = CERTUTIL.run(cmd)?;
+    if !out.status.success() {
+        return Err(nss_failure(db, &out));
+    }
+    if !nss_has(anchor, &nss_entries(db)?) {
+        return Err(Error::ToolFailed {
+            program: CERTUTIL.program,
+            path: db.to_owned(),
+            detail: format!(
+                "it succeeded, but the database does not hold the root afterwards; it said: {}",
+                failure(&out)
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// `certutil -D -n NICK`, then a look at the whole database: the root must be gone, and
+/// nothing else may be. certutil deletes by nickname, and NSS files certificates of one
+/// subject together; should another certificate have gone too, it is put back (same
+/// nickname, same trust) and the step fails.
+fn nss_remove(anchor: &Anchor, db: &Path, nickname: &str) -> Result<()> {
+    let before = nss_entries(db)?;
+    let mut cmd = CERTUTIL.command()?;
+    cmd.arg("-D").arg("-d").arg(sql(db)).arg("-n").arg(nickname);
+    let out = CERTUTIL.run(cmd)?;
+    if !out.status.success() {
+        return Err(nss_failure(db, &out));
+    }
+    let after = nss_entries(db)?;
+    let lost: Vec<&NssEntry> = before
+        .iter()
+        .filter(|e| {
+            e.certs
+                .first()
+                .is_some_and(|c| *c != anchor.der && !after.iter().any(|a| a.certs.contains(c)))
+        })
+        .collect();
+    if !lost.is_empty() {
+        let mut detail = String::from("it deleted more than the root:");
+        for e in lost {
+            let back = nss_readd(db, e);
+            detail.push_str(&format!(
+                " \"{}\" ({})",
+                escaped(&e.nickname),
+                match back {
+                    Ok(()) => "put back".to_owned(),
+                    Err(err) => format!("could not be put back: {err}"),
+                }
+            ));
+        }
+        return Err(Error::ToolFailed {
+            program: CERTUTIL.program,
+            path: db.to_owned(),
+            detail,
+        });
+    }
+    if nss_has(anchor, &after) {
+        return Err(Error::ToolFailed {
+            program: CERTUTIL.program,
+            path: db.to_owned(),
+            detail: format!(
+                "it succeeded, but the database still holds the root; it said: {}",
+                failure(&out)
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn nss_readd(db: &Path, e: &NssEntry) -> Result<()> {
+    let der = e.certs.first().map(Vec::as_slice).unwrap_or_default();
+    let tmp = tempfile::NamedTempFile::new().map_err(|source| Error::Write {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    std::fs::write(tmp.path(), der).map_err(|source| Error::Write {
+        path: tmp.path().to_owned(),
+        source,
+    })?;
+    // The nickname as listed may carry the token prefix; -A takes it the same way.
+    let mut cmd = CERTUTIL.command()?;
+    cmd.arg("-A")
+        .arg("-d")
+        .arg(sql(db))
+        .arg("-t")
+        .arg(&e.trust)
+        .arg("-n")
+        .arg(&e.nickname)
+        .arg("-i")
+        .arg(tmp.path());
     let out = CERTUTIL.run(cmd)?;
     if !out.status.success() {
         return Err(nss_failure(db, &out));
@@ -756,6 +1171,7 @@ fn plan_java(anchor: &Anchor, direction: Direction, opts: &Options) -> Result<Ve
     Ok(vec![Step {
         target: Target::Java { keystore, alias },
         change: change(direction, present),
+        note: None,
     }])
 }
 
@@ -766,7 +1182,7 @@ fn keytool_cmd(
     alias: &str,
     pass: Option<&Passphrase>,
 ) -> Command {
-    let mut cmd = Command::new(tool);
+    let mut cmd = child(tool);
     cmd.arg(action)
         .arg("-alias")
         .arg(alias)
@@ -890,7 +1306,7 @@ impl Tool {
     }
 
     fn command(&self) -> Result<Command> {
-        Ok(Command::new(self.find()?))
+        Ok(child(self.find()?))
     }
 
     /// Runs with no input (nothing may prompt) and collects its output.
@@ -906,6 +1322,19 @@ impl Tool {
                 },
             })
     }
+}
+
+/// A command for `program` whose environment has none of our own `PORTCULLIS_*`
+/// variables: they hold the CA passphrase and other secrets, and the tools (and the hooks
+/// update-ca-certificates runs) have no business with them.
+fn child(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.as_encoded_bytes().starts_with(b"PORTCULLIS_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
 }
 
 /// The first executable file called `program` in PATH.
@@ -961,6 +1390,34 @@ mod tests {
         assert_eq!(slug("Acme Root CA"), "acme-root-ca");
         assert_eq!(slug("  Ünïcode / Root  "), "n-code-root");
         assert_eq!(slug("///"), "ca");
+    }
+
+    #[test]
+    fn names_lose_what_certutil_or_a_terminal_would_misread() {
+        assert_eq!(
+            nss_safe("NSS Certificate DB:evil"),
+            "NSS Certificate DBevil"
+        );
+        assert_eq!(nss_safe("a\u{202e}b\u{1b}c"), "abc");
+        assert_eq!(nss_safe(" : "), "CA");
+        assert_eq!(
+            escaped("Evil\u{202e}Root\u{1b}"),
+            "Evil\\u{202e}Root\\u{1b}"
+        );
+        assert_eq!(escaped("Acme Root CA"), "Acme Root CA");
+    }
+
+    #[test]
+    fn certutil_listing_gives_nicknames_and_trust() {
+        let listing = "\nCertificate Nickname                                         Trust Attributes\n                                                             SSL,S/MIME,JAR/XPI\n\nAcme Root CA 799d62b3                                        C,,  \nNSS Certificate DB:a:b                                       CT,C,C\nu                                                            u,u,u\n";
+        assert_eq!(
+            nss_nicknames(listing),
+            [
+                ("Acme Root CA 799d62b3".to_owned(), "C,,".to_owned()),
+                ("NSS Certificate DB:a:b".to_owned(), "CT,C,C".to_owned()),
+                ("u".to_owned(), "u,u,u".to_owned()),
+            ]
+        );
     }
 
     #[test]

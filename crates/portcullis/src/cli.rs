@@ -352,7 +352,7 @@ pub struct TrustArgs {
     pub java_storepass_file: Option<PathBuf>,
 
     /// The file system root of the system store (ROOT/usr/local/share/ca-certificates,
-    /// ROOT/etc/ssl/certs) [default: /].
+    /// ROOT/etc/ssl/certs) [default: /]. A root other than / runs no update.d hooks.
     #[arg(long, value_name = "ROOT")]
     pub root: Option<PathBuf>,
 

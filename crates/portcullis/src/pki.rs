@@ -440,7 +440,7 @@ pub fn run(args: PkiArgs) -> Result<()> {
 
 /// `pki trust install|uninstall`: plan, then print (dry run) or apply step by step.
 fn trust(dir: &Path, cmd: TrustCommand, json: bool) -> Result<()> {
-    use portcullis_pki::trust::{self, Anchor, Direction, Options, Store};
+    use portcullis_pki::trust::{self, Anchor, Change, Direction, Options, Store};
     let (direction, args): (Direction, TrustArgs) = match cmd {
         TrustCommand::Install(a) => (Direction::Install, a),
         TrustCommand::Uninstall(a) => (Direction::Uninstall, a),
@@ -453,14 +453,13 @@ fn trust(dir: &Path, cmd: TrustCommand, json: bool) -> Result<()> {
         .into());
     }
     let anchor = Anchor::load(&root_cert)?;
-    let storepass = match (
-        &args.java_storepass_file,
-        std::env::var(secrets::JAVA_STOREPASS_ENV),
-    ) {
-        (Some(f), _) => Some(Passphrase::from_file(f, "--java-storepass-file")?),
-        (None, Ok(v)) => Some(Passphrase::new(v, secrets::JAVA_STOREPASS_ENV)?),
-        (None, Err(_)) => None,
-    };
+    let storepass = Source {
+        file: args.java_storepass_file.as_deref(),
+        flag: "--java-storepass-file",
+        env: secrets::JAVA_STOREPASS_ENV,
+        prompt: "Java keystore password".into(),
+    }
+    .get_unattended()?;
     let opts = Options {
         stores: args
             .stores
@@ -477,9 +476,10 @@ fn trust(dir: &Path, cmd: TrustCommand, json: bool) -> Result<()> {
         root: args.root,
         home: None,
     };
+    // Planning changes nothing: when it fails, the error alone says so.
     let plan = trust::plan(&anchor, direction, &opts)?;
-    // With --json, one document once every step is done; otherwise a line per step as it
-    // is done, so a failure shows which stores already changed.
+    // Text: a line per step as it is done, so a failure shows which stores already
+    // changed. --json: one document, printed whether or not every step succeeded.
     let say = |line: String| {
         if !json {
             println!("{line}");
@@ -495,28 +495,50 @@ fn trust(dir: &Path, cmd: TrustCommand, json: bool) -> Result<()> {
         say(format!("skipped {}: {}", s.store, s.reason));
     }
     let mut steps = Vec::new();
+    let mut failed: Option<anyhow::Error> = None;
     for step in &plan.steps {
-        if !args.dry_run {
-            plan.apply(step).with_context(|| {
-                let (verb, prep) = match step.change {
-                    trust::Change::Remove => ("remove", "from"),
-                    _ => ("add", "to"),
-                };
-                format!("cannot {verb} {} {prep} {}", anchor.name, step.target)
-            })?;
-        }
-        let said = step.describe(&anchor, args.dry_run);
-        steps.push(serde_json::json!({
-            "target": step.target.to_string(),
+        let status = if failed.is_some() {
+            "not-run"
+        } else if args.dry_run {
+            "planned"
+        } else {
+            match plan.apply(step) {
+                Ok(()) => "done",
+                Err(e) => {
+                    let (verb, prep) = match step.change {
+                        Change::Remove => ("remove", "from"),
+                        _ => ("add", "to"),
+                    };
+                    failed = Some(anyhow::Error::new(e).context(format!(
+                        "cannot {verb} {} {prep} {}",
+                        anchor.name, step.target
+                    )));
+                    "failed"
+                }
+            }
+        };
+        let mut record = serde_json::json!({
+            "store": step.target.store().name(),
+            "path": step.target.path(),
+            "name": step.target.name(),
             "change": match step.change {
-                trust::Change::Add => "add",
-                trust::Change::Remove => "remove",
-                trust::Change::AlreadyTrusted => "already-trusted",
-                trust::Change::NotPresent => "not-present",
+                Change::Add => "add",
+                Change::Remove => "remove",
+                Change::AlreadyTrusted => "already-trusted",
+                Change::NotPresent => "not-present",
             },
-            "said": said,
-        }));
-        say(said);
+            "status": status,
+        });
+        if let (Some(e), "failed") = (&failed, status) {
+            record["error"] = format!("{e:#}").into();
+        }
+        if let Some(note) = &step.note {
+            record["note"] = note.clone().into();
+        }
+        steps.push(record);
+        if matches!(status, "done" | "planned") {
+            say(step.describe(&anchor, args.dry_run));
+        }
     }
     if args.dry_run {
         say("dry run: nothing was changed".into());
@@ -527,6 +549,7 @@ fn trust(dir: &Path, cmd: TrustCommand, json: bool) -> Result<()> {
                 Direction::Install => "trust-install",
                 Direction::Uninstall => "trust-uninstall",
             },
+            "ok": failed.is_none(),
             "anchor": {
                 "name": anchor.name,
                 "fingerprint_sha256": anchor.fingerprint,
@@ -541,8 +564,16 @@ fn trust(dir: &Path, cmd: TrustCommand, json: bool) -> Result<()> {
             "steps": steps,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
+        if let Some(e) = failed {
+            // The document is on stdout; people still get the error on stderr.
+            eprintln!("error: {e:#}");
+            return Err(Exit(2).into());
+        }
     }
-    Ok(())
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// With a CA directory at `dir`, the certificates it revoked show as revoked: a file

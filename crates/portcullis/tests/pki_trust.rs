@@ -728,3 +728,456 @@ fn a_missing_tool_or_store_is_an_error_that_says_what_to_do() {
     ]);
     assert!(err.contains("portcullis pki init --dir nope"), "{err}");
 }
+
+// === regressions (attacker review) ===
+
+/// The certificates in a PEM bundle, as DER, read with OpenSSL's parser via the library.
+fn bundle_holds(root: &Path, cert: &Path) -> bool {
+    let bundle =
+        std::fs::read_to_string(root.join("etc/ssl/certs/ca-certificates.crt")).unwrap_or_default();
+    let pem = std::fs::read_to_string(cert).unwrap();
+    let body = |s: &str| -> Vec<String> {
+        s.split("-----BEGIN CERTIFICATE-----")
+            .skip(1)
+            .filter_map(|b| b.split("-----END CERTIFICATE-----").next())
+            .map(|b| b.split_whitespace().collect::<String>())
+            .collect()
+    };
+    let ours = body(&pem).into_iter().next().unwrap();
+    body(&bundle).contains(&ours)
+}
+
+/// A directory of executable scripts, put first on PATH by the tests that need one.
+fn script(path: &Path, body: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn real(sb: &Sandbox, program: &str) -> String {
+    let out = sb.tool(
+        "sh",
+        &[
+            "-c",
+            &format!("PATH=$PATH:/usr/sbin:/sbin command -v {program}"),
+        ],
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn path_with(dir: &Path) -> String {
+    format!(
+        "{}:{}",
+        s(dir),
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())
+    )
+}
+
+/// H1: certutil reads `X:` in a nickname as a token name. A CA called
+/// "NSS Certificate DB:evil" was added on every install and never found on uninstall.
+#[test]
+fn nss_a_colon_in_the_ca_name_neither_duplicates_nor_survives_uninstall() {
+    let sb = Sandbox::new();
+    sb.ok(&[
+        "pki",
+        "--dir",
+        "ca3",
+        "init",
+        "--no-passphrase",
+        "--name",
+        "NSS Certificate DB:evil",
+    ]);
+    let (_, db) = home_with_nssdb(&sb);
+    let install = [
+        "pki",
+        "--dir",
+        "ca3",
+        "trust",
+        "install",
+        "--nss-db",
+        s(&db),
+    ];
+    let first = sb.ok(&install);
+    assert!(first.contains("added "), "{first}");
+    let second = sb.ok(&install);
+    assert!(second.contains("already trusted"), "{second}");
+    let list = nss_list(&sb, &db);
+    assert_eq!(list.matches(",,").count(), 1, "one entry:\n{list}");
+
+    let out = sb.ok(&[
+        "pki",
+        "--dir",
+        "ca3",
+        "trust",
+        "uninstall",
+        "--nss-db",
+        s(&db),
+    ]);
+    assert!(out.contains("removed "), "{out}");
+    let list = nss_list(&sb, &db);
+    assert!(!list.contains("evil"), "still in the database:\n{list}");
+}
+
+/// H1: the root imported by hand under a nickname of the user's choosing is found by its
+/// certificate, not its name, and uninstall takes it out.
+#[test]
+fn nss_the_root_under_another_nickname_is_found_and_removed() {
+    let sb = Sandbox::new();
+    sb.ok(&["pki", "init", "--no-passphrase"]);
+    let (_, db) = home_with_nssdb(&sb);
+    let sqldb = format!("sql:{}", s(&db));
+    certutil(
+        &sb,
+        &[
+            "-A",
+            "-d",
+            &sqldb,
+            "-t",
+            "C,,",
+            "-n",
+            "imported by hand",
+            "-i",
+            "pki/root.crt",
+        ],
+    );
+    let out = sb.ok(&["pki", "trust", "install", "--nss-db", s(&db)]);
+    assert!(out.contains("already trusted"), "{out}");
+    assert!(out.contains("imported by hand"), "{out}");
+
+    let out = sb.ok(&["pki", "trust", "uninstall", "--nss-db", s(&db)]);
+    assert!(out.contains("removed "), "{out}");
+    let list = nss_list(&sb, &db);
+    assert!(!list.contains("imported by hand"), "still trusted:\n{list}");
+    let again = sb.ok(&["pki", "trust", "uninstall", "--nss-db", s(&db)]);
+    assert!(again.contains("not there"), "{again}");
+}
+
+/// H2: with our root the only certificate, update-ca-certificates does not rewrite the
+/// bundle; uninstall used to fail, and a rerun said "not there" with the bundle trusting it.
+#[test]
+fn system_uninstall_of_the_only_certificate_takes_it_out_of_the_bundle() {
+    let sb = Sandbox::new();
+    sb.ok(&["pki", "init", "--no-passphrase"]);
+    let root = sb.path("bare-root");
+    std::fs::create_dir_all(root.join("etc/ssl/certs")).unwrap();
+    let args = |verb| ["pki", "trust", verb, "--root", "bare-root"];
+    sb.ok(&args("install"));
+    assert!(bundle_holds(&root, &sb.path("pki/root.crt")));
+
+    let out = sb.run(&args("uninstall"));
+    let again = sb.run(&args("uninstall"));
+    assert!(
+        !bundle_holds(&root, &sb.path("pki/root.crt")),
+        "the bundle still trusts the root:\n{}\n{}",
+        text(&out),
+        text(&again)
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("removed "), "{}", text(&out));
+    assert!(text(&again).contains("not there"), "{}", text(&again));
+}
+
+/// H2: a step that fails after the local file changed puts the file back, and "present"
+/// looks at the bundle too, so a rerun finishes the job instead of declaring it done.
+#[test]
+fn system_a_failed_step_is_rolled_back_and_a_rerun_finishes_it() {
+    let sb = Sandbox::new();
+    sb.ok(&["pki", "init", "--no-passphrase"]);
+    let root = scratch_root(&sb);
+    let ours = sb.path("pki/root.crt");
+    let local = root.join("usr/local/share/ca-certificates");
+    let broken = sb.path("broken-bin");
+    script(
+        &broken.join("update-ca-certificates"),
+        "echo 'update-ca-certificates: disk full' >&2\nexit 1\n",
+    );
+    let path = path_with(&broken);
+    let args = |verb| ["pki", "trust", verb, "--root", "root"];
+
+    // Install fails: no file is left behind for the next apt run to pick up.
+    let out = sb.run_env(&args("install"), &[("PATH", &path)]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("disk full"), "{}", text(&out));
+    let left: Vec<_> = std::fs::read_dir(&local)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+
+    // A file in place but the bundle without the root (a crash after writing it) is not
+    // "already trusted".
+    let out = sb.ok(&args("install"));
+    let file = std::fs::read_dir(&local)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(
+        root.join("etc/ssl/certs/ca-certificates.crt"),
+        std::fs::read(root.join("usr/share/ca-certificates/distro/Distro_Root.crt")).unwrap(),
+    )
+    .unwrap();
+    let rerun = sb.ok(&args("install"));
+    assert!(rerun.contains("added "), "{out}\n{rerun}");
+    assert!(bundle_holds(&root, &ours));
+
+    // Uninstall fails: the file is put back, so the rerun knows there is work to do.
+    let out = sb.run_env(&args("uninstall"), &[("PATH", &path)]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(file.exists(), "the local file was not restored");
+    let out = sb.ok(&args("uninstall"));
+    assert!(out.contains("removed "), "{out}");
+    assert!(!file.exists());
+    assert!(!bundle_holds(&root, &ours));
+}
+
+/// Low: uninstall deleted LABEL.crt even when it held someone else's certificate.
+#[test]
+fn system_uninstall_leaves_a_file_that_holds_another_certificate() {
+    let sb = Sandbox::new();
+    sb.ok(&["pki", "init", "--no-passphrase"]);
+    let root = scratch_root(&sb);
+    sb.ok(&["pki", "trust", "install", "--root", "root"]);
+    let local = root.join("usr/local/share/ca-certificates");
+    let file = std::fs::read_dir(&local)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let other =
+        std::fs::read(root.join("usr/share/ca-certificates/distro/Distro_Root.crt")).unwrap();
+    std::fs::write(&file, &other).unwrap();
+
+    let out = sb.ok(&["pki", "trust", "uninstall", "--root", "root"]);
+    assert_eq!(std::fs::read(&file).ok(), Some(other), "{out}");
+    assert!(out.contains("left alone"), "{out}");
+    assert!(!bundle_holds(&root, &sb.path("pki/root.crt")), "{out}");
+}
+
+/// Low: a scratch --root's own hooks must not run (under sudo they would run as root).
+#[test]
+fn system_a_scratch_root_s_hooks_do_not_run() {
+    let sb = Sandbox::new();
+    sb.ok(&["pki", "init", "--no-passphrase"]);
+    let root = scratch_root(&sb);
+    let marker = sb.path("hook-ran");
+    script(
+        &root.join("etc/ca-certificates/update.d/evil"),
+        &format!("touch '{}'\n", s(&marker)),
+    );
+    sb.ok(&["pki", "trust", "install", "--root", "root"]);
+    sb.ok(&["pki", "trust", "uninstall", "--root", "root"]);
+    assert!(!marker.exists(), "the scratch root's hook ran");
+}
+
+/// Low: certutil, keytool and update-ca-certificates (and its hooks) used to inherit the
+/// CA passphrase and every other PORTCULLIS_* secret.
+#[test]
+fn child_processes_never_see_portcullis_secrets() {
+    let sb = Sandbox::new();
+    sb.ok(&["pki", "init", "--no-passphrase"]);
+    let (_, db) = home_with_nssdb(&sb);
+    let root = scratch_root(&sb);
+    let bin = sb.path("spy-bin");
+    let log = sb.path("spy.env");
+    for program in ["certutil", "update-ca-certificates"] {
+        script(
+            &bin.join(program),
+            &format!(
+                "echo '== {program}' >> '{}'\nenv >> '{}'\nexec '{}' \"$@\"\n",
+                s(&log),
+                s(&log),
+                real(&sb, program)
+            ),
+        );
+    }
+    script(
+        &sb.path("jdk/bin/keytool"),
+        &format!(
+            "echo '== keytool' >> '{}'\nenv >> '{}'\nexec '{}' \"$@\"\n",
+            s(&log),
+            s(&log),
+            real(&sb, "keytool")
+        ),
+    );
+    let secrets = [
+        ("PORTCULLIS_CA_PASSPHRASE", "ca-secret-4411"),
+        ("PORTCULLIS_KEY_PASSPHRASE", "key-secret-4412"),
+        ("PORTCULLIS_P12_PASSWORD", "p12-secret-4413"),
+        ("PORTCULLIS_JAVA_STOREPASS", "store-secret-4414"),
+    ];
+    let path = path_with(&bin);
+    let jdk = sb.path("jdk");
+    let mut env = vec![("PATH", path.as_str()), ("JAVA_HOME", s(&jdk))];
+    env.extend(secrets);
+    let keystore = sb.path("new.p12");
+    let out = sb.run_env(
+        &[
+            "pki",
+            "trust",
+            "install",
+            "--nss-db",
+            s(&db),
+            "--root",
+            s(&root),
+            "--java-keystore",
+            s(&keystore),
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let seen = std::fs::read_to_string(&log).unwrap();
+    for program in ["certutil", "update-ca-certificates", "keytool"] {
+        assert!(seen.contains(&format!("== {program}")), "{program} not run");
+    }
+    for (name, value) in secrets {
+        assert!(!seen.contains(name), "{name} reached a child:\n{seen}");
+        if name != "PORTCULLIS_JAVA_STOREPASS" {
+            assert!(!seen.contains(value), "{name}'s value reached a child");
+        }
+    }
+    // keytool gets the store password, in its own variable only.
+    assert!(seen.contains("PORTCULLIS_KEYTOOL_STOREPASS=store-secret-4414"));
+}
+
+/// Low: control and bidi characters of the CA's name reached the terminal raw. `pki
+/// init` refuses such a name; a root.crt made elsewhere need not.
+#[test]
+fn control_and_bidi_characters_in_the_name_are_escaped() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.path("evil")).unwrap();
+    let out = sb.tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "evil/root.key",
+            "-out",
+            "evil/root.crt",
+            "-utf8",
+            "-subj",
+            "/CN=Evil\u{202e}Root\u{1b}[31m",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-days",
+            "30",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, db) = home_with_nssdb(&sb);
+    let out = sb.ok(&[
+        "pki",
+        "--dir",
+        "evil",
+        "trust",
+        "install",
+        "--nss-db",
+        s(&db),
+    ]);
+    assert!(
+        !out.contains('\u{202e}') && !out.contains('\u{1b}'),
+        "{out:?}"
+    );
+    assert!(out.contains("Evil\\u{202e}Root\\u{1b}[31m"), "{out}");
+    let list = nss_list(&sb, &db);
+    assert!(
+        !list.contains('\u{202e}') && !list.contains('\u{1b}'),
+        "{list:?}"
+    );
+}
+
+/// M4: --json printed nothing when a step failed, though earlier stores had changed.
+#[test]
+fn json_reports_every_step_even_when_one_fails() {
+    let sb = Sandbox::new();
+    sb.ok(&["pki", "init", "--no-passphrase"]);
+    let (_, db) = home_with_nssdb(&sb);
+    let root = scratch_root(&sb);
+    let keystore = sb.path("new.p12");
+    // A keytool that lists but cannot import.
+    script(
+        &sb.path("jdk/bin/keytool"),
+        &format!(
+            "case \"$*\" in *-importcert*) echo 'keytool error: java.io.IOException: boom' ; exit 1;; esac\nexec '{}' \"$@\"\n",
+            real(&sb, "keytool")
+        ),
+    );
+    let jdk = sb.path("jdk");
+    let args = [
+        "pki",
+        "--json",
+        "trust",
+        "install",
+        "--root",
+        s(&root),
+        "--nss-db",
+        s(&db),
+        "--java-keystore",
+        s(&keystore),
+    ];
+    let out = sb.run_env(&args, &[("JAVA_HOME", s(&jdk))]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let steps = doc["steps"].as_array().unwrap();
+    let field = |i: usize, k: &str| steps[i][k].as_str().unwrap_or_default().to_owned();
+    assert_eq!(steps.len(), 3, "{doc:#}");
+    assert_eq!(field(0, "store"), "system");
+    assert!(field(0, "path").ends_with(".crt"), "{doc:#}");
+    assert!(
+        field(0, "name").starts_with("portcullis-root-ca-"),
+        "{doc:#}"
+    );
+    assert_eq!(field(0, "status"), "done");
+    assert_eq!(field(1, "store"), "nss");
+    assert_eq!(field(1, "path"), s(&db));
+    assert!(
+        field(1, "name").starts_with("Portcullis Root CA "),
+        "{doc:#}"
+    );
+    assert_eq!(field(1, "change"), "add");
+    assert_eq!(field(1, "status"), "done");
+    assert_eq!(field(2, "store"), "java");
+    assert_eq!(field(2, "path"), s(&keystore));
+    assert_eq!(field(2, "status"), "failed");
+    assert!(field(2, "error").contains("boom"), "{doc:#}");
+    assert_eq!(doc["ok"], false);
+
+    // A dry run plans; statuses say so.
+    let mut dry = args.to_vec();
+    dry.push("--dry-run");
+    let out = sb.run_env(&dry, &[("JAVA_HOME", s(&jdk))]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let statuses: Vec<&str> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["planned"; 3], "{doc:#}");
+
+    // The first store fails: the others are not touched, and say so.
+    let broken = sb.path("broken-bin");
+    script(&broken.join("update-ca-certificates"), "exit 1\n");
+    let path = path_with(&broken);
+    let mut un = args.to_vec();
+    un[3] = "uninstall";
+    let out = sb.run_env(&un, &[("JAVA_HOME", s(&jdk)), ("PATH", &path)]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let statuses: Vec<&str> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["failed", "not-run", "not-run"], "{doc:#}");
+    assert!(nickname_line(&nss_list(&sb, &db), "Portcullis Root CA").is_some());
+}
