@@ -1993,7 +1993,11 @@ fn a_certificate_naming_a_crl_url_is_served_and_refused_once_revoked() {
     let r = curl_as(&pki, "dora", &[], &gate.url("/me"));
     assert_ne!(r.status, "200", "{r:?}");
     // The log is written in batches: wait for the line rather than race it.
-    assert!(gate.logged_more(&["reason=revoked"], seen), "{}", gate.output());
+    assert!(
+        gate.logged_more(&["reason=revoked"], seen),
+        "{}",
+        gate.output()
+    );
 }
 
 /// Roles from a data file: adding a person to a role is an edit of that file, picked up

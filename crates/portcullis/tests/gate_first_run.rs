@@ -4,10 +4,12 @@
 // Test code: a failed step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 mod gate_support;
 
 use std::process::Command;
 
+use common::browser::Browser;
 use gate_support::Gate;
 
 /// Runs one printed command line with `sh -c` in `dir`; returns (success, stdout).
@@ -194,4 +196,98 @@ fn check_explains_a_config_and_locates_errors() {
     );
     let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&good), keys(&failed));
+}
+
+/// The printed browser steps, followed in a real browser: headless Chromium whose NSS
+/// database trusts the development root (put there by `pki trust install`) and holds
+/// alice's or bob's PKCS#12 bundle, imported with the printed password, or no bundle at
+/// all. Each page is judged by its text (Chromium exits 0 whatever happened); each is
+/// also screenshotted into the test's directory.
+#[test]
+fn first_run_in_a_real_browser_alice_bob_and_no_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::start_in(dir.path(), &["serve", "--listen", "127.0.0.1:0"], &[]);
+    // "1. Import .portcullis/dev/issued/alice.p12 (password: …) into the browser's …"
+    let password = gate
+        .stdout
+        .lines()
+        .find_map(|l| l.split("(password: ").nth(1))
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no p12 password printed:\n{}", gate.stdout));
+    let origin = format!("https://localhost:{}", gate.port);
+    assert!(
+        gate.stdout.contains(&format!("Open {origin}/me")),
+        "{}",
+        gate.stdout
+    );
+
+    let browser = |who: &str| {
+        let mut b = Browser::new(&dir.path().join(format!("browser-{who}")));
+        let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args([
+                "pki",
+                "--dir",
+                ".portcullis/dev",
+                "trust",
+                "install",
+                "--store",
+                "nss",
+            ])
+            .arg("--nss-db")
+            .arg(b.db())
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", common::text(&out));
+        if who != "nobody" {
+            let p12 = dir.path().join(format!(".portcullis/dev/issued/{who}.p12"));
+            b.import_p12(&p12, password);
+            b.auto_select(&origin, who);
+        }
+        b
+    };
+
+    // alice: the who-am-I page, her certificate's fields and her role.
+    let visit = browser("alice").visit(&format!("{origin}/me"), "alice", true);
+    visit.assert_screenshot();
+    let dom = &visit.dom;
+    assert!(
+        dom.contains("<h1>Authorized</h1>"),
+        "{dom}\n{}",
+        visit.stderr
+    );
+    assert!(
+        dom.contains("Hello alice, your certificate was issued by CN=Portcullis Dev"),
+        "{dom}"
+    );
+    for row in [
+        "<th>Common name (CN)</th><td>alice</td>",
+        "<th>Organizational unit (OU)</th><td>Admins</td>",
+        "<th>Roles</th><td>admin</td>",
+    ] {
+        assert!(dom.contains(row), "{row} missing from:\n{dom}");
+    }
+
+    // No certificate: the 401 page, which says how to get and install one.
+    let visit = browser("nobody").visit(&format!("{origin}/me"), "nobody", true);
+    visit.assert_screenshot();
+    let dom = &visit.dom;
+    assert!(
+        dom.contains("<h1>A client certificate is required</h1>"),
+        "{dom}\n{}",
+        visit.stderr
+    );
+    assert!(dom.contains("Manage certificates"), "{dom}");
+
+    // bob: known, but without the role /admin/ requires; the 403 page names it.
+    let visit = browser("bob").visit(&format!("{origin}/admin/"), "bob", true);
+    visit.assert_screenshot();
+    let dom = &visit.dom;
+    assert!(
+        dom.contains("<h1>Access denied</h1>"),
+        "{dom}\n{}",
+        visit.stderr
+    );
+    assert!(dom.contains("it needs <b>role admin</b>"), "{dom}");
+    assert!(dom.contains("CN=bob"), "{dom}");
 }

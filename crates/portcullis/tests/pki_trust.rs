@@ -15,9 +15,10 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Sandbox, text};
+use common::browser::Browser;
+use common::{Sandbox, bounded, text};
 
 /// What the test server's page says; a browser showing it loaded the page.
 const MARKER: &str = "portcullis-trust-marker";
@@ -43,36 +44,6 @@ fn sandbox_with_server_cert() -> Sandbox {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Runs `program args` with a hard time limit; stdout and stderr go to files (Chromium
-/// writes a lot to stderr). Returns (success, stdout, stderr).
-fn bounded(mut cmd: Command, limit: Duration, logs: &Path) -> (bool, String, String) {
-    std::fs::create_dir_all(logs).unwrap();
-    let (out, err) = (logs.join("stdout"), logs.join("stderr"));
-    cmd.stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    (
-        status.success(),
-        std::fs::read_to_string(out).unwrap(),
-        std::fs::read_to_string(err).unwrap(),
-    )
 }
 
 // === a local HTTPS server (Node.js) ===
@@ -142,51 +113,10 @@ impl Drop for Server {
 
 // === NSS and Chromium ===
 
-fn certutil(sb: &Sandbox, args: &[&str]) -> String {
-    let out = sb.tool("certutil", args);
-    assert!(out.status.success(), "certutil {args:?}:\n{}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// HOME/.pki/nssdb, a new empty NSS database: where Chromium on Linux looks.
-fn home_with_nssdb(sb: &Sandbox) -> (PathBuf, PathBuf) {
-    let home = sb.path("home");
-    let db = home.join(".pki/nssdb");
-    std::fs::create_dir_all(&db).unwrap();
-    certutil(
-        sb,
-        &["-N", "--empty-password", "-d", &format!("sql:{}", s(&db))],
-    );
-    (home, db)
-}
-
-fn nss_list(sb: &Sandbox, db: &Path) -> String {
-    certutil(sb, &["-L", "-d", &format!("sql:{}", s(db))])
-}
-
-/// `chromium --headless --dump-dom URL` with HOME=home and a fresh profile; returns
-/// (DOM, stderr). Chromium exits 0 even when the page fails to load.
-fn chromium_dom(sb: &Sandbox, home: &Path, url: &str, run: &str) -> (String, String) {
-    let mut cmd = Command::new("chromium");
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-    ])
-    .arg(format!(
-        "--user-data-dir={}",
-        s(&sb.path(&format!("chromium-{run}")))
-    ))
-    .args(["--dump-dom", url])
-    .env("HOME", home)
-    .current_dir(sb.dir.path());
-    let (_, dom, err) = bounded(
-        cmd,
-        Duration::from_secs(90),
-        &sb.path(&format!("logs-{run}")),
-    );
-    (dom, err)
+/// `chromium --dump-dom URL` in a fresh profile; returns (DOM, stderr).
+fn chromium_dom(browser: &Browser, url: &str, run: &str) -> (String, String) {
+    let visit = browser.visit(url, run, false);
+    (visit.dom, visit.stderr)
 }
 
 fn nickname_line<'a>(list: &'a str, name: &str) -> Option<&'a str> {
@@ -196,11 +126,12 @@ fn nickname_line<'a>(list: &'a str, name: &str) -> Option<&'a str> {
 #[test]
 fn nss_install_makes_chromium_trust_the_ca_and_uninstall_undoes_it() {
     let sb = sandbox_with_server_cert();
-    let (home, db) = home_with_nssdb(&sb);
+    let browser = Browser::new(&sb.path("browser"));
+    let db = browser.db();
     let server = Server::start(&sb);
 
     // Control: the same page, the same browser, the CA not yet trusted.
-    let (dom, err) = chromium_dom(&sb, &home, &server.url(), "before");
+    let (dom, err) = chromium_dom(&browser, &server.url(), "before");
     assert!(
         !dom.contains(MARKER),
         "loaded without trusting the CA:\n{dom}"
@@ -214,29 +145,29 @@ fn nss_install_makes_chromium_trust_the_ca_and_uninstall_undoes_it() {
         "--store",
         "nss",
         "--nss-db",
-        s(&db),
+        s(db),
     ]);
     assert!(
         out.contains("added Portcullis Root CA to NSS database"),
         "{out}"
     );
-    let list = nss_list(&sb, &db);
+    let list = browser.list();
     let line = nickname_line(&list, "Portcullis Root CA ").expect("root listed");
     assert!(
         line.trim_end().ends_with("C,,"),
         "trusted for TLS servers: {line}"
     );
 
-    let (dom, err) = chromium_dom(&sb, &home, &server.url(), "after");
+    let (dom, err) = chromium_dom(&browser, &server.url(), "after");
     assert!(dom.contains(MARKER), "page not loaded:\n{dom}\n{err}");
 
-    let out = sb.ok(&["pki", "trust", "uninstall", "--nss-db", s(&db)]);
+    let out = sb.ok(&["pki", "trust", "uninstall", "--nss-db", s(db)]);
     assert!(
         out.contains("removed Portcullis Root CA from NSS database"),
         "{out}"
     );
-    assert!(nickname_line(&nss_list(&sb, &db), "Portcullis Root CA").is_none());
-    let (dom, err) = chromium_dom(&sb, &home, &server.url(), "removed");
+    assert!(nickname_line(&browser.list(), "Portcullis Root CA").is_none());
+    let (dom, err) = chromium_dom(&browser, &server.url(), "removed");
     assert!(
         !dom.contains(MARKER),
         "still trusted after uninstall:\n{dom}"
@@ -249,8 +180,9 @@ fn nss_uninstall_removes_only_this_ca_not_another_with_the_same_name() {
     let sb = Sandbox::new();
     sb.ok(&["pki", "init", "--no-passphrase"]);
     sb.ok(&["pki", "--dir", "other", "init", "--no-passphrase"]);
-    let (_, db) = home_with_nssdb(&sb);
-    sb.ok(&["pki", "trust", "install", "--nss-db", s(&db)]);
+    let browser = Browser::new(&sb.path("browser"));
+    let db = browser.db();
+    sb.ok(&["pki", "trust", "install", "--nss-db", s(db)]);
     sb.ok(&[
         "pki",
         "--dir",
@@ -258,9 +190,9 @@ fn nss_uninstall_removes_only_this_ca_not_another_with_the_same_name() {
         "trust",
         "install",
         "--nss-db",
-        s(&db),
+        s(db),
     ]);
-    let both = nss_list(&sb, &db);
+    let both = browser.list();
     assert_eq!(both.matches("Portcullis Root CA ").count(), 2, "{both}");
 
     sb.ok(&[
@@ -270,12 +202,12 @@ fn nss_uninstall_removes_only_this_ca_not_another_with_the_same_name() {
         "trust",
         "uninstall",
         "--nss-db",
-        s(&db),
+        s(db),
     ]);
-    let left = nss_list(&sb, &db);
+    let left = browser.list();
     assert_eq!(left.matches("Portcullis Root CA ").count(), 1, "{left}");
     // The one left is ours: installing again has nothing to do.
-    let again = sb.ok(&["pki", "trust", "install", "--nss-db", s(&db)]);
+    let again = sb.ok(&["pki", "trust", "install", "--nss-db", s(db)]);
     assert!(again.contains("already trusted"), "{again}");
 }
 
@@ -573,14 +505,15 @@ fn system_install_in_a_scratch_root_places_the_file_and_regenerates_the_bundle()
 fn dry_run_prints_the_plan_and_changes_nothing() {
     let sb = Sandbox::new();
     sb.ok(&["pki", "init", "--no-passphrase"]);
-    let (_, db) = home_with_nssdb(&sb);
+    let browser = Browser::new(&sb.path("browser"));
+    let db = browser.db();
     let root = scratch_root(&sb);
     let keystore = sb.path("cacerts");
     std::fs::copy(jdk_cacerts(&sb), &keystore).unwrap();
     let before = std::fs::read(&keystore).unwrap();
     let all = [
         "--nss-db",
-        s(&db),
+        s(db),
         "--java-keystore",
         s(&keystore),
         "--root",
@@ -600,7 +533,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     ] {
         assert!(out.contains(want), "{want:?} missing from:\n{out}");
     }
-    assert!(nickname_line(&nss_list(&sb, &db), "Portcullis Root CA").is_none());
+    assert!(nickname_line(&browser.list(), "Portcullis Root CA").is_none());
     assert_eq!(std::fs::read(&keystore).unwrap(), before);
     assert!(!root.join("usr/local/share/ca-certificates").exists());
     assert_eq!(bundle_certs(&root), 0);
@@ -616,7 +549,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
         3,
         "{out}"
     );
-    assert!(nickname_line(&nss_list(&sb, &db), "Portcullis Root CA").is_some());
+    assert!(nickname_line(&browser.list(), "Portcullis Root CA").is_some());
     assert_eq!(bundle_certs(&root), 2);
 }
 
@@ -624,13 +557,14 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
 fn install_twice_says_already_trusted_and_uninstall_twice_succeeds() {
     let sb = Sandbox::new();
     sb.ok(&["pki", "init", "--no-passphrase"]);
-    let (_, db) = home_with_nssdb(&sb);
+    let browser = Browser::new(&sb.path("browser"));
+    let db = browser.db();
     let root = scratch_root(&sb);
     let keystore = sb.path("cacerts");
     std::fs::copy(jdk_cacerts(&sb), &keystore).unwrap();
     let stores = [
         "--nss-db",
-        s(&db),
+        s(db),
         "--java-keystore",
         s(&keystore),
         "--root",
@@ -670,7 +604,7 @@ fn install_twice_says_already_trusted_and_uninstall_twice_succeeds() {
         doc["anchor"]["fingerprint_sha256"].as_str().unwrap().len(),
         64
     );
-    let list = nss_list(&sb, &db);
+    let list = browser.list();
     assert_eq!(list.matches("Portcullis Root CA").count(), 1, "{list}");
     assert_eq!(std::fs::read(&keystore).unwrap(), java_after_first);
     assert_eq!(bundle_certs(&root), 2);
@@ -691,11 +625,12 @@ fn install_twice_says_already_trusted_and_uninstall_twice_succeeds() {
 fn a_missing_tool_or_store_is_an_error_that_says_what_to_do() {
     let sb = Sandbox::new();
     sb.ok(&["pki", "init", "--no-passphrase"]);
-    let (_, db) = home_with_nssdb(&sb);
+    let browser = Browser::new(&sb.path("browser"));
+    let db = browser.db();
 
     // certutil not on PATH.
     let out = sb.run_env(
-        &["pki", "trust", "install", "--nss-db", s(&db)],
+        &["pki", "trust", "install", "--nss-db", s(db)],
         &[("PATH", s(&sb.path("empty-path")))],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -724,7 +659,7 @@ fn a_missing_tool_or_store_is_an_error_that_says_what_to_do() {
         "trust",
         "install",
         "--nss-db",
-        s(&db),
+        s(db),
     ]);
     assert!(err.contains("portcullis pki init --dir nope"), "{err}");
 }
@@ -787,7 +722,8 @@ fn nss_a_colon_in_the_ca_name_neither_duplicates_nor_survives_uninstall() {
         "--name",
         "NSS Certificate DB:evil",
     ]);
-    let (_, db) = home_with_nssdb(&sb);
+    let browser = Browser::new(&sb.path("browser"));
+    let db = browser.db().to_owned();
     let install = [
         "pki",
         "--dir",
@@ -801,7 +737,7 @@ fn nss_a_colon_in_the_ca_name_neither_duplicates_nor_survives_uninstall() {
     assert!(first.contains("added "), "{first}");
     let second = sb.ok(&install);
     assert!(second.contains("already trusted"), "{second}");
-    let list = nss_list(&sb, &db);
+    let list = browser.list();
     assert_eq!(list.matches(",,").count(), 1, "one entry:\n{list}");
 
     let out = sb.ok(&[
@@ -814,7 +750,7 @@ fn nss_a_colon_in_the_ca_name_neither_duplicates_nor_survives_uninstall() {
         s(&db),
     ]);
     assert!(out.contains("removed "), "{out}");
-    let list = nss_list(&sb, &db);
+    let list = browser.list();
     assert!(!list.contains("evil"), "still in the database:\n{list}");
 }
 
@@ -824,29 +760,17 @@ fn nss_a_colon_in_the_ca_name_neither_duplicates_nor_survives_uninstall() {
 fn nss_the_root_under_another_nickname_is_found_and_removed() {
     let sb = Sandbox::new();
     sb.ok(&["pki", "init", "--no-passphrase"]);
-    let (_, db) = home_with_nssdb(&sb);
-    let sqldb = format!("sql:{}", s(&db));
-    certutil(
-        &sb,
-        &[
-            "-A",
-            "-d",
-            &sqldb,
-            "-t",
-            "C,,",
-            "-n",
-            "imported by hand",
-            "-i",
-            "pki/root.crt",
-        ],
-    );
+    let browser = Browser::new(&sb.path("browser"));
+    let db = browser.db().to_owned();
+    let root = sb.path("pki/root.crt");
+    browser.certutil(&["-A", "-t", "C,,", "-n", "imported by hand", "-i", s(&root)]);
     let out = sb.ok(&["pki", "trust", "install", "--nss-db", s(&db)]);
     assert!(out.contains("already trusted"), "{out}");
     assert!(out.contains("imported by hand"), "{out}");
 
     let out = sb.ok(&["pki", "trust", "uninstall", "--nss-db", s(&db)]);
     assert!(out.contains("removed "), "{out}");
-    let list = nss_list(&sb, &db);
+    let list = browser.list();
     assert!(!list.contains("imported by hand"), "still trusted:\n{list}");
     let again = sb.ok(&["pki", "trust", "uninstall", "--nss-db", s(&db)]);
     assert!(again.contains("not there"), "{again}");
@@ -977,7 +901,8 @@ fn system_a_scratch_root_s_hooks_do_not_run() {
 fn child_processes_never_see_portcullis_secrets() {
     let sb = Sandbox::new();
     sb.ok(&["pki", "init", "--no-passphrase"]);
-    let (_, db) = home_with_nssdb(&sb);
+    let browser = Browser::new(&sb.path("browser"));
+    let db = browser.db().to_owned();
     let root = scratch_root(&sb);
     let bin = sb.path("spy-bin");
     let log = sb.path("spy.env");
@@ -1071,7 +996,8 @@ fn control_and_bidi_characters_in_the_name_are_escaped() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
-    let (_, db) = home_with_nssdb(&sb);
+    let browser = Browser::new(&sb.path("browser"));
+    let db = browser.db().to_owned();
     let out = sb.ok(&[
         "pki",
         "--dir",
@@ -1086,7 +1012,7 @@ fn control_and_bidi_characters_in_the_name_are_escaped() {
         "{out:?}"
     );
     assert!(out.contains("Evil\\u{202e}Root\\u{1b}[31m"), "{out}");
-    let list = nss_list(&sb, &db);
+    let list = browser.list();
     assert!(
         !list.contains('\u{202e}') && !list.contains('\u{1b}'),
         "{list:?}"
@@ -1098,7 +1024,8 @@ fn control_and_bidi_characters_in_the_name_are_escaped() {
 fn json_reports_every_step_even_when_one_fails() {
     let sb = Sandbox::new();
     sb.ok(&["pki", "init", "--no-passphrase"]);
-    let (_, db) = home_with_nssdb(&sb);
+    let browser = Browser::new(&sb.path("browser"));
+    let db = browser.db().to_owned();
     let root = scratch_root(&sb);
     let keystore = sb.path("new.p12");
     // A keytool that lists but cannot import.
@@ -1179,5 +1106,5 @@ fn json_reports_every_step_even_when_one_fails() {
         .map(|s| s["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["failed", "not-run", "not-run"], "{doc:#}");
-    assert!(nickname_line(&nss_list(&sb, &db), "Portcullis Root CA").is_some());
+    assert!(nickname_line(&browser.list(), "Portcullis Root CA").is_some());
 }

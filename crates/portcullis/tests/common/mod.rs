@@ -5,8 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub mod browser;
 
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
@@ -172,6 +176,49 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
             out.push(p.strip_prefix(root).unwrap().display().to_string());
         }
     }
+}
+
+/// Runs `cmd` with a hard time limit; stdout and stderr go to files under `logs` (Chromium
+/// writes a lot to stderr). Returns (success, stdout, stderr). A program that is not
+/// installed fails the test with the reason. Past the limit, the program and everything it
+/// started (it runs in a process group of its own) are killed and the test fails.
+pub fn bounded(mut cmd: Command, limit: Duration, logs: &Path) -> (bool, String, String) {
+    std::fs::create_dir_all(logs).unwrap();
+    let (out, err) = (logs.join("stdout"), logs.join("stderr"));
+    cmd.stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .process_group(0);
+    let mut child = cmd.spawn().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {:?} ({e}): scripts/setup installs it",
+            cmd.get_program()
+        )
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            // The group's id is the child's pid; kill(1) because the crate forbids unsafe.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish within {limit:?}; its stderr:\n{}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (
+        status.success(),
+        std::fs::read_to_string(out).unwrap(),
+        std::fs::read_to_string(err).unwrap(),
+    )
 }
 
 pub fn text(o: &Output) -> String {
