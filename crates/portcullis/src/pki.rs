@@ -876,7 +876,8 @@ fn print_written(paths: &[PathBuf]) {
     }
 }
 
-fn list(dir: &Path, json: bool) -> Result<()> {
+/// The CA directory's layout and index, for the commands that only read them.
+fn read_index(dir: &Path) -> Result<(ca::Layout, Index)> {
     let layout = ca::Layout::new(dir);
     if !layout.exists() {
         return Err(portcullis_pki::Error::NoCa {
@@ -885,6 +886,11 @@ fn list(dir: &Path, json: bool) -> Result<()> {
         .into());
     }
     let index = Index::load(&layout.index())?;
+    Ok((layout, index))
+}
+
+fn list(dir: &Path, json: bool) -> Result<()> {
+    let (layout, index) = read_index(dir)?;
     let now = time::OffsetDateTime::now_utc();
     if json {
         let rows: Vec<_> = index.records.iter().map(|r| row(&index, r, now)).collect();
@@ -1023,14 +1029,7 @@ fn needs_renewal(file: &Path, within: &Threshold, json: bool) -> Result<()> {
 
 /// `pki list --expiring WITHIN`: the due certificates in force; exit 1 when there is any.
 fn list_expiring(dir: &Path, json: bool, within: &Threshold) -> Result<()> {
-    let layout = ca::Layout::new(dir);
-    if !layout.exists() {
-        return Err(portcullis_pki::Error::NoCa {
-            dir: dir.to_owned(),
-        }
-        .into());
-    }
-    let index = Index::load(&layout.index())?;
+    let (_, index) = read_index(dir)?;
     let now = time::OffsetDateTime::now_utc();
     let due = renewal::due_records(&index.records, within, now);
     if json {
