@@ -15,7 +15,10 @@ use x509_parser::prelude::FromDer;
 
 use crate::build::Kind;
 use crate::error::{Error, Result};
+use crate::fsio::{Outputs, PUBLIC, SECRET};
+use crate::keys::KeyType;
 use crate::names::{self, San, Subject};
+use crate::secret::Passphrase;
 
 /// What we take from a CSR.
 #[derive(Debug)]
@@ -109,6 +112,43 @@ pub fn create(subject: &Subject, sans: &[San], key: &rcgen::KeyPair) -> Result<S
     subject.validate()?;
     let der = crate::build::request(subject, sans, key)?;
     Ok(crate::ca::pem("CERTIFICATE REQUEST", &der))
+}
+
+/// The key a new request is for.
+#[derive(Debug)]
+pub enum RequestKey {
+    /// Made now and written as `STEM.key` (mode 0600; encrypted with the passphrase).
+    New(KeyType, Option<Passphrase>),
+    /// One that exists: only the request is written.
+    Existing(rcgen::KeyPair),
+}
+
+/// Writes `STEM.csr` (and `STEM.key` for a new key) in `out`, all or nothing. Returns the
+/// files written.
+pub fn write(
+    out: &Path,
+    stem: &str,
+    subject: &Subject,
+    sans: &[San],
+    key: RequestKey,
+    force: bool,
+) -> Result<Vec<std::path::PathBuf>> {
+    let mut files = Outputs::new();
+    let key = match key {
+        RequestKey::Existing(k) => k,
+        RequestKey::New(key_type, passphrase) => {
+            let new = key_type.generate()?;
+            let pem = crate::keys::to_pem(&new, passphrase.as_ref())?;
+            files.add(out.join(format!("{stem}.key")), pem.as_bytes(), SECRET);
+            new
+        }
+    };
+    files.add(
+        out.join(format!("{stem}.csr")),
+        create(subject, sans, &key)?,
+        PUBLIC,
+    );
+    files.commit(force)
 }
 
 fn kind_name(kind: Kind) -> &'static str {

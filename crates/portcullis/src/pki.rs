@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use portcullis_pki::ca::{self, Ca, InitOptions};
+use portcullis_pki::csr::RequestKey;
 use portcullis_pki::defaults::Defaults;
 use portcullis_pki::inspect::{CertInfo, Object, Report};
 use portcullis_pki::names::{self, San, Subject};
@@ -147,34 +148,18 @@ pub fn run(args: PkiArgs) -> Result<()> {
             for u in &uri {
                 sans.push(San::Uri(names::uri(u)?));
             }
-            let stem = names::file_stem(&subject.common_name);
-            let mut files = portcullis_pki::fsio::Outputs::new();
             let key = match &key {
                 Some(path) => match brought_key(path, &secret)? {
-                    BroughtKey::Private(k) => k,
+                    BroughtKey::Private(k) => RequestKey::Existing(k),
                     BroughtKey::Public(_) => bail!(
                         "{} is a public key: a CSR is signed with the private key",
                         path.display()
                     ),
                 },
-                None => {
-                    let new = key_type.generate()?;
-                    let pass = new_key_passphrase(&secret)?;
-                    let pem = portcullis_pki::keys::to_pem(&new, pass.as_ref())?;
-                    files.add(
-                        out.join(format!("{stem}.key")),
-                        pem.as_bytes(),
-                        portcullis_pki::fsio::SECRET,
-                    );
-                    new
-                }
+                None => RequestKey::New(key_type, new_key_passphrase(&secret)?),
             };
-            let csr = portcullis_pki::csr::create(&subject, &sans, &key)?;
-            files.add(
-                out.join(format!("{stem}.csr")),
-                csr,
-                portcullis_pki::fsio::PUBLIC,
-            );
+            let stem = names::file_stem(&subject.common_name);
+            let written = portcullis_pki::csr::write(&out, &stem, &subject, &sans, key, force)?;
             let mut o = Outcome::new("csr");
             o.lines.push(format!(
                 "certificate signing request for {}{}",
@@ -191,7 +176,7 @@ pub fn run(args: PkiArgs) -> Result<()> {
                     )
                 }
             ));
-            o.written = files.commit(force)?;
+            o.written = written;
             o
         }
         PkiCommand::Sign {
