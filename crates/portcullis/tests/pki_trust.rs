@@ -387,27 +387,12 @@ fn scratch_root(sb: &Sandbox) -> PathBuf {
     std::fs::create_dir_all(root.join("etc/ssl/certs")).unwrap();
     let dist = root.join("usr/share/ca-certificates/distro");
     std::fs::create_dir_all(&dist).unwrap();
-    let out = sb.tool(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            s(&sb.path("distro.key")),
-            "-out",
-            s(&dist.join("Distro_Root.crt")),
-            "-subj",
-            "/CN=Distro Root",
-            "-days",
-            "30",
-        ],
+    sb.openssl_self_signed(
+        "distro.key",
+        "root/usr/share/ca-certificates/distro/Distro_Root.crt",
+        "/CN=Distro Root",
+        &[],
     );
-    assert!(out.status.success(), "{}", text(&out));
     std::fs::write(
         root.join("etc/ca-certificates.conf"),
         "distro/Distro_Root.crt\n",
@@ -972,30 +957,12 @@ fn child_processes_never_see_portcullis_secrets() {
 fn control_and_bidi_characters_in_the_name_are_escaped() {
     let sb = Sandbox::new();
     std::fs::create_dir_all(sb.path("evil")).unwrap();
-    let out = sb.tool(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "evil/root.key",
-            "-out",
-            "evil/root.crt",
-            "-utf8",
-            "-subj",
-            "/CN=Evil\u{202e}Root\u{1b}[31m",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-days",
-            "30",
-        ],
+    sb.openssl_self_signed(
+        "evil/root.key",
+        "evil/root.crt",
+        "/CN=Evil\u{202e}Root\u{1b}[31m",
+        &["-utf8", "-addext", "basicConstraints=critical,CA:TRUE"],
     );
-    assert!(out.status.success(), "{}", text(&out));
     let browser = Browser::new(&sb.path("browser"));
     let db = browser.db().to_owned();
     let out = sb.ok(&[

@@ -119,18 +119,30 @@ impl Sandbox {
     /// arguments (e.g. `-addext subjectAltName=…`).
     pub fn openssl_csr(&self, stem: &str, subject: &str, extra: &[&str]) {
         let (key, csr) = (format!("{stem}.key"), format!("{stem}.csr"));
+        self.openssl_req("-new", &key, &csr, subject, extra);
+    }
+
+    /// A P-256 key and a self-signed certificate valid for 30 days, made by `openssl req`
+    /// (paths relative to the sandbox), with `extra` arguments.
+    pub fn openssl_self_signed(&self, key: &str, cert: &str, subject: &str, extra: &[&str]) {
+        let mut args = vec!["-days", "30"];
+        args.extend_from_slice(extra);
+        self.openssl_req("-x509", key, cert, subject, &args);
+    }
+
+    fn openssl_req(&self, what: &str, key: &str, out: &str, subject: &str, extra: &[&str]) {
         let mut args = vec![
             "req",
-            "-new",
+            what,
             "-newkey",
             "ec",
             "-pkeyopt",
             "ec_paramgen_curve:P-256",
             "-nodes",
             "-keyout",
-            &key,
+            key,
             "-out",
-            &csr,
+            out,
             "-subj",
             subject,
         ];
