@@ -485,7 +485,15 @@ fn chain(b: &mut Builder<'_>) {
             v.store,
             v.anchors,
             if v.trusted {
-                format!("trusted, anchor {}", v.anchor.as_deref().unwrap_or("?"))
+                format!(
+                    "trusted{}, anchor {}",
+                    if v.dates_aside {
+                        " with the dates set aside (no instant lies within every certificate's validity)"
+                    } else {
+                        ""
+                    },
+                    v.anchor.as_deref().unwrap_or("?")
+                )
             } else {
                 format!("not trusted ({})", v.error.as_deref().unwrap_or("?"))
             }
@@ -988,6 +996,7 @@ mod tests {
         o.trust = vec![TrustVerdict {
             store: "system".into(),
             trusted: false,
+            dates_aside: false,
             anchor: None,
             error: Some("UnknownIssuer".into()),
             has_leaf_issuer: false,

@@ -251,6 +251,11 @@ pub struct TrustVerdict {
     /// `system`, `mozilla` or `pinned`.
     pub store: String,
     pub trusted: bool,
+    /// Trusted only with the dates set aside: no instant lies within every presented
+    /// certificate's validity, so the path was checked link by link (names and
+    /// signatures). The dates are findings of their own.
+    #[serde(default)]
+    pub dates_aside: bool,
     /// The anchor the path ended at (subject), when trusted.
     pub anchor: Option<String>,
     /// webpki's reason when not trusted (`UnknownIssuer`, `RequiredEkuNotFound`…).
