@@ -219,16 +219,7 @@ fn connection(b: &mut Builder<'_>) {
     };
     if late(main) {
         let mut ev = trace(main);
-        if let Some(names) = &main.cert_request {
-            ev.push(format!(
-                "the server accepts client certificates from: {}",
-                if names.is_empty() {
-                    "(it did not list CA names)".to_owned()
-                } else {
-                    names.join("; ")
-                }
-            ));
-        }
+        ev.extend(accepted_line(main));
         let alert = match &main.outcome {
             HandshakeOutcome::Alert { code, .. } => Some(*code),
             _ => None,
@@ -241,34 +232,7 @@ fn connection(b: &mut Builder<'_>) {
                 ev,
             );
         } else if main.cert_request.is_some() && main.sent.client_cert {
-            let mut why = String::new();
-            if let Some(ours) = obs.client_chain.first() {
-                ev.push(format!("our client certificate: {}", cert_line(0, ours)));
-                let accepted = main.cert_request.as_deref().unwrap_or_default();
-                let issuers: Vec<&str> = obs
-                    .client_chain
-                    .iter()
-                    .map(|c| c.issuer.as_str())
-                    .chain(obs.client_chain.iter().map(|c| c.subject.as_str()))
-                    .collect();
-                if !accepted.is_empty() && !accepted.iter().any(|a| issuers.contains(&a.as_str())) {
-                    why = format!(
-                        "; it is issued by {}, and the server accepts only {}",
-                        ours.issuer,
-                        accepted.join("; ")
-                    );
-                } else if ours.not_after < obs.now {
-                    why = format!("; it expired on {}", date(ours.not_after));
-                } else if ours.not_before > obs.now {
-                    why = format!("; it is valid only from {}", date(ours.not_before));
-                } else if ours
-                    .eku
-                    .as_ref()
-                    .is_some_and(|e| !e.iter().any(|u| u == "clientAuth" || u == "any"))
-                {
-                    why = "; it does not allow client authentication (extendedKeyUsage)".into();
-                }
-            }
+            let why = rejection_reason(obs, main, &mut ev);
             b.add(
                 "client-cert-rejected",
                 Severity::Error,
@@ -297,6 +261,143 @@ fn connection(b: &mut Builder<'_>) {
             );
         }
     }
+
+    // The handshake completed, and the server refused the request in HTTP because of the
+    // client certificate (nginx `ssl_verify_client on`: 400 or 495/496).
+    if main.outcome == HandshakeOutcome::Established
+        && let Some(http) = &obs.http
+        && let Some(cause) = http_refusal(http)
+    {
+        let mut ev = trace(main);
+        ev.extend(http_lines(http));
+        ev.extend(accepted_line(main));
+        let answer = http_answer(http);
+        if cause == "client-cert-required" {
+            b.add(
+                cause,
+                Severity::Error,
+                format!(
+                    "the server requires a client certificate: it completed the handshake without one, then refused the request ({answer})"
+                ),
+                ev,
+            );
+        } else {
+            let why = rejection_reason(obs, main, &mut ev);
+            b.add(
+                cause,
+                Severity::Error,
+                format!(
+                    "the server refused our client certificate after the handshake ({answer}){why}"
+                ),
+                ev,
+            );
+        }
+    }
+}
+
+/// The CA names a CertificateRequest listed, as an evidence line.
+fn accepted_line(h: &Handshake) -> Option<String> {
+    h.cert_request.as_ref().map(|names| {
+        format!(
+            "the server accepts client certificates from: {}",
+            if names.is_empty() {
+                "(it did not list CA names)".to_owned()
+            } else {
+                names.join("; ")
+            }
+        )
+    })
+}
+
+/// Why the server may have refused our client certificate (its issuer is not one the
+/// server lists, its dates, its purpose), as the end of a summary; adds our certificate
+/// to the evidence.
+fn rejection_reason(obs: &Observations, h: &Handshake, ev: &mut Vec<String>) -> String {
+    let Some(ours) = obs.client_chain.first() else {
+        return String::new();
+    };
+    ev.push(format!("our client certificate: {}", cert_line(0, ours)));
+    let accepted = h.cert_request.as_deref().unwrap_or_default();
+    let issuers: Vec<&str> = obs
+        .client_chain
+        .iter()
+        .map(|c| c.issuer.as_str())
+        .chain(obs.client_chain.iter().map(|c| c.subject.as_str()))
+        .collect();
+    if !accepted.is_empty() && !accepted.iter().any(|a| issuers.contains(&a.as_str())) {
+        format!(
+            "; it is issued by {}, and the server accepts only {}",
+            ours.issuer,
+            accepted.join("; ")
+        )
+    } else if ours.not_after < obs.now {
+        format!("; it expired on {}", date(ours.not_after))
+    } else if ours.not_before > obs.now {
+        format!("; it is valid only from {}", date(ours.not_before))
+    } else if ours
+        .eku
+        .as_ref()
+        .is_some_and(|e| !e.iter().any(|u| u == "clientAuth" || u == "any"))
+    {
+        "; it does not allow client authentication (extendedKeyUsage)".into()
+    } else {
+        String::new()
+    }
+}
+
+/// Whether an HTTP answer refuses the client certificate: `client-cert-required` (none
+/// was sent) or `client-cert-rejected` (ours was not accepted). nginx answers 400 with
+/// "No required SSL certificate was sent" or "The SSL certificate error", or 496/495
+/// when `error_page` maps them; other servers say "certificate" in a 4xx page.
+pub fn http_refusal(h: &HttpCheck) -> Option<&'static str> {
+    let status = h.status?;
+    let words = h.text.as_deref().unwrap_or("").to_lowercase();
+    let by_what_we_sent = if h.client_cert {
+        "client-cert-rejected"
+    } else {
+        "client-cert-required"
+    };
+    match status {
+        496 => Some("client-cert-required"),
+        495 => Some("client-cert-rejected"),
+        400..=499 if words.contains("no required ssl certificate") => Some("client-cert-required"),
+        400..=499 if words.contains("ssl certificate error") => Some("client-cert-rejected"),
+        400..=499 if words.contains("certificate") => Some(by_what_we_sent),
+        _ => None,
+    }
+}
+
+/// `HTTP/1.1 400 Bad Request: "400 No required SSL certificate was sent"`.
+fn http_answer(h: &HttpCheck) -> String {
+    let line = h.status_line.as_deref().unwrap_or("no status line");
+    match &h.text {
+        Some(t) => format!("{line}: \"{t}\""),
+        None => line.to_owned(),
+    }
+}
+
+fn http_lines(h: &HttpCheck) -> Vec<String> {
+    vec![
+        format!(
+            "then, on a new connection verified with the {} store, {} client certificate, one request: {}, Host: {}, Connection: close",
+            h.verified_by,
+            if h.client_cert {
+                "with our"
+            } else {
+                "without a"
+            },
+            h.request,
+            h.host
+        ),
+        match &h.error {
+            Some(e) => format!("  no answer: {e} (after {} ms)", h.ms),
+            None => format!(
+                "  the server answered {} (after {} ms)",
+                http_answer(h),
+                h.ms
+            ),
+        },
+    ]
 }
 
 /// The handshake died before the server's certificate: use the raw probes to say why.
@@ -485,7 +586,15 @@ fn chain(b: &mut Builder<'_>) {
             v.store,
             v.anchors,
             if v.trusted {
-                format!("trusted, anchor {}", v.anchor.as_deref().unwrap_or("?"))
+                format!(
+                    "trusted{}, anchor {}",
+                    if v.dates_aside {
+                        " with the dates set aside (no instant lies within every certificate's validity)"
+                    } else {
+                        ""
+                    },
+                    v.anchor.as_deref().unwrap_or("?")
+                )
             } else {
                 format!("not trusted ({})", v.error.as_deref().unwrap_or("?"))
             }
@@ -988,6 +1097,7 @@ mod tests {
         o.trust = vec![TrustVerdict {
             store: "system".into(),
             trusted: false,
+            dates_aside: false,
             anchor: None,
             error: Some("UnknownIssuer".into()),
             has_leaf_issuer: false,
@@ -1002,6 +1112,98 @@ mod tests {
             "{}",
             d.findings[0].summary
         );
+    }
+
+    #[test]
+    fn refusals_in_http() {
+        let http = |status, text: &str, client_cert| HttpCheck {
+            status: Some(status),
+            status_line: Some(format!("HTTP/1.1 {status} X")),
+            text: Some(text.into()),
+            client_cert,
+            ..Default::default()
+        };
+        let cases = [
+            (
+                400,
+                "400 No required SSL certificate was sent",
+                false,
+                Some("client-cert-required"),
+            ),
+            (
+                400,
+                "400 The SSL certificate error",
+                true,
+                Some("client-cert-rejected"),
+            ),
+            (
+                496,
+                "496 SSL Certificate Required",
+                false,
+                Some("client-cert-required"),
+            ),
+            (
+                495,
+                "whatever the page says",
+                true,
+                Some("client-cert-rejected"),
+            ),
+            (
+                401,
+                "Sorry, but you need to provide a client certificate to continue.",
+                false,
+                Some("client-cert-required"),
+            ),
+            (
+                403,
+                "Sorry mallory, certificates from Stranger CA are not welcome here.",
+                true,
+                Some("client-cert-rejected"),
+            ),
+            (403, "Forbidden", false, None),
+            (404, "Not Found", false, None),
+            (200, "certificate details", false, None),
+        ];
+        for (status, text, sent, want) in cases {
+            assert_eq!(
+                http_refusal(&http(status, text, sent)),
+                want,
+                "{status} {text}"
+            );
+        }
+
+        // From observations: a completed handshake with a CertificateRequest, then 400.
+        let mut o = base();
+        o.handshakes.push(Handshake {
+            label: "as requested".into(),
+            sent: HelloSent::default(),
+            outcome: HandshakeOutcome::Established,
+            version: None,
+            cipher_suite: None,
+            alpn: None,
+            cert_request: Some(vec!["CN=Clients CA".into()]),
+            chain_len: 1,
+            signature_error: None,
+            steps: vec![],
+            ms: 1,
+        });
+        o.http = Some(http(400, "400 No required SSL certificate was sent", false));
+        let d = diagnose(&o);
+        assert_eq!(d.cause, "client-cert-required");
+        let f = &d.findings[0];
+        assert!(
+            f.summary.contains("No required SSL certificate was sent"),
+            "{}",
+            f.summary
+        );
+        assert!(
+            f.fixes.iter().any(|x| x.ecosystem == "server"),
+            "{:?}",
+            f.fixes
+        );
+        // An answer that is not about the certificate is the application's business.
+        o.http = Some(http(404, "Not Found", false));
+        assert_eq!(diagnose(&o).cause, "ok");
     }
 
     #[test]

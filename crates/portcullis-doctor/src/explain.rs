@@ -25,6 +25,13 @@ const AMBIGUOUS_RESET: &str = "a reset right after the ClientHello is often a se
 const AMBIGUOUS_HANDSHAKE_FAILURE: &str = "alert 40 also means a missing client certificate on \
     TLS 1.2 servers; run `portcullis doctor HOST` to see whether a certificate was requested.";
 
+const AMBIGUOUS_ABORTED_HANDSHAKE: &str = "curl prints this when the server ends the \
+    handshake without saying why. Most often the server requires a client certificate and none \
+    was sent (a Node.js server with `requestCert: true` and `rejectUnauthorized: true`): pass \
+    --cert and --key. Otherwise client and server have no TLS version in common. Run \
+    `portcullis doctor HOST` to tell which: it shows whether the server asked for a \
+    certificate and which TLS versions it speaks.";
+
 /// (pattern, cause, note). Patterns are matched against the normalized input (lowercase,
 /// `_` and `-` as spaces); more specific patterns come first.
 const PATTERNS: &[(&str, &str, Option<&str>)] = &[
@@ -138,6 +145,11 @@ const PATTERNS: &[(&str, &str, Option<&str>)] = &[
         "peer did not return a certificate",
         "client-cert-required",
         None,
+    ),
+    (
+        "unknown ssl protocol error",
+        "client-cert-required",
+        Some(AMBIGUOUS_ABORTED_HANDSHAKE),
     ),
     ("alert unknown ca", "client-cert-rejected", None),
     ("unknownca", "client-cert-rejected", None),
@@ -419,6 +431,16 @@ mod tests {
             assert_eq!(cause(text), want, "{text}");
         }
         assert!(explain("the weather is nice").is_none());
+
+        // Issue 10: what curl prints when the server aborts the handshake without a word.
+        let e = explain("curl: (35) Unknown SSL protocol error in connection to localhost:8443")
+            .expect("curl's unknown SSL protocol error has an answer");
+        assert_eq!(e.cause, "client-cert-required");
+        let note = e.note.unwrap_or_default();
+        assert!(
+            note.contains("TLS version") && note.contains("portcullis doctor"),
+            "the note tells the causes apart: {note}"
+        );
         for advice in [
             "NODE_TLS_REJECT_UNAUTHORIZED=0",
             "rejectUnauthorized: false",

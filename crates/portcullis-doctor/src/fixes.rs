@@ -162,6 +162,24 @@ pub fn for_cause(cause: &str, obs: &Observations) -> Vec<Fix> {
                  client NAME, then present NAME.chain.pem."
             ))];
             v.extend(client_fixes(&s));
+            if obs
+                .http
+                .as_ref()
+                .and_then(crate::diagnose::http_refusal)
+                .is_some()
+            {
+                v.push(server(
+                    "The server refused in HTTP, after the handshake (nginx `ssl_verify_client \
+                     on` does this). Its error log says why. It must trust the CA that issues \
+                     the client certificates, and accept their chain's depth.",
+                    "# nginx\n\
+                     ssl_client_certificate /etc/nginx/client-ca.pem;  # the CA(s) that issue client certificates\n\
+                     ssl_verify_client on;\n\
+                     ssl_verify_depth 2;                                # client -> intermediate -> root\n\
+                     # why a certificate was refused:\n\
+                     grep -e 'no required SSL certificate' -e 'client SSL certificate verify error' /var/log/nginx/error.log",
+                ));
+            }
             v
         }
         "missing-intermediate" => vec![
@@ -480,6 +498,12 @@ pub fn whole_catalog() -> String {
     obs.target.ca_files = vec!["ca.pem".into()];
     obs.target.client_cert = Some("client.crt".into());
     obs.target.client_key = Some("client.key".into());
+    // A refusal in HTTP, so the server-side fixes for it are in the catalog too.
+    obs.http = Some(crate::observe::HttpCheck {
+        status: Some(400),
+        text: Some("400 No required SSL certificate was sent".into()),
+        ..Default::default()
+    });
     let mut out = String::new();
     for c in crate::causes::CAUSES {
         out.push_str(&format!("## {}\n{}\n{}\n", c.slug, c.what, c.fix));

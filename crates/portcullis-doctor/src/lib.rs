@@ -16,6 +16,11 @@
 //! data is ever sent on such a connection. Where rustls cannot go (TLS 1.0, legacy suites,
 //! leaving SNI out for a DNS name, plaintext answers), hand-built ClientHellos do.
 //!
+//! Some servers (nginx `ssl_verify_client on`) ask for a client certificate, complete
+//! the handshake without one and refuse in HTTP. So when the server asked for a
+//! certificate and a client would trust it, the doctor makes one HTTP request (see the
+//! `http` module) on a connection of its own, verified by rustls against that store.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use portcullis_doctor::{Request, Target};
@@ -45,6 +50,7 @@ pub mod diagnose;
 pub mod error;
 pub mod explain;
 pub mod fixes;
+pub mod http;
 pub mod observe;
 pub mod probe;
 pub mod raw;
@@ -65,6 +71,8 @@ pub use probe::{ClientIdentity, Request};
 pub struct Target {
     pub host: String,
     pub port: u16,
+    /// The URL's path and query (`/` when none was given): the HTTP check requests it.
+    pub path: String,
 }
 
 impl Target {
@@ -81,7 +89,13 @@ impl Target {
             }
             s = rest;
         }
-        let s = s.split(['/', '?', '#']).next().unwrap_or("");
+        let (s, rest) = s.split_at(s.find(['/', '?', '#']).unwrap_or(s.len()));
+        let rest = rest.split('#').next().unwrap_or("");
+        let path = if rest.starts_with('/') {
+            rest.to_owned()
+        } else {
+            format!("/{rest}")
+        };
         let s = s.rsplit_once('@').map_or(s, |(_, h)| h);
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (h, after) = rest.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
@@ -109,6 +123,7 @@ impl Target {
         Ok(Target {
             host: host.to_owned(),
             port,
+            path,
         })
     }
 }
@@ -151,7 +166,8 @@ impl Report {
             "{}{}",
             Target {
                 host: obs.target.host.clone(),
-                port: obs.target.port
+                port: obs.target.port,
+                path: obs.target.path.clone(),
             },
             obs.target
                 .servername
@@ -236,6 +252,10 @@ mod tests {
         assert_eq!(t("[::1]:4433"), Some(("::1".into(), 4433)));
         assert_eq!(t("::1"), Some(("::1".into(), 443)));
         assert_eq!(t("http://example.com"), None);
+        let path = |s: &str| Target::parse(s).map(|t| t.path).ok();
+        assert_eq!(path("example.com"), Some("/".into()));
+        assert_eq!(path("https://example.com:9/x/y?z#f"), Some("/x/y?z".into()));
+        assert_eq!(path("example.com?q"), Some("/?q".into()));
         assert_eq!(t("example.com:x"), None);
         assert_eq!(t(""), None);
     }

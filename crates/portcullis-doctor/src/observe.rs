@@ -38,12 +38,18 @@ pub struct Observations {
     pub client_chain: Vec<CertDetails>,
     /// `--compare`: the same handshake under other client profiles.
     pub compare: Option<Vec<Handshake>>,
+    /// The one HTTP request made after a verified handshake in which the server asked
+    /// for a client certificate (servers such as nginx refuse in HTTP, not in TLS).
+    pub http: Option<HttpCheck>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TargetInfo {
     pub host: String,
     pub port: u16,
+    /// The URL's path and query (empty: `/`).
+    #[serde(default)]
+    pub path: String,
     /// The name sent in SNI and verified in the certificate (`--servername`, else the host
     /// when it is a DNS name). `None` when connecting to an IP address without a name.
     pub servername: Option<String>,
@@ -251,6 +257,11 @@ pub struct TrustVerdict {
     /// `system`, `mozilla` or `pinned`.
     pub store: String,
     pub trusted: bool,
+    /// Trusted only with the dates set aside: no instant lies within every presented
+    /// certificate's validity, so the path was checked link by link (names and
+    /// signatures). The dates are findings of their own.
+    #[serde(default)]
+    pub dates_aside: bool,
     /// The anchor the path ended at (subject), when trusted.
     pub anchor: Option<String>,
     /// webpki's reason when not trusted (`UnknownIssuer`, `RequiredEkuNotFound`…).
@@ -271,4 +282,27 @@ pub struct NameCheck {
     pub name: String,
     pub valid: bool,
     pub error: Option<String>,
+}
+
+/// One HTTP/1.1 request (`GET path`, `Connection: close`) and what the server answered.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HttpCheck {
+    /// The request line sent, `GET /path HTTP/1.1`.
+    pub request: String,
+    /// The Host header sent.
+    pub host: String,
+    /// Whether our client certificate was presented on this connection.
+    pub client_cert: bool,
+    /// The trust store rustls verified the server's certificate with on this connection
+    /// (`pinned`, `system` or `mozilla`); nothing is sent unless that succeeded.
+    pub verified_by: String,
+    /// `HTTP/1.1 400 Bad Request`, when a response came.
+    pub status_line: Option<String>,
+    pub status: Option<u16>,
+    /// The response's own words: its HTML title, else the first text of its body,
+    /// truncated.
+    pub text: Option<String>,
+    /// Why no response was read (the verified handshake failed, a timeout, a reset…).
+    pub error: Option<String>,
+    pub ms: u64,
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, TrustAnchor};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, SupportedProtocolVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::observe::*;
 use crate::raw::{self, RawHello};
 use crate::trust::{self, Stores};
-use crate::{Target, certs};
+use crate::{Target, certs, http};
 
 /// How long we listen after the handshake for the server's verdict on our client
 /// certificate (TLS 1.3 servers send it after our Finished).
@@ -146,6 +146,7 @@ async fn run_async(req: &Request, stores: &Stores) -> Observations {
             client_key: req.client.as_ref().map(|c| c.key_file.clone()),
             tls: req.tls.clone(),
             alpn: req.alpn.clone(),
+            path: req.target.path.clone(),
         },
         now: time::OffsetDateTime::now_utc().unix_timestamp(),
         ..Default::default()
@@ -262,6 +263,30 @@ async fn run_async(req: &Request, stores: &Stores) -> Observations {
         obs.name_check = Some(trust::check_name(&chain[0], &name));
     }
 
+    // The server asked for a client certificate and completed the handshake: some
+    // servers (nginx `ssl_verify_client on`) only refuse in HTTP. One request tells.
+    if let Some(main) = obs.handshakes.last()
+        && main.outcome == HandshakeOutcome::Established
+        && main.cert_request.is_some()
+        && let Some(store) = client_store(&obs, stores)
+    {
+        let name = obs
+            .sni_found
+            .clone()
+            .unwrap_or_else(|| obs.target.verify_name().to_owned());
+        let p = Profile {
+            sni: main.sent.sni.clone(),
+            ..profile.clone()
+        };
+        let check = http::Check {
+            addr,
+            name: &name,
+            store,
+            profile: &p,
+        };
+        obs.http = Some(http::check(&check, req, &provider).await);
+    }
+
     if req.compare {
         let mut matrix = Vec::new();
         for p in crate::compare::profiles(req, &obs) {
@@ -271,6 +296,25 @@ async fn run_async(req: &Request, stores: &Stores) -> Observations {
         obs.compare = Some(matrix);
     }
     obs
+}
+
+/// The store the user's client would use (`--ca`, else the system's, else Mozilla's), when
+/// it trusts the presented chain and the name matches: only then may a client send data.
+fn client_store<'a>(
+    obs: &Observations,
+    stores: &'a Stores,
+) -> Option<(&'static str, &'a [TrustAnchor<'static>])> {
+    let (name, anchors) = match &stores.pinned {
+        Some(p) => ("pinned", p.as_slice()),
+        None if !stores.system.is_empty() => ("system", stores.system.as_slice()),
+        None => ("mozilla", stores.mozilla.as_slice()),
+    };
+    let trusted = obs
+        .trust
+        .iter()
+        .any(|v| v.store == name && v.trusted && !v.dates_aside);
+    let named = obs.name_check.as_ref().is_some_and(|n| n.valid);
+    (trusted && named).then_some((name, anchors))
 }
 
 /// Raw ClientHellos that vary one thing, to prove why the handshake died early.
@@ -368,7 +412,7 @@ fn ms(start: Instant) -> u64 {
     start.elapsed().as_millis() as u64
 }
 
-fn versions(tls: Option<&str>) -> Vec<&'static SupportedProtocolVersion> {
+pub(crate) fn versions(tls: Option<&str>) -> Vec<&'static SupportedProtocolVersion> {
     match tls {
         Some("1.2") => vec![&rustls::version::TLS12],
         Some("1.3") => vec![&rustls::version::TLS13],

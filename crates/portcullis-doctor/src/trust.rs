@@ -93,6 +93,7 @@ fn verdict(
     let mut v = TrustVerdict {
         store: store.into(),
         trusted: false,
+        dates_aside: false,
         anchor: None,
         error: None,
         has_leaf_issuer,
@@ -136,9 +137,144 @@ fn verdict(
             v.trusted = true;
             v.anchor = Some(certs::name_string(path.anchor().subject.as_ref()));
         }
+        // webpki judges every certificate at one instant. When none lies within every
+        // certificate's validity (an old leaf under a freshly issued intermediate), it can
+        // only answer with a date; whether the chain leads to this store is then decided
+        // link by link, dates aside. The dates are their own findings (`expired`,
+        // `not-yet-valid`) and must never read as a trust problem.
+        Err(e) if is_date_error(&e) => match leads_to_anchor(chain, details, anchors) {
+            Some(anchor) => {
+                v.trusted = true;
+                v.dates_aside = true;
+                v.anchor = Some(anchor);
+            }
+            None => v.error = Some("UnknownIssuer".into()),
+        },
         Err(e) => v.error = Some(webpki_error_name(&e)),
     }
     v
+}
+
+fn is_date_error(e: &webpki::Error) -> bool {
+    matches!(
+        e,
+        webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. }
+    )
+}
+
+/// Dates aside, does the presented chain lead to one of `anchors`? Each certificate's
+/// issuer must be, by name, an anchor or another presented CA certificate, and its
+/// signature must verify with that issuer's key. Only for judging a chain whose
+/// certificates share no instant of validity; the doctor never trusts a connection on
+/// the strength of it (application data goes only over connections rustls verified).
+fn leads_to_anchor(
+    chain: &[Vec<u8>],
+    details: &[CertDetails],
+    anchors: &[TrustAnchor<'_>],
+) -> Option<String> {
+    let parts: Vec<Parts<'_>> = chain.iter().map(|c| Parts::of(c)).collect::<Option<_>>()?;
+    let mut used = vec![false; parts.len()];
+    let mut current = 0;
+    used[current] = true;
+    for _ in 0..parts.len() {
+        let cert = &parts[current];
+        if let Some(a) = anchors.iter().find(|a| {
+            a.subject.as_ref() == cert.issuer
+                && cert.signed_with(a.subject_public_key_info.as_ref())
+        }) {
+            return Some(certs::name_string(a.subject.as_ref()));
+        }
+        current = (1..parts.len()).find(|&i| {
+            !used[i]
+                && details.get(i).is_some_and(|d| d.is_ca)
+                && parts[i].subject == cert.issuer
+                && cert.signed_with(parts[i].spki)
+        })?;
+        used[current] = true;
+    }
+    None
+}
+
+/// The pieces of a certificate a signature check needs, straight from its DER.
+struct Parts<'a> {
+    /// The signed bytes: tbsCertificate, tag and length included.
+    tbs: &'a [u8],
+    /// signatureAlgorithm, without its SEQUENCE header (as webpki's algorithm ids are).
+    signature_alg: &'a [u8],
+    /// The signature's bits.
+    signature: &'a [u8],
+    /// Names and key, without their SEQUENCE headers (as in webpki's trust anchors).
+    issuer: &'a [u8],
+    subject: &'a [u8],
+    spki: &'a [u8],
+}
+
+impl<'a> Parts<'a> {
+    fn of(der: &'a [u8]) -> Option<Parts<'a>> {
+        let (cert, _) = tlv(der, 0x30)?;
+        let (tbs_contents, rest) = tlv(cert, 0x30)?;
+        let tbs = &cert[..cert.len() - rest.len()];
+        let (signature_alg, rest) = tlv(rest, 0x30)?;
+        let (bits, _) = tlv(rest, 0x03)?;
+        let signature = bits.strip_prefix(&[0])?;
+        // tbsCertificate: [0] version, serial, signature, issuer, validity, subject, spki.
+        let mut t = tbs_contents;
+        if t.first() == Some(&0xa0) {
+            t = tlv(t, 0xa0)?.1;
+        }
+        let (_, t) = tlv(t, 0x02)?;
+        let (_, t) = tlv(t, 0x30)?;
+        let (issuer, t) = tlv(t, 0x30)?;
+        let (_, t) = tlv(t, 0x30)?;
+        let (subject, t) = tlv(t, 0x30)?;
+        let (spki, _) = tlv(t, 0x30)?;
+        Some(Parts {
+            tbs,
+            signature_alg,
+            signature,
+            issuer,
+            subject,
+            spki,
+        })
+    }
+
+    /// Whether this certificate's signature verifies with `spki` (without its header).
+    fn signed_with(&self, spki: &[u8]) -> bool {
+        let Some((key_alg, rest)) = tlv(spki, 0x30) else {
+            return false;
+        };
+        let Some(key) = tlv(rest, 0x03).and_then(|(bits, _)| bits.strip_prefix(&[0])) else {
+            return false;
+        };
+        webpki::ALL_VERIFICATION_ALGS.iter().any(|alg| {
+            alg.public_key_alg_id().as_ref() == key_alg
+                && alg.signature_alg_id().as_ref() == self.signature_alg
+                && alg.verify_signature(key, self.tbs, self.signature).is_ok()
+        })
+    }
+}
+
+/// One DER element with tag `tag` at the start of `input`: its contents and what follows.
+fn tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    if *input.first()? != tag {
+        return None;
+    }
+    let first = *input.get(1)? as usize;
+    let (len, header) = if first < 0x80 {
+        (first, 2)
+    } else {
+        let n = first & 0x7f;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for b in input.get(2..2 + n)? {
+            len = (len << 8) | *b as usize;
+        }
+        (len, 2 + n)
+    };
+    let end = header.checked_add(len)?;
+    Some((input.get(header..end)?, input.get(end..)?))
 }
 
 /// webpki's error variant name, without the context payload.

@@ -65,6 +65,12 @@ fn explain_maps_errors_from_each_ecosystem() {
             "ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED",
             "client-cert-required",
         ),
+        // The Express seed's comments: a Node server with requestCert and
+        // rejectUnauthorized aborting the handshake of a client without a certificate.
+        (
+            "curl: (35) Unknown SSL protocol error in connection to localhost:8443",
+            "client-cert-required",
+        ),
     ] {
         let out = sb.run(&["doctor", "explain", text, "--json"]);
         assert_eq!(out.status.code(), Some(0), "{text}: {}", common::text(&out));

@@ -223,3 +223,73 @@ fn pinned_openssl_self_signed_certificate_is_healthy_with_a_warning() {
     let run = doctor(&sb, &[&target]);
     expect(&run, 1, "self-signed");
 }
+
+/// Serves `leaf` (with `leaf.key`) and `inter` as its chain, with `openssl s_server`.
+fn serve_leaf_and_intermediate(sb: &Sandbox, leaf: &Cert, inter: &Cert) -> OpenSsl {
+    std::fs::write(sb.path("leaf.crt"), leaf.pem()).unwrap();
+    std::fs::write(sb.path("leaf.key"), leaf.key_pem()).unwrap();
+    std::fs::write(sb.path("inter.pem"), inter.pem()).unwrap();
+    openssl_server(
+        sb.dir.path(),
+        &[
+            "-cert",
+            "leaf.crt",
+            "-key",
+            "leaf.key",
+            "-cert_chain",
+            "inter.pem",
+        ],
+    )
+}
+
+/// Issue 10: an old leaf served with a freshly issued intermediate (or a leaf dated in
+/// the future under an intermediate that ends before it starts). No instant lies within
+/// every certificate's validity; with the right --ca the dates are the finding, never a
+/// trust problem ("the chain leads to the root CN=X, not to your --ca (your --ca: CN=X)").
+#[test]
+fn dates_that_never_overlap_are_expired_or_not_yet_valid_not_a_pinned_ca_mismatch() {
+    use portcullis_pki::Kind;
+    let sb = Sandbox::new();
+    let ca = root("Overlap Root");
+    let other = root("Overlap Other Root");
+    // Same name as the real root, another key: names alone must not make a path.
+    let twin = root("Overlap Root");
+    std::fs::write(sb.path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(sb.path("other.pem"), other.pem()).unwrap();
+    std::fs::write(sb.path("twin.pem"), twin.pem()).unwrap();
+    let inter = make(Make {
+        issuer: Some(&ca),
+        from_days: -1,
+        to_days: 30,
+        ..Make::new(Kind::Intermediate, "Overlap Fresh Issuing")
+    });
+    for (from_days, to_days, cause) in [(-400, -10, "expired"), (40, 400, "not-yet-valid")] {
+        let leaf = make(Make {
+            sans: vec![dns("localhost"), ip("127.0.0.1")],
+            issuer: Some(&inter),
+            from_days,
+            to_days,
+            ..Make::new(Kind::Server, "localhost")
+        });
+        let server = serve_leaf_and_intermediate(&sb, &leaf, &inter);
+        let target = format!("localhost:{}", server.port);
+        let run = doctor(&sb, &[&target, "--ca", "ca.pem"]);
+        expect(&run, 1, cause);
+        let findings = run.json["findings"].to_string();
+        assert!(
+            !findings.contains("pinned-ca-mismatch"),
+            "dates reported as a trust problem: {:#}",
+            run.json
+        );
+        // A real trust problem still outranks the dates: the wrong --ca is named.
+        let run = doctor(&sb, &[&target, "--ca", "other.pem"]);
+        expect(&run, 1, "pinned-ca-mismatch");
+        let summary = run.finding("pinned-ca-mismatch")["summary"]
+            .as_str()
+            .unwrap();
+        assert!(summary.contains("Overlap Root"), "{summary}");
+        run.finding(cause);
+        let run = doctor(&sb, &[&target, "--ca", "twin.pem"]);
+        expect(&run, 1, "pinned-ca-mismatch");
+    }
+}

@@ -345,6 +345,107 @@ pub fn openssl_server(dir: &Path, args: &[&str]) -> OpenSsl {
     OpenSsl { child, port }
 }
 
+// === nginx ===
+
+/// A real nginx (one process: `master_process off`), its prefix, config, logs and temp
+/// paths in `dir`, listening on 127.0.0.1:`port`; killed when dropped.
+pub struct Nginx {
+    child: Child,
+    pub port: u16,
+    error_log: std::path::PathBuf,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Nginx {
+    /// nginx's own error log (why it refused a client certificate), for failure messages.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(&self.error_log).unwrap_or_default()
+    }
+}
+
+/// Starts nginx with `server` (the directives of one `server {}` block, without
+/// `listen`, which this adds) in `dir`. Files the block names are relative to `dir`.
+/// Picks a free port (bind to 0, release, and retry a few times if another process took
+/// it in between); waits at most 10 seconds for nginx to listen.
+pub fn nginx_server(dir: &Path, server: &str) -> Nginx {
+    let d = dir.display();
+    for attempt in 0..4 {
+        let port = closed_port();
+        let conf = [
+            "daemon off;".to_owned(),
+            "master_process off;".to_owned(),
+            format!("pid {d}/nginx.pid;"),
+            format!("error_log {d}/error.log info;"),
+            "events { worker_connections 64; }".to_owned(),
+            "http {".to_owned(),
+            format!("  access_log {d}/access.log;"),
+            format!("  client_body_temp_path {d}/client_body;"),
+            format!("  proxy_temp_path {d}/proxy;"),
+            format!("  fastcgi_temp_path {d}/fastcgi;"),
+            format!("  uwsgi_temp_path {d}/uwsgi;"),
+            format!("  scgi_temp_path {d}/scgi;"),
+            "  server {".to_owned(),
+            format!("    listen 127.0.0.1:{port} ssl;"),
+            server.to_owned(),
+            "  }".to_owned(),
+            "}".to_owned(),
+        ]
+        .join("\n");
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let mut child = Command::new(nginx_binary())
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (scripts/setup installs it)");
+        let start = Instant::now();
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Nginx {
+                    child,
+                    port,
+                    error_log: dir.join("error.log"),
+                };
+            }
+            if child.try_wait().unwrap().is_some() || start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+                assert!(
+                    attempt < 3 && log.contains("Address already in use"),
+                    "nginx did not start:\n{log}"
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    unreachable!("the last attempt asserts")
+}
+
+/// `nginx` from PATH, else Debian's /usr/sbin/nginx (not on every user's PATH).
+fn nginx_binary() -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join("nginx"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| "/usr/sbin/nginx".into())
+}
+
 // === running the doctor ===
 
 /// The doctor's exit code and JSON report.
