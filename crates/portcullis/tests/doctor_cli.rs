@@ -12,29 +12,6 @@ use common::Sandbox;
 use doctor_support::*;
 use portcullis_pki::Kind;
 
-/// Advice that disables verification, in the spellings people copy from the internet.
-const INSECURE: &[&str] = &[
-    "rejectunauthorized: false",
-    "rejectunauthorized:false",
-    "node_tls_reject_unauthorized",
-    "curl -k",
-    " -k ",
-    "--insecure",
-    "verify=false",
-    "danger_accept_invalid",
-    "cert_none",
-    "check_hostname = false",
-    "insecureskipverify",
-    "trustall",
-];
-
-fn assert_secure(what: &str, text: &str) {
-    let lower = text.to_lowercase();
-    for bad in INSECURE {
-        assert!(!lower.contains(bad), "{what} suggests {bad:?}:\n{text}");
-    }
-}
-
 #[test]
 fn explain_maps_errors_from_each_ecosystem() {
     let sb = Sandbox::new();

@@ -1,7 +1,8 @@
 //! Test servers for the doctor, one kind per cause: rustls servers with crafted chains from
 //! the PKI crate, raw TCP servers (plaintext banner, silent, close unless SNI matches,
-//! alert sender) and `openssl s_server` for what rustls will not serve. All listen on
-//! 127.0.0.1, on ephemeral ports, and stop when the test process ends.
+//! alert sender), `openssl s_server` for what rustls will not serve, and the real servers
+//! people run (nginx, HAProxy, Caddy, Node `https`). All listen on 127.0.0.1, on ephemeral
+//! ports, and stop when the test process ends (the real servers when their handle drops).
 
 // Test helpers: a failed setup step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,7 +10,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -345,38 +346,110 @@ pub fn openssl_server(dir: &Path, args: &[&str]) -> OpenSsl {
     OpenSsl { child, port }
 }
 
-// === nginx ===
+// === real servers: nginx, HAProxy, Caddy, Node ===
 
-/// A real nginx (one process: `master_process off`), its prefix, config, logs and temp
-/// paths in `dir`, listening on 127.0.0.1:`port`; killed when dropped.
-pub struct Nginx {
+/// A real server program, run in the foreground with its config, logs and state in a
+/// temp dir, listening on 127.0.0.1:`port`; killed when dropped.
+pub struct Daemon {
     child: Child,
     pub port: u16,
-    error_log: std::path::PathBuf,
+    /// Where it writes: its stdout and stderr, and any log file of its own.
+    logs: Vec<PathBuf>,
 }
 
-impl Drop for Nginx {
+impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-impl Nginx {
-    /// nginx's own error log (why it refused a client certificate), for failure messages.
-    pub fn error_log(&self) -> String {
-        std::fs::read_to_string(&self.error_log).unwrap_or_default()
+impl Daemon {
+    /// What the server logged (why it refused a client certificate), for failure messages.
+    pub fn log(&self) -> String {
+        self.logs
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
-/// Starts nginx with `server` (the directives of one `server {}` block, without
-/// `listen`, which this adds) in `dir`. Files the block names are relative to `dir`.
-/// Picks a free port (bind to 0, release, and retry a few times if another process took
-/// it in between); waits at most 10 seconds for nginx to listen.
-pub fn nginx_server(dir: &Path, server: &str) -> Nginx {
-    let d = dir.display();
+/// Starts the server `command(port)` describes, on a free port: bind 127.0.0.1:0, read
+/// the port, release it, start the server, and if another process took the port in
+/// between (the server exits saying so), try again with another, a few times. Waits at
+/// most 10 seconds for it to listen. Its stdout and stderr go to `dir/NAME.log`; `logs`
+/// are log files of its own.
+fn start_daemon(
+    name: &str,
+    dir: &Path,
+    logs: &[PathBuf],
+    mut command: impl FnMut(u16) -> Command,
+) -> Daemon {
+    let out = dir.join(format!("{name}.log"));
+    let mut all_logs = vec![out.clone()];
+    all_logs.extend_from_slice(logs);
     for attempt in 0..4 {
         let port = closed_port();
+        let output = std::fs::File::create(&out).unwrap();
+        let mut child = command(port)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(output.try_clone().unwrap())
+            .stderr(output)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {name} ({e}): scripts/setup installs it"));
+        let start = Instant::now();
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Daemon {
+                    child,
+                    port,
+                    logs: all_logs,
+                };
+            }
+            let exited = child.try_wait().unwrap().is_some();
+            if exited || start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = all_logs
+                    .iter()
+                    .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let lower = log.to_lowercase();
+                let port_taken =
+                    lower.contains("address already in use") || lower.contains("eaddrinuse");
+                assert!(
+                    exited && port_taken && attempt < 3,
+                    "{name} did not start on 127.0.0.1:{port}:\n{log}"
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    unreachable!("the last attempt asserts")
+}
+
+/// A program from PATH, else from /usr/sbin (Debian puts nginx and haproxy there, and it
+/// is not on every user's PATH).
+fn program(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| Path::new("/usr/sbin").join(name))
+}
+
+/// A real nginx (one process: `master_process off`), its prefix, config, logs and temp
+/// paths in `dir`, with `server` (the directives of one `server {}` block, without
+/// `listen`, which this adds). Files the block names are relative to `dir`.
+pub fn nginx_server(dir: &Path, server: &str) -> Daemon {
+    let d = dir.display();
+    let error_log = dir.join("error.log");
+    start_daemon("nginx", dir, std::slice::from_ref(&error_log), |port| {
         let conf = [
             "daemon off;".to_owned(),
             "master_process off;".to_owned(),
@@ -398,55 +471,114 @@ pub fn nginx_server(dir: &Path, server: &str) -> Nginx {
         ]
         .join("\n");
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let mut child = Command::new(nginx_binary())
-            .arg("-p")
+        let mut cmd = Command::new(program("nginx"));
+        cmd.arg("-p")
             .arg(dir)
             .arg("-c")
             .arg(dir.join("nginx.conf"))
             .arg("-e")
-            .arg(dir.join("error.log"))
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx (scripts/setup installs it)");
-        let start = Instant::now();
-        loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Nginx {
-                    child,
-                    port,
-                    error_log: dir.join("error.log"),
-                };
-            }
-            if child.try_wait().unwrap().is_some() || start.elapsed() > Duration::from_secs(10) {
-                let _ = child.kill();
-                let _ = child.wait();
-                let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-                assert!(
-                    attempt < 3 && log.contains("Address already in use"),
-                    "nginx did not start:\n{log}"
-                );
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    unreachable!("the last attempt asserts")
+            .arg(&error_log);
+        cmd
+    })
 }
 
-/// `nginx` from PATH, else Debian's /usr/sbin/nginx (not on every user's PATH).
-fn nginx_binary() -> std::path::PathBuf {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join("nginx"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| "/usr/sbin/nginx".into())
+/// A real HAProxy in the foreground (`haproxy -f CFG -db`), one HTTP frontend bound to
+/// 127.0.0.1 with `bind_options` (`ssl crt … ca-file … verify required`) and the lines of
+/// `frontend` (no backend: `http-request return`). Files are relative to `dir`.
+pub fn haproxy_server(dir: &Path, bind_options: &str, frontend: &str) -> Daemon {
+    let d = dir.display();
+    start_daemon("haproxy", dir, &[], |port| {
+        let cfg = format!(
+            "global\n\
+             \x20   log stderr format raw local0 info\n\
+             \x20   pidfile {d}/haproxy.pid\n\
+             \x20   ca-base {d}\n\
+             \x20   crt-base {d}\n\
+             defaults\n\
+             \x20   mode http\n\
+             \x20   log global\n\
+             \x20   option httplog\n\
+             \x20   timeout connect 5s\n\
+             \x20   timeout client 10s\n\
+             \x20   timeout server 10s\n\
+             frontend doctor\n\
+             \x20   bind 127.0.0.1:{port} {bind_options}\n\
+             {frontend}\n"
+        );
+        std::fs::write(dir.join("haproxy.cfg"), cfg).unwrap();
+        let mut cmd = Command::new(program("haproxy"));
+        cmd.arg("-f").arg(dir.join("haproxy.cfg")).arg("-db");
+        cmd
+    })
+}
+
+/// A real Caddy (`caddy run --config Caddyfile --adapter caddyfile`): admin endpoint off,
+/// no automatic HTTPS (no ACME, no redirect listener on :80), storage and the autosaved
+/// config kept in `dir` (HOME and XDG dirs point there; Debian's Caddy 2.6 has no
+/// `persist_config off`), one site `https://localhost:PORT` bound to
+/// 127.0.0.1 with the directives in `site`. Files are relative to `dir`.
+pub fn caddy_server(dir: &Path, site: &str) -> Daemon {
+    let d = dir.display();
+    start_daemon("caddy", dir, &[], |port| {
+        let caddyfile = format!(
+            "{{\n\
+             \tadmin off\n\
+             \tauto_https off\n\
+             \tstorage file_system {{\n\
+             \t\troot {d}/caddy-storage\n\
+             \t}}\n\
+             }}\n\
+             https://localhost:{port} {{\n\
+             \tbind 127.0.0.1\n\
+             {site}\n\
+             }}\n"
+        );
+        std::fs::write(dir.join("Caddyfile"), caddyfile).unwrap();
+        let mut cmd = Command::new(program("caddy"));
+        cmd.args(["run", "--config", "Caddyfile", "--adapter", "caddyfile"])
+            .env("HOME", dir)
+            .env("XDG_CONFIG_HOME", dir.join("caddy-config"))
+            .env("XDG_DATA_HOME", dir.join("caddy-data"));
+        cmd
+    })
+}
+
+/// A Node.js server: `script` (CommonJS) in `dir/server.cjs`, run as
+/// `node server.cjs PORT`; it must listen on 127.0.0.1:`Number(process.argv[2])`.
+pub fn node_server(dir: &Path, script: &str) -> Daemon {
+    std::fs::write(dir.join("server.cjs"), script).unwrap();
+    start_daemon("node", dir, &[], |port| {
+        let mut cmd = Command::new("node");
+        cmd.arg("server.cjs").arg(port.to_string());
+        cmd
+    })
 }
 
 // === running the doctor ===
+
+/// Advice that disables verification, in the spellings people copy from the internet.
+pub const INSECURE: &[&str] = &[
+    "rejectunauthorized: false",
+    "rejectunauthorized:false",
+    "node_tls_reject_unauthorized",
+    "curl -k",
+    " -k ",
+    "--insecure",
+    "verify=false",
+    "danger_accept_invalid",
+    "cert_none",
+    "check_hostname = false",
+    "insecureskipverify",
+    "trustall",
+];
+
+/// Asserts that `text` (a report, a doc) never suggests turning verification off.
+pub fn assert_secure(what: &str, text: &str) {
+    let lower = text.to_lowercase();
+    for bad in INSECURE {
+        assert!(!lower.contains(bad), "{what} suggests {bad:?}:\n{text}");
+    }
+}
 
 /// The doctor's exit code and JSON report.
 pub struct Run {
