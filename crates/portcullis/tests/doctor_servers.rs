@@ -1,7 +1,9 @@
-//! The doctor against real servers people run, configured as their docs show for mTLS.
-//! nginx with `ssl_verify_client on` completes the handshake without a client certificate
-//! and refuses in HTTP (`400 No required SSL certificate was sent`); the doctor must say
-//! so, with nginx's own words, instead of calling the connection healthy.
+//! The doctor against real servers people run, configured as their docs show for mTLS:
+//! nginx, HAProxy, Caddy and Node's `https`. Each requires a client certificate from its
+//! own clients CA and is reached three ways: without a certificate, with a certificate
+//! from a CA it does not trust, and with a good one. However the server refuses (a TLS
+//! alert during or after the handshake, or an HTTP page like nginx's `400 No required SSL
+//! certificate was sent`), the doctor must name the cause with the server's evidence.
 
 // Integration tests: a failed setup step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,14 +15,14 @@ use common::Sandbox;
 use doctor_support::*;
 use portcullis_pki::Kind;
 
-/// Issue 10: nginx `ssl_verify_client on`, reached without a certificate, with a
-/// certificate from a CA it does not trust, and with a good one.
-#[test]
-fn nginx_ssl_verify_client_on_refuses_in_http() {
-    let sb = Sandbox::new();
-    let ca = root("Nginx Server Root");
+/// Writes one mTLS setup into the sandbox: `ca.pem` (the server's root, which the doctor
+/// pins), `server.crt`/`server.key` (for localhost) and `server.pem` (both, for HAProxy's
+/// `crt`), `clients.pem` (the CA "`server` Clients CA" the server trusts for clients),
+/// `alice.crt`/`.key` issued by it, and `mallory.crt`/`.key` issued by "Stranger CA".
+fn mtls_files(sb: &Sandbox, server: &str) {
+    let ca = root(&format!("{server} Server Root"));
     let leaf = server_leaf(&ca);
-    let clients = root("Nginx Clients CA");
+    let clients = root(&format!("{server} Clients CA"));
     let alice = make(Make {
         issuer: Some(&clients),
         ..Make::new(Kind::Client, "alice")
@@ -34,6 +36,7 @@ fn nginx_ssl_verify_client_on_refuses_in_http() {
         ("ca.pem", ca.pem()),
         ("server.crt", leaf.pem()),
         ("server.key", leaf.key_pem()),
+        ("server.pem", leaf.pem() + &leaf.key_pem()),
         ("clients.pem", clients.pem()),
         ("alice.crt", alice.pem()),
         ("alice.key", alice.key_pem()),
@@ -42,6 +45,107 @@ fn nginx_ssl_verify_client_on_refuses_in_http() {
     ] {
         std::fs::write(sb.path(file), text).unwrap();
     }
+}
+
+/// What the server itself says when it refuses, as it must appear in the evidence.
+struct Refusals<'a> {
+    /// No client certificate sent.
+    required: &'a [&'a str],
+    /// A certificate from "Stranger CA".
+    rejected: &'a [&'a str],
+}
+
+/// The three cases against `server` (set up by [`mtls_files`] with `server_name`),
+/// reached as `https://localhost:PORT/app` with the server's root pinned, offering the
+/// doctor's default versions or only `tls`.
+fn three_cases(
+    sb: &Sandbox,
+    server_name: &str,
+    server: &Daemon,
+    tls: Option<&str>,
+    says: Refusals<'_>,
+) {
+    let target = format!("https://localhost:{}/app", server.port);
+    let clients_ca = format!("{server_name} Clients CA");
+    let name = match tls {
+        Some(v) => format!("{server_name} (TLS {v})"),
+        None => server_name.to_owned(),
+    };
+    let run_with = |stem: Option<&str>| {
+        let files = stem.map(|s| (format!("{s}.crt"), format!("{s}.key")));
+        let mut args = vec![target.as_str(), "--ca", "ca.pem"];
+        if let Some(v) = tls {
+            args.extend(["--tls", v]);
+        }
+        if let Some((crt, key)) = &files {
+            args.extend(["--cert", crt, "--key", key]);
+        }
+        let run = doctor(sb, &args);
+        let case = stem.unwrap_or("no certificate");
+        assert_secure(&format!("{name}, {case}"), &run.json.to_string());
+        run
+    };
+
+    // No client certificate.
+    let run = run_with(None);
+    assert!(
+        run.code == 1 && run.cause() == "client-cert-required",
+        "{name} without a client certificate: expected client-cert-required, got exit {} and {}:\n{:#}\n--- {name}'s log\n{}",
+        run.code,
+        run.cause(),
+        run.json,
+        server.log()
+    );
+    let evidence = run.finding("client-cert-required")["evidence"].to_string();
+    for words in says.required.iter().chain([&clients_ca.as_str()]) {
+        assert!(
+            evidence.contains(words),
+            "{name} without a client certificate: the evidence lacks {words:?}: {evidence}"
+        );
+    }
+
+    // A certificate from a CA the server does not trust.
+    let run = run_with(Some("mallory"));
+    assert!(
+        run.code == 1 && run.cause() == "client-cert-rejected",
+        "{name} with a foreign client certificate: expected client-cert-rejected, got exit {} and {}:\n{:#}\n--- {name}'s log\n{}",
+        run.code,
+        run.cause(),
+        run.json,
+        server.log()
+    );
+    let finding = run.finding("client-cert-rejected");
+    let evidence = finding["evidence"].to_string();
+    for words in says.rejected {
+        assert!(
+            evidence.contains(words),
+            "{name} with a foreign client certificate: the evidence lacks {words:?}: {evidence}"
+        );
+    }
+    let summary = finding["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("Stranger CA") && summary.contains(&clients_ca),
+        "{name}: the summary names our issuer and the one the server accepts: {summary}"
+    );
+
+    // The right certificate: healthy.
+    let run = run_with(Some("alice"));
+    assert!(
+        run.code == 0 && run.cause() == "ok",
+        "{name} with a good client certificate: expected ok, got exit {} and {}:\n{:#}\n--- {name}'s log\n{}",
+        run.code,
+        run.cause(),
+        run.json,
+        server.log()
+    );
+}
+
+/// Issue 10: nginx `ssl_verify_client on` completes the handshake without a client
+/// certificate (or with a foreign one) and refuses in HTTP; the doctor quotes its words.
+#[test]
+fn nginx_ssl_verify_client_on_refuses_in_http() {
+    let sb = Sandbox::new();
+    mtls_files(&sb, "Nginx");
     // As nginx's documentation shows it (ngx_http_ssl_module, ssl_verify_client).
     let nginx = nginx_server(
         sb.dir.path(),
@@ -52,62 +156,151 @@ fn nginx_ssl_verify_client_on_refuses_in_http() {
          \x20   ssl_verify_client on;\n\
          \x20   location / { return 200 \"hello $ssl_client_s_dn\\n\"; }",
     );
-    let target = format!("https://localhost:{}/app", nginx.port);
-
-    // No client certificate: the handshake completes, nginx answers 400.
-    let run = doctor(&sb, &[&target, "--ca", "ca.pem"]);
-    expect(&run, 1, "client-cert-required");
-    let evidence = run.finding("client-cert-required")["evidence"].to_string();
-    assert!(
-        evidence.contains("400") && evidence.contains("No required SSL certificate was sent"),
-        "nginx's own words are the evidence: {evidence}\n{}",
-        nginx.error_log()
-    );
-    assert!(
-        evidence.contains("GET /app HTTP/1.1"),
-        "the request made: {evidence}"
-    );
-    assert!(evidence.contains("Nginx Clients CA"), "{evidence}");
-
-    // A certificate from a CA nginx does not trust: 400 "The SSL certificate error".
-    let run = doctor(
+    // Debian's nginx 1.22 speaks TLS 1.2 unless ssl_protocols says otherwise.
+    three_cases(
         &sb,
-        &[
-            &target,
-            "--ca",
-            "ca.pem",
-            "--cert",
-            "mallory.crt",
-            "--key",
-            "mallory.key",
-        ],
+        "Nginx",
+        &nginx,
+        None,
+        Refusals {
+            required: &[
+                "400",
+                "No required SSL certificate was sent",
+                "GET /app HTTP/1.1",
+            ],
+            rejected: &["The SSL certificate error"],
+        },
     );
-    expect(&run, 1, "client-cert-rejected");
-    let finding = run.finding("client-cert-rejected");
-    let evidence = finding["evidence"].to_string();
-    assert!(
-        evidence.contains("The SSL certificate error"),
-        "{evidence}\n{}",
-        nginx.error_log()
-    );
-    let summary = finding["summary"].as_str().unwrap();
-    assert!(
-        summary.contains("Stranger CA") && summary.contains("Nginx Clients CA"),
-        "{summary}"
-    );
+}
 
-    // The right certificate: healthy.
-    let run = doctor(
-        &sb,
-        &[
-            &target,
-            "--ca",
-            "ca.pem",
-            "--cert",
-            "alice.crt",
-            "--key",
-            "alice.key",
-        ],
+/// Issue 10: HAProxy `bind … ssl crt … ca-file … verify required` refuses in the
+/// handshake, with a TLS alert.
+#[test]
+fn haproxy_verify_required() {
+    let sb = Sandbox::new();
+    mtls_files(&sb, "HAProxy");
+    // As HAProxy's configuration manual shows it (bind options crt, ca-file, verify).
+    let haproxy = haproxy_server(
+        sb.dir.path(),
+        "ssl crt server.pem ca-file clients.pem verify required",
+        "    http-request return status 200 content-type text/plain string \"ok\\n\"",
     );
-    expect(&run, 0, "ok");
+    // OpenSSL's verdict: in TLS 1.3 after our Finished, in TLS 1.2 within the handshake.
+    three_cases(
+        &sb,
+        "HAProxy",
+        &haproxy,
+        Some("1.3"),
+        Refusals {
+            required: &["alert 116 (certificate_required)"],
+            rejected: &[
+                "sent Certificate (our client certificate)",
+                "alert 48 (unknown_ca)",
+            ],
+        },
+    );
+    three_cases(
+        &sb,
+        "HAProxy",
+        &haproxy,
+        Some("1.2"),
+        Refusals {
+            required: &["alert 40 (handshake_failure)"],
+            rejected: &[
+                "sent Certificate (our client certificate)",
+                "alert 48 (unknown_ca)",
+            ],
+        },
+    );
+}
+
+/// Issue 10: Caddy `client_auth { mode require_and_verify }` (Go's crypto/tls) refuses
+/// with a TLS alert (after the client's Finished in TLS 1.3).
+#[test]
+fn caddy_client_auth_require_and_verify() {
+    let sb = Sandbox::new();
+    mtls_files(&sb, "Caddy");
+    // As Caddy's documentation for the tls directive shows it; Debian's Caddy 2.6 names
+    // the clients CA file `trusted_ca_cert_file` (2.8 and later: `trust_pool file`).
+    let caddy = caddy_server(
+        sb.dir.path(),
+        "\ttls server.crt server.key {\n\
+         \t\tclient_auth {\n\
+         \t\t\tmode require_and_verify\n\
+         \t\t\ttrusted_ca_cert_file clients.pem\n\
+         \t\t}\n\
+         \t}\n\
+         \trespond \"ok\"",
+    );
+    // Go's crypto/tls says bad_certificate both when none is sent and for a foreign one.
+    for tls in ["1.3", "1.2"] {
+        three_cases(
+            &sb,
+            "Caddy",
+            &caddy,
+            Some(tls),
+            Refusals {
+                required: &["sent Certificate (empty", "alert 42 (bad_certificate)"],
+                rejected: &[
+                    "sent Certificate (our client certificate)",
+                    "alert 42 (bad_certificate)",
+                ],
+            },
+        );
+    }
+}
+
+/// Issue 10: Node `https.createServer({ requestCert: true, rejectUnauthorized: true })`
+/// refuses with a TLS alert (OpenSSL's).
+#[test]
+fn node_https_request_cert_reject_unauthorized() {
+    let sb = Sandbox::new();
+    mtls_files(&sb, "Node");
+    // As Node's documentation shows it (tls.createServer options).
+    let node = node_server(
+        sb.dir.path(),
+        r#"const https = require('node:https');
+const fs = require('node:fs');
+const options = {
+  key: fs.readFileSync('server.key'),
+  cert: fs.readFileSync('server.crt'),
+  ca: fs.readFileSync('clients.pem'),
+  requestCert: true,
+  rejectUnauthorized: true,
+};
+https
+  .createServer(options, (req, res) => {
+    res.end(`hello ${req.socket.getPeerCertificate().subject.CN}\n`);
+  })
+  .listen(Number(process.argv[2]), '127.0.0.1', () => console.log('listening'));
+"#,
+    );
+    // OpenSSL refuses a missing certificate with an alert; Node closes the socket on a
+    // foreign one (`rejectUnauthorized`) without one.
+    three_cases(
+        &sb,
+        "Node",
+        &node,
+        Some("1.3"),
+        Refusals {
+            required: &["alert 116 (certificate_required)"],
+            rejected: &[
+                "sent Certificate (our client certificate)",
+                "the server closed the connection (FIN), without an alert",
+            ],
+        },
+    );
+    three_cases(
+        &sb,
+        "Node",
+        &node,
+        Some("1.2"),
+        Refusals {
+            required: &["alert 40 (handshake_failure)"],
+            rejected: &[
+                "sent Certificate (our client certificate)",
+                "the server closed the connection (FIN), without an alert",
+            ],
+        },
+    );
 }
