@@ -212,6 +212,29 @@ fn connection(b: &mut Builder<'_>) {
         );
     }
 
+    // Reached by address, without SNI, the server asked for no client certificate; the
+    // handshake naming the leaf's host made it ask: its client-certificate settings
+    // belong to that name (Caddy's sites), and a client that connects by address without
+    // `servername` never reaches them (Caddy then answers 421 Misdirected Request).
+    if matches!(primary.outcome, HandshakeOutcome::Established)
+        && primary.cert_request.is_none()
+        && let Some(name) = &obs.sni_found
+        && main.sent.sni.as_deref() == Some(name.as_str())
+        && main.cert_request.is_some()
+    {
+        let mut ev = trace(primary);
+        ev.extend(trace(main));
+        ev.extend(accepted_line(main));
+        b.add(
+            "sni-required",
+            Severity::Error,
+            format!(
+                "without SNI the server asks for no client certificate; a ClientHello naming \"{name}\" makes it ask: its client-certificate settings belong to that name, so connect with that name (servername)"
+            ),
+            ev,
+        );
+    }
+
     // Failures after the server's certificate: client certificates.
     let late = |h: &Handshake| {
         !matches!(h.outcome, HandshakeOutcome::Established)

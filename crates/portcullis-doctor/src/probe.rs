@@ -251,6 +251,22 @@ async fn run_async(req: &Request, stores: &Stores) -> Observations {
             obs.handshakes.push(h);
             chain = c;
         }
+    } else if let Some(name) = name_for_client_auth(&obs, &profile, req, &chain) {
+        // Client-certificate settings often belong to a name (Caddy's sites, nginx's
+        // server blocks): reached by address, without SNI, the server completed the
+        // handshake without asking for a certificate. One handshake naming the leaf's
+        // first DNS name tells whether the name is what makes it ask.
+        let p = Profile {
+            label: format!("SNI {name}"),
+            sni: Some(name.clone()),
+            ..profile.clone()
+        };
+        let (h, c) = handshake(addr, &p, req, &provider, None).await;
+        if h.cert_request.is_some() {
+            obs.sni_found = Some(name);
+            obs.handshakes.push(h);
+            chain = c;
+        }
     }
 
     if !chain.is_empty() {
@@ -315,6 +331,30 @@ fn client_store<'a>(
         .any(|v| v.store == name && v.trusted && !v.dates_aside);
     let named = obs.name_check.as_ref().is_some_and(|n| n.valid);
     (trusted && named).then_some((name, anchors))
+}
+
+/// The name to retry with when a handshake without SNI completed and the server asked
+/// for no client certificate: the target is an address and the leaf has a DNS name.
+fn name_for_client_auth(
+    obs: &Observations,
+    profile: &Profile,
+    req: &Request,
+    chain: &[Vec<u8>],
+) -> Option<String> {
+    let primary = obs.handshakes.first()?;
+    if primary.outcome != HandshakeOutcome::Established
+        || primary.cert_request.is_some()
+        || profile.sni.is_some()
+        || req.target.host.parse::<IpAddr>().is_err()
+    {
+        return None;
+    }
+    let leaf = certs::details(chain.first()?);
+    leaf.sans?
+        .iter()
+        .find_map(|s| s.strip_prefix("DNS:"))
+        .filter(|n| !n.contains('*'))
+        .map(str::to_owned)
 }
 
 /// Raw ClientHellos that vary one thing, to prove why the handshake died early.

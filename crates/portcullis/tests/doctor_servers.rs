@@ -304,3 +304,50 @@ https
         },
     );
 }
+
+/// Caddy's client-certificate settings belong to its site's name: reached by IP address
+/// (no SNI), it completes the handshake without asking for a certificate and refuses the
+/// request (421 Misdirected Request), with or without a good one. The doctor must not call
+/// that healthy: the server wants the name (`servername`), and then a certificate.
+#[test]
+fn caddy_by_ip_address_wants_the_name() {
+    let sb = Sandbox::new();
+    mtls_files(&sb, "Caddy");
+    let caddy = caddy_server(
+        sb.dir.path(),
+        "\ttls server.crt server.key {\n\
+         \t\tclient_auth {\n\
+         \t\t\tmode require_and_verify\n\
+         \t\t\ttrusted_ca_cert_file clients.pem\n\
+         \t\t}\n\
+         \t}\n\
+         \trespond \"ok\"",
+    );
+    let target = format!("127.0.0.1:{}", caddy.port);
+    for (cert, then) in [
+        (None, "client-cert-required"),
+        (Some("mallory"), "client-cert-rejected"),
+        (Some("alice"), ""),
+    ] {
+        let files = cert.map(|s| (format!("{s}.crt"), format!("{s}.key")));
+        let mut args = vec![target.as_str(), "--ca", "ca.pem"];
+        if let Some((crt, key)) = &files {
+            args.extend(["--cert", crt, "--key", key]);
+        }
+        let run = doctor(&sb, &args);
+        assert_secure("Caddy by IP", &run.json.to_string());
+        expect(&run, 1, "sni-required");
+        let finding = run.finding("sni-required");
+        let summary = finding["summary"].as_str().unwrap();
+        assert!(summary.contains("\"localhost\""), "{summary}");
+        let evidence = finding["evidence"].to_string();
+        assert!(
+            evidence.contains("acceptable CAs: CN=Caddy Clients CA"),
+            "with the name, the server asks for a certificate: {evidence}"
+        );
+        // With the name, what comes next is found too.
+        if !then.is_empty() {
+            run.finding(then);
+        }
+    }
+}
