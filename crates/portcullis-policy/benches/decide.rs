@@ -11,6 +11,9 @@
 //! cargo bench -p portcullis-policy --bench decide -- --warm-up-time 1 --measurement-time 3
 //! ```
 
+// A benchmark is a test: a rule set that does not build should stop it loudly.
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
