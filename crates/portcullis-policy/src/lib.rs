@@ -24,6 +24,7 @@
 //! ```
 
 pub mod identity;
+mod index;
 pub mod method;
 pub mod path;
 pub mod pattern;

@@ -122,6 +122,16 @@ impl Pattern {
         each && (self.rest || (self.segs.len() == other.segs.len() && !other.rest))
     }
 
+    /// The literal segments the pattern starts with, up to its first `*` or `**`: every
+    /// path it matches starts with exactly these segments (what the policy indexes
+    /// rules by). `/` yields one empty segment, like the path `/`.
+    pub(crate) fn literal_prefix(&self) -> impl Iterator<Item = &str> {
+        self.segs.iter().map_while(|s| match s {
+            Seg::Lit(l) => Some(l.as_str()),
+            Seg::Star => None,
+        })
+    }
+
     pub fn matches(&self, path: &CanonicalPath<'_>) -> bool {
         let mut it = path.segments();
         for seg in &self.segs {

@@ -4,10 +4,19 @@
 //! the caller. It allocates nothing: roles are a bitset computed once per connection,
 //! patterns are pre-split, and the refusal it returns borrows the requirement from the
 //! policy so a page can name what was missing.
+//!
+//! Rules are tried in order and the first match decides, but `decide` does not walk the
+//! list: [`Policy::add_rule`] also files each rule in an index by the literal segments its
+//! path pattern starts with (see `index.rs` for the design and why it is exactly first
+//! match), so a request is checked only against the rules that could match it. There is
+//! no separate build step to forget: the index is always in step with the rules.
+//! [`Policy::explain`] keeps the plain in-order loop, because its trace reports every
+//! rule before the deciding one.
 
 use std::fmt;
 
 use crate::identity::Identity;
+use crate::index::RuleIndex;
 use crate::path::CanonicalPath;
 use crate::pattern::{Pattern, PatternError};
 
@@ -104,6 +113,26 @@ impl Rule {
                 && other.methods.iter().all(|m| self.methods.contains(m)));
         let host = self.host.is_none() || self.host == other.host;
         methods && host && self.pattern.covers(&other.pattern)
+    }
+
+    /// The first part of `req` this rule does not match (method, then host, then path),
+    /// or `None` when it matches. The one definition of "matches", for the index and the
+    /// in-order loop alike.
+    pub(crate) fn miss(&self, req: &Request<'_>) -> Option<MissReason> {
+        if !self.methods.is_empty() && !self.methods.iter().any(|m| m == req.method) {
+            return Some(MissReason::Method);
+        }
+        if self
+            .host
+            .as_ref()
+            .is_some_and(|h| !h.eq_ignore_ascii_case(req.host))
+        {
+            return Some(MissReason::Host);
+        }
+        if !self.pattern.matches(req.path) {
+            return Some(MissReason::Path);
+        }
+        None
     }
 }
 
@@ -240,6 +269,8 @@ pub struct Policy {
     /// thousands of people costs a few hash lookups per connection.
     principals: std::collections::HashMap<Principal, RoleSet>,
     rules: Vec<Rule>,
+    /// `rules`, indexed for `decide`; updated by every `add_rule`.
+    index: RuleIndex,
 }
 
 impl Policy {
@@ -327,12 +358,14 @@ impl Policy {
         if methods.iter().any(|m| m == "GET") && !methods.iter().any(|m| m == "HEAD") {
             methods.push("HEAD".into());
         }
-        self.rules.push(Rule {
+        let rule = Rule {
             pattern: Pattern::parse(path)?,
             methods,
             host: host.map(str::to_ascii_lowercase),
             require,
-        });
+        };
+        self.index.push(self.rules.len(), &rule);
+        self.rules.push(rule);
         Ok(())
     }
 
@@ -403,51 +436,41 @@ impl Policy {
 
     /// The first rule matching `req` decides; `who` is `None` for a caller without a
     /// (valid) certificate. No match: denied.
+    ///
+    /// Looks only at the rules the index files along the request's path; allocates
+    /// nothing. Decides exactly as [`Policy::explain`], which tries every rule in order.
     pub fn decide(&self, req: &Request<'_>, who: Option<RoleSet>) -> Decision<'_> {
-        self.first_match(req, who, |_, _| {})
+        match self.index.first_match(&self.rules, req) {
+            Some(i) => self.judge(i, who),
+            None => Decision::NoRule,
+        }
     }
 
     /// [`Policy::decide`], and why each rule before the deciding one did not match: for
-    /// `portcullis policy test`, never on the request path. The same loop decides both.
+    /// `portcullis policy test`, never on the request path. Tries every rule in order,
+    /// the plain definition of first match that `decide`'s index is tested against.
     pub fn explain(&self, req: &Request<'_>, who: Option<RoleSet>) -> (Decision<'_>, Vec<Miss>) {
         let mut misses = Vec::new();
-        let decision = self.first_match(req, who, |rule, why| misses.push(Miss { rule, why }));
-        (decision, misses)
+        for (i, rule) in self.rules.iter().enumerate() {
+            match rule.miss(req) {
+                Some(why) => misses.push(Miss { rule: i, why }),
+                None => return (self.judge(i, who), misses),
+            }
+        }
+        (Decision::NoRule, misses)
     }
 
-    fn first_match(
-        &self,
-        req: &Request<'_>,
-        who: Option<RoleSet>,
-        mut missed: impl FnMut(usize, MissReason),
-    ) -> Decision<'_> {
-        for (i, rule) in self.rules.iter().enumerate() {
-            if !rule.methods.is_empty() && !rule.methods.iter().any(|m| m == req.method) {
-                missed(i, MissReason::Method);
-                continue;
-            }
-            if rule
-                .host
-                .as_ref()
-                .is_some_and(|h| !h.eq_ignore_ascii_case(req.host))
-            {
-                missed(i, MissReason::Host);
-                continue;
-            }
-            if !rule.pattern.matches(req.path) {
-                missed(i, MissReason::Path);
-                continue;
-            }
-            return match eval(&rule.require, who) {
-                Outcome::Allow => Decision::Allow { rule: i },
-                Outcome::NeedsCert => Decision::Unauthenticated { rule: i },
-                Outcome::Forbidden => Decision::Forbidden {
-                    rule: i,
-                    require: &rule.require,
-                },
-            };
+    /// The decision of rule `i`, which matched, for a caller holding `who`.
+    fn judge(&self, i: usize, who: Option<RoleSet>) -> Decision<'_> {
+        let rule = &self.rules[i];
+        match eval(&rule.require, who) {
+            Outcome::Allow => Decision::Allow { rule: i },
+            Outcome::NeedsCert => Decision::Unauthenticated { rule: i },
+            Outcome::Forbidden => Decision::Forbidden {
+                rule: i,
+                require: &rule.require,
+            },
         }
-        Decision::NoRule
     }
 
     /// Why `id` holds each of its roles: the role, and the mapping or the roles-file

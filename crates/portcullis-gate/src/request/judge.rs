@@ -125,7 +125,8 @@ impl Gate {
             Err(p) if p.misdirected() => return refuse(j, Decision::Misdirected, p.to_string()),
             Err(p) => return refuse(j, Decision::BadRequest, p.to_string()),
         };
-        // 4. Policy: the same loop as `decide`, with the rules it passed over.
+        // 4. Policy: every rule in order, with the ones passed over; `decide` reaches the
+        //    same rule through its index (an equivalence test in portcullis-policy).
         let roles = q.identity.map(|id| policy.roles_of(id));
         let facts = Request {
             method: method.as_str(),
