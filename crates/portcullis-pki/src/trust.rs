@@ -879,7 +879,7 @@ fn sql(db: &Path) -> std::ffi::OsString {
 /// with `-n` as it is, token prefix included), its trust flags, and what `certutil -L -n
 /// NICK -a` exports for it — its own certificate first, then any others with the same
 /// subject (NSS looks nicknames up by subject).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct NssEntry {
     nickname: String,
     trust: String,
@@ -993,61 +993,91 @@ fn nss_apply(anchor: &Anchor, db: &Path, nickname: &str, c: Change) -> Result<()
     Ok(())
 }
 
-/// `certutil -D -n NICK`, then a look at the whole database: the root must be gone, and
-/// nothing else may be. certutil deletes by nickname, and NSS files certificates of one
-/// subject together; should another certificate have gone too, it is put back (same
-/// nickname, same trust) and the step fails.
+/// Deletes the root by nickname, then looks at the whole database: the root must be gone,
+/// and nothing else may be. NSS files certificates of one subject together, and `certutil
+/// -D -n NICK` deletes one certificate *of that subject*, not always the one the nickname
+/// was given to (two CAs both named "Portcullis Root CA" are one such group). So: delete
+/// until the root is gone (at most once per certificate of the group), then put back every
+/// other certificate that went, with the nickname and trust that went with it.
 fn nss_remove(anchor: &Anchor, db: &Path, nickname: &str) -> Result<()> {
+    let certs_of = |entries: &[NssEntry]| -> Vec<Vec<u8>> {
+        let mut all: Vec<Vec<u8>> = entries.iter().flat_map(|e| e.certs.clone()).collect();
+        all.sort();
+        all.dedup();
+        all
+    };
     let before = nss_entries(db)?;
-    let mut cmd = CERTUTIL.command()?;
-    cmd.arg("-D").arg("-d").arg(sql(db)).arg("-n").arg(nickname);
-    let out = CERTUTIL.run(cmd)?;
-    if !out.status.success() {
-        return Err(nss_failure(db, &out));
+    let mut now = before.clone();
+    let mut last = None;
+    for _ in 0..=certs_of(&before).len() {
+        if !nss_has(anchor, &now) {
+            break;
+        }
+        // The nickname given, while it is listed; else one whose group holds the root.
+        let nick = if now.iter().any(|e| e.nickname == nickname) {
+            nickname.to_owned()
+        } else {
+            match now.iter().find(|e| e.certs.contains(&anchor.der)) {
+                Some(e) => e.nickname.clone(),
+                None => break,
+            }
+        };
+        let mut cmd = CERTUTIL.command()?;
+        cmd.arg("-D").arg("-d").arg(sql(db)).arg("-n").arg(&nick);
+        let out = CERTUTIL.run(cmd)?;
+        if !out.status.success() {
+            return Err(nss_failure(db, &out));
+        }
+        last = Some(out);
+        now = nss_entries(db)?;
+    }
+    // What went besides the root: certificates by DER, nicknames (with trust) by name.
+    let left = certs_of(&now);
+    let gone_certs: Vec<Vec<u8>> = certs_of(&before)
+        .into_iter()
+        .filter(|c| *c != anchor.der && !left.contains(c))
+        .collect();
+    let gone_names: Vec<&NssEntry> = before
+        .iter()
+        .filter(|e| e.nickname != nickname && !now.iter().any(|a| a.nickname == e.nickname))
+        .filter(|e| !(e.certs.len() == 1 && e.certs[0] == anchor.der))
+        .collect();
+    if !gone_certs.is_empty() {
+        let mut detail = String::from("it deleted more than the root:");
+        for (k, cert) in gone_certs.iter().enumerate() {
+            // Paired in order: one nickname left with each certificate.
+            let (name, trust) = gone_names.get(k).map_or(("restored", "C,,"), |e| {
+                (e.nickname.as_str(), e.trust.as_str())
+            });
+            let back = nss_readd(db, name, trust, cert);
+            if let Err(err) = back {
+                detail.push_str(&format!(
+                    " \"{}\" (could not be put back: {err})",
+                    escaped(name)
+                ));
+                return Err(Error::ToolFailed {
+                    program: CERTUTIL.program,
+                    path: db.to_owned(),
+                    detail,
+                });
+            }
+        }
     }
     let after = nss_entries(db)?;
-    let lost: Vec<&NssEntry> = before
-        .iter()
-        .filter(|e| {
-            e.certs
-                .first()
-                .is_some_and(|c| *c != anchor.der && !after.iter().any(|a| a.certs.contains(c)))
-        })
-        .collect();
-    if !lost.is_empty() {
-        let mut detail = String::from("it deleted more than the root:");
-        for e in lost {
-            let back = nss_readd(db, e);
-            detail.push_str(&format!(
-                " \"{}\" ({})",
-                escaped(&e.nickname),
-                match back {
-                    Ok(()) => "put back".to_owned(),
-                    Err(err) => format!("could not be put back: {err}"),
-                }
-            ));
-        }
-        return Err(Error::ToolFailed {
-            program: CERTUTIL.program,
-            path: db.to_owned(),
-            detail,
-        });
-    }
-    if nss_has(anchor, &after) {
+    if nss_has(anchor, &after) || certs_of(&after).len() + 1 < certs_of(&before).len() {
         return Err(Error::ToolFailed {
             program: CERTUTIL.program,
             path: db.to_owned(),
             detail: format!(
-                "it succeeded, but the database still holds the root; it said: {}",
-                failure(&out)
+                "it succeeded, but the database still holds the root or lost another certificate; it said: {}",
+                last.as_ref().map_or_else(String::new, failure)
             ),
         });
     }
     Ok(())
 }
 
-fn nss_readd(db: &Path, e: &NssEntry) -> Result<()> {
-    let der = e.certs.first().map(Vec::as_slice).unwrap_or_default();
+fn nss_readd(db: &Path, nickname: &str, trust: &str, der: &[u8]) -> Result<()> {
     let tmp = tempfile::NamedTempFile::new().map_err(|source| Error::Write {
         path: std::env::temp_dir(),
         source,
@@ -1062,9 +1092,9 @@ fn nss_readd(db: &Path, e: &NssEntry) -> Result<()> {
         .arg("-d")
         .arg(sql(db))
         .arg("-t")
-        .arg(&e.trust)
+        .arg(trust)
         .arg("-n")
-        .arg(&e.nickname)
+        .arg(nickname)
         .arg("-i")
         .arg(tmp.path());
     let out = CERTUTIL.run(cmd)?;
