@@ -700,3 +700,23 @@ fn renew_does_not_make_a_key_for_a_csr_and_says_what_it_renewed() {
     assert!(said.contains("renewed") && said.contains(" as "), "{said}");
     assert!(said.contains("key-compromise"), "{said}");
 }
+
+/// Output into a pipe nobody reads any more (`pki list --json | head -1`) ends the command
+/// quietly, as SIGPIPE would: no panic message.
+#[test]
+fn a_closed_pipe_ends_the_output_without_a_panic() {
+    let sb = Sandbox::new();
+    sb.init_ca(false);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["pki", "list", "--json"])
+        .current_dir(sb.path(""))
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
