@@ -784,7 +784,13 @@ fn site_config(
         policy
             .add_rule(&r.path, &r.methods, r.host.as_deref(), require)
             .map_err(|e| err(e.to_string()))?;
-        rule_names.push(format!("#{i} {methods}{} {described}", r.path));
+        // The host too: two rules for one path on different hosts must read differently.
+        let host = r
+            .host
+            .as_ref()
+            .map(|h| format!(" host {}", h.to_ascii_lowercase()))
+            .unwrap_or_default();
+        rule_names.push(format!("#{i} {methods}{}{host} {described}", r.path));
     }
     if raw.rules.is_empty() {
         return Err(file.at(
@@ -1127,6 +1133,38 @@ require = "anonymous"
         ))
         .unwrap_err();
         assert!(e.message.contains("exactly one"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod rule_name_tests {
+    use super::*;
+
+    /// `check`, `policy test` and the access log name rules by these: a rule for one host
+    /// must not read like the same rule for every host.
+    #[test]
+    fn a_rule_for_one_host_names_its_host() {
+        let text = r#"
+cert = "server.pem"
+key = "server.key"
+client_auth = "off"
+upstream = "builtin:whoami"
+
+[[rules]]
+path = "/**"
+host = "Admin.Example.com"
+require = "deny"
+
+[[rules]]
+path = "/**"
+methods = ["GET"]
+require = "anonymous"
+"#;
+        let config = Config::parse(text, Path::new("gate.toml"), |_| unreachable!()).unwrap();
+        assert_eq!(
+            config.site.rule_names,
+            ["#0 /** host admin.example.com deny", "#1 GET /** anonymous"]
+        );
     }
 }
 
