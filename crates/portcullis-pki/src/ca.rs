@@ -1244,6 +1244,13 @@ pub fn issued_stem(cert: &Path) -> Option<&str> {
         .find_map(|ext| name.strip_suffix(ext))
 }
 
+/// The file issued together with the certificate at `cert` that ends in `ext` (`key`,
+/// `p12`): `NAME.key` beside `NAME.crt` or `NAME.chain.pem`.
+pub fn issued_beside(cert: &Path, ext: &str) -> PathBuf {
+    let stem = issued_stem(cert).unwrap_or("cert");
+    cert.with_file_name(format!("{stem}.{ext}"))
+}
+
 /// (old path, archived path) of each file a renewal moved aside.
 pub type Archived = Vec<(PathBuf, PathBuf)>;
 

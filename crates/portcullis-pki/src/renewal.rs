@@ -390,8 +390,7 @@ fn unattended(
     if rec.key_origin == KeyOrigin::Owner {
         return Err(OWNERS_KEY.into());
     }
-    let stem = ca::issued_stem(cert).unwrap_or("cert");
-    let key = cert.with_file_name(format!("{stem}.key"));
+    let key = ca::issued_beside(cert, "key");
     let Ok(key_text) = std::fs::read_to_string(&key) else {
         return Err(format!(
             "signed from a CSR (no {} beside it): its key belongs to whoever made the CSR; sign their new CSR, or renew it by hand with --new-key",
@@ -405,7 +404,7 @@ fn unattended(
             key.display()
         ));
     }
-    let bundle = cert.with_file_name(format!("{stem}.p12"));
+    let bundle = ca::issued_beside(cert, "p12");
     if !bundle.exists() || opts.no_p12 {
         return Ok((None, encrypted));
     }

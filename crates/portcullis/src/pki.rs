@@ -307,7 +307,7 @@ pub fn run(args: PkiArgs) -> Result<()> {
             }
             // A certificate signed from a CSR has no key beside it: its key is the
             // requester's, and a renewal here would hand them one the CA made.
-            let key = key_beside(&cert);
+            let key = ca::issued_beside(&cert, "key");
             if !new_key && !key.exists() {
                 anyhow::bail!(
                     "{} has no private key beside it ({}): it was signed from a CSR, so its key belongs to whoever made the CSR. Sign their new CSR instead (portcullis pki sign NEW.csr --profile server|client), or pass --new-key to make a key here",
@@ -845,13 +845,6 @@ fn validity_warnings(req: &LeafRequest, not_after: &str) -> Vec<String> {
         ));
     }
     warnings
-}
-
-/// The key file that goes with a certificate file: NAME.key beside NAME.crt or
-/// NAME.chain.pem.
-fn key_beside(cert: &Path) -> PathBuf {
-    let stem = ca::issued_stem(cert).unwrap_or_default();
-    cert.with_file_name(format!("{stem}.key"))
 }
 
 fn print_written(paths: &[PathBuf]) {
