@@ -214,24 +214,24 @@ fn haproxy_verify_required() {
     );
 }
 
+/// A Caddy site that requires client certificates, as Caddy's documentation for the tls
+/// directive shows it; Debian's Caddy 2.6 names the clients CA file
+/// `trusted_ca_cert_file` (2.8 and later: `trust_pool file`).
+const CADDY_MTLS_SITE: &str = "\ttls server.crt server.key {\n\
+     \t\tclient_auth {\n\
+     \t\t\tmode require_and_verify\n\
+     \t\t\ttrusted_ca_cert_file clients.pem\n\
+     \t\t}\n\
+     \t}\n\
+     \trespond \"ok\"";
+
 /// Issue 10: Caddy `client_auth { mode require_and_verify }` (Go's crypto/tls) refuses
 /// with a TLS alert (after the client's Finished in TLS 1.3).
 #[test]
 fn caddy_client_auth_require_and_verify() {
     let sb = Sandbox::new();
     mtls_files(&sb, "Caddy");
-    // As Caddy's documentation for the tls directive shows it; Debian's Caddy 2.6 names
-    // the clients CA file `trusted_ca_cert_file` (2.8 and later: `trust_pool file`).
-    let caddy = caddy_server(
-        sb.dir.path(),
-        "\ttls server.crt server.key {\n\
-         \t\tclient_auth {\n\
-         \t\t\tmode require_and_verify\n\
-         \t\t\ttrusted_ca_cert_file clients.pem\n\
-         \t\t}\n\
-         \t}\n\
-         \trespond \"ok\"",
-    );
+    let caddy = caddy_server(sb.dir.path(), CADDY_MTLS_SITE);
     // Go's crypto/tls says bad_certificate both when none is sent and for a foreign one.
     for tls in ["1.3", "1.2"] {
         three_cases(
@@ -313,16 +313,7 @@ https
 fn caddy_by_ip_address_wants_the_name() {
     let sb = Sandbox::new();
     mtls_files(&sb, "Caddy");
-    let caddy = caddy_server(
-        sb.dir.path(),
-        "\ttls server.crt server.key {\n\
-         \t\tclient_auth {\n\
-         \t\t\tmode require_and_verify\n\
-         \t\t\ttrusted_ca_cert_file clients.pem\n\
-         \t\t}\n\
-         \t}\n\
-         \trespond \"ok\"",
-    );
+    let caddy = caddy_server(sb.dir.path(), CADDY_MTLS_SITE);
     let target = format!("127.0.0.1:{}", caddy.port);
     for (cert, then) in [
         (None, "client-cert-required"),

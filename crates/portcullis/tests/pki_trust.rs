@@ -486,28 +486,50 @@ fn system_install_in_a_scratch_root_places_the_file_and_regenerates_the_bundle()
 
 // === dry run, idempotence, errors ===
 
+/// A CA (`pki init`) and one store of each kind to put its root in: an NSS database, a
+/// copy of the JDK's cacerts, and a scratch system root.
+struct AllStores {
+    browser: Browser,
+    keystore: PathBuf,
+    root: PathBuf,
+}
+
+impl AllStores {
+    fn new(sb: &Sandbox) -> AllStores {
+        sb.ok(&["pki", "init", "--no-passphrase"]);
+        let keystore = sb.path("cacerts");
+        std::fs::copy(jdk_cacerts(sb), &keystore).unwrap();
+        AllStores {
+            browser: Browser::new(&sb.path("browser")),
+            keystore,
+            root: scratch_root(sb),
+        }
+    }
+
+    /// The `pki trust` arguments naming all three.
+    fn args(&self) -> [&str; 6] {
+        [
+            "--nss-db",
+            s(self.browser.db()),
+            "--java-keystore",
+            s(&self.keystore),
+            "--root",
+            s(&self.root),
+        ]
+    }
+}
+
 #[test]
 fn dry_run_prints_the_plan_and_changes_nothing() {
     let sb = Sandbox::new();
-    sb.ok(&["pki", "init", "--no-passphrase"]);
-    let browser = Browser::new(&sb.path("browser"));
-    let db = browser.db();
-    let root = scratch_root(&sb);
-    let keystore = sb.path("cacerts");
-    std::fs::copy(jdk_cacerts(&sb), &keystore).unwrap();
-    let before = std::fs::read(&keystore).unwrap();
-    let all = [
-        "--nss-db",
-        s(db),
-        "--java-keystore",
-        s(&keystore),
-        "--root",
-        s(&root),
-        "--dry-run",
-    ];
+    let stores = AllStores::new(&sb);
+    let (browser, keystore, root) = (&stores.browser, &stores.keystore, &stores.root);
+    let before = std::fs::read(keystore).unwrap();
+    let mut all = stores.args().to_vec();
+    all.push("--dry-run");
 
     let mut args = vec!["pki", "trust", "install"];
-    args.extend(all);
+    args.extend(&all);
     let out = sb.ok(&args);
     for want in [
         "would add Portcullis Root CA to system store",
@@ -519,9 +541,9 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
         assert!(out.contains(want), "{want:?} missing from:\n{out}");
     }
     assert!(nickname_line(&browser.list(), "Portcullis Root CA").is_none());
-    assert_eq!(std::fs::read(&keystore).unwrap(), before);
+    assert_eq!(std::fs::read(keystore).unwrap(), before);
     assert!(!root.join("usr/local/share/ca-certificates").exists());
-    assert_eq!(bundle_certs(&root), 0);
+    assert_eq!(bundle_certs(root), 0);
 
     // After a real install, a dry-run uninstall plans removals, and still changes nothing.
     let real: Vec<&str> = args.iter().copied().filter(|a| *a != "--dry-run").collect();
@@ -535,26 +557,15 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
         "{out}"
     );
     assert!(nickname_line(&browser.list(), "Portcullis Root CA").is_some());
-    assert_eq!(bundle_certs(&root), 2);
+    assert_eq!(bundle_certs(root), 2);
 }
 
 #[test]
 fn install_twice_says_already_trusted_and_uninstall_twice_succeeds() {
     let sb = Sandbox::new();
-    sb.ok(&["pki", "init", "--no-passphrase"]);
-    let browser = Browser::new(&sb.path("browser"));
-    let db = browser.db();
-    let root = scratch_root(&sb);
-    let keystore = sb.path("cacerts");
-    std::fs::copy(jdk_cacerts(&sb), &keystore).unwrap();
-    let stores = [
-        "--nss-db",
-        s(db),
-        "--java-keystore",
-        s(&keystore),
-        "--root",
-        s(&root),
-    ];
+    let all = AllStores::new(&sb);
+    let (browser, keystore, root) = (&all.browser, &all.keystore, &all.root);
+    let stores = all.args();
     let run = |verb: &str| {
         let mut args = vec!["pki", "trust", verb];
         args.extend(stores);
@@ -563,7 +574,7 @@ fn install_twice_says_already_trusted_and_uninstall_twice_succeeds() {
 
     let first = run("install");
     assert_eq!(first.matches("added ").count(), 3, "{first}");
-    let java_after_first = std::fs::read(&keystore).unwrap();
+    let java_after_first = std::fs::read(keystore).unwrap();
     let second = run("install");
     assert_eq!(
         second
@@ -591,8 +602,8 @@ fn install_twice_says_already_trusted_and_uninstall_twice_succeeds() {
     );
     let list = browser.list();
     assert_eq!(list.matches("Portcullis Root CA").count(), 1, "{list}");
-    assert_eq!(std::fs::read(&keystore).unwrap(), java_after_first);
-    assert_eq!(bundle_certs(&root), 2);
+    assert_eq!(std::fs::read(keystore).unwrap(), java_after_first);
+    assert_eq!(bundle_certs(root), 2);
 
     let first = run("uninstall");
     assert_eq!(first.matches("removed ").count(), 3, "{first}");
