@@ -495,17 +495,21 @@ pub fn policy(data: &[u8]) {
             .filter(|(bit, _)| caller & bit != 0)
             .map(|(_, ou)| (*ou).to_owned())
             .collect();
-        policy.roles_of(&Identity {
-            organizational_units: ous,
-            ..Identity::default()
-        })
+        policy.roles_of(
+            &Identity {
+                organizational_units: ous,
+                ..Identity::default()
+            },
+            portcullis_policy::Timestamp::UNIX_EPOCH,
+        )
     });
     let got = policy.decide(
-        &Request {
+        &Request::new(
             method,
-            host: "localhost",
-            path: &path,
-        },
+            "localhost",
+            &path,
+            portcullis_policy::Timestamp::UNIX_EPOCH,
+        ),
         who,
     );
     let segments: Vec<&str> = if path.as_str() == "/" {

@@ -31,7 +31,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use portcullis_policy::{Condition, Policy, Requirement};
+use portcullis_policy::{Condition, Policy, Requirement, Scope, When};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -369,6 +369,8 @@ struct RawRole {
     uri_prefix: Option<String>,
     dns: Option<String>,
     fingerprint: Option<String>,
+    /// A CEL condition on `cert` and `now`.
+    when: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -381,6 +383,8 @@ struct RawRule {
     require: Option<Spanned<String>>,
     any_of: Option<Spanned<Vec<String>>>,
     all_of: Option<Spanned<Vec<String>>>,
+    /// A CEL condition the request must also meet.
+    when: Option<Spanned<String>>,
 }
 
 /// Default listening address: loopback, so a first run exposes nothing.
@@ -710,8 +714,13 @@ fn site_config(
         if let Some(v) = &r.fingerprint {
             when.push(Condition::Fingerprint(v.replace(':', "")));
         }
+        if let Some(w) = &r.when {
+            let compiled = When::compile(w.get_ref(), Scope::Role, &[])
+                .map_err(|e| file.at(Some(w.span()), key.clone(), format!("when: {e}")))?;
+            when.push(Condition::When(compiled));
+        }
         let hint = if when.is_empty() {
-            " (add cn, ou, o, email, uri_prefix, dns or fingerprint)"
+            " (add cn, ou, o, email, uri_prefix, dns, fingerprint or when)"
         } else {
             ""
         };
@@ -781,8 +790,25 @@ fn site_config(
         } else {
             format!("{} ", r.methods.join(","))
         };
+        let when = match &r.when {
+            Some(w) => Some(
+                When::compile(w.get_ref(), Scope::Rule, policy.role_names())
+                    .map_err(|e| file.at(Some(w.span()), key.clone(), format!("when: {e}")))?,
+            ),
+            None => None,
+        };
+        let condition = when
+            .as_ref()
+            // One line in listings and logs, however the expression was written.
+            .map(|w| {
+                format!(
+                    " when {}",
+                    w.source().split_whitespace().collect::<Vec<_>>().join(" ")
+                )
+            })
+            .unwrap_or_default();
         policy
-            .add_rule(&r.path, &r.methods, r.host.as_deref(), require)
+            .add_rule_when(&r.path, &r.methods, r.host.as_deref(), require, when)
             .map_err(|e| err(e.to_string()))?;
         // The host too: two rules for one path on different hosts must read differently.
         let host = r
@@ -790,7 +816,10 @@ fn site_config(
             .as_ref()
             .map(|h| format!(" host {}", h.to_ascii_lowercase()))
             .unwrap_or_default();
-        rule_names.push(format!("#{i} {methods}{}{host} {described}", r.path));
+        rule_names.push(format!(
+            "#{i} {methods}{}{host} {described}{condition}",
+            r.path
+        ));
     }
     if raw.rules.is_empty() {
         return Err(file.at(
@@ -1203,7 +1232,9 @@ require = "role:auditor"
 
     fn roles(config: &Config, id: &Identity) -> Vec<String> {
         let p = &config.site.policy;
-        p.role_list(p.roles_of(id)).map(str::to_owned).collect()
+        p.role_list(p.roles_of(id, portcullis_policy::Timestamp::UNIX_EPOCH))
+            .map(str::to_owned)
+            .collect()
     }
 
     #[test]

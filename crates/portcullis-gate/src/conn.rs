@@ -71,7 +71,7 @@ impl Binding {
         let (roles, role_names, verify) = match peer {
             Peer::Verified(v) => {
                 let policy = &site.config().policy;
-                let roles = policy.roles_of(&v.identity);
+                let roles = policy.roles_of(&v.identity, portcullis_policy::Timestamp::now());
                 let list = policy.role_list(roles).map(str::to_owned).collect();
                 (Some(roles), list, HeaderValue::from_static("SUCCESS"))
             }

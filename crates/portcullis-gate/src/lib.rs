@@ -52,7 +52,7 @@ pub use embed::{Caller, PolicyLayer, PolicyService};
 pub use error::{Error, Result};
 pub use gate::Gate;
 pub use listener::{Current, serve, serve_admin, serve_redirects};
-pub use request::{Granted, Judgement, Question, Tried};
+pub use request::{ConditionResult, Granted, Judgement, Question, Tried};
 pub use site::Site;
 
 /// The gate's log: install it once at start ([`logging::init`]); lifecycle messages go

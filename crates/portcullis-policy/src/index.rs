@@ -124,9 +124,9 @@ impl RuleIndex {
 
 #[cfg(test)]
 mod tests {
-    use crate::Identity;
     use crate::path::canonicalize;
     use crate::policy::{Condition, Decision, Policy, Request, Requirement, RoleSet};
+    use crate::{Identity, Timestamp};
 
     /// xorshift64: deterministic, so a failure prints a seed that reproduces it.
     struct Rng(u64);
@@ -277,7 +277,7 @@ mod tests {
                     organizational_units: ous.iter().map(|s| (*s).to_owned()).collect(),
                     ..Default::default()
                 };
-                v.push(Some(p.roles_of(&id)));
+                v.push(Some(p.roles_of(&id, Timestamp::UNIX_EPOCH)));
             }
             v
         };
@@ -291,11 +291,7 @@ mod tests {
                 let raw = path(&mut rng, &patterns);
                 let who = callers[rng.below(callers.len())];
                 let canonical = canonicalize(&raw).unwrap();
-                let req = Request {
-                    method,
-                    host,
-                    path: &canonical,
-                };
+                let req = Request::new(method, host, &canonical, Timestamp::UNIX_EPOCH);
                 let want = reference(&p, method, host, &raw);
                 let decided = p.decide(&req, who);
                 let (explained, misses) = p.explain(&req, who);
@@ -337,11 +333,7 @@ mod tests {
         }
         let rule = |path: &str| {
             let path = canonicalize(path).unwrap();
-            let req = Request {
-                method: "GET",
-                host: "h",
-                path: &path,
-            };
+            let req = Request::new("GET", "h", &path, Timestamp::UNIX_EPOCH);
             p.decide(&req, None).rule()
         };
         assert_eq!(rule("/a/x/c"), Some(0));
@@ -363,11 +355,7 @@ mod tests {
         p.add_rule("/x/**", &[], None, Requirement::Anyone).unwrap();
         let q = p.clone();
         let path = canonicalize("/x/y").unwrap();
-        let req = Request {
-            method: "POST",
-            host: "h",
-            path: &path,
-        };
+        let req = Request::new("POST", "h", &path, Timestamp::UNIX_EPOCH);
         assert!(matches!(
             q.decide(&req, None),
             Decision::Forbidden { rule: 0, .. }

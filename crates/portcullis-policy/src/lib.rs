@@ -7,6 +7,7 @@
 //!   connection (rule 5).
 //! * [`Policy`] maps identities to roles on typed fields and matches ordered route rules;
 //!   [`Policy::decide`] is the whole access decision.
+//! * [`When`] is a condition in CEL on a rule or a role grant, type-checked at load.
 //!
 //! ```
 //! use portcullis_policy::{path, Condition, Decision, Identity, Policy, Request};
@@ -18,8 +19,9 @@
 //!
 //! let alice = Identity { organizational_units: vec!["Admins".into()], ..Default::default() };
 //! let path = path::canonicalize("/admin/../admin/users").unwrap();
-//! let req = Request { method: "GET", host: "localhost", path: &path };
-//! assert_eq!(policy.decide(&req, Some(policy.roles_of(&alice))), Decision::Allow { rule: 0 });
+//! let now = portcullis_policy::Timestamp::now();
+//! let req = Request::new("GET", "localhost", &path, now);
+//! assert_eq!(policy.decide(&req, Some(policy.roles_of(&alice, now))), Decision::Allow { rule: 0 });
 //! assert_eq!(policy.decide(&req, None), Decision::Unauthenticated { rule: 0 });
 //! ```
 
@@ -29,6 +31,7 @@ pub mod method;
 pub mod path;
 pub mod pattern;
 pub mod policy;
+pub mod when;
 
 pub use identity::{Identity, IdentityError};
 pub use path::{CanonicalPath, PathError};
@@ -37,3 +40,7 @@ pub use policy::{
     Condition, Decision, Miss, MissReason, Policy, PolicyError, Principal, Request, Requirement,
     RoleSet,
 };
+pub use when::{HeaderValue, Headers, Scope, When, WhenError};
+
+/// The time type of requests and conditions.
+pub use jiff::Timestamp;

@@ -15,10 +15,13 @@
 
 use std::fmt;
 
+use jiff::Timestamp;
+
 use crate::identity::Identity;
 use crate::index::RuleIndex;
 use crate::path::CanonicalPath;
 use crate::pattern::{Pattern, PatternError};
+use crate::when::{EvalError, Facts, Headers, NoHeaders, When};
 
 /// Up to 64 roles: enough for any sane policy, and one machine word per connection.
 pub const MAX_ROLES: usize = 64;
@@ -34,14 +37,31 @@ impl RoleSet {
     fn insert(&mut self, role: RoleId) {
         self.0 |= 1 << role.0;
     }
+    #[cfg(test)]
+    pub(crate) fn insert_index(&mut self, i: usize) {
+        self.insert(RoleId::new(i));
+    }
     pub fn is_empty(self) -> bool {
         self.0 == 0
+    }
+    pub(crate) fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+    pub(crate) fn has_index(self, i: usize) -> bool {
+        i < MAX_ROLES && self.0 & (1 << i) != 0
     }
 }
 
 /// Index of a role name in the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoleId(u8);
+
+impl RoleId {
+    pub(crate) fn new(i: usize) -> RoleId {
+        debug_assert!(i < MAX_ROLES);
+        RoleId(i as u8)
+    }
+}
 
 /// One condition on a typed certificate field. All conditions of a role rule must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,10 +82,13 @@ pub enum Condition {
     Dns(String),
     /// The certificate's SHA-256 fingerprint (hex, colons and case ignored).
     Fingerprint(String),
+    /// A CEL expression over `cert` and `now` ([`Scope::Role`](crate::when::Scope::Role)).
+    /// One that cannot be evaluated does not hold.
+    When(When),
 }
 
 impl Condition {
-    fn holds(&self, id: &Identity) -> bool {
+    fn holds(&self, id: &Identity, now: Timestamp) -> bool {
         match self {
             Condition::Cn(list) => id.common_name.as_ref().is_some_and(|cn| list.contains(cn)),
             Condition::Ou(v) => id.organizational_units.iter().any(|x| x == v),
@@ -74,6 +97,20 @@ impl Condition {
             Condition::UriPrefix(p) => id.uri_sans.iter().any(|u| u.starts_with(p.as_str())),
             Condition::Dns(v) => id.dns_sans.iter().any(|d| d.eq_ignore_ascii_case(v)),
             Condition::Fingerprint(f) => id.fingerprint_sha256.eq_ignore_ascii_case(f),
+            Condition::When(w) => {
+                let facts = Facts {
+                    identity: Some(id),
+                    roles: RoleSet::default(),
+                    role_names: &[],
+                    method: "",
+                    host: "",
+                    path: None,
+                    query: "",
+                    headers: &NoHeaders,
+                    now,
+                };
+                w.eval(&facts) == Ok(true)
+            }
         }
     }
 }
@@ -103,6 +140,8 @@ pub struct Rule {
     /// Lower-case host; `None` means any host.
     pub host: Option<String>,
     pub require: Requirement,
+    /// A CEL condition the request must also meet, once `require` is met.
+    pub when: Option<When>,
 }
 
 impl Rule {
@@ -137,16 +176,57 @@ impl Rule {
 }
 
 /// The facts about a request that rules look at.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Request<'a> {
     pub method: &'a str,
     /// Host without port, any case.
     pub host: &'a str,
     pub path: &'a CanonicalPath<'a>,
+    /// The rest, for rule conditions (`when`): the raw query string (without `?`)…
+    pub query: &'a str,
+    /// …the headers as the upstream will receive them, before the gate adds its own…
+    pub headers: &'a dyn Headers,
+    /// …the verified client certificate, if any…
+    pub identity: Option<&'a Identity>,
+    /// …and the time the request is judged at (the crate reads no clock).
+    pub now: Timestamp,
+}
+
+impl<'a> Request<'a> {
+    /// A request with no query, no headers and no certificate, judged at `now`.
+    pub fn new(
+        method: &'a str,
+        host: &'a str,
+        path: &'a CanonicalPath<'a>,
+        now: Timestamp,
+    ) -> Self {
+        Request {
+            method,
+            host,
+            path,
+            query: "",
+            headers: &NoHeaders,
+            identity: None,
+            now,
+        }
+    }
+}
+
+impl fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("host", &self.host)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("identity", &self.identity.map(|i| &i.subject))
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The outcome of [`Policy::decide`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision<'p> {
     Allow {
         rule: usize,
@@ -160,6 +240,12 @@ pub enum Decision<'p> {
         rule: usize,
         require: &'p Requirement,
     },
+    /// The rule's `when` condition is false, or could not be evaluated (`error`): 403.
+    Unmet {
+        rule: usize,
+        when: &'p When,
+        error: Option<EvalError>,
+    },
     /// No rule matched: denied by default (403).
     NoRule,
 }
@@ -170,7 +256,8 @@ impl Decision<'_> {
         match *self {
             Decision::Allow { rule }
             | Decision::Unauthenticated { rule }
-            | Decision::Forbidden { rule, .. } => Some(rule),
+            | Decision::Forbidden { rule, .. }
+            | Decision::Unmet { rule, .. } => Some(rule),
             Decision::NoRule => None,
         }
     }
@@ -343,6 +430,19 @@ impl Policy {
         host: Option<&str>,
         require: Requirement,
     ) -> Result<(), PolicyError> {
+        self.add_rule_when(path, methods, host, require, None)
+    }
+
+    /// [`Policy::add_rule`], with a condition the request must also meet. Compile it with
+    /// [`When::compile`] in [`Scope::Rule`](crate::when::Scope::Rule), after the roles.
+    pub fn add_rule_when(
+        &mut self,
+        path: &str,
+        methods: &[String],
+        host: Option<&str>,
+        require: Requirement,
+        when: Option<When>,
+    ) -> Result<(), PolicyError> {
         let mut methods: Vec<String> = methods
             .iter()
             .map(|m| {
@@ -363,6 +463,7 @@ impl Policy {
             methods,
             host: host.map(str::to_ascii_lowercase),
             require,
+            when,
         };
         self.index.push(self.rules.len(), &rule);
         self.rules.push(rule);
@@ -389,11 +490,12 @@ impl Policy {
         &self.role_names
     }
 
-    /// The roles an identity holds. Call once per connection.
-    pub fn roles_of(&self, id: &Identity) -> RoleSet {
+    /// The roles an identity holds, at `now` (for conditions that read it). Call once per
+    /// connection.
+    pub fn roles_of(&self, id: &Identity, now: Timestamp) -> RoleSet {
         let mut set = RoleSet::default();
         for (role, when) in &self.role_rules {
-            if when.iter().all(|c| c.holds(id)) {
+            if when.iter().all(|c| c.holds(id, now)) {
                 set.insert(*role);
             }
         }
@@ -441,7 +543,7 @@ impl Policy {
     /// nothing. Decides exactly as [`Policy::explain`], which tries every rule in order.
     pub fn decide(&self, req: &Request<'_>, who: Option<RoleSet>) -> Decision<'_> {
         match self.index.first_match(&self.rules, req) {
-            Some(i) => self.judge(i, who),
+            Some(i) => self.judge(i, req, who),
             None => Decision::NoRule,
         }
     }
@@ -454,17 +556,50 @@ impl Policy {
         for (i, rule) in self.rules.iter().enumerate() {
             match rule.miss(req) {
                 Some(why) => misses.push(Miss { rule: i, why }),
-                None => return (self.judge(i, who), misses),
+                None => return (self.judge(i, req, who), misses),
             }
         }
         (Decision::NoRule, misses)
     }
 
-    /// The decision of rule `i`, which matched, for a caller holding `who`.
-    fn judge(&self, i: usize, who: Option<RoleSet>) -> Decision<'_> {
+    /// The decision of rule `i`, which matched, for a caller holding `who`: its
+    /// requirement first, then its condition. A condition that reads `cert` asks a caller
+    /// without one for a certificate; one that cannot be evaluated refuses.
+    fn judge(&self, i: usize, req: &Request<'_>, who: Option<RoleSet>) -> Decision<'_> {
         let rule = &self.rules[i];
         match eval(&rule.require, who) {
-            Outcome::Allow => Decision::Allow { rule: i },
+            Outcome::Allow => match &rule.when {
+                None => Decision::Allow { rule: i },
+                Some(when) if when.reads_cert() && req.identity.is_none() => {
+                    Decision::Unauthenticated { rule: i }
+                }
+                Some(when) => {
+                    let facts = Facts {
+                        identity: req.identity,
+                        roles: who.unwrap_or_default(),
+                        role_names: &self.role_names,
+                        method: req.method,
+                        host: req.host,
+                        path: Some(req.path),
+                        query: req.query,
+                        headers: req.headers,
+                        now: req.now,
+                    };
+                    match when.eval(&facts) {
+                        Ok(true) => Decision::Allow { rule: i },
+                        Ok(false) => Decision::Unmet {
+                            rule: i,
+                            when,
+                            error: None,
+                        },
+                        Err(e) => Decision::Unmet {
+                            rule: i,
+                            when,
+                            error: Some(e),
+                        },
+                    }
+                }
+            },
             Outcome::NeedsCert => Decision::Unauthenticated { rule: i },
             Outcome::Forbidden => Decision::Forbidden {
                 rule: i,
@@ -475,12 +610,12 @@ impl Policy {
 
     /// Why `id` holds each of its roles: the role, and the mapping or the roles-file
     /// entry that grants it.
-    pub fn grants(&self, id: &Identity) -> Vec<(&str, String)> {
+    pub fn grants(&self, id: &Identity, now: Timestamp) -> Vec<(&str, String)> {
         let name = |r: &RoleId| self.role_names[usize::from(r.0)].as_str();
         let mut out: Vec<(&str, String)> = self
             .role_rules
             .iter()
-            .filter(|(_, when)| when.iter().all(|c| c.holds(id)))
+            .filter(|(_, when)| when.iter().all(|c| c.holds(id, now)))
             .map(|(role, when)| {
                 let why: Vec<String> = when.iter().map(ToString::to_string).collect();
                 (name(role), why.join(" and "))
@@ -566,6 +701,7 @@ impl fmt::Display for Condition {
             Condition::UriPrefix(v) => write!(f, "uri_prefix = {v:?}"),
             Condition::Dns(v) => write!(f, "dns = {v:?}"),
             Condition::Fingerprint(v) => write!(f, "fingerprint = {v:?}"),
+            Condition::When(w) => write!(f, "when {:?}", w.source()),
         }
     }
 }
@@ -667,14 +803,10 @@ mod tests {
 
     fn decide<'p>(p: &'p Policy, method: &str, path: &str, who: Option<&Identity>) -> Decision<'p> {
         let path = canonicalize(path).unwrap();
-        let roles = who.map(|i| p.roles_of(i));
+        let roles = who.map(|i| p.roles_of(i, Timestamp::UNIX_EPOCH));
         // The decision borrows only the policy, not the path.
         p.decide(
-            &Request {
-                method,
-                host: "localhost",
-                path: &path,
-            },
+            &Request::new(method, "localhost", &path, Timestamp::UNIX_EPOCH),
             roles,
         )
     }
@@ -722,7 +854,8 @@ mod tests {
             Decision::NoRule
         ));
         assert_eq!(
-            p.role_list(p.roles_of(&alice)).collect::<Vec<_>>(),
+            p.role_list(p.roles_of(&alice, Timestamp::UNIX_EPOCH))
+                .collect::<Vec<_>>(),
             ["admin", "user"]
         );
     }
@@ -815,12 +948,21 @@ mod tests {
         )
         .unwrap();
         let mut i = id("x", &["Admins"], &[]);
-        assert!(p.roles_of(&i).is_empty(), "O missing");
+        assert!(
+            p.roles_of(&i, Timestamp::UNIX_EPOCH).is_empty(),
+            "O missing"
+        );
         i.organizations = vec!["Acme".into()];
-        assert!(!p.roles_of(&i).is_empty());
+        assert!(!p.roles_of(&i, Timestamp::UNIX_EPOCH).is_empty());
         i.organizational_units = vec!["admins".into()];
-        assert!(p.roles_of(&i).is_empty(), "case-sensitive");
+        assert!(
+            p.roles_of(&i, Timestamp::UNIX_EPOCH).is_empty(),
+            "case-sensitive"
+        );
         i.organizational_units = vec!["Admins ".into()];
-        assert!(p.roles_of(&i).is_empty(), "no trimming");
+        assert!(
+            p.roles_of(&i, Timestamp::UNIX_EPOCH).is_empty(),
+            "no trimming"
+        );
     }
 }

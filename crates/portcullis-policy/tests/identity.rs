@@ -134,7 +134,11 @@ fn a_dn_string_lookalike_does_not_grant_a_role() {
         vec![Condition::Email("admins.example".into())],
     )
     .unwrap();
-    assert!(p.roles_of(&id).is_empty(), "{id:?}");
+    assert!(
+        p.roles_of(&id, portcullis_policy::Timestamp::UNIX_EPOCH)
+            .is_empty(),
+        "{id:?}"
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use portcullis_gate::{Config, Gate, Judgement, Question};
-use portcullis_policy::Identity;
+use portcullis_policy::{Identity, Timestamp};
 use serde::Deserialize;
 
 #[derive(Debug, Args)]
@@ -48,6 +48,10 @@ pub struct TestArgs {
     /// A request header, `Name: value` (repeatable).
     #[arg(long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
+    /// Judge as at this time, for conditions that read `now` (RFC 3339, e.g.
+    /// `2027-01-04T09:00:00+01:00`) [default: now].
+    #[arg(long, value_name = "TIME", value_parser = parse_now)]
+    pub now: Option<Timestamp>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -70,6 +74,11 @@ pub fn run(args: PolicyArgs) -> ExitCode {
     }
 }
 
+fn parse_now(s: &str) -> Result<Timestamp, String> {
+    s.parse()
+        .map_err(|e| format!("not an RFC 3339 time such as 2027-01-04T09:00:00+01:00: {e}"))
+}
+
 fn load(config: &Path) -> Result<Gate> {
     let config = Config::from_file(config)?;
     Ok(crate::serve::load(config)?.0)
@@ -83,6 +92,7 @@ struct Asked {
     host: Option<String>,
     sni: Option<String>,
     headers: Vec<(String, String)>,
+    now: Timestamp,
 }
 
 fn judge(gate: &Gate, a: &Asked) -> Result<Judgement> {
@@ -113,6 +123,7 @@ fn judge(gate: &Gate, a: &Asked) -> Result<Judgement> {
         method: &a.method,
         target: &a.target,
         headers: &headers,
+        now: a.now,
     }))
 }
 
@@ -147,6 +158,7 @@ fn single(args: &TestArgs, method: &str, target: &str) -> Result<()> {
         host: args.host.clone(),
         sni: args.sni.clone(),
         headers: header_pairs(&args.headers)?,
+        now: args.now.unwrap_or_else(Timestamp::now),
     };
     let j = judge(&gate, &asked)?;
     if args.json {
@@ -169,6 +181,14 @@ fn print_judgement(j: &Judgement) {
     }
     if let Some(reason) = &j.reason {
         println!("  why: {reason}");
+    }
+    if let Some(c) = &j.condition {
+        let error = c
+            .error
+            .as_ref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        println!("  condition: {} is {}{error}", c.when, c.result);
     }
     if let Some(path) = &j.path {
         println!("  path judged: {path}");
@@ -206,6 +226,8 @@ struct Case {
     sni: Option<String>,
     #[serde(default)]
     headers: Vec<String>,
+    /// RFC 3339; conditions that read `now` see this time.
+    now: Option<String>,
     expect: String,
     rule: Option<usize>,
 }
@@ -276,6 +298,10 @@ fn table(args: &TestArgs, file: &Path) -> Result<bool> {
             host: case.host.clone(),
             sni: case.sni.clone(),
             headers: header_pairs(&case.headers).with_context(|| at.clone())?,
+            now: match &case.now {
+                Some(t) => parse_now(t).map_err(|e| anyhow::anyhow!("{at}: now: {e}"))?,
+                None => args.now.unwrap_or_else(Timestamp::now),
+            },
         };
         let j = judge(&gate, &asked).with_context(|| at.clone())?;
         let ok = j.decision == case.expect && case.rule.is_none_or(|r| j.rule == Some(r));

@@ -2052,3 +2052,129 @@ fn a_role_from_a_roles_file_changes_on_reload_without_a_restart() {
         "200"
     );
 }
+
+#[test]
+fn a_cel_condition_lets_each_user_reach_only_their_own_paths() {
+    let pki = Pki::new();
+    let upstream = Upstream::start();
+    let config = pki.config("optional", &upstream.url(), "");
+    // Per-user paths (the ACL case), a condition on a header the client sends, and one on
+    // a header only the gate may set: the client's copy is removed before rules look.
+    edit(
+        &config,
+        "[[rules]]\npath = \"/\"\n",
+        r#"[[rules]]
+path = "/users/**"
+require = "authenticated"
+when = "request.path.startsWith('/users/' + cert.cn + '/') || 'admin' in roles"
+
+[[rules]]
+path = "/reports/**"
+require = "anonymous"
+when = "request.headers['x-team'] == 'blue' && request.query.year == '2026'"
+
+[[rules]]
+path = "/spoof/**"
+require = "anonymous"
+when = "'x-client-verify' in request.headers"
+
+[[rules]]
+path = "/"
+"#,
+    );
+    let gate = Gate::start(&config);
+    let bob = curl_as(&pki, "bob", &[], &gate.url("/users/bob/notes?x=1"));
+    assert_eq!(bob.status, "200", "{bob:?}");
+    assert_eq!(
+        json(&bob.body)["url"],
+        "/users/bob/notes?x=1",
+        "{}",
+        bob.body
+    );
+    assert_eq!(json(&bob.body)["headers"]["x-client-cn"], "bob");
+    // bob is not carol, and `..` does not make him so: the path is canonical first.
+    for path in [
+        "/users/carol/notes",
+        "/users/bob/../carol/notes",
+        "/users/bobby/x",
+    ] {
+        let r = curl_as(&pki, "bob", &[], &gate.url(path));
+        assert_eq!(r.status, "403", "{path}: {r:?}");
+        assert!(r.body.contains("condition"), "{path}: {}", r.body);
+    }
+    // An admin (alice, OU Admins) may read anyone's.
+    assert_eq!(
+        curl_as(&pki, "alice", &[], &gate.url("/users/bob/notes")).status,
+        "200"
+    );
+    // The condition reads `cert`: without a certificate the answer is 401, not 403.
+    assert_eq!(curl(&pki, &[], &gate.url("/users/bob/notes")).status, "401");
+
+    let blue = ["-H", "X-Team: blue"];
+    assert_eq!(
+        curl(&pki, &blue, &gate.url("/reports/q?year=2026")).status,
+        "200"
+    );
+    assert_eq!(
+        curl(&pki, &blue, &gate.url("/reports/q?year=2025")).status,
+        "403"
+    );
+    // A parameter given twice (in two spellings) or a header sent twice is ambiguous:
+    // refused, not guessed.
+    assert_eq!(
+        curl(&pki, &blue, &gate.url("/reports/q?year=2026&y%65ar=2025")).status,
+        "403"
+    );
+    let twice = ["-H", "X-Team: blue", "-H", "X-Team: red"];
+    assert_eq!(
+        curl(&pki, &twice, &gate.url("/reports/q?year=2026")).status,
+        "403"
+    );
+    for spelling in ["X-Client-Verify: SUCCESS", "x_client_verify: SUCCESS"] {
+        let r = curl(&pki, &["-H", spelling], &gate.url("/spoof/x"));
+        assert_eq!(r.status, "403", "{spelling}: {r:?}");
+    }
+    // The access log names the deciding rule.
+    assert!(
+        gate.logged_more(&["/users/carol/notes", "rule=0", "decision=forbidden"], 0),
+        "{}",
+        gate.output()
+    );
+}
+
+#[test]
+fn a_bad_condition_is_refused_at_load_and_on_reload_with_its_position() {
+    let pki = Pki::new();
+    let config = pki.config("optional", "builtin:whoami", "");
+    let good = "[[rules]]\npath = \"/x/**\"\nrequire = \"authenticated\"\nwhen = \"cert.cn == 'bob'\"\n\n[[rules]]\npath = \"/\"\n";
+    edit(&config, "[[rules]]\npath = \"/\"\n", good);
+    let gate = Gate::start(&config);
+    assert_eq!(curl_as(&pki, "bob", &[], &gate.url("/x/1")).status, "200");
+    assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/x/1")).status, "403");
+
+    // A typo in a field: the reload is refused with file:line, the key and the column,
+    // and the old policy keeps deciding.
+    edit(
+        &config,
+        "cert.cn == 'bob'",
+        "cert.cn == 'alice' && cert.nmae == 'x'",
+    );
+    let seen = gate.lines_with(&["no field `nmae`"]);
+    gate.hangup();
+    assert!(
+        gate.logged_more(&["no field `nmae`", "rules[0]", "column 23"], seen),
+        "{}",
+        gate.output()
+    );
+    assert_eq!(curl_as(&pki, "bob", &[], &gate.url("/x/1")).status, "200");
+    assert_eq!(curl_as(&pki, "alice", &[], &gate.url("/x/1")).status, "403");
+
+    // `portcullis check` says the same and where: file:line, key, column, a caret.
+    let said = fails("check", &config);
+    assert!(said.contains("gate-optional.toml:"), "{said}");
+    assert!(
+        said.contains("rules[0]") && said.contains("when:"),
+        "{said}"
+    );
+    assert!(said.contains("column 23") && said.contains('^'), "{said}");
+}

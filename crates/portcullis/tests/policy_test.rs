@@ -261,3 +261,145 @@ expect = "unauthenticated"
         said(&o)
     );
 }
+
+/// `config(pki)` plus conditions: office hours in Berlin on `/payroll/**` (#0), a role
+/// granted by a condition (certificates younger than 90 days are `fresh`), and per-user
+/// paths on `/users/**` (#1).
+fn config_with_conditions(pki: &Pki) -> std::path::PathBuf {
+    let path = config(pki);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replacen(
+        "[[roles]]",
+        r#"[[roles]]
+role = "fresh"
+when = "now - cert.not_before < duration('2160h')"
+
+[[rules]]
+path = "/payroll/**"
+require = "authenticated"
+when = """
+now.getDayOfWeek('Europe/Berlin') in [1, 2, 3, 4, 5]
+  && now.getHours('Europe/Berlin') >= 9 && now.getHours('Europe/Berlin') < 17
+"""
+
+[[rules]]
+path = "/users/**"
+require = "authenticated"
+when = "request.segments[1] == cert.cn || 'admin' in roles"
+
+[[roles]]"#,
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn conditions_show_in_the_decision_with_what_they_came_to() {
+    let pki = Pki::new();
+    let config = config_with_conditions(&pki);
+    let (bob, _) = pki.client("bob");
+    // Tuesday 10:30 in Berlin, then 18:30.
+    let at = |t: &str, path: &str| judged(&config, &["--cert", &bob, "--now", t, "GET", path]);
+    let open = at("2026-12-01T10:30:00+01:00", "/payroll/march");
+    assert_eq!(open["decision"], "allow", "{open}");
+    assert_eq!(open["rule"], 0);
+    assert_eq!(open["condition"]["result"], "true");
+    let closed = at("2026-12-01T18:30:00+01:00", "/payroll/march");
+    assert_eq!(closed["decision"], "forbidden", "{closed}");
+    assert_eq!(closed["condition"]["result"], "false");
+    assert!(
+        closed["condition"]["when"]
+            .as_str()
+            .unwrap()
+            .contains("getHours('Europe/Berlin') >= 9"),
+        "{closed}"
+    );
+    // Saturday morning.
+    let weekend = at("2026-12-05T10:30:00+01:00", "/payroll/march");
+    assert_eq!(weekend["decision"], "forbidden", "{weekend}");
+
+    // The fresh role: bob's certificate was issued by the test's CA just now.
+    let roles = open["roles"].as_array().unwrap();
+    assert!(
+        roles.iter().any(|r| r["role"] == "fresh"
+            && r["because"].as_str().unwrap().contains("duration('2160h')")),
+        "{open}"
+    );
+    let later = at("2027-06-01T10:30:00+01:00", "/payroll/march");
+    let roles = later["roles"].as_array().unwrap();
+    assert!(!roles.iter().any(|r| r["role"] == "fresh"), "{later}");
+
+    // Per-user paths, in text: the condition and its result are printed.
+    let o = policy_test(&config, &["--cert", &bob, "GET", "/users/alice/inbox"]);
+    let text = said(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains("decision: forbidden by rule #1 /users/** authenticated when request.segments[1] == cert.cn"), "{text}");
+    assert!(
+        text.contains("condition: request.segments[1] == cert.cn || 'admin' in roles is false"),
+        "{text}"
+    );
+    let mine = judged(&config, &["--cert", &bob, "GET", "/users/bob/inbox"]);
+    assert_eq!(mine["decision"], "allow", "{mine}");
+    // `/users` has no second segment: an index out of range is an error, and an error
+    // refuses, saying why.
+    let short = judged(&config, &["--identity", "cn=bob", "GET", "/users"]);
+    assert_eq!(short["decision"], "forbidden", "{short}");
+    assert_eq!(short["condition"]["result"], "error", "{short}");
+    assert!(
+        short["reason"].as_str().unwrap().contains("out of range"),
+        "{short}"
+    );
+    let anon = judged(&config, &["GET", "/users/bob/inbox"]);
+    assert_eq!(anon["decision"], "unauthenticated", "{anon}");
+}
+
+#[test]
+fn a_table_can_fix_the_time_per_case() {
+    let pki = Pki::new();
+    let config = config_with_conditions(&pki);
+    let cases = pki.path("cases.toml");
+    std::fs::write(
+        &cases,
+        r#"
+[[case]]
+name = "payroll in office hours"
+identity = "cn=bob"
+path = "/payroll/x"
+now = "2026-12-01T10:00:00+01:00"
+expect = "allow"
+rule = 0
+
+[[case]]
+name = "payroll at night"
+identity = "cn=bob"
+path = "/payroll/x"
+now = "2026-12-01T23:00:00+01:00"
+expect = "forbidden"
+
+[[case]]
+name = "wrong on purpose"
+identity = "cn=bob"
+path = "/users/carol/x"
+expect = "allow"
+"#,
+    )
+    .unwrap();
+    let o = policy_test(&config, &[cases.to_str().unwrap()]);
+    let text = said(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("cases.toml:17: wrong on purpose: expected allow, got forbidden by rule #1"),
+        "{text}"
+    );
+    assert!(text.contains("3 cases, 2 passed, 1 failed"), "{text}");
+
+    std::fs::write(
+        &cases,
+        "[[case]]\npath = \"/x\"\nnow = \"noon\"\nexpect = \"allow\"\n",
+    )
+    .unwrap();
+    let o = policy_test(&config, &[cases.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", said(&o));
+    assert!(said(&o).contains("RFC 3339"), "{}", said(&o));
+}

@@ -2,7 +2,8 @@
 //! path, the checked host, the canonically spelled method — and on the roles the
 //! connection holds under the configuration in force (SECURITY.md rules 1 and 9).
 
-use portcullis_policy::{CanonicalPath, Decision, Policy, Request, RoleSet};
+use http::HeaderMap;
+use portcullis_policy::{Decision, HeaderValue, Headers, Policy, Request, RoleSet};
 
 /// Why the policy refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,23 +16,40 @@ pub enum Denied {
     NoRule,
 }
 
+/// What the page says a refused condition needed. The expression itself stays in the
+/// policy (`portcullis policy test` shows it): it can name people and hours.
+pub const CONDITION_NEEDED: &str = "its rule's condition (when) to be met";
+
 /// The index of the rule that allows the request.
-pub fn decide(
-    policy: &Policy,
-    roles: Option<RoleSet>,
-    method: &str,
-    host: &str,
-    path: &CanonicalPath<'_>,
-) -> Result<usize, Denied> {
-    let facts = Request { method, host, path };
-    match policy.decide(&facts, roles) {
+pub fn decide(policy: &Policy, roles: Option<RoleSet>, req: &Request<'_>) -> Result<usize, Denied> {
+    match policy.decide(req, roles) {
         Decision::Allow { rule } => Ok(rule),
         Decision::Unauthenticated { rule } => Err(Denied::Unauthenticated { rule }),
         Decision::Forbidden { rule, require } => Err(Denied::Forbidden {
             rule,
             needs: policy.describe(require),
         }),
+        Decision::Unmet { rule, .. } => Err(Denied::Forbidden {
+            rule,
+            needs: CONDITION_NEEDED.into(),
+        }),
         Decision::NoRule => Err(Denied::NoRule),
+    }
+}
+
+/// `request.headers` for conditions: the request's headers after stage 3, so a condition
+/// reads exactly what the upstream will (and never a header the gate speaks for).
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderView<'a>(pub &'a HeaderMap);
+
+impl Headers for HeaderView<'_> {
+    fn get(&self, name: &str) -> HeaderValue<'_> {
+        let mut all = self.0.get_all(name).iter();
+        match (all.next(), all.next()) {
+            (None, _) => HeaderValue::Absent,
+            (Some(_), Some(_)) => HeaderValue::Repeated,
+            (Some(v), None) => v.to_str().map_or(HeaderValue::NotText, HeaderValue::One),
+        }
     }
 }
 
@@ -47,7 +65,7 @@ impl Denied {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portcullis_policy::{Condition, Identity, path};
+    use portcullis_policy::{Condition, Identity, Timestamp, path};
 
     #[test]
     fn decisions_name_the_rule_and_what_is_missing() {
@@ -59,23 +77,29 @@ mod tests {
             .unwrap();
         let auth = p.requirement("authenticated").unwrap();
         p.add_rule("/api/**", &[], None, auth).unwrap();
-        let bob = p.roles_of(&Identity::default());
+        let now = Timestamp::UNIX_EPOCH;
+        let bob = p.roles_of(&Identity::default(), now);
         let path = path::canonicalize("/api/x").unwrap();
-        assert_eq!(decide(&p, Some(bob), "GET", "localhost", &path), Ok(1));
+        let req = |method| Request::new(method, "localhost", &path, now);
+        assert_eq!(decide(&p, Some(bob), &req("GET")), Ok(1));
         assert_eq!(
-            decide(&p, Some(bob), "DELETE", "localhost", &path),
+            decide(&p, Some(bob), &req("DELETE")),
             Err(Denied::Forbidden {
                 rule: 0,
                 needs: "role admin".into()
             })
         );
         assert_eq!(
-            decide(&p, None, "GET", "localhost", &path),
+            decide(&p, None, &req("GET")),
             Err(Denied::Unauthenticated { rule: 1 })
         );
         let other = path::canonicalize("/other").unwrap();
         assert_eq!(
-            decide(&p, Some(bob), "GET", "localhost", &other),
+            decide(
+                &p,
+                Some(bob),
+                &Request::new("GET", "localhost", &other, now)
+            ),
             Err(Denied::NoRule)
         );
     }

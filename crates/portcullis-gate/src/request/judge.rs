@@ -3,10 +3,10 @@
 //! the identity given instead of verified from a handshake, and a trace of the rules.
 
 use http::{HeaderMap, Method, Uri, Version};
-use portcullis_policy::{Decision as PolicyDecision, Identity, Request};
+use portcullis_policy::{Decision as PolicyDecision, Identity, Request, Timestamp};
 use serde::Serialize;
 
-use super::{authority, canonical};
+use super::{authority, authorize, canonical, headers};
 use crate::gate::Gate;
 use crate::outcome::Decision;
 
@@ -22,6 +22,8 @@ pub struct Question<'a> {
     pub target: &'a str,
     /// Request headers; `Host` among them (a missing one is a 400, as on the wire).
     pub headers: &'a HeaderMap,
+    /// When the request is judged (conditions may read `now`).
+    pub now: Timestamp,
 }
 
 /// The gate's decision on a [`Question`], and why.
@@ -36,12 +38,24 @@ pub struct Judgement {
     pub rule_text: Option<String>,
     /// For a refusal: what was wrong or missing, as the refusal page says it.
     pub reason: Option<String>,
+    /// The deciding rule's `when` condition, if it has one and it was evaluated.
+    pub condition: Option<ConditionResult>,
     /// The path the rules judged (and the upstream would receive).
     pub path: Option<String>,
     /// The roles the identity holds, each with the mapping that granted it.
     pub roles: Vec<Granted>,
     /// The rules tried before the deciding one, and what did not match.
     pub trace: Vec<Tried>,
+}
+
+/// A rule condition and what it came to.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConditionResult {
+    pub when: String,
+    /// `true`, `false`, or `error`.
+    pub result: &'static str,
+    /// Why it could not be evaluated.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,6 +80,7 @@ impl Gate {
             rule: None,
             rule_text: None,
             reason: None,
+            condition: None,
             path: None,
             roles: Vec::new(),
             trace: Vec::new(),
@@ -87,7 +102,7 @@ impl Gate {
         let policy = &config.policy;
         if let Some(id) = q.identity {
             j.roles = policy
-                .grants(id)
+                .grants(id, q.now)
                 .into_iter()
                 .map(|(role, because)| Granted {
                     role: role.to_owned(),
@@ -125,13 +140,20 @@ impl Gate {
             Err(p) if p.misdirected() => return refuse(j, Decision::Misdirected, p.to_string()),
             Err(p) => return refuse(j, Decision::BadRequest, p.to_string()),
         };
+        // 3. Headers, as conditions see them.
+        let mut sanitized = q.headers.clone();
+        headers::sanitize(&mut sanitized, &site.headers);
         // 4. Policy: every rule in order, with the ones passed over; `decide` reaches the
         //    same rule through its index (an equivalence test in portcullis-policy).
-        let roles = q.identity.map(|id| policy.roles_of(id));
+        let roles = q.identity.map(|id| policy.roles_of(id, q.now));
         let facts = Request {
             method: method.as_str(),
             host: authority.host(),
             path: &path,
+            query: uri.query().unwrap_or(""),
+            headers: &authorize::HeaderView(&sanitized),
+            identity: q.identity,
+            now: q.now,
         };
         let (decision, misses) = policy.explain(&facts, roles);
         let text = |i: usize| config.rule_names.get(i).cloned().unwrap_or_default();
@@ -146,7 +168,26 @@ impl Gate {
         j.rule = decision.rule();
         j.rule_text = j.rule.map(text);
         let (d, reason) = match decision {
-            PolicyDecision::Allow { .. } => (Decision::Allow, None),
+            PolicyDecision::Allow { rule } => {
+                j.condition = policy.rules()[rule].when.as_ref().map(|w| ConditionResult {
+                    when: w.to_string(),
+                    result: "true",
+                    error: None,
+                });
+                (Decision::Allow, None)
+            }
+            PolicyDecision::Unmet { when, error, .. } => {
+                j.condition = Some(ConditionResult {
+                    when: when.to_string(),
+                    result: if error.is_some() { "error" } else { "false" },
+                    error: error.as_ref().map(ToString::to_string),
+                });
+                let why = match &error {
+                    Some(e) => format!("the rule's condition could not be evaluated: {e}"),
+                    None => format!("the rule's condition is false: {when}"),
+                };
+                (Decision::Forbidden, Some(why))
+            }
             PolicyDecision::Unauthenticated { .. } => (
                 Decision::Unauthenticated,
                 Some("a client certificate is needed".into()),

@@ -39,7 +39,7 @@ use crate::pages::{self, Page, Pages, Refusal};
 
 pub(crate) use authority::{Authority, check as check_authority};
 pub(crate) use headers::sanitize as sanitize_headers;
-pub use judge::{Granted, Judgement, Question, Tried};
+pub use judge::{ConditionResult, Granted, Judgement, Question, Tried};
 
 /// The response body of `portcullis serve`: the upstream's or a page, counted as in flight
 /// until it is delivered.
@@ -131,13 +131,16 @@ pub fn admit(gate: &Gate, conn: &Connection, parts: &mut Parts) -> Result<Admitt
 
     // 4. Policy.
     let policy = &site.config().policy;
-    let rule = match authorize::decide(
-        policy,
-        binding.roles,
-        parts.method.as_str(),
-        authority.host(),
-        &path,
-    ) {
+    let facts = portcullis_policy::Request {
+        method: parts.method.as_str(),
+        host: authority.host(),
+        path: &path,
+        query: parts.uri.query().unwrap_or(""),
+        headers: &authorize::HeaderView(&parts.headers),
+        identity: conn.verified().map(|v| &v.identity),
+        now: portcullis_policy::Timestamp::now(),
+    };
+    let rule = match authorize::decide(policy, binding.roles, &facts) {
         Ok(rule) => rule,
         Err(denied) => {
             let who = conn.verified().map_or("anonymous", |v| v.label.as_str());
