@@ -2134,11 +2134,21 @@ path = "/"
         let r = curl(&pki, &["-H", spelling], &gate.url("/spoof/x"));
         assert_eq!(r.status, "403", "{spelling}: {r:?}");
     }
-    // The access log names the deciding rule.
+    // The access log names the deciding rule, and `check` lists it with its condition.
     assert!(
         gate.logged_more(&["/users/carol/notes", "rule=0", "decision=forbidden"], 0),
         "{}",
         gate.output()
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("#0 /users/** authenticated when request.path.startsWith('/users/' + cert.cn + '/') || 'admin' in roles"),
+        "{listed}"
     );
 }
 
