@@ -158,7 +158,12 @@ fn node_app_trusting_the_subject_accepts_forgeries() {
         "Node reading the subject",
         &run,
         &node,
-        &["self-signed", "same-name-issuer", "expired", "no-client-auth-eku"],
+        &[
+            "self-signed",
+            "same-name-issuer",
+            "expired",
+            "no-client-auth-eku",
+        ],
     );
     // The human text says the same, with the verdict first.
     let out = sb.run(&[
@@ -280,7 +285,10 @@ fn open_url_is_reported_as_open() {
     let finding = run.finding("audit-url-open");
     assert_eq!(finding["severity"], "warning");
     let evidence = finding["evidence"].to_string();
-    assert!(evidence.contains("without a client certificate"), "{evidence}");
+    assert!(
+        evidence.contains("without a client certificate"),
+        "{evidence}"
+    );
     // Nothing more to learn from forgeries.
     assert_eq!(tried(&run), ["real", "none"]);
 }
