@@ -117,11 +117,11 @@ fn verdict(report: &Report, req: &Request) -> String {
     let Some(audit) = &report.observations.audit else {
         return format!(
             "cannot audit: the audit needs a client certificate the server accepts, and {}; \
-             `portcullis doctor {} --cert … --key …` shows the evidence",
+             `{}` shows the evidence",
             report
                 .verdict
                 .replacen("the connection fails", "the connection fails first", 1),
-            url(req)
+            doctor_command(req)
         );
     };
     let inside: Vec<&str> = report
@@ -157,18 +157,32 @@ fn verdict(report: &Report, req: &Request) -> String {
             }
         ),
         _ => format!(
-            "cannot audit: {}; `portcullis doctor {} --cert … --key …` shows the evidence",
+            "cannot audit: {}; `{}` shows the evidence",
             report
                 .findings
                 .first()
                 .map_or("the real certificate is not accepted", |f| f
                     .summary
                     .as_str()),
-            url(req)
+            doctor_command(req)
         ),
     }
 }
 
-fn url(req: &Request) -> String {
-    format!("https://{}{}", req.target, req.target.path)
+/// The ordinary doctor's command line for the same URL and files.
+fn doctor_command(req: &Request) -> String {
+    let mut cmd = format!(
+        "portcullis doctor https://{}{}",
+        req.target, req.target.path
+    );
+    if let Some(name) = &req.servername {
+        cmd.push_str(&format!(" --servername {name}"));
+    }
+    for ca in &req.ca_files {
+        cmd.push_str(&format!(" --ca {ca}"));
+    }
+    if let Some(c) = &req.client {
+        cmd.push_str(&format!(" --cert {} --key {}", c.cert_file, c.key_file));
+    }
+    cmd
 }
