@@ -318,7 +318,47 @@ pub const CAUSES: &[Cause] = &[
         ],
         fix: "serve the leaf first, then each issuer in order",
     },
+    // `doctor audit`: the connection works; the question is whether it works for forgeries.
+    Cause {
+        slug: "accepts-forged-certificate",
+        what: "the server gives a forged twin of an accepted client certificate the same answer as the real one (doctor audit)",
+        errors: &["none: the forged certificate \"works\""],
+        fix: AUDIT_FIX,
+    },
+    Cause {
+        slug: "accepts-self-signed",
+        what: "a self-signed copy of the client certificate (same subject and SANs, another key) got in (doctor audit)",
+        errors: &["none: the forged certificate \"works\""],
+        fix: AUDIT_FIX,
+    },
+    Cause {
+        slug: "accepts-same-name-issuer",
+        what: "a copy signed by a throwaway CA named like the real issuer got in: names are compared, not signatures (doctor audit)",
+        errors: &["none: the forged certificate \"works\""],
+        fix: AUDIT_FIX,
+    },
+    Cause {
+        slug: "accepts-expired",
+        what: "an expired copy (signed by the throwaway same-name CA) got in (doctor audit)",
+        errors: &["none: the forged certificate \"works\""],
+        fix: AUDIT_FIX,
+    },
+    Cause {
+        slug: "accepts-no-client-auth-eku",
+        what: "a copy without the clientAuth extendedKeyUsage (signed by the throwaway same-name CA) got in (doctor audit)",
+        errors: &["none: the forged certificate \"works\""],
+        fix: AUDIT_FIX,
+    },
+    Cause {
+        slug: "audit-url-open",
+        what: "the URL answers without a client certificate as it answers with one: no certificate protects it (doctor audit, warning)",
+        errors: &["none: every client gets in"],
+        fix: "require a client certificate for this URL (Node `requestCert: true, rejectUnauthorized: true`, nginx `ssl_verify_client on`), or audit a URL that is meant to be protected",
+    },
 ];
+
+/// The fix for every forgery the audit finds.
+const AUDIT_FIX: &str = "require verification (Node `rejectUnauthorized: true`, nginx `ssl_verify_client on`), or check `req.socket.authorized` / `$ssl_client_verify = SUCCESS` before trusting any field of the certificate";
 
 /// The cause with this slug.
 pub fn get(slug: &str) -> Option<&'static Cause> {

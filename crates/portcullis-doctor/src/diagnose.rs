@@ -74,11 +74,14 @@ pub fn diagnose(obs: &Observations) -> Diagnosis {
     };
     connection(&mut b);
     chain(&mut b);
+    audit(&mut b);
     let mut findings = b.out;
     findings.sort_by_key(|f| (f.severity == Severity::Warning, causes::rank(&f.cause)));
+    // `audit-url-open` is a warning (a public URL may be public on purpose) and still the
+    // cause: the audit could not answer its question, so it does not say `ok`.
     let cause = findings
         .iter()
-        .find(|f| f.severity == Severity::Error)
+        .find(|f| f.severity == Severity::Error || f.cause == "audit-url-open")
         .map_or_else(|| "ok".to_owned(), |f| f.cause.clone());
     Diagnosis { cause, findings }
 }
@@ -387,6 +390,172 @@ pub fn http_refusal(h: &HttpCheck) -> Option<&'static str> {
         400..=499 if words.contains("ssl certificate error") => Some("client-cert-rejected"),
         400..=499 if words.contains("certificate") => Some(by_what_we_sent),
         _ => None,
+    }
+}
+
+/// Words of a page that refuses, whatever its status (the Express seed answers its
+/// "Unauthorized" page with 200).
+const REFUSAL_WORDS: &[&str] = &[
+    "unauthorized",
+    "unauthorised",
+    "not authorized",
+    "not authorised",
+    "forbidden",
+    "access denied",
+    "permission denied",
+    "not allowed",
+    "certificate required",
+    "no required ssl certificate",
+    "ssl certificate error",
+    "bad certificate",
+    "invalid certificate",
+];
+
+/// Whether an audit request was refused: no HTTP answer (a TLS alert, a close), a status
+/// that refuses (401, 403, 407, 495, 496, or a 4xx page about the certificate), or a page
+/// with refusal words, whatever its status.
+pub fn audit_refused(h: &HttpCheck) -> bool {
+    let Some(status) = h.status else {
+        return true;
+    };
+    if http_refusal(h).is_some() || matches!(status, 401 | 403 | 407 | 495 | 496) {
+        return true;
+    }
+    let words = h.text.as_deref().unwrap_or("").to_lowercase();
+    REFUSAL_WORDS.iter().any(|w| words.contains(w))
+}
+
+/// Whether `twin` got the same kind of answer as `real`: the same status class, and not
+/// a refusal.
+pub fn audit_got_in(real: &HttpCheck, twin: &HttpCheck) -> bool {
+    match (real.status, twin.status) {
+        (Some(r), Some(t)) => r / 100 == t / 100 && !audit_refused(real) && !audit_refused(twin),
+        _ => false,
+    }
+}
+
+/// `doctor audit`: the real certificate's answer against each twin's. Only when the
+/// connection itself is healthy (otherwise those findings say why).
+fn audit(b: &mut Builder<'_>) {
+    let obs = b.obs;
+    let Some(audit) = &obs.audit else {
+        return;
+    };
+    if b.out.iter().any(|f| f.severity == Severity::Error) {
+        return;
+    }
+    let Some(real) = audit.tries.iter().find(|t| t.twin == "real") else {
+        return;
+    };
+    let answer = |t: &AuditTry| match &t.http.error {
+        Some(e) => format!("refused, no HTTP answer: {e}"),
+        None => http_answer(&t.http),
+    };
+    let line = |t: &AuditTry| format!("{}: {}", t.presented, answer(t));
+    let request = format!(
+        "each request on a new connection verified with the {} store: {}, Host: {}, Connection: close",
+        real.http.verified_by, real.http.request, real.http.host
+    );
+    let path = if obs.target.path.is_empty() {
+        "/"
+    } else {
+        obs.target.path.as_str()
+    };
+    if audit_refused(&real.http) {
+        b.add(
+            "client-cert-rejected",
+            Severity::Error,
+            format!(
+                "the server does not accept the real certificate at {path} ({}): the audit \
+                 compares forged copies with a certificate the server accepts",
+                answer(real)
+            ),
+            vec![request, line(real)],
+        );
+        return;
+    }
+    if let Some(none) = audit.tries.iter().find(|t| t.twin == "none")
+        && audit_got_in(&real.http, &none.http)
+    {
+        b.add(
+            "audit-url-open",
+            Severity::Warning,
+            format!(
+                "{path} answers a request without a client certificate as it answers the real \
+                 one ({}): no certificate protects it, so there is nothing to forge",
+                http_answer(&none.http)
+            ),
+            vec![request, line(real), line(none)],
+        );
+        return;
+    }
+    let forged: Vec<&AuditTry> = audit
+        .tries
+        .iter()
+        .filter(|t| t.twin != "real" && t.twin != "none")
+        .collect();
+    let inside: Vec<&AuditTry> = forged
+        .iter()
+        .copied()
+        .filter(|t| audit_got_in(&real.http, &t.http))
+        .collect();
+    if inside.is_empty() {
+        return;
+    }
+    let mut ev = vec![request, line(real)];
+    for t in audit.tries.iter().filter(|t| t.twin != "real") {
+        let verdict = if audit_got_in(&real.http, &t.http) {
+            "GOT IN"
+        } else {
+            "refused"
+        };
+        ev.push(format!("{verdict}: {}", line(t)));
+    }
+    b.add(
+        "accepts-forged-certificate",
+        Severity::Error,
+        format!(
+            "the server accepts forged client certificates: {} of {} forged copies got the \
+             answer the real certificate gets ({}): {}",
+            inside.len(),
+            forged.len(),
+            http_answer(&real.http),
+            inside
+                .iter()
+                .map(|t| t.twin.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        ev,
+    );
+    for t in inside {
+        let summary = match t.twin.as_str() {
+            "self-signed" => {
+                "a self-signed copy (same subject and SANs, a key of ours) got in: the server \
+                 does not check who signed the certificate"
+            }
+            "same-name-issuer" => {
+                "a copy signed by a throwaway CA that only has the real issuer's name got in: \
+                 the server compares names, not signatures"
+            }
+            "expired" => {
+                "an expired copy got in; it is signed by the throwaway same-name CA (we do not \
+                 hold the real CA's key), so the server checks neither the signature nor the \
+                 dates"
+            }
+            "no-client-auth-eku" => {
+                "a copy without the clientAuth extendedKeyUsage got in; it is signed by the \
+                 throwaway same-name CA, so the server checks neither the signature nor what \
+                 the certificate is for"
+            }
+            _ => "a forged copy got in",
+        };
+        b.add(
+            &format!("accepts-{}", t.twin),
+            Severity::Error,
+            summary.split_whitespace().collect::<Vec<_>>().join(" "),
+            vec![line(real), line(t)],
+        );
     }
 }
 
@@ -1135,6 +1304,43 @@ mod tests {
             "{}",
             d.findings[0].summary
         );
+    }
+
+    /// The audit's comparison rule: same status class, and not a refusal.
+    #[test]
+    fn audit_twins_get_in_only_with_the_real_answer() {
+        let http = |status: Option<u16>, text: &str| HttpCheck {
+            status,
+            text: Some(text.into()),
+            client_cert: true,
+            ..Default::default()
+        };
+        let real = http(Some(200), "hello alice");
+        let cases = [
+            (http(Some(200), "hello alice"), true),
+            (http(Some(204), ""), true),
+            // The Express seed's own page for unverified clients, answered with 200.
+            (http(Some(200), "Unauthorized!"), false),
+            (http(Some(302), "Found"), false),
+            (http(Some(401), "hello"), false),
+            (http(Some(403), ""), false),
+            (http(Some(400), "400 The SSL certificate error"), false),
+            (http(Some(496), ""), false),
+            // A TLS alert or a close: no HTTP answer at all.
+            (http(None, ""), false),
+        ];
+        for (twin, got_in) in cases {
+            assert_eq!(audit_got_in(&real, &twin), got_in, "{twin:?}");
+        }
+        // A real answer that itself refuses cannot be compared with.
+        assert!(audit_refused(&http(Some(403), "Forbidden")));
+        assert!(!audit_got_in(
+            &http(Some(403), "Forbidden"),
+            &http(Some(403), "Forbidden")
+        ));
+        // Nor can a refusal page answered with 200 (the seed's, for a certificate it
+        // does not accept).
+        assert!(audit_refused(&http(Some(200), "Unauthorized!")));
     }
 
     #[test]

@@ -29,6 +29,15 @@ pub enum Error {
     #[error("{}: the PKCS#12 bundle holds no private key with a certificate", path.display())]
     P12Empty { path: PathBuf },
 
+    #[error("the audit needs a client certificate the server accepts (--cert and --key)")]
+    AuditNeedsCertificate,
+
+    #[error("cannot make the forged twins of {cert}: {reason}")]
+    Forge { cert: String, reason: String },
+
+    #[error("the audit found no verified connection to the server to send requests on")]
+    AuditNoRoute,
+
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
 }

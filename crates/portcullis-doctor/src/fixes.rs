@@ -262,6 +262,20 @@ pub fn for_cause(cause: &str, obs: &Observations) -> Vec<Fix> {
                 snippet: format!("sudo tcpdump -i any -w tls.pcap host {} and port {}", s.host, s.port),
             },
         ],
+        "accepts-forged-certificate"
+        | "accepts-self-signed"
+        | "accepts-same-name-issuer"
+        | "accepts-expired"
+        | "accepts-no-client-auth-eku" => require_verification(),
+        "audit-url-open" => {
+            let mut v = vec![note(
+                "If this URL is meant for certificate holders only, require a client \
+                 certificate for it, verified; if it is public on purpose, audit a URL that \
+                 is protected.",
+            )];
+            v.extend(require_verification().into_iter().skip(1));
+            v
+        }
         "dns-failure" => vec![note("Check the spelling, /etc/hosts, and the resolver (getent hosts NAME, dig NAME).")],
         "tcp-refused" => vec![note(
             "Nothing listens there: check the port, that the server runs, and that it listens \
@@ -279,6 +293,38 @@ pub fn for_cause(cause: &str, obs: &Observations) -> Vec<Fix> {
         )],
         _ => Vec::new(),
     }
+}
+
+/// The server-side fix for a server that lets forged client certificates in: verify, or
+/// look at the verification's result before any field of the certificate.
+fn require_verification() -> Vec<Fix> {
+    vec![
+        note(
+            "Make the TLS layer verify client certificates against the CA that issues them, \
+             and refuse the unverified ones; or, where unverified clients must still get a \
+             page of yours, check the verification result before reading any field of the \
+             certificate (subject, DN, serial, SANs). Forged certificates carry the same \
+             fields as real ones: only the verification tells them apart.",
+        ),
+        Fix {
+            ecosystem: "node".into(),
+            summary: "Node.js https/tls: refuse unverified certificates in the handshake, or \
+                      check `req.socket.authorized` first:"
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+            snippet: "const options = {\n  key, cert,\n  ca: fs.readFileSync('clients-ca.pem'),  // the CA that issues client certificates\n  requestCert: true,\n  rejectUnauthorized: true,\n};\n// or, to answer unverified clients with a page of your own:\napp.use((req, res, next) => {\n  if (!req.socket.authorized) return res.status(401).send('client certificate required');\n  next();  // only now is req.socket.getPeerCertificate() vouched for\n});".into(),
+        },
+        server(
+            "nginx: verify against the clients CA; with `optional`, refuse unless \
+             `$ssl_client_verify` is SUCCESS before any $ssl_client_* variable is used or \
+             passed on (`optional_no_ca` never verifies).",
+            "ssl_client_certificate /etc/nginx/clients-ca.pem;\n\
+             ssl_verify_client on;\n\
+             # or: ssl_verify_client optional; and then, before using $ssl_client_s_dn:\n\
+             if ($ssl_client_verify != SUCCESS) { return 403; }",
+        ),
+    ]
 }
 
 fn note(text: &str) -> Fix {

@@ -42,6 +42,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audit;
 pub mod causes;
 pub mod certs;
 pub mod compare;
@@ -50,6 +51,7 @@ pub mod diagnose;
 pub mod error;
 pub mod explain;
 pub mod fixes;
+mod forge;
 pub mod http;
 pub mod observe;
 pub mod probe;

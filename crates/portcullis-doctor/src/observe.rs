@@ -41,6 +41,10 @@ pub struct Observations {
     /// The one HTTP request made after a verified handshake in which the server asked
     /// for a client certificate (servers such as nginx refuse in HTTP, not in TLS).
     pub http: Option<HttpCheck>,
+    /// `doctor audit`: the same request with the real client certificate and with each
+    /// forged twin of it.
+    #[serde(default)]
+    pub audit: Option<AuditObservation>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -305,4 +309,21 @@ pub struct HttpCheck {
     /// Why no response was read (the verified handshake failed, a timeout, a reset…).
     pub error: Option<String>,
     pub ms: u64,
+}
+
+/// What `doctor audit` sent and what came back: the real client certificate first, then
+/// each forged twin, in order, until the answers settle the question.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AuditObservation {
+    pub tries: Vec<AuditTry>,
+}
+
+/// One request of an audit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditTry {
+    /// `real`, `none`, `self-signed`, `same-name-issuer`, `expired` or `no-client-auth-eku`.
+    pub twin: String,
+    /// What was presented, for people.
+    pub presented: String,
+    pub http: HttpCheck,
 }

@@ -135,7 +135,7 @@ pub fn run(req: &Request, stores: &Stores) -> Result<Observations, Error> {
     Ok(rt.block_on(run_async(req, stores)))
 }
 
-async fn run_async(req: &Request, stores: &Stores) -> Observations {
+pub(crate) async fn run_async(req: &Request, stores: &Stores) -> Observations {
     let mut obs = Observations {
         target: TargetInfo {
             host: req.target.host.clone(),
@@ -281,26 +281,13 @@ async fn run_async(req: &Request, stores: &Stores) -> Observations {
 
     // The server asked for a client certificate and completed the handshake: some
     // servers (nginx `ssl_verify_client on`) only refuse in HTTP. One request tells.
-    if let Some(main) = obs.handshakes.last()
-        && main.outcome == HandshakeOutcome::Established
-        && main.cert_request.is_some()
-        && let Some(store) = client_store(&obs, stores)
+    if obs
+        .handshakes
+        .last()
+        .is_some_and(|main| main.cert_request.is_some())
+        && let Some(route) = http_route(&obs, req, stores)
     {
-        let name = obs
-            .sni_found
-            .clone()
-            .unwrap_or_else(|| obs.target.verify_name().to_owned());
-        let p = Profile {
-            sni: main.sent.sni.clone(),
-            ..profile.clone()
-        };
-        let check = http::Check {
-            addr,
-            name: &name,
-            store,
-            profile: &p,
-        };
-        obs.http = Some(http::check(&check, req, &provider).await);
+        obs.http = Some(http::check(&route.check(), req, &provider).await);
     }
 
     if req.compare {
@@ -312,6 +299,55 @@ async fn run_async(req: &Request, stores: &Stores) -> Observations {
         obs.compare = Some(matrix);
     }
     obs
+}
+
+/// Where and how a request may go after the probe: the address that answered, the name
+/// to verify, the SNI of the handshake that completed, and the store the user's client
+/// would trust it with.
+pub(crate) struct Route<'a> {
+    pub addr: SocketAddr,
+    pub name: String,
+    pub profile: Profile,
+    pub store: (&'static str, &'a [TrustAnchor<'static>]),
+}
+
+impl Route<'_> {
+    pub fn check(&self) -> http::Check<'_> {
+        http::Check {
+            addr: self.addr,
+            name: &self.name,
+            store: self.store,
+            profile: &self.profile,
+        }
+    }
+}
+
+/// The route for HTTP requests, when the main handshake completed and a client would
+/// trust the server (only then may data be sent).
+pub(crate) fn http_route<'a>(
+    obs: &Observations,
+    req: &Request,
+    stores: &'a Stores,
+) -> Option<Route<'a>> {
+    let main = obs.handshakes.last()?;
+    if main.outcome != HandshakeOutcome::Established {
+        return None;
+    }
+    let addr = obs.tcp.as_ref()?.address.parse().ok()?;
+    let store = client_store(obs, stores)?;
+    let name = obs
+        .sni_found
+        .clone()
+        .unwrap_or_else(|| obs.target.verify_name().to_owned());
+    Some(Route {
+        addr,
+        name,
+        profile: Profile {
+            sni: main.sent.sni.clone(),
+            ..req.profile()
+        },
+        store,
+    })
 }
 
 /// The store the user's client would use (`--ca`, else the system's, else Mozilla's), when

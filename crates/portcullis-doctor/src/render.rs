@@ -64,7 +64,16 @@ pub fn text(report: &Report, verbose: bool, st: Style) -> String {
         dim,
         reset,
     } = st;
-    let _ = writeln!(out, "{bold}portcullis doctor {}{reset}", report.target);
+    let audit = if report.observations.audit.is_some() {
+        "audit "
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "{bold}portcullis doctor {audit}{}{reset}",
+        report.target
+    );
     if report.cause == "ok" {
         let _ = writeln!(out, "{green}✓ {}{reset}", report.verdict);
     } else {

@@ -82,6 +82,10 @@ pub struct DoctorArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DoctorCommand {
+    /// Does this server really verify client certificates? Sends URL forged twins of a
+    /// certificate it accepts (none, self-signed, a fake CA with the real issuer's name,
+    /// expired, without clientAuth) and reports every twin answered like the real one.
+    Audit(AuditArgs),
     /// Offline: what an error message or code from Node.js, OpenSSL, curl, rustls, Go,
     /// Java or Python means, and the secure fix.
     Explain {
@@ -94,15 +98,59 @@ pub enum DoctorCommand {
     },
 }
 
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// https://HOST[:PORT]/path that the certificate should protect.
+    #[arg(value_name = "URL")]
+    pub url: String,
+
+    /// A client certificate the server accepts (PEM; may hold the chain). Its forged
+    /// twins are made in memory and never written anywhere.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub cert: PathBuf,
+
+    /// Private key of --cert (PEM, plain or encrypted PKCS#8).
+    #[arg(long, value_name = "FILE", required = true)]
+    pub key: PathBuf,
+
+    /// Passphrase of an encrypted --key, from the first line of FILE
+    /// (or PORTCULLIS_KEY_PASSPHRASE, or the prompt).
+    #[arg(long, value_name = "FILE")]
+    pub key_passphrase_file: Option<PathBuf>,
+
+    /// Verify the server with only these CA certificates (repeatable); without it, the
+    /// system store. The server is always verified before anything is sent.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Vec<PathBuf>,
+
+    /// The name to send in SNI and to verify in the server's certificate.
+    #[arg(long, value_name = "NAME")]
+    pub servername: Option<String>,
+
+    /// Give up on each step after SECS seconds.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub timeout: f64,
+
+    /// Print one JSON object (the doctor's: `cause`, `findings`, `observations.audit`).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Show the evidence: each twin's answer next to the real certificate's.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
 fn style() -> Style {
     Style::new(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
 }
 
-pub fn run(args: DoctorArgs) -> ExitCode {
-    if let Some(DoctorCommand::Explain { text, json }) = &args.command {
-        return explain(&text.join(" "), *json);
-    }
-    match diagnose(args) {
+pub fn run(mut args: DoctorArgs) -> ExitCode {
+    let result = match args.command.take() {
+        Some(DoctorCommand::Explain { text, json }) => return explain(&text.join(" "), json),
+        Some(DoctorCommand::Audit(a)) => audit(a),
+        None => diagnose(args),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -151,15 +199,46 @@ fn explain(text: &str, json: bool) -> ExitCode {
     }
 }
 
-fn diagnose(args: DoctorArgs) -> Result<ExitCode> {
-    let Some(target) = &args.target else {
-        bail!("give a TARGET (HOST[:PORT] or https://HOST[:PORT]/path), or `explain \"TEXT\"`");
+/// `doctor audit`: the real certificate must load; its twins are the library's business.
+fn audit(args: AuditArgs) -> Result<ExitCode> {
+    check_timeout(args.timeout)?;
+    let mut req = Request {
+        target: Target::parse(&args.url)?,
+        servername: args.servername.clone(),
+        ca_files: args.ca.iter().map(|p| p.display().to_string()).collect(),
+        ca: read_ca(&args.ca)?,
+        client: None,
+        tls: None,
+        alpn: vec![],
+        timeout: Duration::from_secs_f64(args.timeout),
+        compare: false,
     };
-    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
+    let report = match load_client(&args.cert, &args.key, args.key_passphrase_file.as_deref())? {
+        Ok(identity) => {
+            req.client = Some(identity);
+            portcullis_doctor::audit::run(&req)?
+        }
+        Err((cause, detail)) => portcullis_doctor::local_report(&req, cause, detail),
+    };
+    if args.json {
+        println!("{}", render::json(&report));
+    } else {
+        print!("{}", render::text(&report, args.verbose, style()));
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+fn check_timeout(secs: f64) -> Result<()> {
+    if !(secs.is_finite() && secs > 0.0 && secs <= 600.0) {
         bail!("--timeout must be between 0 and 600 seconds");
     }
+    Ok(())
+}
+
+/// The certificates of the --ca files; `None` when there are none (the system store).
+fn read_ca(files: &[PathBuf]) -> Result<Option<Vec<Vec<u8>>>> {
     let mut ca = Vec::new();
-    for f in &args.ca {
+    for f in files {
         let bytes =
             std::fs::read(f).with_context(|| format!("cannot read --ca {}", f.display()))?;
         let certs = portcullis_doctor::certs::pem_certs(&bytes);
@@ -168,11 +247,21 @@ fn diagnose(args: DoctorArgs) -> Result<ExitCode> {
         }
         ca.extend(certs);
     }
+    Ok((!files.is_empty()).then_some(ca))
+}
+
+fn diagnose(args: DoctorArgs) -> Result<ExitCode> {
+    let Some(target) = &args.target else {
+        bail!(
+            "give a TARGET (HOST[:PORT] or https://HOST[:PORT]/path), `explain \"TEXT\"` or `audit URL`"
+        );
+    };
+    check_timeout(args.timeout)?;
     let mut req = Request {
         target: Target::parse(target)?,
         servername: args.servername.clone(),
         ca_files: args.ca.iter().map(|p| p.display().to_string()).collect(),
-        ca: (!args.ca.is_empty()).then_some(ca),
+        ca: read_ca(&args.ca)?,
         client: None,
         tls: args.tls.clone(),
         alpn: args.alpn.clone(),

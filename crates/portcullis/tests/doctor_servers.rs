@@ -13,39 +13,6 @@ mod doctor_support;
 
 use common::Sandbox;
 use doctor_support::*;
-use portcullis_pki::Kind;
-
-/// Writes one mTLS setup into the sandbox: `ca.pem` (the server's root, which the doctor
-/// pins), `server.crt`/`server.key` (for localhost) and `server.pem` (both, for HAProxy's
-/// `crt`), `clients.pem` (the CA "`server` Clients CA" the server trusts for clients),
-/// `alice.crt`/`.key` issued by it, and `mallory.crt`/`.key` issued by "Stranger CA".
-fn mtls_files(sb: &Sandbox, server: &str) {
-    let ca = root(&format!("{server} Server Root"));
-    let leaf = server_leaf(&ca);
-    let clients = root(&format!("{server} Clients CA"));
-    let alice = make(Make {
-        issuer: Some(&clients),
-        ..Make::new(Kind::Client, "alice")
-    });
-    let stranger = root("Stranger CA");
-    let mallory = make(Make {
-        issuer: Some(&stranger),
-        ..Make::new(Kind::Client, "mallory")
-    });
-    for (file, text) in [
-        ("ca.pem", ca.pem()),
-        ("server.crt", leaf.pem()),
-        ("server.key", leaf.key_pem()),
-        ("server.pem", leaf.pem() + &leaf.key_pem()),
-        ("clients.pem", clients.pem()),
-        ("alice.crt", alice.pem()),
-        ("alice.key", alice.key_pem()),
-        ("mallory.crt", mallory.pem()),
-        ("mallory.key", mallory.key_pem()),
-    ] {
-        std::fs::write(sb.path(file), text).unwrap();
-    }
-}
 
 /// What the server itself says when it refuses, as it must appear in the evidence.
 struct Refusals<'a> {

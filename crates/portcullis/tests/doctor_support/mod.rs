@@ -136,6 +136,38 @@ pub fn server_leaf(issuer: &Cert) -> Cert {
     })
 }
 
+/// Writes one mTLS setup into the sandbox: `ca.pem` (the server's root, which the doctor
+/// pins), `server.crt`/`server.key` (for localhost) and `server.pem` (both, for HAProxy's
+/// `crt`), `clients.pem` (the CA "`server` Clients CA" the server trusts for clients),
+/// `alice.crt`/`.key` issued by it, and `mallory.crt`/`.key` issued by "Stranger CA".
+pub fn mtls_files(sb: &Sandbox, server: &str) {
+    let ca = root(&format!("{server} Server Root"));
+    let leaf = server_leaf(&ca);
+    let clients = root(&format!("{server} Clients CA"));
+    let alice = make(Make {
+        issuer: Some(&clients),
+        ..Make::new(Kind::Client, "alice")
+    });
+    let stranger = root("Stranger CA");
+    let mallory = make(Make {
+        issuer: Some(&stranger),
+        ..Make::new(Kind::Client, "mallory")
+    });
+    for (file, text) in [
+        ("ca.pem", ca.pem()),
+        ("server.crt", leaf.pem()),
+        ("server.key", leaf.key_pem()),
+        ("server.pem", leaf.pem() + &leaf.key_pem()),
+        ("clients.pem", clients.pem()),
+        ("alice.crt", alice.pem()),
+        ("alice.key", alice.key_pem()),
+        ("mallory.crt", mallory.pem()),
+        ("mallory.key", mallory.key_pem()),
+    ] {
+        std::fs::write(sb.path(file), text).unwrap();
+    }
+}
+
 // === rustls servers ===
 
 /// How a rustls test server behaves.
@@ -600,6 +632,14 @@ impl Run {
             .unwrap_or_else(|| panic!("no finding {cause} in {:#}", self.json))
     }
 
+    pub fn finding_opt(&self, cause: &str) -> Option<&serde_json::Value> {
+        self.json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["cause"] == cause)
+    }
+
     /// The Node.js snippet of a finding's fixes.
     pub fn node_fix(&self, cause: &str) -> String {
         self.finding(cause)["fixes"]
@@ -616,14 +656,23 @@ impl Run {
 
 /// Runs `portcullis doctor ARGS --json`; records how long the diagnosis took.
 pub fn doctor(sb: &Sandbox, args: &[&str]) -> Run {
-    let mut all = vec!["doctor"];
+    doctor_json(sb, &["doctor"], args)
+}
+
+/// Runs `portcullis doctor audit ARGS --json`; records how long the audit took.
+pub fn audit(sb: &Sandbox, args: &[&str]) -> Run {
+    doctor_json(sb, &["doctor", "audit"], args)
+}
+
+fn doctor_json(sb: &Sandbox, command: &[&str], args: &[&str]) -> Run {
+    let mut all = command.to_vec();
     all.extend_from_slice(args);
     all.push("--json");
     let out = sb.run(&all);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
         panic!(
-            "doctor {args:?} printed no JSON ({e}):\n{stdout}\n{}",
+            "{command:?} {args:?} printed no JSON ({e}):\n{stdout}\n{}",
             String::from_utf8_lossy(&out.stderr)
         )
     });
@@ -631,20 +680,25 @@ pub fn doctor(sb: &Sandbox, args: &[&str]) -> Run {
         code: out.status.code().unwrap_or(-1),
         json,
     };
-    record_timing(&run);
+    // An audit's line says so: `audit:CAUSE MS`.
+    let label = match command {
+        [_, sub] => format!("{sub}:{}", run.cause()),
+        _ => run.cause().to_owned(),
+    };
+    record_timing(&label, &run);
     run
 }
 
 /// Appends `cause elapsed_ms` to target/tmp/doctor-timings.txt, for the median figures in
 /// the docs (timings are recorded, never asserted).
-fn record_timing(run: &Run) {
+fn record_timing(label: &str, run: &Run) {
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("doctor-timings.txt");
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
     {
-        let _ = writeln!(f, "{} {}", run.cause(), run.json["elapsed_ms"]);
+        let _ = writeln!(f, "{label} {}", run.json["elapsed_ms"]);
     }
 }
 
