@@ -902,6 +902,14 @@ impl Writer<'_> {
         &self.index
     }
 
+    pub(crate) fn ca(&self) -> &Ca {
+        self.ca
+    }
+
+    pub(crate) fn ca_dir(&self) -> &Path {
+        &self.ca.layout.dir
+    }
+
     /// Writes an issued certificate (and its key, chain and PKCS#12 bundle) and records it
     /// in the index. All files or none. With `opts.force`, files in the way are moved
     /// aside first and removed only once the new ones are in.
@@ -1229,6 +1237,20 @@ pub struct Renewal {
 }
 
 impl Renewal {
+    pub(crate) fn new(
+        issued: Issued,
+        request: LeafRequest,
+        old_serial: String,
+        cert_path: PathBuf,
+    ) -> Self {
+        Renewal {
+            issued,
+            request,
+            old_serial,
+            cert_path,
+        }
+    }
+
     /// The serial of the certificate renewed.
     pub fn old_serial(&self) -> &str {
         &self.old_serial

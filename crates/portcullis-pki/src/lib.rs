@@ -47,6 +47,7 @@ pub mod build;
 pub mod ca;
 pub mod csr;
 pub mod defaults;
+pub mod enroll;
 pub mod error;
 pub mod fsio;
 pub mod index;
