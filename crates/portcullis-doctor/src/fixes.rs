@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::observe::Observations;
 
 /// One fix for one ecosystem.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Fix {
-    /// `node`, `curl`, `openssl`, `python`, `rust`, or `server`.
+    /// `node`, `curl`, `openssl`, `python`, `rust`, or `server` (`explain` adds `java`,
+    /// `go`, `dotnet`, `rustls`, `browser`, `nginx`, `haproxy`).
     pub ecosystem: String,
     pub summary: String,
     pub snippet: String,
