@@ -183,6 +183,20 @@ pub fn for_cause(cause: &str, obs: &Observations) -> Vec<Fix> {
             }
             v
         }
+        "client-chain-incomplete" => {
+            let cert = obs.target.client_cert.clone().unwrap_or("client.crt".into());
+            let key = obs.target.client_key.clone().unwrap_or("client.key".into());
+            s.cert = Some((chain_file(&cert), key));
+            let mut v = vec![note(&format!(
+                "Send the certificate followed by its intermediate CA(s): {} instead of {cert}. \
+                 The server trusts the root; without the intermediate it cannot link your \
+                 certificate to it. To build the file yourself: cat {cert} intermediate.crt > {}.",
+                chain_file(&cert),
+                chain_file(&cert)
+            ))];
+            v.extend(client_fixes(&s));
+            v
+        }
         "missing-intermediate" => vec![
             server(
                 "Serve the full chain: the leaf first, then each intermediate (not the root).",
@@ -280,6 +294,19 @@ pub fn for_cause(cause: &str, obs: &Observations) -> Vec<Fix> {
         )],
         _ => Vec::new(),
     }
+}
+
+/// The chain file issued beside a certificate file: NAME.chain.pem for NAME.crt (or
+/// NAME.pem), as `portcullis pki` writes them.
+pub fn chain_file(cert: &str) -> String {
+    if cert.ends_with(".chain.pem") {
+        return cert.to_owned();
+    }
+    let stem = cert
+        .strip_suffix(".crt")
+        .or_else(|| cert.strip_suffix(".pem"))
+        .unwrap_or(cert);
+    format!("{stem}.chain.pem")
 }
 
 fn note(text: &str) -> Fix {
