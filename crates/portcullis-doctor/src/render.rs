@@ -131,6 +131,11 @@ pub fn text(report: &Report, verbose: bool, st: Style) -> String {
         }
         if let Some(d) = &c.difference {
             let _ = writeln!(out, "  {bold}difference{reset}: {d}");
+        } else if report.cause != "ok" {
+            let _ = writeln!(
+                out,
+                "  {bold}difference{reset}: none of these profiles alone makes it work"
+            );
         }
     }
     let obs = &report.observations;
