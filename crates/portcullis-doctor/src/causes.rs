@@ -311,6 +311,20 @@ pub const CAUSES: &[Cause] = &[
         fix: "use a client certificate from a CA the server trusts (the CertificateRequest lists them)",
     },
     Cause {
+        slug: "client-chain-incomplete",
+        what: "we sent our client certificate without its intermediate CA, so the server cannot link it to the root it trusts",
+        errors: &[
+            "Node: ERR_SSL_TLSV1_ALERT_UNKNOWN_CA",
+            "OpenSSL: tlsv1 alert unknown ca (alert 48)",
+            "curl: (56) OpenSSL SSL_read: … tlsv1 alert unknown ca",
+            "Python: [SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca",
+            "Caddy / Go servers: remote error: tls: bad certificate",
+            "nginx error log: client SSL certificate verify error: (20:unable to get local issuer certificate)",
+            "HAProxy log: SSL client certificate not trusted",
+        ],
+        fix: "present the certificate followed by its intermediate CA(s): the chain file (NAME.chain.pem), not the leaf alone (NAME.crt)",
+    },
+    Cause {
         slug: "chain-misordered",
         what: "the chain is out of order or carries certificates that do not belong (warning)",
         errors: &[

@@ -90,13 +90,16 @@ fn difference_of(label: &str) -> String {
 
 /// Builds the matrix from the requested handshake, the variants, and the trust verdicts.
 ///
-/// `chain_problem`: the requested handshake completed but the certificate failed a check;
-/// a variant that only completes the handshake does not fix that.
+/// A row is named as the difference only when it turns the failure into a success:
+/// a variant that completes its handshake does not fix a failure that came after the
+/// requested handshake completed (a certificate check, a refusal in HTTP), and another
+/// trust store fixes only a failure of trust (`trust_problem`: the chain leads to no
+/// anchor of the store the client uses).
 pub fn compare(
     obs: &Observations,
     variants: &[Handshake],
     requested_ok: bool,
-    chain_problem: bool,
+    trust_problem: bool,
 ) -> Comparison {
     let primary_completed = obs
         .handshakes
@@ -115,7 +118,7 @@ pub fn compare(
         rows.push(Row {
             profile: h.label.clone(),
             difference: difference_of(&h.label),
-            ok: h.outcome == HandshakeOutcome::Established && !(chain_problem && primary_completed),
+            ok: h.outcome == HandshakeOutcome::Established && (requested_ok || !primary_completed),
             outcome: outcome_text(&h.outcome),
         });
     }
@@ -148,7 +151,7 @@ pub fn compare(
     } else {
         rows.iter()
             .skip(1)
-            .find(|r| r.ok)
+            .find(|r| r.ok && (r.difference != "trust store" || trust_problem))
             .map(|r| format!("{}: works {}", r.difference, r.profile))
     };
     Comparison { rows, difference }

@@ -257,6 +257,12 @@ fn connection(b: &mut Builder<'_>) {
                 "the server requires a client certificate and we sent none".into(),
                 ev,
             );
+        } else if main.cert_request.is_some()
+            && main.sent.client_cert
+            && let Some(summary) =
+                incomplete_client_chain(obs, main, &outcome_text(&main.outcome), &mut ev)
+        {
+            b.add("client-chain-incomplete", Severity::Error, summary, ev);
         } else if main.cert_request.is_some() && main.sent.client_cert {
             let why = rejection_reason(obs, main, &mut ev);
             b.add(
@@ -307,6 +313,13 @@ fn connection(b: &mut Builder<'_>) {
                 ),
                 ev,
             );
+        } else if let Some(summary) = incomplete_client_chain(
+            obs,
+            main,
+            &format!("after the handshake: {answer}"),
+            &mut ev,
+        ) {
+            b.add("client-chain-incomplete", Severity::Error, summary, ev);
         } else {
             let why = rejection_reason(obs, main, &mut ev);
             b.add(
@@ -335,6 +348,69 @@ fn accepted_line(h: &Handshake) -> Option<String> {
     })
 }
 
+/// Our client certificate went out without its intermediate CA: the leaf's issuer is
+/// not among the certificates we sent nor a CA the server names, it is a CA certificate
+/// beside `--cert` (its NAME.chain.pem), and following issuers from there reaches a CA
+/// the server's CertificateRequest names (or the server named none). The summary names
+/// the intermediate, the accepted CA and the chain file to send; the evidence gets the
+/// certificates left out.
+fn incomplete_client_chain(
+    obs: &Observations,
+    h: &Handshake,
+    refusal: &str,
+    ev: &mut Vec<String>,
+) -> Option<String> {
+    let leaf = obs.client_chain.first()?;
+    let accepted = h.cert_request.as_deref().unwrap_or_default();
+    let sent = |name: &str| obs.client_chain[1..].iter().any(|c| c.subject == name);
+    if leaf.self_issued || sent(&leaf.issuer) || accepted.contains(&leaf.issuer) {
+        return None;
+    }
+    let mut missing: Vec<&CertDetails> = Vec::new();
+    let mut current = leaf.issuer.as_str();
+    let reached = loop {
+        if accepted.iter().any(|a| a == current) {
+            break Some(current);
+        }
+        let ca = obs
+            .client_chain_beside
+            .iter()
+            .find(|c| c.subject == current && c.is_ca && !c.self_issued)
+            .filter(|_| missing.len() < 8);
+        match ca {
+            Some(ca) => {
+                missing.push(ca);
+                current = &ca.issuer;
+            }
+            // The server named no CA: an intermediate we hold but did not send is
+            // reason enough.
+            None if accepted.is_empty() && !missing.is_empty() => break None,
+            None => return None,
+        }
+    };
+    let ours = obs
+        .target
+        .client_cert
+        .as_deref()
+        .unwrap_or("the certificate file");
+    let chain_file = fixes::chain_file(ours);
+    ev.push(format!("our client certificate: {}", cert_line(0, leaf)));
+    for (i, ca) in missing.iter().enumerate() {
+        ev.push(format!(
+            "not sent (found in {chain_file}): {}",
+            cert_line(i + 1, ca)
+        ));
+    }
+    let leads = match reached {
+        Some(root) => format!("which leads to {root}, a CA the server accepts"),
+        None => "which the server needs to link it to the root it trusts".to_owned(),
+    };
+    Some(format!(
+        "the server refused our client certificate ({refusal}): we sent only the leaf {} ({ours}), issued by the intermediate {}, {leads}; send the chain instead: {chain_file}",
+        leaf.subject, missing[0].subject
+    ))
+}
+
 /// Why the server may have refused our client certificate (its issuer is not one the
 /// server lists, its dates, its purpose), as the end of a summary; adds our certificate
 /// to the evidence.
@@ -351,10 +427,19 @@ fn rejection_reason(obs: &Observations, h: &Handshake, ev: &mut Vec<String>) -> 
         .chain(obs.client_chain.iter().map(|c| c.subject.as_str()))
         .collect();
     if !accepted.is_empty() && !accepted.iter().any(|a| issuers.contains(&a.as_str())) {
+        let leaf_only = obs.client_chain.len() == 1 && !ours.self_issued;
         format!(
-            "; it is issued by {}, and the server accepts only {}",
+            "; it is issued by {}, and the server accepts only {}{}",
             ours.issuer,
-            accepted.join("; ")
+            accepted.join("; "),
+            if leaf_only {
+                format!(
+                    " (if {} is an intermediate CA under one of those, send it too: the chain file, NAME.chain.pem)",
+                    ours.issuer
+                )
+            } else {
+                String::new()
+            }
         )
     } else if ours.not_after < obs.now {
         format!("; it expired on {}", date(ours.not_after))

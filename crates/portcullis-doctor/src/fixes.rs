@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::observe::Observations;
 
 /// One fix for one ecosystem.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Fix {
-    /// `node`, `curl`, `openssl`, `python`, `rust`, or `server`.
+    /// `node`, `curl`, `openssl`, `python`, `rust`, or `server` (`explain` adds `java`,
+    /// `go`, `dotnet`, `rustls`, `browser`, `nginx`, `haproxy`).
     pub ecosystem: String,
     pub summary: String,
     pub snippet: String,
@@ -182,6 +183,20 @@ pub fn for_cause(cause: &str, obs: &Observations) -> Vec<Fix> {
             }
             v
         }
+        "client-chain-incomplete" => {
+            let cert = obs.target.client_cert.clone().unwrap_or("client.crt".into());
+            let key = obs.target.client_key.clone().unwrap_or("client.key".into());
+            s.cert = Some((chain_file(&cert), key));
+            let mut v = vec![note(&format!(
+                "Send the certificate followed by its intermediate CA(s): {} instead of {cert}. \
+                 The server trusts the root; without the intermediate it cannot link your \
+                 certificate to it. To build the file yourself: cat {cert} intermediate.crt > {}.",
+                chain_file(&cert),
+                chain_file(&cert)
+            ))];
+            v.extend(client_fixes(&s));
+            v
+        }
         "missing-intermediate" => vec![
             server(
                 "Serve the full chain: the leaf first, then each intermediate (not the root).",
@@ -325,6 +340,19 @@ fn require_verification() -> Vec<Fix> {
              if ($ssl_client_verify != SUCCESS) { return 403; }",
         ),
     ]
+}
+
+/// The chain file issued beside a certificate file: NAME.chain.pem for NAME.crt (or
+/// NAME.pem), as `portcullis pki` writes them.
+pub fn chain_file(cert: &str) -> String {
+    if cert.ends_with(".chain.pem") {
+        return cert.to_owned();
+    }
+    let stem = cert
+        .strip_suffix(".crt")
+        .or_else(|| cert.strip_suffix(".pem"))
+        .unwrap_or(cert);
+    format!("{stem}.chain.pem")
 }
 
 fn note(text: &str) -> Fix {

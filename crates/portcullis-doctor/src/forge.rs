@@ -91,6 +91,7 @@ pub(crate) fn twins(real: &ClientIdentity, now: OffsetDateTime) -> Result<Vec<Tw
             key_pkcs8: key.serialize_der(),
             cert_file: "(forged in memory)".into(),
             key_file: "(forged in memory)".into(),
+            beside: Vec::new(),
         })
     };
     Ok(vec![
@@ -437,6 +438,7 @@ mod tests {
                 key_pkcs8: key.serialize_der(),
                 cert_file: "alice.crt".into(),
                 key_file: "alice.key".into(),
+                beside: Vec::new(),
             },
             ca_name,
         )

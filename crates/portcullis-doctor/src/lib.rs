@@ -197,11 +197,12 @@ impl Report {
             }
         };
         let compare = obs.compare.as_ref().map(|v| {
-            let chain_problem = d.findings.iter().any(|f| {
-                f.severity == Severity::Error
-                    && causes::rank(&f.cause) >= causes::rank("self-signed")
-            });
-            compare::compare(&obs, v, d.healthy(), chain_problem)
+            // Another trust store fixes only a failure of trust.
+            let trust_problem = matches!(
+                d.cause.as_str(),
+                "self-signed" | "untrusted-root" | "missing-intermediate" | "pinned-ca-mismatch"
+            );
+            compare::compare(&obs, v, d.healthy(), trust_problem)
         });
         Report {
             target,

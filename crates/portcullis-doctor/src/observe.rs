@@ -36,6 +36,10 @@ pub struct Observations {
     /// Our own client certificate chain (`--cert`/`--p12`), as we would present it.
     #[serde(default)]
     pub client_chain: Vec<CertDetails>,
+    /// CA certificates found beside `--cert` (its NAME.chain.pem) that `--cert` itself
+    /// does not hold: what a client that sends only its leaf leaves out.
+    #[serde(default)]
+    pub client_chain_beside: Vec<CertDetails>,
     /// `--compare`: the same handshake under other client profiles.
     pub compare: Option<Vec<Handshake>>,
     /// The one HTTP request made after a verified handshake in which the server asked

@@ -33,6 +33,10 @@ pub struct ClientIdentity {
     pub key_pkcs8: Vec<u8>,
     pub cert_file: String,
     pub key_file: String,
+    /// CA certificates that issued the chain's certificates, found beside the certificate
+    /// file (its NAME.chain.pem) but not in it: never sent, only used to tell a leaf sent
+    /// without its intermediate from a certificate of a foreign CA.
+    pub beside: Vec<Vec<u8>>,
 }
 
 impl ClientIdentity {
@@ -66,6 +70,7 @@ impl ClientIdentity {
                     key_pkcs8: chain.key().as_der().to_vec(),
                     cert_file: path.display().to_string(),
                     key_file: path.display().to_string(),
+                    beside: Vec::new(),
                 });
             }
         }
@@ -153,6 +158,7 @@ pub(crate) async fn run_async(req: &Request, stores: &Stores) -> Observations {
     };
     if let Some(c) = &req.client {
         obs.client_chain = c.chain.iter().map(|d| certs::details(d)).collect();
+        obs.client_chain_beside = c.beside.iter().map(|d| certs::details(d)).collect();
     }
     if let Some(c) = &req.client
         && let Some(issue) = check_client_key(c)

@@ -140,6 +140,11 @@ pub fn text(report: &Report, verbose: bool, st: Style) -> String {
         }
         if let Some(d) = &c.difference {
             let _ = writeln!(out, "  {bold}difference{reset}: {d}");
+        } else if report.cause != "ok" {
+            let _ = writeln!(
+                out,
+                "  {bold}difference{reset}: none of these profiles alone makes it work"
+            );
         }
     }
     let obs = &report.observations;
@@ -192,10 +197,38 @@ pub fn text(report: &Report, verbose: bool, st: Style) -> String {
 pub fn explanation(e: &Explanation, st: Style) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}{}{}: {}", st.bold, e.cause, st.reset, e.what);
-    let _ = writeln!(out, "  matched: {}", e.matched);
-    let _ = writeln!(out, "  secure fix: {}", e.fix);
+    if e.causes.len() > 1 {
+        let _ = writeln!(
+            out,
+            "  less often: {}",
+            e.causes[1..]
+                .iter()
+                .filter_map(|c| crate::causes::get(c))
+                .map(|c| format!("{} ({})", c.slug, c.what))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  matched: {}{}",
+        e.matched,
+        e.ecosystem
+            .as_ref()
+            .map(|x| format!(" ({x})"))
+            .unwrap_or_default()
+    );
     if let Some(n) = &e.note {
-        let _ = writeln!(out, "  note: {n}");
+        let _ = writeln!(out, "  how to tell: {n}");
+    }
+    let _ = writeln!(out, "  secure fix: {}", e.fix);
+    for f in &e.fixes {
+        let _ = writeln!(
+            out,
+            "    {}[{}]{} {}",
+            st.dim, f.ecosystem, st.reset, f.summary
+        );
+        out.push_str(&indent(&f.snippet, "      "));
     }
     let _ = writeln!(
         out,

@@ -681,7 +681,10 @@ pub fn explain(data: &[u8]) {
         return;
     };
     if let Some(e) = portcullis_doctor::explain::explain(text) {
-        let fix = e.fix.to_lowercase();
+        let mut fix = e.fix.to_lowercase();
+        for f in &e.fixes {
+            fix.push_str(&format!(" {} {}", f.summary, f.snippet).to_lowercase());
+        }
         for bad in INSECURE {
             assert!(!fix.contains(bad), "explain({text:?}) advises {bad:?}");
         }

@@ -330,6 +330,22 @@ fn load_p12(
     }
 }
 
+/// The CA certificates of the chain file issued beside `cert` (NAME.chain.pem beside
+/// NAME.crt) that `chain` lacks. Never sent: the doctor presents exactly what `--cert`
+/// holds, and uses these only to recognise a leaf sent without its intermediate.
+fn chain_beside(cert: &Path, chain: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let file = portcullis_pki::ca::issued_beside(cert, "chain.pem");
+    if file == cert {
+        return Vec::new();
+    }
+    std::fs::read(&file)
+        .map(|bytes| portcullis_doctor::certs::pem_certs(&bytes))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| !chain.contains(c))
+        .collect()
+}
+
 /// Reads the client certificate and key. A key we cannot unlock is a finding
 /// (`client-key-passphrase`), not a doctor failure.
 fn load_client(
@@ -369,6 +385,7 @@ fn load_client(
     };
     match portcullis_pki::keys::from_pem(&text, key, pass.as_ref(), "--key-passphrase-file") {
         Ok(k) => Ok(Ok(ClientIdentity {
+            beside: chain_beside(cert, &chain),
             chain,
             key_pkcs8: k.serialize_der(),
             cert_file: cert.display().to_string(),

@@ -373,6 +373,37 @@ fn client_certificate_rejected() {
     );
 }
 
+/// Issue 10: against a server that requires a client certificate, every profile fails
+/// without one; the summary named "trust store: works pinned trust store" because the
+/// pinned store trusts the chain. Only a difference that flips the outcome may be named.
+#[test]
+fn compare_names_no_difference_when_every_profile_fails() {
+    let sb = Sandbox::new();
+    let ca = root("Compare Server Root");
+    let leaf = server_leaf(&ca);
+    let clients = root("Compare Clients CA");
+    std::fs::write(sb.path("ca.pem"), ca.pem()).unwrap();
+    let port = Server {
+        client_ca: Some(&clients),
+        ..Server::new(&leaf)
+    }
+    .start();
+    let run = doctor(&sb, &[&addr(port), "--ca", "ca.pem", "--compare"]);
+    expect(&run, 1, "client-cert-required");
+    let compare = &run.json["compare"];
+    assert!(
+        compare["difference"].is_null(),
+        "no profile works, yet a difference is named: {compare:#}"
+    );
+    let handshakes_ok = compare["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["difference"] != "trust store")
+        .any(|r| r["ok"] == true);
+    assert!(!handshakes_ok, "{compare:#}");
+}
+
 #[test]
 fn sni_required_and_the_servername_fix_works_in_node() {
     let sb = Sandbox::new();

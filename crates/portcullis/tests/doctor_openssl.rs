@@ -293,3 +293,83 @@ fn dates_that_never_overlap_are_expired_or_not_yet_valid_not_a_pinned_ca_mismatc
         expect(&run, 1, "pinned-ca-mismatch");
     }
 }
+
+/// Issue 10: a client presents only its leaf (`--cert alice.crt`) to a server whose
+/// client CA file holds only the root, while alice was issued by an intermediate. The
+/// server cannot link alice to its root and refuses (`unknown ca`); the fix is to send the
+/// chain (alice.chain.pem), not to get a certificate from another CA.
+#[test]
+fn a_client_leaf_without_its_intermediate_is_told_to_send_the_chain() {
+    use portcullis_pki::Kind;
+    let sb = Sandbox::new();
+    let ca = root("Leaf Only Server Root");
+    let leaf = server_leaf(&ca);
+    let clients = root("Leaf Only Client Root");
+    let issuing = intermediate("Leaf Only Client Issuing", &clients);
+    let alice = make(Make {
+        issuer: Some(&issuing),
+        ..Make::new(Kind::Client, "alice")
+    });
+    std::fs::write(sb.path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(sb.path("server.crt"), leaf.pem()).unwrap();
+    std::fs::write(sb.path("server.key"), leaf.key_pem()).unwrap();
+    std::fs::write(sb.path("client-root.pem"), clients.pem()).unwrap();
+    // What `portcullis pki issue client alice` writes: the leaf, the chain, the key.
+    std::fs::write(sb.path("alice.crt"), alice.pem()).unwrap();
+    std::fs::write(
+        sb.path("alice.chain.pem"),
+        format!("{}{}", alice.pem(), issuing.pem()),
+    )
+    .unwrap();
+    std::fs::write(sb.path("alice.key"), alice.key_pem()).unwrap();
+    for tls in ["-tls1_3", "-tls1_2"] {
+        let server = openssl_server(
+            sb.dir.path(),
+            &[
+                "-cert",
+                "server.crt",
+                "-key",
+                "server.key",
+                "-Verify",
+                "3",
+                "-CAfile",
+                "client-root.pem",
+                "-verify_return_error",
+                tls,
+            ],
+        );
+        let target = format!("localhost:{}", server.port);
+        let with = |cert: &str| {
+            doctor(
+                &sb,
+                &[
+                    &target,
+                    "--ca",
+                    "ca.pem",
+                    "--cert",
+                    cert,
+                    "--key",
+                    "alice.key",
+                ],
+            )
+        };
+        let run = with("alice.crt");
+        expect(&run, 1, "client-chain-incomplete");
+        let f = run.finding("client-chain-incomplete");
+        let summary = f["summary"].as_str().unwrap();
+        assert!(
+            summary.contains("Leaf Only Client Issuing")
+                && summary.contains("Leaf Only Client Root")
+                && summary.contains("alice.chain.pem"),
+            "{tls}: {summary}"
+        );
+        assert!(
+            fix_for(&run, "client-chain-incomplete", "curl").contains("--cert alice.chain.pem"),
+            "{tls}: {:#}",
+            f["fixes"]
+        );
+        // The chain file the doctor names works.
+        let run = with("alice.chain.pem");
+        expect(&run, 0, "ok");
+    }
+}
