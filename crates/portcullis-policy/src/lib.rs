@@ -40,7 +40,7 @@ pub use policy::{
     Condition, Decision, Miss, MissReason, Policy, PolicyError, Principal, Request, Requirement,
     RoleSet,
 };
-pub use when::{HeaderValue, Headers, Scope, When, WhenError};
+pub use when::{HeaderValue, Headers, Scope, When, WhenError, same_header_name};
 
 /// The time type of requests and conditions.
 pub use jiff::Timestamp;

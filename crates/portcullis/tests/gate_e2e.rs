@@ -2130,6 +2130,20 @@ path = "/"
         curl(&pki, &twice, &gate.url("/reports/q?year=2026")).status,
         "403"
     );
+    // `X_Team` is `X-Team` to CGI, PHP and Rack. By default the gate drops names with an
+    // underscore (as nginx does), so the condition and the upstream both see one line;
+    // with `allow_underscores` the condition counts both (a unit test in authorize.rs).
+    let r = curl(
+        &pki,
+        &["-H", "X-Team: blue", "-H", "X_Team: red"],
+        &gate.url("/reports/q?year=2026"),
+    );
+    assert_eq!(r.status, "200", "{r:?}");
+    assert!(
+        !r.body.contains("x_team") && !r.body.contains("red"),
+        "{}",
+        r.body
+    );
     for spelling in ["X-Client-Verify: SUCCESS", "x_client_verify: SUCCESS"] {
         let r = curl(&pki, &["-H", spelling], &gate.url("/spoof/x"));
         assert_eq!(r.status, "403", "{spelling}: {r:?}");

@@ -3,7 +3,9 @@
 //! connection holds under the configuration in force (SECURITY.md rules 1 and 9).
 
 use http::HeaderMap;
-use portcullis_policy::{Decision, HeaderValue, Headers, Policy, Request, RoleSet};
+use portcullis_policy::{
+    Decision, HeaderValue, Headers, Policy, Request, RoleSet, same_header_name,
+};
 
 /// Why the policy refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +46,13 @@ pub struct HeaderView<'a>(pub &'a HeaderMap);
 
 impl Headers for HeaderView<'_> {
     fn get(&self, name: &str) -> HeaderValue<'_> {
-        let mut all = self.0.get_all(name).iter();
+        // Every line in every spelling an application could fold into this name: one
+        // scan of the request's headers, only when a condition asks.
+        let mut all = self
+            .0
+            .iter()
+            .filter(|(k, _)| same_header_name(k.as_str(), name))
+            .map(|(_, v)| v);
         match (all.next(), all.next()) {
             (None, _) => HeaderValue::Absent,
             (Some(_), Some(_)) => HeaderValue::Repeated,

@@ -16,12 +16,25 @@ use crate::policy::RoleId;
 /// keeps the cost of an expression a small power of the request's list sizes.
 const MAX_NESTED_MACROS: usize = 2;
 
+/// How deep the checked tree may be: evaluation recurses once per level, on a worker
+/// thread's stack. A chain of 64 `&&` is already an unreadable condition.
+const MAX_DEPTH: usize = 64;
+
+/// Stack for parsing: cel-rust's ANTLR parser recurses once per operator of a chain
+/// (`1+1+…`), which its own depth limit does not count; 4 KiB of source needs well under
+/// this. Only touched pages are used.
+const PARSE_STACK: usize = 64 << 20;
+
 /// A compiled condition.
 #[derive(Debug)]
 pub(crate) struct Program {
     pub source: String,
     pub root: Node,
     pub reads_cert: bool,
+    /// Whether `request.path` or `request.segments` are read (decoded once per evaluation).
+    pub reads_path: bool,
+    /// Whether `request.query` is read (parsed once per evaluation).
+    pub reads_query: bool,
     /// Comprehension variables, by slot.
     pub slots: usize,
 }
@@ -203,6 +216,8 @@ pub(crate) enum Node {
     Arith(Arith, Box<Node>, Box<Node>),
     /// `'NAME' in roles` with a literal name: one bit test.
     HasRole(RoleId),
+    /// `has(cert.cn)`.
+    HasCn,
     InList(Box<Node>, Box<Node>),
     InMap(Box<Node>, Box<Node>),
     Index(Box<Node>, Box<Node>),
@@ -240,12 +255,35 @@ struct Checker<'a> {
     locals: Vec<(String, usize, Ty)>,
     slots: usize,
     nested: usize,
+    depth: usize,
     reads_cert: bool,
+    reads_path: bool,
+    reads_query: bool,
 }
 
 type Typed = (Node, Ty);
 
 pub(crate) fn compile(source: &str, scope: Scope, roles: &[String]) -> Result<Program, WhenError> {
+    // On a thread of its own, so a long operator chain cannot overflow the caller's stack
+    // (a reload runs on a small one); the AST is dropped there too.
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("cel-compile".into())
+            .stack_size(PARSE_STACK)
+            .spawn_scoped(s, || compile_here(source, scope, roles))
+            .map_err(|e| error_at(source, 0, format!("cannot start the compiler thread: {e}")))?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(error_at(
+                    source,
+                    0,
+                    "the expression could not be parsed".into(),
+                ))
+            })
+    })
+}
+
+fn compile_here(source: &str, scope: Scope, roles: &[String]) -> Result<Program, WhenError> {
     if source.len() > MAX_SOURCE {
         return Err(error_at(
             source,
@@ -273,7 +311,10 @@ pub(crate) fn compile(source: &str, scope: Scope, roles: &[String]) -> Result<Pr
         locals: Vec::new(),
         slots: 0,
         nested: 0,
+        depth: 0,
         reads_cert: false,
+        reads_path: false,
+        reads_query: false,
     };
     let (root, ty) = c.expr(&expr)?;
     if ty != Ty::Bool {
@@ -283,6 +324,8 @@ pub(crate) fn compile(source: &str, scope: Scope, roles: &[String]) -> Result<Pr
         source: source.to_owned(),
         root,
         reads_cert: c.reads_cert,
+        reads_path: c.reads_path,
+        reads_query: c.reads_query,
         slots: c.slots,
     })
 }
@@ -326,6 +369,19 @@ impl Checker<'_> {
     }
 
     fn expr(&mut self, e: &IdedExpr) -> Result<Typed, WhenError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.err(
+                e,
+                format!("the expression nests more than {MAX_DEPTH} deep; split it, or use `in [...]` for long lists of alternatives"),
+            ));
+        }
+        self.depth += 1;
+        let typed = self.expr_at_depth(e);
+        self.depth -= 1;
+        typed
+    }
+
+    fn expr_at_depth(&mut self, e: &IdedExpr) -> Result<Typed, WhenError> {
         match &e.expr {
             Expr::Literal(l) => self.literal(e, l),
             Expr::Ident(name) => self.ident(e, name),
@@ -456,11 +512,19 @@ impl Checker<'_> {
                     ),
                 ));
             };
-            if test {
-                return Err(self.err(e, format!("`{root}.{field}` is always present: test its value instead (for example `{root}.{field} != ''` or `size({root}.{field}) > 0`)")));
-            }
             if root == "cert" {
                 self.reads_cert = true;
+            }
+            match *var {
+                Var::Path | Var::Segments => self.reads_path = true,
+                Var::Query => self.reads_query = true,
+                _ => {}
+            }
+            if test && *var == Var::Cn {
+                return Ok((Node::HasCn, Ty::Bool));
+            }
+            if test {
+                return Err(self.err(e, format!("`{root}.{field}` is always present: test its value instead (for example `{root}.{field} != ''` or `size({root}.{field}) > 0`)")));
             }
             return Ok((Node::Var(*var), var.ty()));
         }

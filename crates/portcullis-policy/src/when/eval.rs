@@ -1,7 +1,14 @@
 //! Evaluating a checked condition over borrowed facts. Types were settled at load, so a
 //! mismatch here is a bug and reads as an error (a refusal), never as a value.
+//!
+//! What a request controls is read the way applications read it, and read once per
+//! evaluation: the path and its segments percent-decoded, the query split on `&` and `;`
+//! with keys compared as the most permissive frameworks fold them. Every node, loop item
+//! and byte-scanning operation is charged to a budget of [`MAX_STEPS`]; a condition that
+//! runs out refuses instead of holding a worker.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -33,9 +40,17 @@ pub enum EvalError {
     NotAnInt(String),
     #[error("a timestamp or duration out of range")]
     TimeRange,
+    #[error("the certificate has no CN (test `has(cert.cn)` first)")]
+    NoCommonName,
+    #[error("the condition needs more than {MAX_STEPS} steps on this request")]
+    TooCostly,
     #[error("a value of an unexpected type (a bug in the condition checker)")]
     Type,
 }
+
+/// Work one evaluation may do: far above any sensible condition on a sensible request,
+/// far below what would hold a worker thread (a few milliseconds).
+pub const MAX_STEPS: u32 = 100_000;
 
 /// A value during evaluation, borrowing the facts and the program where it can.
 #[derive(Debug, Clone)]
@@ -54,8 +69,8 @@ pub(crate) enum List<'a> {
     /// One list of strings, or two read as one (subject emails, then email SANs).
     Strs(&'a [String], &'a [String]),
     Ips(&'a [IpAddr]),
-    /// The canonical path without its leading '/': segments split on demand.
-    Segments(&'a str),
+    /// Decoded path segments, split once per evaluation.
+    Segments(&'a [Cow<'a, str>]),
     Roles(RoleSet, &'a [String]),
     Slice(&'a [Val<'a>]),
     Owned(Vec<Val<'a>>),
@@ -64,14 +79,14 @@ pub(crate) enum List<'a> {
 #[derive(Clone, Copy)]
 pub(crate) enum Map<'a> {
     Headers(&'a dyn Headers),
-    Query(&'a str),
+    Query(&'a Query<'a>),
 }
 
 impl fmt::Debug for Map<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Map::Headers(_) => f.write_str("request.headers"),
-            Map::Query(q) => write!(f, "request.query({q:?})"),
+            Map::Query(_) => f.write_str("request.query"),
         }
     }
 }
@@ -96,7 +111,7 @@ impl<'a> List<'a> {
         match self {
             List::Strs(a, b) => a.len() + b.len(),
             List::Ips(v) => v.len(),
-            List::Segments(p) => p.split('/').count(),
+            List::Segments(v) => v.len(),
             List::Roles(set, _) => set.len(),
             List::Slice(v) => v.len(),
             List::Owned(v) => v.len(),
@@ -107,7 +122,7 @@ impl<'a> List<'a> {
         match self {
             List::Strs(a, b) => Items::Strs(a.iter().chain(b)),
             List::Ips(v) => Items::Ips(v.iter()),
-            List::Segments(p) => Items::Segments(p.split('/')),
+            List::Segments(v) => Items::Segments(v.iter()),
             List::Roles(set, names) => Items::Roles(set, names.iter().enumerate()),
             List::Slice(v) => Items::Slice(v.iter()),
             List::Owned(v) => Items::Owned(v.into_iter()),
@@ -119,7 +134,7 @@ impl<'a> List<'a> {
 pub(crate) enum Items<'a> {
     Strs(std::iter::Chain<std::slice::Iter<'a, String>, std::slice::Iter<'a, String>>),
     Ips(std::slice::Iter<'a, IpAddr>),
-    Segments(std::str::Split<'a, char>),
+    Segments(std::slice::Iter<'a, Cow<'a, str>>),
     Roles(RoleSet, std::iter::Enumerate<std::slice::Iter<'a, String>>),
     Slice(std::slice::Iter<'a, Val<'a>>),
     Owned(std::vec::IntoIter<Val<'a>>),
@@ -134,7 +149,7 @@ impl<'a> Iterator for Items<'a> {
             Items::Strs(i) => i.next().map(s),
             // Rare (an IP SAN in a condition): the address is printed as Go and OpenSSL do.
             Items::Ips(i) => i.next().map(|ip| Val::Str(ip.to_string().into())),
-            Items::Segments(i) => i.next().map(|x| Val::Str(Cow::Borrowed(x))),
+            Items::Segments(i) => i.next().map(|x| Val::Str(Cow::Borrowed(x.as_ref()))),
             Items::Roles(set, i) => i.find(|(n, _)| set.has_index(*n)).map(|(_, n)| s(n)),
             Items::Slice(i) => i.next().map(Val::reborrow),
             Items::Owned(i) => i.next(),
@@ -151,13 +166,66 @@ const SLOTS: usize = 4;
 /// another item's test failed.
 type Locals<'a> = [R<'a>; SLOTS];
 
+/// One evaluation: the facts, what was read from them once, and the budget.
+pub(crate) struct Ctx<'a> {
+    facts: &'a Facts<'a>,
+    /// The decoded path and its segments, or why they do not decode.
+    path: Result<(Cow<'a, str>, Vec<Cow<'a, str>>), EvalError>,
+    query: Query<'a>,
+    steps: Cell<u32>,
+}
+
+impl Ctx<'_> {
+    fn charge(&self, n: usize) -> Result<(), EvalError> {
+        let used = self
+            .steps
+            .get()
+            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+        self.steps.set(used);
+        if used > MAX_STEPS {
+            return Err(EvalError::TooCostly);
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn run(p: &Program, facts: &Facts<'_>) -> Result<bool, EvalError> {
     debug_assert!(p.slots <= SLOTS);
+    let raw = facts.path.map_or("/", |p| p.as_str());
+    let ctx = Ctx {
+        facts,
+        path: match p.reads_path {
+            true => decode_path(raw),
+            false => Ok((Cow::Borrowed(raw), Vec::new())),
+        },
+        query: match p.reads_query {
+            true => Query::parse(facts.query),
+            false => Query::default(),
+        },
+        steps: Cell::new(0),
+    };
     let mut locals: Locals<'_> = std::array::from_fn(|_| Ok(Val::Bool(false)));
-    match eval(&p.root, facts, &mut locals)? {
+    match eval(&p.root, &ctx, &mut locals)? {
         Val::Bool(b) => Ok(b),
         _ => Err(EvalError::Type),
     }
+}
+
+/// The path and its segments as the application reads them: percent-decoded. The path
+/// is canonical, so this is unambiguous (`%2F`, `%5C`, controls and bad UTF-8 were
+/// refused before the rules).
+fn decode_path(path: &str) -> Result<(Cow<'_, str>, Vec<Cow<'_, str>>), EvalError> {
+    let segments = path[1..]
+        .split('/')
+        .map(decode)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((decode(path)?, segments))
+}
+
+fn decode(s: &str) -> Result<Cow<'_, str>, EvalError> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map_err(|_| EvalError::NotText("path", s.to_owned()))
 }
 
 fn boolean(v: R<'_>) -> Result<bool, EvalError> {
@@ -188,7 +256,8 @@ fn time(v: R<'_>) -> Result<Timestamp, EvalError> {
     }
 }
 
-fn eval<'a>(n: &'a Node, f: &Facts<'a>, locals: &mut Locals<'a>) -> R<'a> {
+fn eval<'a>(n: &'a Node, f: &'a Ctx<'a>, locals: &mut Locals<'a>) -> R<'a> {
+    f.charge(1)?;
     Ok(match n {
         Node::Const(v) => v.reborrow(),
         Node::Var(v) => var(*v, f)?,
@@ -249,9 +318,19 @@ fn eval<'a>(n: &'a Node, f: &Facts<'a>, locals: &mut Locals<'a>) -> R<'a> {
         }
         Node::Arith(op, a, b) => {
             let (a, b) = (eval(a, f, locals)?, eval(b, f, locals)?);
+            if let (Val::Str(x), Val::Str(y)) = (&a, &b) {
+                f.charge((x.len() + y.len()) / 32)?;
+            }
             arith(*op, a, b)?
         }
-        Node::HasRole(id) => Val::Bool(f.roles.contains(*id)),
+        Node::HasRole(id) => Val::Bool(f.facts.roles.contains(*id)),
+        Node::HasCn => Val::Bool(
+            f.facts
+                .identity
+                .ok_or(EvalError::NoCertificate)?
+                .common_name
+                .is_some(),
+        ),
         Node::InList(a, b) => {
             let a = eval(a, f, locals)?;
             let Val::List(list) = eval(b, f, locals)? else {
@@ -259,6 +338,7 @@ fn eval<'a>(n: &'a Node, f: &Facts<'a>, locals: &mut Locals<'a>) -> R<'a> {
             };
             let mut found = false;
             for item in list.items() {
+                f.charge(1)?;
                 if equal(&a, &item)? {
                     found = true;
                     break;
@@ -273,7 +353,10 @@ fn eval<'a>(n: &'a Node, f: &Facts<'a>, locals: &mut Locals<'a>) -> R<'a> {
             };
             Val::Bool(match m {
                 Map::Headers(h) => h.get(&k.to_ascii_lowercase()) != HeaderValue::Absent,
-                Map::Query(q) => query(q, &k)?.is_some(),
+                Map::Query(q) => {
+                    f.charge(q.pairs.len())?;
+                    q.contains(&k)?
+                }
             })
         }
         Node::Index(l, i) => {
@@ -302,29 +385,45 @@ fn eval<'a>(n: &'a Node, f: &Facts<'a>, locals: &mut Locals<'a>) -> R<'a> {
                         HeaderValue::NotText => return Err(EvalError::NotText("header", name)),
                     }
                 }
-                Map::Query(q) => match query(q, &k)? {
-                    Some(v) => Val::Str(v),
-                    None => return Err(EvalError::NoSuchKey("query parameter", k.into_owned())),
-                },
+                Map::Query(q) => {
+                    f.charge(q.pairs.len())?;
+                    match q.get(&k)? {
+                        Some(v) => Val::Str(Cow::Borrowed(v)),
+                        None => {
+                            return Err(EvalError::NoSuchKey("query parameter", k.into_owned()));
+                        }
+                    }
+                }
             }
         }
         Node::Size(a) => Val::Int(match eval(a, f, locals)? {
-            Val::Str(s) => s.chars().count() as i64,
+            Val::Str(s) => {
+                f.charge(s.len() / 32)?;
+                s.chars().count() as i64
+            }
             Val::List(l) => l.len() as i64,
             _ => return Err(EvalError::Type),
         }),
         Node::StrTest(op, a, b) => {
             let a = string(eval(a, f, locals))?;
             let b = string(eval(b, f, locals))?;
+            f.charge(a.len() / 32)?;
             Val::Bool(match op {
                 StrTest::StartsWith => a.starts_with(&*b),
                 StrTest::EndsWith => a.ends_with(&*b),
                 StrTest::Contains => a.contains(&*b),
             })
         }
-        Node::Matches(a, re) => Val::Bool(re.is_match(&string(eval(a, f, locals))?)),
-        Node::Lower(a) => Val::Str(lower_or_upper(string(eval(a, f, locals))?, false)),
-        Node::Upper(a) => Val::Str(lower_or_upper(string(eval(a, f, locals))?, true)),
+        Node::Matches(a, re) => {
+            let a = string(eval(a, f, locals))?;
+            f.charge(a.len() / 8)?;
+            Val::Bool(re.is_match(&a))
+        }
+        Node::Lower(a) | Node::Upper(a) => {
+            let a = string(eval(a, f, locals))?;
+            f.charge(a.len() / 32)?;
+            Val::Str(lower_or_upper(a, matches!(n, Node::Upper(_))))
+        }
         Node::Part(part, t, tz) => {
             let dt = tz.to_datetime(time(eval(t, f, locals))?);
             Val::Int(i64::from(match part {
@@ -358,12 +457,13 @@ fn eval<'a>(n: &'a Node, f: &Facts<'a>, locals: &mut Locals<'a>) -> R<'a> {
     })
 }
 
-fn comprehension<'a>(l: &'a Loop, f: &Facts<'a>, locals: &mut Locals<'a>) -> R<'a> {
+fn comprehension<'a>(l: &'a Loop, f: &'a Ctx<'a>, locals: &mut Locals<'a>) -> R<'a> {
     let Val::List(range) = eval(&l.range, f, locals)? else {
         return Err(EvalError::Type);
     };
     locals[l.accu] = eval(&l.init, f, locals);
     for item in range.items() {
+        f.charge(1)?;
         if !boolean(eval(&l.cond, f, locals))? {
             break;
         }
@@ -373,7 +473,8 @@ fn comprehension<'a>(l: &'a Loop, f: &Facts<'a>, locals: &mut Locals<'a>) -> R<'
     eval(&l.result, f, locals)
 }
 
-fn var<'a>(v: Var, f: &Facts<'a>) -> R<'a> {
+fn var<'a>(v: Var, c: &'a Ctx<'a>) -> R<'a> {
+    let f = c.facts;
     let s = |x: &'a str| Ok(Val::Str(Cow::Borrowed(x)));
     let strs = |x: &'a [String]| Ok(Val::List(List::Strs(x, &[])));
     let id = || f.identity.ok_or(EvalError::NoCertificate);
@@ -383,7 +484,11 @@ fn var<'a>(v: Var, f: &Facts<'a>) -> R<'a> {
             .map_err(|_| EvalError::TimeRange)
     };
     match v {
-        Var::Cn => s(id()?.common_name.as_deref().unwrap_or("")),
+        // No CN is not an empty CN: `'/users/' + cert.cn` must not become `/users/`.
+        Var::Cn => s(id()?
+            .common_name
+            .as_deref()
+            .ok_or(EvalError::NoCommonName)?),
         Var::Serial => s(&id()?.serial),
         Var::Fingerprint => s(&id()?.fingerprint_sha256),
         Var::Issuer => s(&id()?.issuer),
@@ -402,11 +507,15 @@ fn var<'a>(v: Var, f: &Facts<'a>) -> R<'a> {
         Var::Roles => Ok(Val::List(List::Roles(f.roles, f.role_names))),
         Var::Method => s(f.method),
         Var::Host => s(f.host),
-        Var::Path => s(f.path.map_or("/", |p| p.as_str())),
-        Var::Segments => Ok(Val::List(List::Segments(
-            f.path.map_or("", |p| &p.as_str()[1..]),
-        ))),
-        Var::Query => Ok(Val::Map(Map::Query(f.query))),
+        Var::Path => match &c.path {
+            Ok((path, _)) => Ok(Val::Str(Cow::Borrowed(path.as_ref()))),
+            Err(e) => Err(e.clone()),
+        },
+        Var::Segments => match &c.path {
+            Ok((_, segments)) => Ok(Val::List(List::Segments(segments))),
+            Err(e) => Err(e.clone()),
+        },
+        Var::Query => Ok(Val::Map(Map::Query(&c.query))),
         Var::Headers => Ok(Val::Map(Map::Headers(f.headers))),
         Var::Now => Ok(Val::Time(f.now)),
     }
@@ -512,27 +621,72 @@ fn duration_text(d: SignedDuration) -> String {
     }
 }
 
-/// The value of query parameter `key`, decoded as HTML forms and every web framework do
-/// (`+` is a space, `%XX` a byte, UTF-8 required). A key given twice, in any spelling
-/// (`us%65r` is `user`), is an error: frameworks disagree on which one wins. A key that
-/// does not decode is an error too, since it might be the one asked for.
-fn query<'a>(q: &'a str, key: &str) -> Result<Option<Cow<'a, str>>, EvalError> {
-    let mut found = None;
-    for pair in q.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k =
-            form_decode(k).ok_or_else(|| EvalError::NotText("query parameter", k.to_owned()))?;
-        if k != key {
-            continue;
+/// The query string as applications read it: pairs split on `&` and on `;` (which Rack
+/// before 3, Go before 1.17 and Python before 3.9.2 also treat as a separator), `+` a
+/// space, `%XX` a byte, UTF-8 required. Keys are compared folded the way the most
+/// permissive frameworks fold them (ASCII case ignored; `.`, space, `[` and `-` read as
+/// `_`, as PHP does), so `user`, `User` and `us%65r` are one key: reading a key given
+/// twice in any such spelling is an error, since frameworks disagree on which one wins.
+/// A key that does not decode makes every lookup an error: it might be the one asked for.
+#[derive(Debug, Default)]
+pub(crate) struct Query<'a> {
+    /// Folded key, and the value (`None`: not text).
+    pairs: Vec<(String, Option<Cow<'a, str>>)>,
+    undecodable_key: Option<String>,
+}
+
+impl<'a> Query<'a> {
+    fn parse(q: &'a str) -> Query<'a> {
+        let mut query = Query::default();
+        for pair in q.split(['&', ';']).filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match form_decode(k) {
+                Some(key) => query.pairs.push((fold(&key), form_decode(v))),
+                None => {
+                    query.undecodable_key.get_or_insert_with(|| k.to_owned());
+                }
+            }
         }
-        if found.is_some() {
-            return Err(EvalError::Repeated("query parameter", key.to_owned()));
-        }
-        found = Some(
-            form_decode(v).ok_or_else(|| EvalError::NotText("query parameter", key.to_owned()))?,
-        );
+        query
     }
-    Ok(found)
+
+    fn matching(
+        &self,
+        key: &str,
+    ) -> Result<impl Iterator<Item = &Option<Cow<'a, str>>>, EvalError> {
+        if let Some(k) = &self.undecodable_key {
+            return Err(EvalError::NotText("query parameter", k.clone()));
+        }
+        let key = fold(key);
+        Ok(self
+            .pairs
+            .iter()
+            .filter(move |(k, _)| *k == key)
+            .map(|(_, v)| v))
+    }
+
+    fn contains(&self, key: &str) -> Result<bool, EvalError> {
+        Ok(self.matching(key)?.next().is_some())
+    }
+
+    fn get(&self, key: &str) -> Result<Option<&str>, EvalError> {
+        let mut found = self.matching(key)?;
+        match (found.next(), found.next()) {
+            (None, _) => Ok(None),
+            (Some(_), Some(_)) => Err(EvalError::Repeated("query parameter", key.to_owned())),
+            (Some(Some(v)), None) => Ok(Some(v)),
+            (Some(None), None) => Err(EvalError::NotText("query parameter", key.to_owned())),
+        }
+    }
+}
+
+fn fold(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '.' | ' ' | '[' | '-' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
 }
 
 fn form_decode(s: &str) -> Option<Cow<'_, str>> {

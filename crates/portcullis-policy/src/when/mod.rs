@@ -121,8 +121,22 @@ impl When {
 /// `Sync` so that compiled conditions, which share value types with evaluation, can be
 /// shared between threads.
 pub trait Headers: Sync {
-    /// The value of the header `name` (lower case).
+    /// The value of the header `name` (lower case), counting every line whose name is
+    /// the same by [`same_header_name`]: `X_Tenant` is `x-tenant` to CGI, PHP and Rack.
     fn get(&self, name: &str) -> HeaderValue<'_>;
+}
+
+/// Whether two header names are one to some application: ASCII case ignored, `_` read as
+/// `-` (CGI turns both into `HTTP_X_TENANT`).
+pub fn same_header_name(a: &str, b: &str) -> bool {
+    let fold = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
 /// One header, as [`Headers::get`] finds it.
@@ -149,7 +163,7 @@ impl Headers for NoHeaders {
 
 impl Headers for Vec<(String, String)> {
     fn get(&self, name: &str) -> HeaderValue<'_> {
-        let mut found = self.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
+        let mut found = self.iter().filter(|(k, _)| same_header_name(k, name));
         match (found.next(), found.next()) {
             (None, _) => HeaderValue::Absent,
             (Some(_), Some(_)) => HeaderValue::Repeated,

@@ -1,5 +1,6 @@
 use super::*;
 use crate::path::canonicalize;
+use crate::when::NoHeaders;
 use jiff::Timestamp;
 
 fn alice() -> Identity {
@@ -288,7 +289,7 @@ fn compile_errors_name_the_position() {
     );
     let e = compile_error("cert.ou.exists(a, cert.ou.exists(b, cert.ou.exists(c, a == c)))");
     assert!(e.message.contains("nest at most 2"), "{e}");
-    let e = compile_error("has(cert.cn)");
+    let e = compile_error("has(cert.ou)");
     assert!(e.message.contains("always present"), "{e}");
     let e = compile_error("1.5 > 1");
     assert!(e.message.contains("doubles"), "{e}");
@@ -326,4 +327,176 @@ fn reading_cert_is_known_at_load() {
     let reads = |s: &str| When::compile(s, Scope::Rule, &names).unwrap().reads_cert();
     assert!(reads("request.path.startsWith('/users/' + cert.cn)"));
     assert!(!reads("request.method == 'GET' && now.getHours() > 8"));
+}
+
+/// Findings of the attacker review of the first version, each a bypass or a crash there.
+mod review {
+    use super::*;
+
+    #[test]
+    fn a_certificate_without_a_cn_is_no_one_not_everyone() {
+        let no_cn = Req {
+            path: "/users/",
+            who: Some(Identity {
+                common_name: None,
+                ..alice()
+            }),
+            ..req()
+        };
+        // `/users/` has segments ['users', ''], and '' is not an absent CN.
+        assert_eq!(
+            run_with("request.segments[1] == cert.cn", &no_cn),
+            Err(EvalError::NoCommonName)
+        );
+        assert_eq!(
+            run_with("request.path.startsWith('/users/' + cert.cn + '/')", &no_cn),
+            Err(EvalError::NoCommonName)
+        );
+        assert_eq!(run_with("has(cert.cn)", &no_cn), Ok(false));
+        holds("has(cert.cn) && cert.cn == 'alice'");
+    }
+
+    #[test]
+    fn a_header_sent_with_an_underscore_is_the_same_header() {
+        let mut r = req();
+        r.headers = vec![
+            ("X-Tenant".into(), "Corp".into()),
+            ("X_Tenant".into(), "Victim".into()),
+        ];
+        assert!(matches!(
+            run_with("request.headers['x-tenant'] in cert.o", &r),
+            Err(EvalError::Repeated("header", _))
+        ));
+        assert!(matches!(
+            run_with("request.headers.x_tenant in cert.o", &r),
+            Err(EvalError::Repeated("header", _))
+        ));
+        r.headers.truncate(1);
+        assert_eq!(
+            run_with("request.headers['x-tenant'] in cert.o", &r),
+            Ok(true)
+        );
+        assert_eq!(run_with("has(request.headers.x_tenant)", &r), Ok(true));
+    }
+
+    #[test]
+    fn query_keys_in_any_spelling_a_framework_reads_as_one_are_one() {
+        let q = |query: &'static str, src: &str| run_with(src, &Req { query, ..req() });
+        let user_is_alice = "request.query.user == cert.cn";
+        assert_eq!(q("user=alice", user_is_alice), Ok(true));
+        // `;` separates pairs for Rack < 3, Go < 1.17, Python < 3.9.2.
+        assert!(matches!(
+            q("x=1;user=bob&user=alice", user_is_alice),
+            Err(EvalError::Repeated(..))
+        ));
+        // PHP reads `user.id` and `user id` as `user_id`; ASP.NET ignores case.
+        let id_is_alice = "request.query.user_id == cert.cn";
+        assert!(matches!(
+            q("user_id=alice&user.id=bob", id_is_alice),
+            Err(EvalError::Repeated(..))
+        ));
+        assert!(matches!(
+            q("User=bob&user=alice", user_is_alice),
+            Err(EvalError::Repeated(..))
+        ));
+        assert!(matches!(
+            q("us%65r=bob&user=alice", user_is_alice),
+            Err(EvalError::Repeated(..))
+        ));
+        assert_eq!(q("user_id=alice&other=1", id_is_alice), Ok(true));
+    }
+
+    #[test]
+    fn the_path_is_read_decoded_as_the_application_reads_it() {
+        let at = |path: &'static str, cn: &str| {
+            run_with(
+                "request.segments[1] == cert.cn && request.path.startsWith('/users/' + cert.cn + '/')",
+                &Req {
+                    path,
+                    who: Some(Identity {
+                        common_name: Some(cn.into()),
+                        ..alice()
+                    }),
+                    ..req()
+                },
+            )
+        };
+        // The upstream reads `/users/bob%20smith/x` as bob smith's.
+        assert_eq!(at("/users/bob%20smith/x", "bob%20smith"), Ok(false));
+        assert_eq!(at("/users/bob%20smith/x", "bob smith"), Ok(true));
+        assert_eq!(at("/users/J%C3%BCrgen/x", "Jürgen"), Ok(true));
+    }
+
+    #[test]
+    fn deep_expressions_are_refused_at_load_without_crashing() {
+        // 2,040 levels of `+` fit in 4 KiB; the parser runs on a stack of its own, so even
+        // a caller with a small stack gets an error, not an abort.
+        let chain = format!("{}1 == 1", "1 + ".repeat(1000));
+        let e = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || When::compile(&chain, Scope::Rule, &[]).map(|_| ()))
+            .unwrap()
+            .join()
+            .unwrap()
+            .unwrap_err();
+        assert!(e.message.contains("nests more than 64"), "{e}");
+        // What is accepted evaluates on a worker-sized stack.
+        let ok = format!("{}true", "true && ".repeat(60));
+        let when = When::compile(&ok, Scope::Rule, &[]).unwrap();
+        let result = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let path = canonicalize("/").unwrap();
+                let facts = Facts {
+                    identity: None,
+                    roles: RoleSet::default(),
+                    role_names: &[],
+                    method: "GET",
+                    host: "h",
+                    path: Some(&path),
+                    query: "",
+                    headers: &NoHeaders,
+                    now: Timestamp::UNIX_EPOCH,
+                };
+                when.eval(&facts)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(result, Ok(true));
+    }
+
+    #[test]
+    fn a_request_cannot_make_a_condition_run_long() {
+        let long: &'static str = Box::leak(format!("/{}", "a/".repeat(7000)).into_boxed_str());
+        let query: &'static str = Box::leak("k=v&".repeat(2000).into_boxed_str());
+        let r = Req {
+            path: long,
+            query,
+            ..req()
+        };
+        let start = std::time::Instant::now();
+        for src in [
+            "request.segments.exists_one(a, request.segments.exists_one(b, a == b))",
+            "request.segments.all(s, !(s in request.query))",
+        ] {
+            assert_eq!(run_with(src, &r), Err(EvalError::TooCostly), "{src}");
+        }
+        // Segments are split once per evaluation, so this one is now linear and cheap.
+        assert_eq!(
+            run_with(
+                "request.segments.exists_one(a, size(request.segments) == 0)",
+                &r
+            ),
+            Ok(false)
+        );
+        // Each stops within its budget (seconds before); generous for a debug build.
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        // An ordinary condition on the same request is fine.
+        assert_eq!(run_with("size(request.segments) > 100", &r), Ok(true));
+    }
 }
