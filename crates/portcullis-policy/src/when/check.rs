@@ -31,8 +31,10 @@ pub(crate) struct Program {
     pub source: String,
     pub root: Node,
     pub reads_cert: bool,
-    /// Whether `request.path` or `request.segments` are read (decoded once per evaluation).
+    /// Whether `request.path` is read (decoded once per evaluation).
     pub reads_path: bool,
+    /// Whether `request.segments` is read (split and decoded once per evaluation).
+    pub reads_segments: bool,
     /// Whether `request.query` is read (parsed once per evaluation).
     pub reads_query: bool,
     /// Comprehension variables, by slot.
@@ -258,6 +260,7 @@ struct Checker<'a> {
     depth: usize,
     reads_cert: bool,
     reads_path: bool,
+    reads_segments: bool,
     reads_query: bool,
 }
 
@@ -314,6 +317,7 @@ fn compile_here(source: &str, scope: Scope, roles: &[String]) -> Result<Program,
         depth: 0,
         reads_cert: false,
         reads_path: false,
+        reads_segments: false,
         reads_query: false,
     };
     let (root, ty) = c.expr(&expr)?;
@@ -325,6 +329,7 @@ fn compile_here(source: &str, scope: Scope, roles: &[String]) -> Result<Program,
         root,
         reads_cert: c.reads_cert,
         reads_path: c.reads_path,
+        reads_segments: c.reads_segments,
         reads_query: c.reads_query,
         slots: c.slots,
     })
@@ -516,7 +521,8 @@ impl Checker<'_> {
                 self.reads_cert = true;
             }
             match *var {
-                Var::Path | Var::Segments => self.reads_path = true,
+                Var::Path => self.reads_path = true,
+                Var::Segments => self.reads_segments = true,
                 Var::Query => self.reads_query = true,
                 _ => {}
             }

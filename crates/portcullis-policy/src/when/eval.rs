@@ -194,10 +194,7 @@ pub(crate) fn run(p: &Program, facts: &Facts<'_>) -> Result<bool, EvalError> {
     let raw = facts.path.map_or("/", |p| p.as_str());
     let ctx = Ctx {
         facts,
-        path: match p.reads_path {
-            true => decode_path(raw),
-            false => Ok((Cow::Borrowed(raw), Vec::new())),
-        },
+        path: decode_path(raw, p.reads_path, p.reads_segments),
         query: match p.reads_query {
             true => Query::parse(facts.query),
             false => Query::default(),
@@ -214,12 +211,24 @@ pub(crate) fn run(p: &Program, facts: &Facts<'_>) -> Result<bool, EvalError> {
 /// The path and its segments as the application reads them: percent-decoded. The path
 /// is canonical, so this is unambiguous (`%2F`, `%5C`, controls and bad UTF-8 were
 /// refused before the rules).
-fn decode_path(path: &str) -> Result<(Cow<'_, str>, Vec<Cow<'_, str>>), EvalError> {
-    let segments = path[1..]
-        .split('/')
-        .map(decode)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((decode(path)?, segments))
+fn decode_path(
+    path: &str,
+    whole: bool,
+    segments: bool,
+) -> Result<(Cow<'_, str>, Vec<Cow<'_, str>>), EvalError> {
+    let segments = match segments {
+        true => path[1..]
+            .split('/')
+            .map(decode)
+            .collect::<Result<Vec<_>, _>>()?,
+        false => Vec::new(),
+    };
+    let whole = if whole {
+        decode(path)?
+    } else {
+        Cow::Borrowed(path)
+    };
+    Ok((whole, segments))
 }
 
 fn decode(s: &str) -> Result<Cow<'_, str>, EvalError> {
