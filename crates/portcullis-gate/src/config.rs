@@ -270,8 +270,22 @@ pub struct SiteConfig {
     pub rule_names: Vec<String>,
     /// Roles files read into [`SiteConfig::policy`], watched like every other file.
     pub role_files: Vec<PathBuf>,
+    /// Online enrolment (`[enroll]`), if configured.
+    pub enroll: Option<EnrollConfig>,
     /// Where each file was named in [`SiteConfig::source`].
     pub(crate) origins: Vec<Origin>,
+}
+
+/// `[enroll]`: certificates issued by the gate for one-time tokens and renewals.
+#[derive(Debug, Clone)]
+pub struct EnrollConfig {
+    /// Canonical path of the endpoints' base, without a trailing slash (`/enroll`).
+    pub path: String,
+    /// The CA directory (`portcullis pki --dir`) whose issuing key signs.
+    pub ca: PathBuf,
+    pub ca_passphrase_file: Option<PathBuf>,
+    /// Token and renewal attempts allowed per client address per minute.
+    pub attempts_per_minute: u32,
 }
 
 /// A file-valued key: the path it resolved to, and where it was written.
@@ -327,6 +341,26 @@ struct Raw {
     roles: Vec<Spanned<RawRole>>,
     #[serde(default)]
     rules: Vec<Spanned<RawRule>>,
+    enroll: Option<Spanned<RawEnroll>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnroll {
+    #[serde(default = "default_enroll_path")]
+    path: String,
+    ca: PathBuf,
+    ca_passphrase_file: Option<PathBuf>,
+    #[serde(default = "default_enroll_attempts")]
+    attempts_per_minute: u32,
+}
+
+fn default_enroll_path() -> String {
+    "/enroll".into()
+}
+
+fn default_enroll_attempts() -> u32 {
+    10
 }
 
 impl Raw {
@@ -841,6 +875,40 @@ fn site_config(
         ));
     }
 
+    let enroll = match &raw.enroll {
+        None => None,
+        Some(e) => {
+            let span = Some(e.span());
+            let e = e.get_ref();
+            let canonical = portcullis_policy::path::canonicalize(&e.path)
+                .ok()
+                .is_some_and(|p| p.as_str() == e.path);
+            if !canonical || e.path == "/" || e.path.ends_with('/') || e.path.contains('*') {
+                return Err(file.at(
+                    span,
+                    Some("enroll.path".into()),
+                    format!(
+                        "{:?} is not a path for the enrolment endpoints: write a canonical path such as \"/enroll\" (no trailing slash, no pattern)",
+                        e.path
+                    ),
+                ));
+            }
+            if e.attempts_per_minute == 0 {
+                return Err(file.at(
+                    span,
+                    Some("enroll.attempts_per_minute".into()),
+                    "must be at least 1".into(),
+                ));
+            }
+            Some(EnrollConfig {
+                path: e.path.clone(),
+                ca: file.rel(&e.ca),
+                ca_passphrase_file: e.ca_passphrase_file.as_deref().map(|p| file.rel(p)),
+                attempts_per_minute: e.attempts_per_minute,
+            })
+        }
+    };
+
     // Where each file was named, so that an error about the file can say so.
     let mut origins = Vec::new();
     let mut named = |key: &'static str, p: &Spanned<PathBuf>| {
@@ -882,6 +950,7 @@ fn site_config(
         policy,
         rule_names,
         role_files,
+        enroll,
     })
 }
 

@@ -129,6 +129,16 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
         match admit(&self.gate, &self.conn, &mut parts) {
+            // The enrolment endpoints need the request body as hyper gives it to
+            // `portcullis serve`; an embedding app serves its own routes.
+            Ok(admitted) if admitted.enroll => {
+                let page = crate::pages::respond(
+                    http::StatusCode::NOT_FOUND,
+                    "application/json",
+                    r#"{"error": "online enrolment is served by portcullis serve, not by the embedding layer"}"#,
+                );
+                Box::pin(std::future::ready(Ok(page.map(Either::Right))))
+            }
             Ok(admitted) => {
                 parts.extensions.insert(Caller {
                     conn: self.conn.clone(),

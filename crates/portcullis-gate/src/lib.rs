@@ -27,6 +27,7 @@ mod config;
 mod conn;
 pub mod dev;
 mod embed;
+pub mod enroll;
 mod error;
 mod gate;
 mod listener;
@@ -44,8 +45,8 @@ mod upstream;
 mod verified;
 
 pub use config::{
-    ClientAuth, Config, ConfigError, DEFAULT_LISTEN, HeaderNames, InvalidCert, Limits,
-    ListenerConfig, NoSni, OVERRIDE_HEADERS, SiteConfig, Upstream,
+    ClientAuth, Config, ConfigError, DEFAULT_LISTEN, EnrollConfig, HeaderNames, InvalidCert,
+    Limits, ListenerConfig, NoSni, OVERRIDE_HEADERS, SiteConfig, Upstream,
 };
 pub use conn::Connection;
 pub use embed::{Caller, PolicyLayer, PolicyService};

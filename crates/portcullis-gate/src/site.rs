@@ -19,6 +19,7 @@ pub struct Site {
     pub(crate) headers: Arc<Names>,
     pub(crate) pages: Pages,
     pub(crate) client: Option<crate::upstream::Upstream>,
+    pub(crate) enroll: Option<crate::enroll::Enroller>,
 }
 
 impl std::fmt::Debug for Site {
@@ -69,7 +70,14 @@ impl Site {
             }
             Upstream::Whoami => None,
         };
+        let enroll = config
+            .enroll
+            .as_ref()
+            .map(crate::enroll::Enroller::open)
+            .transpose()
+            .map_err(|e| locate(&config, e))?;
         Ok(Site {
+            enroll,
             headers: Arc::new(Names::new(&config.headers)),
             pages: Pages::load(config.pages_dir.as_deref()).map_err(|e| locate(&config, e))?,
             names,
@@ -101,6 +109,11 @@ impl Site {
     /// The DNS and IP names of the served certificate.
     pub fn cert_names(&self) -> &[String] {
         &self.tls.cert_names
+    }
+
+    /// The CA directory that issues online (`[enroll]`), if any.
+    pub fn enroll_ca(&self) -> Option<&std::path::Path> {
+        self.enroll.as_ref().map(|e| e.ca_dir())
     }
 
     /// Subjects of the CAs that issue client certificates.

@@ -350,12 +350,12 @@ impl Writer<'_> {
         Ok(Ok(enrolled))
     }
 
-    /// Renews the certificate `current` (DER, already verified by the caller's TLS layer)
-    /// for the key of `csr`: same subject and names, new serial, the old one recorded as
-    /// renewed. Refused unless the index holds `current` as valid (not revoked, not
-    /// expired, not already renewed).
-    pub fn renew_for_csr(&mut self, current: &[u8], csr: &[u8]) -> Result<Enrolled> {
-        let fingerprint = crate::ca::fingerprint(current);
+    /// Renews the certificate whose SHA-256 fingerprint (lowercase hex) is `current` — one
+    /// the caller's TLS layer verified — for the key of `csr`: same subject and names, new
+    /// serial, the old one recorded as renewed. Refused unless the index holds it as
+    /// valid (not revoked, not expired, not already renewed).
+    pub fn renew_for_csr(&mut self, current: &str, csr: &[u8]) -> Result<Enrolled> {
+        let fingerprint = current.to_ascii_lowercase();
         let record = self
             .index()
             .records

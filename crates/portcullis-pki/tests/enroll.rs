@@ -226,7 +226,10 @@ fn a_valid_certificate_renews_itself_and_a_revoked_one_cannot() {
     let second = ca
         .writer()
         .unwrap()
-        .renew_for_csr(&first.chain[0], csr("alice", &[], &key2).as_bytes())
+        .renew_for_csr(
+            &ca::fingerprint(&first.chain[0]),
+            csr("alice", &[], &key2).as_bytes(),
+        )
         .unwrap();
     assert_ne!(second.serial, first.serial);
     let (_, cert) = X509Certificate::from_der(&second.chain[0]).unwrap();
@@ -247,7 +250,10 @@ fn a_valid_certificate_renews_itself_and_a_revoked_one_cannot() {
     let err = ca
         .writer()
         .unwrap()
-        .renew_for_csr(&first.chain[0], csr("alice", &[], &key2).as_bytes())
+        .renew_for_csr(
+            &ca::fingerprint(&first.chain[0]),
+            csr("alice", &[], &key2).as_bytes(),
+        )
         .unwrap_err();
     assert!(err.to_string().contains("renewed"), "{err}");
 
@@ -259,7 +265,7 @@ fn a_valid_certificate_renews_itself_and_a_revoked_one_cannot() {
         .writer()
         .unwrap()
         .renew_for_csr(
-            &second.chain[0],
+            &ca::fingerprint(&second.chain[0]),
             csr("alice", &[], &KeyType::P256.generate().unwrap()).as_bytes(),
         )
         .unwrap_err();

@@ -41,6 +41,12 @@ pub enum Command {
     Doctor(crate::doctor::DoctorArgs),
     /// Try the gate's policy on a request, or a table of them, before it goes live.
     Policy(crate::policy::PolicyArgs),
+    /// Get a certificate from a gate's `[enroll]` with a one-time token: the key is made
+    /// here and never leaves this machine.
+    Enroll(crate::enroll::EnrollArgs),
+    /// Renew a certificate from a gate's `[enroll]`, presenting the current one (valid, not
+    /// revoked): same subject, new key.
+    Renew(crate::enroll::RenewArgs),
     /// Print a shell completion script, e.g. `source <(portcullis completions bash)`.
     Completions {
         /// The shell to complete for.
@@ -309,6 +315,11 @@ pub enum PkiCommand {
     #[command(subcommand)]
     Trust(TrustCommand),
 
+    /// One-time enrolment tokens: the person or machine makes the key and gets the
+    /// certificate from a gate with `[enroll]` (see `portcullis enroll`).
+    #[command(subcommand)]
+    Enroll(crate::enroll::PkiEnrollCommand),
+
     /// Show what is in a file: certificates, chains, CSRs, CRLs, keys, PKCS#12.
     Inspect {
         /// A PEM, DER or PKCS#12 file.
@@ -457,7 +468,7 @@ pub struct IssueCommon {
 }
 
 /// The key types by name, listed in `--help` and in the error for any other value.
-fn parse_key_type() -> impl clap::builder::TypedValueParser<Value = KeyType> {
+pub(crate) fn parse_key_type() -> impl clap::builder::TypedValueParser<Value = KeyType> {
     use clap::builder::TypedValueParser;
     clap::builder::PossibleValuesParser::new(KeyType::ALL.map(KeyType::name))
         .try_map(|s| s.parse::<KeyType>())

@@ -4,6 +4,7 @@
 mod cli;
 mod docs;
 mod doctor;
+mod enroll;
 mod pki;
 mod policy;
 mod secrets;
@@ -22,6 +23,8 @@ fn main() -> ExitCode {
         cli::Command::Doctor(args) => return doctor::run(args),
         // `policy test` has its own exit codes: 1 when a case fails.
         cli::Command::Policy(args) => return policy::run(args),
+        cli::Command::Enroll(args) => enroll::enroll(args),
+        cli::Command::Renew(args) => enroll::renew(args),
         cli::Command::Serve(args) => serve::serve(args),
         cli::Command::Check { config, json } => serve::check(&config, json),
         cli::Command::Completions { shell } => docs::completions(shell),

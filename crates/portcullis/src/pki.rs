@@ -393,6 +393,7 @@ pub fn run(args: PkiArgs) -> Result<()> {
             return needs_renewal(&file, &within.unwrap_or_default(), json);
         }
         PkiCommand::Trust(cmd) => return trust(dir, cmd, json),
+        PkiCommand::Enroll(cmd) => return crate::enroll::pki(dir, cmd, json, wait),
         PkiCommand::Inspect {
             file,
             p12_password_file,

@@ -297,6 +297,14 @@ struct CheckedHost {
     roles: Vec<String>,
     /// First match wins; no match is denied.
     rules: Vec<String>,
+    /// `[enroll]`: the endpoints' path and the CA that issues there.
+    enroll: Option<CheckedEnroll>,
+}
+
+#[derive(Debug, Serialize)]
+struct CheckedEnroll {
+    path: String,
+    ca: PathBuf,
 }
 
 pub fn check(path: &Path, json: bool) -> Result<()> {
@@ -354,6 +362,10 @@ pub fn check(path: &Path, json: bool) -> Result<()> {
                     http2: matches!(s.upstream, Upstream::Http { http2: true, .. }),
                     roles: s.policy.role_names().to_vec(),
                     rules: s.rule_names.clone(),
+                    enroll: s.enroll.as_ref().map(|e| CheckedEnroll {
+                        path: e.path.clone(),
+                        ca: e.ca.clone(),
+                    }),
                 }
             })
             .collect(),
@@ -412,6 +424,13 @@ fn print_checked(c: &Checked) {
         println!("    rules (first match wins; no match is denied):");
         for r in &h.rules {
             println!("      {r}");
+        }
+        if let Some(e) = &h.enroll {
+            println!(
+                "    enrolment    POST {0}/csr (one-time token), POST {0}/renew (a valid certificate), before the rules; CA {1}",
+                e.path,
+                e.ca.display()
+            );
         }
     }
 }

@@ -54,6 +54,9 @@ pub struct Admitted {
     pub authority: Authority,
     /// Whether the client asked for HTML, for pages rendered later.
     pub html: bool,
+    /// For the site's enrolment endpoints (`[enroll]`), which the gate answers itself and
+    /// no rule decides (`rule` is 0 and means nothing).
+    pub enroll: bool,
 }
 
 /// A refused request: the page to answer with, and what decided it.
@@ -129,6 +132,19 @@ pub fn admit(gate: &Gate, conn: &Connection, parts: &mut Parts) -> Result<Admitt
     // 3. Headers: theirs out, before ours go in (stage 5).
     headers::sanitize(&mut parts.headers, &site.headers);
 
+    // The enrolment endpoints: the token, or the certificate being renewed, is the
+    // credential, so the rules do not apply; stages 0 to 3 did.
+    if site.enroll.as_ref().is_some_and(|e| e.owns(path.as_str())) {
+        metrics.decision(Decision::Allow);
+        return Ok(Admitted {
+            binding,
+            rule: 0,
+            authority,
+            html,
+            enroll: true,
+        });
+    }
+
     // 4. Policy.
     let policy = &site.config().policy;
     let facts = portcullis_policy::Request {
@@ -191,6 +207,7 @@ pub fn admit(gate: &Gate, conn: &Connection, parts: &mut Parts) -> Result<Admitt
         rule,
         authority,
         html,
+        enroll: false,
     })
 }
 
@@ -232,6 +249,17 @@ pub async fn handle(
     };
     let path = logging.then(|| parts.uri.path().to_owned());
     let (resp, decision, rule, upstream_time) = match admitted {
+        Ok(a) if a.enroll => {
+            let page = match &a.binding.site.enroll {
+                Some(e) => e.handle(conn, &parts, body).await,
+                None => a
+                    .binding
+                    .site
+                    .pages
+                    .refusal(&Refusal::NoRule { who: "anonymous" }, a.html),
+            };
+            (page.map(Either::Right), Decision::Allow, None, None)
+        }
         Ok(a) => {
             let site = &a.binding.site;
             let (resp, upstream_time) = if site.client.is_some() {

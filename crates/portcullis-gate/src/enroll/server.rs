@@ -1,0 +1,329 @@
+//! `[enroll]`: the gate issues certificates online, for one-time tokens and for renewals.
+//!
+//! Two endpoints under the configured path (default `/enroll`), answered by the gate
+//! itself after the canonical-path, authority and header stages and before the rules: the
+//! token, or the certificate being renewed, is the credential.
+//!
+//! * `POST /enroll/csr` — `{"token": "…", "csr": "-----BEGIN CERTIFICATE REQUEST…"}`: a
+//!   client certificate for the token's subject and the request's key.
+//! * `POST /enroll/renew` — `{"csr": "…"}` over a connection with a valid client
+//!   certificate this CA issued: the same subject and names for a new key.
+//!
+//! Both answer `{"serial", "common_name", "certificate", "chain", "not_granted"}` (PEM), or
+//! `{"error": "…"}` with 400, 401, 403, 405, 413, 429 or 500. Attempts are limited per
+//! client address, before any token is looked at. Issuing takes the CA directory's lock
+//! and writes files, so it runs on a blocking thread; none of this is on the path of
+//! ordinary requests.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use portcullis_pki::enroll::{Enrolled, Refusal};
+use portcullis_pki::{Ca, Passphrase};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::EnrollConfig;
+use crate::conn::Connection;
+use crate::error::{Error, Result};
+use crate::pages::{Page, respond};
+
+/// Largest request body: a P-384 CSR in PEM is under 1 KiB.
+const MAX_BODY: usize = 16 * 1024;
+/// How long an issuance waits for another writer of the CA directory.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// The CA key, opened at load, and the endpoints.
+pub(crate) struct Enroller {
+    base: String,
+    csr: String,
+    renew: String,
+    ca_dir: PathBuf,
+    ca: Arc<Ca>,
+    limiter: Limiter,
+}
+
+impl std::fmt::Debug for Enroller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enroller")
+            .field("path", &self.base)
+            .field("ca", &self.ca_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Enroller {
+    /// Opens the CA of `[enroll]`. Its key passphrase comes from `ca_passphrase_file` or
+    /// `PORTCULLIS_CA_PASSPHRASE`: a server cannot prompt, on start or on reload.
+    pub(crate) fn open(config: &EnrollConfig) -> Result<Enroller> {
+        let passphrase = match (
+            &config.ca_passphrase_file,
+            std::env::var("PORTCULLIS_CA_PASSPHRASE"),
+        ) {
+            (Some(file), _) => Some(Passphrase::from_file(file, "ca_passphrase_file")?),
+            (None, Ok(v)) => Some(Passphrase::new(v, "PORTCULLIS_CA_PASSPHRASE")?),
+            (None, Err(_)) => None,
+        };
+        let ca = Ca::open(&config.ca, passphrase.as_ref()).map_err(|e| match e {
+            portcullis_pki::Error::PassphraseRequired { key, .. } => Error::Invalid {
+                path: key,
+                reason: "[enroll] needs this CA key, which is encrypted: set ca_passphrase_file in [enroll] or PORTCULLIS_CA_PASSPHRASE".into(),
+            },
+            other => Error::Pki(other),
+        })?;
+        Ok(Enroller {
+            csr: format!("{}/csr", config.path),
+            renew: format!("{}/renew", config.path),
+            base: config.path.clone(),
+            ca_dir: config.ca.clone(),
+            ca: Arc::new(ca),
+            limiter: Limiter::new(config.attempts_per_minute),
+        })
+    }
+
+    /// Whether `path` (canonical) is one of the enrolment endpoints.
+    pub(crate) fn owns(&self, path: &str) -> bool {
+        path == self.base || path == self.csr || path == self.renew
+    }
+
+    pub(crate) fn ca_dir(&self) -> &Path {
+        &self.ca_dir
+    }
+
+    /// Answers a request for one of the endpoints.
+    pub(crate) async fn handle(&self, conn: &Connection, parts: &Parts, body: Incoming) -> Page {
+        let path = parts.uri.path();
+        if path == self.base {
+            // The browser page is not served yet: say what works.
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "enrol a machine with `portcullis enroll https://HOST{} --token TOKEN --out DIR`",
+                    self.base
+                ),
+            );
+        }
+        if parts.method != Method::POST {
+            let mut page = error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+            page.headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+            return page;
+        }
+        // The body is read first, whatever the answer: refusing a stream before it ends
+        // makes HTTP/2 clients report a framing error instead of the answer.
+        let bytes = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("the request body is over {MAX_BODY} bytes or was cut off"),
+                );
+            }
+        };
+        let client = conn.peer_addr.ip();
+        if !self.limiter.allow(client) {
+            tracing::warn!(%client, path, "enroll: too many attempts from this address");
+            let mut page = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many attempts; wait a minute",
+            );
+            page.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("60"),
+            );
+            return page;
+        }
+        if path == self.csr {
+            self.redeem(client, bytes).await
+        } else {
+            self.renew(conn, client, bytes).await
+        }
+    }
+
+    async fn redeem(&self, client: IpAddr, body: Bytes) -> Page {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Ask {
+            token: String,
+            csr: String,
+        }
+        let ask: Ask = match serde_json::from_slice(&body) {
+            Ok(a) => a,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("expected {{\"token\": …, \"csr\": …}}: {e}"),
+                );
+            }
+        };
+        let ca = self.ca.clone();
+        let by = client.to_string();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut writer = ca.writer_waiting(LOCK_WAIT)?;
+            writer.redeem(&ask.token, ask.csr.as_bytes(), &by)
+        })
+        .await;
+        match done {
+            Ok(Ok(Ok(enrolled))) => {
+                tracing::info!(%client, serial = %enrolled.serial, cn = %enrolled.common_name, "enroll: token used, certificate issued");
+                issued(&enrolled)
+            }
+            Ok(Ok(Err(refusal))) => {
+                tracing::warn!(%client, reason = %refusal, "enroll: token refused");
+                let status = match refusal {
+                    Refusal::Unknown | Refusal::Used | Refusal::Expired | Refusal::Revoked => {
+                        StatusCode::FORBIDDEN
+                    }
+                };
+                error(status, &refusal.to_string())
+            }
+            Ok(Err(e)) => pki_error(client, &e),
+            Err(e) => {
+                tracing::error!(%client, error = %e, "enroll: the issuing task failed");
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the CA could not issue; see the gate's log",
+                )
+            }
+        }
+    }
+
+    async fn renew(&self, conn: &Connection, client: IpAddr, body: Bytes) -> Page {
+        let Some(verified) = conn.verified() else {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "renewing needs the current certificate, valid and not revoked, on this connection",
+            );
+        };
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Ask {
+            csr: String,
+        }
+        let ask: Ask = match serde_json::from_slice(&body) {
+            Ok(a) => a,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("expected {{\"csr\": …}}: {e}"),
+                );
+            }
+        };
+        let ca = self.ca.clone();
+        let current = verified.identity.fingerprint_sha256.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut writer = ca.writer_waiting(LOCK_WAIT)?;
+            writer.renew_for_csr(&current, ask.csr.as_bytes())
+        })
+        .await;
+        match done {
+            Ok(Ok(enrolled)) => {
+                tracing::info!(%client, serial = %enrolled.serial, cn = %enrolled.common_name, renewed = %verified.identity.serial, "enroll: certificate renewed");
+                issued(&enrolled)
+            }
+            Ok(Err(e)) => pki_error(client, &e),
+            Err(e) => {
+                tracing::error!(%client, error = %e, "enroll: the renewing task failed");
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the CA could not issue; see the gate's log",
+                )
+            }
+        }
+    }
+}
+
+fn issued(e: &Enrolled) -> Page {
+    let pem = |der: &Vec<u8>| portcullis_pki::ca::pem("CERTIFICATE", der);
+    let body = json!({
+        "serial": e.serial,
+        "common_name": e.common_name,
+        "certificate": e.chain.first().map(pem).unwrap_or_default(),
+        "chain": e.chain.iter().map(pem).collect::<String>(),
+        "not_granted": e.not_granted,
+    });
+    respond(StatusCode::OK, "application/json", body.to_string())
+}
+
+/// A refusal about the request (a CSR that does not verify, a certificate that cannot
+/// renew) is the client's to read; anything else stays in the log.
+fn pki_error(client: IpAddr, e: &portcullis_pki::Error) -> Page {
+    use portcullis_pki::Error as E;
+    match e {
+        E::CsrSignature { .. } | E::Malformed { .. } | E::InvalidInput { .. } => {
+            tracing::warn!(%client, error = %e, "enroll: request refused");
+            error(StatusCode::BAD_REQUEST, &e.to_string())
+        }
+        _ => {
+            tracing::error!(%client, error = %e, "enroll: the CA could not issue");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the CA could not issue; see the gate's log",
+            )
+        }
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Page {
+    respond(
+        status,
+        "application/json",
+        json!({ "error": message }).to_string(),
+    )
+}
+
+/// Attempts per client address per minute.
+struct Limiter {
+    per_minute: u32,
+    seen: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl Limiter {
+    fn new(per_minute: u32) -> Limiter {
+        Limiter {
+            per_minute,
+            seen: Mutex::default(),
+        }
+    }
+
+    fn allow(&self, client: IpAddr) -> bool {
+        let Ok(mut seen) = self.seen.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        let minute = Duration::from_secs(60);
+        // Many addresses (a scan): forget the ones whose minute is over.
+        if seen.len() > 10_000 {
+            seen.retain(|_, (start, _)| now.duration_since(*start) < minute);
+        }
+        let entry = seen.entry(client).or_insert((now, 0));
+        if now.duration_since(entry.0) >= minute {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        entry.1 <= self.per_minute
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiter_counts_per_address_per_minute() {
+        let l = Limiter::new(3);
+        let a: IpAddr = "192.0.2.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let b: IpAddr = "192.0.2.2".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        assert!((0..3).all(|_| l.allow(a)));
+        assert!(!l.allow(a));
+        assert!(l.allow(b));
+    }
+}
