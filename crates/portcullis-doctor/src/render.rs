@@ -251,15 +251,15 @@ pub fn capture_text(report: &crate::capture::CaptureReport, verbose: bool, st: S
                     let _ = writeln!(out, "    {dim}fix [{}]{reset} {}", x.ecosystem, x.summary);
                     out.push_str(&indent(&x.snippet, "      "));
                 }
-            } else if f.severity == Severity::Error && f.cause == c.cause {
-                if let Some(x) = f
+            } else if f.severity == Severity::Error
+                && f.cause == c.cause
+                && let Some(x) = f
                     .fixes
                     .iter()
                     .find(|x| x.snippet.is_empty())
                     .or(f.fixes.first())
-                {
-                    let _ = writeln!(out, "  {dim}fix:{reset} {}", x.summary);
-                }
+            {
+                let _ = writeln!(out, "  {dim}fix:{reset} {}", x.summary);
             }
         }
         if verbose {

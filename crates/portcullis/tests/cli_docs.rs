@@ -173,6 +173,7 @@ fn man_writes_one_page_per_subcommand_and_each_renders() {
         "portcullis-check.1",
         "portcullis-completions.1",
         "portcullis-doctor-audit.1",
+        "portcullis-doctor-capture.1",
         "portcullis-doctor-explain.1",
         "portcullis-doctor.1",
         "portcullis-man.1",
@@ -201,7 +202,7 @@ fn man_writes_one_page_per_subcommand_and_each_renders() {
         pages, expected,
         "no page for `help`, one for everything else"
     );
-    assert!(printed.contains("wrote 26 man pages"), "{printed}");
+    assert!(printed.contains("wrote 27 man pages"), "{printed}");
 
     for page in &pages {
         let shown = render(&sb.path(&format!("man/man1/{page}")));

@@ -298,16 +298,14 @@ fn message(msg: &[u8], us: u64, from_client: bool, out: &mut Side) {
                 out.server_hellos.push(s);
             }
         }
-        TlsMessageHandshake::Certificate(c) => {
-            if out.chain.is_none() {
-                let chain = c
-                    .cert_chain
-                    .iter()
-                    .take(16)
-                    .map(|c| c.data.to_vec())
-                    .collect();
-                out.chain = Some((us, chain));
-            }
+        TlsMessageHandshake::Certificate(c) if out.chain.is_none() => {
+            let chain = c
+                .cert_chain
+                .iter()
+                .take(16)
+                .map(|c| c.data.to_vec())
+                .collect();
+            out.chain = Some((us, chain));
         }
         TlsMessageHandshake::CertificateRequest(r) if !from_client => {
             let names = r
@@ -337,8 +335,10 @@ mod tests {
     #[test]
     fn our_own_client_hello_reads_back() {
         let hello = crate::raw::RawHello::modern(Some("example.test".into()), vec!["h2".into()]);
-        let mut s = Stream::default();
-        s.data = hello.encode();
+        let mut s = Stream {
+            data: hello.encode(),
+            ..Default::default()
+        };
         s.marks.push((s.data.len() as u64, 5));
         let side = side(&s, true);
         let h = &side.hellos[0];
