@@ -284,6 +284,17 @@ pub const CAUSES: &[Cause] = &[
         fix: "reissue the certificate with the name in subjectAltName",
     },
     Cause {
+        slug: "client-aborted-handshake",
+        what: "(from a capture) the client itself ended the handshake after the server's certificate: it did not accept what the server sent",
+        errors: &[
+            "Node: UNABLE_TO_VERIFY_LEAF_SIGNATURE / ERR_TLS_CERT_ALTNAME_INVALID / SELF_SIGNED_CERT_IN_CHAIN (the client's own verdict)",
+            "curl: (60) SSL certificate problem",
+            "OpenSSL: certificate verify failed",
+            "Python: [SSL: CERTIFICATE_VERIFY_FAILED]",
+        ],
+        fix: "read the client's own error; run `portcullis doctor HOST --servername NAME` from the client's machine (with its --ca) to see which check fails",
+    },
+    Cause {
         slug: "client-cert-required",
         what: "the server requires a client certificate and we sent none",
         errors: &[
@@ -323,6 +334,12 @@ pub const CAUSES: &[Cause] = &[
             "HAProxy log: SSL client certificate not trusted",
         ],
         fix: "present the certificate followed by its intermediate CA(s): the chain file (NAME.chain.pem), not the leaf alone (NAME.crt)",
+    },
+    Cause {
+        slug: "encrypted-handshake",
+        what: "(from a capture) TLS 1.3 encrypts the server's certificate, its CertificateRequest and every later alert: the capture cannot show them",
+        errors: &[],
+        fix: "judge the certificate with a live `portcullis doctor HOST --servername NAME`, or capture with TLS 1.2",
     },
     Cause {
         slug: "chain-misordered",

@@ -795,6 +795,19 @@ fn hello_failure(b: &mut Builder<'_>, primary: &Handshake, evidence: Vec<String>
         );
         return;
     }
+    // No raw probe found the version the server speaks, but it said so itself.
+    if let HandshakeOutcome::Alert { code: 70, name, .. } = &primary.outcome {
+        b.add(
+            "protocol-version-mismatch",
+            Severity::Error,
+            format!(
+                "the server refuses every version offered ({}): alert 70 ({name})",
+                offered.join(", ")
+            ),
+            evidence,
+        );
+        return;
+    }
     if let (Some(legacy), Some(modern12)) =
         (raw("TLS 1.2, legacy suites"), raw("TLS 1.2, modern suites"))
         && let (Some((_, suite)), None) = (server_hello(legacy), server_hello(modern12))
@@ -1518,6 +1531,41 @@ mod tests {
         // An answer that is not about the certificate is the application's business.
         o.http = Some(http(404, "Not Found", false));
         assert_eq!(diagnose(&o).cause, "ok");
+    }
+
+    /// A server that answers alert 70 (as a capture or a lone probe shows it) refuses
+    /// every version offered, even when no raw probe found the one it speaks.
+    #[test]
+    fn alert_70_is_a_version_mismatch() {
+        let mut o = base();
+        o.handshakes.push(Handshake {
+            label: "as captured".into(),
+            sent: HelloSent {
+                versions: vec!["TLS 1.3".into(), "TLS 1.2".into()],
+                ..Default::default()
+            },
+            outcome: HandshakeOutcome::Alert {
+                code: 70,
+                name: "protocol_version".into(),
+                stage: Stage::Hello,
+            },
+            version: None,
+            cipher_suite: None,
+            alpn: None,
+            cert_request: None,
+            chain_len: 0,
+            signature_error: None,
+            steps: vec![],
+            ms: 1,
+        });
+        assert_eq!(diagnose(&o).cause, "protocol-version-mismatch");
+        if let Some(h) = o.handshakes.first_mut() {
+            h.outcome = HandshakeOutcome::Closed {
+                reset: false,
+                stage: Stage::Hello,
+            };
+        }
+        assert_eq!(diagnose(&o).cause, "reset-after-client-hello");
     }
 
     #[test]

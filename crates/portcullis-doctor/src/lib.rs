@@ -43,6 +43,7 @@
 //! ```
 
 pub mod audit;
+pub mod capture;
 pub mod causes;
 pub mod certs;
 pub mod compare;

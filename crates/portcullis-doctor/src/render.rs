@@ -194,6 +194,132 @@ pub fn text(report: &Report, verbose: bool, st: Style) -> String {
     out
 }
 
+/// A capture's verdicts for people: one block per TLS connection, then the summary.
+pub fn capture_text(report: &crate::capture::CaptureReport, verbose: bool, st: Style) -> String {
+    let mut out = String::new();
+    let Style {
+        red,
+        green,
+        yellow,
+        bold,
+        dim,
+        reset,
+    } = st;
+    let _ = writeln!(
+        out,
+        "{bold}portcullis doctor capture {}{reset}",
+        report.file
+    );
+    for c in &report.connections {
+        let name = c
+            .sni
+            .as_deref()
+            .map(|s| format!(" (SNI {s})"))
+            .unwrap_or_else(|| " (no SNI)".into());
+        let version = c
+            .version
+            .as_deref()
+            .map(|v| format!(" {v}"))
+            .unwrap_or_default();
+        if c.cause == "ok" {
+            let _ = writeln!(
+                out,
+                "\n{green}✓{reset} {} → {}{name}{version}: {}",
+                c.client, c.server, c.verdict
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "\n{red}✗ {}{reset} {} → {}{name}{version}: {}",
+                c.cause, c.client, c.server, c.verdict
+            );
+        }
+        for f in &c.findings {
+            let color = if f.severity == Severity::Error {
+                red
+            } else {
+                yellow
+            };
+            let mark = if f.severity == Severity::Error {
+                "error"
+            } else {
+                "warning"
+            };
+            if f.cause != c.cause || verbose {
+                let _ = writeln!(out, "  {color}[{mark}] {}{reset}: {}", f.cause, f.summary);
+            }
+            if verbose {
+                for e in &f.evidence {
+                    let _ = writeln!(out, "      {e}");
+                }
+                for x in &f.fixes {
+                    let _ = writeln!(out, "    {dim}fix [{}]{reset} {}", x.ecosystem, x.summary);
+                    out.push_str(&indent(&x.snippet, "      "));
+                }
+            } else if f.severity == Severity::Error
+                && f.cause == c.cause
+                && let Some(x) = f
+                    .fixes
+                    .iter()
+                    .find(|x| x.snippet.is_empty())
+                    .or(f.fixes.first())
+            {
+                let _ = writeln!(out, "  {dim}fix:{reset} {}", x.summary);
+            }
+        }
+        if verbose {
+            for t in &c.trace {
+                let _ = writeln!(out, "    {t}");
+            }
+        }
+    }
+    let s = &report.summary;
+    let _ = writeln!(
+        out,
+        "\n{bold}summary{reset}: {} TLS connection(s), {} healthy, {} with a problem ({}); {} other TCP connection(s); {} packet(s) read ({})",
+        s.tls_connections,
+        s.healthy,
+        s.problems,
+        s.causes
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        s.other_tcp_connections,
+        s.read.packets,
+        s.read.format
+    );
+    if s.read.truncated {
+        let _ = writeln!(
+            out,
+            "  {yellow}the file ends in the middle of a packet (the capture was cut short){reset}"
+        );
+    }
+    if let Some(m) = &s.read.malformed {
+        let _ = writeln!(out, "  {yellow}reading stopped early: {m}{reset}");
+    }
+    if !s.read.unsupported_link_types.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {yellow}link types not read: {:?}{reset}",
+            s.read.unsupported_link_types
+        );
+    }
+    if report.connections.is_empty() {
+        let _ = writeln!(
+            out,
+            "  no TLS connection in this capture (no ClientHello seen)"
+        );
+    }
+    if !verbose && s.problems > 0 {
+        let _ = writeln!(
+            out,
+            "{dim}Run with -v for each handshake as captured, the evidence and every fix; --json for all of it.{reset}"
+        );
+    }
+    out
+}
+
 pub fn explanation(e: &Explanation, st: Style) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}{}{}: {}", st.bold, e.cause, st.reset, e.what);

@@ -86,6 +86,9 @@ pub enum DoctorCommand {
     /// certificate it accepts (none, self-signed, a fake CA with the real issuer's name,
     /// expired, without clientAuth) and reports every twin answered like the real one.
     Audit(AuditArgs),
+    /// Reads a packet capture (pcap or pcapng, as tcpdump, tshark, dumpcap and Wireshark
+    /// write them) and gives one verdict per TLS connection in it, on any port.
+    Capture(CaptureArgs),
     /// Offline: what an error message or code from Node.js, OpenSSL, curl, rustls, Go,
     /// Java or Python means, and the secure fix.
     Explain {
@@ -140,6 +143,27 @@ pub struct AuditArgs {
     pub verbose: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// The capture file (`tcpdump -w FILE`, `tshark -w FILE`, `dumpcap -w FILE`).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// The CA certificates the client trusts (repeatable): a chain the client refused is
+    /// judged against them. Without it: the system store and Mozilla's list.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Vec<PathBuf>,
+
+    /// Print one JSON object: `connections` (`client`, `server`, `sni`, `cause`,
+    /// `findings`…) and `summary`.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Show each connection's handshake as captured, the evidence and every fix.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
 fn style() -> Style {
     Style::new(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
 }
@@ -148,6 +172,7 @@ pub fn run(mut args: DoctorArgs) -> ExitCode {
     let result = match args.command.take() {
         Some(DoctorCommand::Explain { text, json }) => return explain(&text.join(" "), json),
         Some(DoctorCommand::Audit(a)) => audit(a),
+        Some(DoctorCommand::Capture(c)) => capture(c),
         None => diagnose(args),
     };
     match result {
@@ -224,6 +249,29 @@ fn audit(args: AuditArgs) -> Result<ExitCode> {
         println!("{}", render::json(&report));
     } else {
         print!("{}", render::text(&report, args.verbose, style()));
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+/// `doctor capture`: exit 0 when every TLS connection is healthy, 1 when one is not, 2
+/// when the file cannot be read as a capture.
+fn capture(args: CaptureArgs) -> Result<ExitCode> {
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?;
+    let opts = portcullis_doctor::capture::Options {
+        ca: read_ca(&args.ca)?,
+        ca_files: args.ca.iter().map(|p| p.display().to_string()).collect(),
+    };
+    let name = args.file.display().to_string();
+    let report = portcullis_doctor::capture::read(std::io::BufReader::new(file), &name, &opts)
+        .with_context(|| format!("cannot read {name}"))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("cannot print the report")?
+        );
+    } else {
+        print!("{}", render::capture_text(&report, args.verbose, style()));
     }
     Ok(ExitCode::from(report.exit_code()))
 }
