@@ -46,6 +46,30 @@ pub const CRL_DAYS: u32 = 30;
 /// does not reject a certificate made a moment ago.
 const BACKDATE: Duration = Duration::minutes(5);
 
+/// The shortest validity the CA issues.
+const MIN_LIFETIME: Duration = Duration::minutes(1);
+
+fn days(n: u32) -> Duration {
+    Duration::days(i64::from(n))
+}
+
+/// How far before now a leaf starts: [`BACKDATE`], or a tenth of a short lifetime, so a
+/// certificate of minutes is not mostly in the past (renewal at two thirds of it must
+/// still be in the future).
+fn backdate(lifetime: Duration) -> Duration {
+    BACKDATE.min(lifetime / 10)
+}
+
+/// The validity a leaf was issued for, from its dates: the inverse of [`backdate`].
+pub fn issued_lifetime(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Duration {
+    let span = not_after - not_before;
+    if span > BACKDATE * 11 {
+        span - BACKDATE
+    } else {
+        span * 10 / 11
+    }
+}
+
 /// Paths inside a CA directory.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -493,8 +517,14 @@ impl Ca {
     fn issue_exact(&self, req: &LeafRequest, index: &Index) -> Result<Issued> {
         let key = req.key_type.generate()?;
         let spki = key.subject_public_key_info();
-        let (cert_der, record) =
-            self.certify(req.kind, &req.subject, &req.sans, &spki, req.days, index)?;
+        let (cert_der, record) = self.certify(
+            req.kind,
+            &req.subject,
+            &req.sans,
+            &spki,
+            days(req.days),
+            index,
+        )?;
         Ok(Issued {
             key: IssuedKey::New(key),
             cert_der,
@@ -510,6 +540,18 @@ impl Ca {
         req: &LeafRequest,
         key: BroughtKey,
         index: &Index,
+    ) -> Result<Issued> {
+        self.issue_for_key_lasting(req, key, index, days(req.days))
+    }
+
+    /// [`Ca::issue_for_key`] for a validity of any length (`req.days` is not used):
+    /// enrolment issues certificates of hours or minutes, renewed automatically.
+    pub fn issue_for_key_lasting(
+        &self,
+        req: &LeafRequest,
+        key: BroughtKey,
+        index: &Index,
+        lifetime: Duration,
     ) -> Result<Issued> {
         let spki = match &key {
             BroughtKey::Private(k) => k.subject_public_key_info(),
@@ -531,7 +573,7 @@ impl Ca {
         }
         let req = self.with_defaults(req)?;
         let (cert_der, mut record) =
-            self.certify(req.kind, &req.subject, &req.sans, &spki, req.days, index)?;
+            self.certify(req.kind, &req.subject, &req.sans, &spki, lifetime, index)?;
         record.key_origin = KeyOrigin::Owner;
         Ok(Issued {
             key: match key {
@@ -550,12 +592,16 @@ impl Ca {
         subject: &Subject,
         sans: &[San],
         spki: &[u8],
-        days: u32,
+        lifetime: Duration,
         index: &Index,
     ) -> Result<(Vec<u8>, Record)> {
         check_leaf(kind, subject, sans)?;
-        if days == 0 {
-            return Err(Error::invalid("validity", "0", "must be at least one day"));
+        if lifetime < MIN_LIFETIME {
+            return Err(Error::invalid(
+                "validity",
+                lifetime.to_string(),
+                "must be at least a minute (and a day for certificates issued by hand)",
+            ));
         }
         let issuer = parse(&self.issuer_der, &self.issuer_path)?;
         let now = now_seconds();
@@ -569,8 +615,8 @@ impl Ca {
             });
         }
         // A leaf cannot outlive its issuer: clients would reject it after the CA expires.
-        let not_after = (now + Duration::days(i64::from(days))).min(ca_end);
-        let not_before = now - BACKDATE;
+        let not_after = (now + lifetime).min(ca_end);
+        let not_before = now - backdate(lifetime);
 
         // 128 random bits make a collision practically impossible; checking costs nothing.
         let serial = loop {
@@ -669,8 +715,14 @@ impl Ca {
         if kind == Kind::Client {
             add_email_san(&req.subject, &mut sans);
         }
-        let (cert_der, mut record) =
-            self.certify(kind, &req.subject, &sans, &req.spki, days, index)?;
+        let (cert_der, mut record) = self.certify(
+            kind,
+            &req.subject,
+            &sans,
+            &req.spki,
+            self::days(days),
+            index,
+        )?;
         record.key_origin = KeyOrigin::Owner;
         Ok((
             Issued {

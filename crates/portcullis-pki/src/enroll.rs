@@ -27,7 +27,7 @@ use crate::keys::{BroughtKey, KeyType};
 use crate::names::Subject;
 
 /// Default validity of an enrolled certificate: short, since renewal is automatic.
-pub const DEFAULT_DAYS: u32 = 30;
+pub const DEFAULT_VALIDITY: Duration = Duration::days(30);
 
 /// One token as the CA directory records it (never the secret itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,8 +43,8 @@ pub struct Token {
     pub organizational_units: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization: Option<String>,
-    /// Validity of the certificate it gives, in days.
-    pub days: u32,
+    /// Validity of the certificate it gives, in seconds.
+    pub validity_secs: i64,
     pub created: String,
     pub expires: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,8 +118,8 @@ pub struct TokenRequest {
     pub organization: Option<String>,
     /// How long the token can be used.
     pub ttl: Duration,
-    /// Validity of the certificate it gives.
-    pub days: u32,
+    /// Validity of the certificate it gives (a minute or more).
+    pub validity: Duration,
 }
 
 /// Why a token was not accepted. Deliberately the same words for "no such token" and
@@ -208,8 +208,12 @@ pub fn create_token(
         ..Subject::default()
     };
     subject.validate()?;
-    if req.days == 0 {
-        return Err(Error::invalid("--days", "0", "must be at least one day"));
+    if req.validity < Duration::minutes(1) {
+        return Err(Error::invalid(
+            "--validity",
+            req.validity.to_string(),
+            "must be at least a minute",
+        ));
     }
     if req.ttl <= Duration::ZERO {
         return Err(Error::invalid(
@@ -230,7 +234,7 @@ pub fn create_token(
         email: req.email.clone(),
         organizational_units: req.organizational_units.clone(),
         organization: req.organization.clone(),
-        days: req.days,
+        validity_secs: req.validity.whole_seconds(),
         created: rfc3339(created),
         expires: rfc3339(created + req.ttl),
         used: None,
@@ -328,7 +332,7 @@ impl Writer<'_> {
             kind: Kind::Client,
             subject,
             sans,
-            days: token.days,
+            days: 0,
             key_type: KeyType::default(),
         };
         let mut not_granted = request.dropped.clone();
@@ -339,9 +343,12 @@ impl Writer<'_> {
                 token.common_name
             ));
         }
-        let issued =
-            self.ca()
-                .issue_for_key(&leaf, BroughtKey::Public(request.spki), self.index())?;
+        let issued = self.ca().issue_for_key_lasting(
+            &leaf,
+            BroughtKey::Public(request.spki),
+            self.index(),
+            Duration::seconds(token.validity_secs),
+        )?;
         let enrolled = self.save_enrolled(issued, &token.common_name, not_granted)?;
         if let Some(u) = tokens[i].used.as_mut() {
             u.serial = Some(enrolled.serial.clone());
@@ -385,9 +392,22 @@ impl Writer<'_> {
         let request = crate::csr::read(csr, Path::new("the request"), Kind::Client)?;
         let cert_path = self.index().cert_path(&record);
         let leaf = self.ca().renewal_request(&cert_path, None, None)?;
-        let issued =
-            self.ca()
-                .issue_for_key(&leaf, BroughtKey::Public(request.spki), self.index())?;
+        // The same validity as the certificate renewed, to the second: an enrolled
+        // certificate may last hours or minutes.
+        let (not_before, not_after) = (
+            OffsetDateTime::parse(&record.not_before, &Rfc3339),
+            OffsetDateTime::parse(&record.not_after, &Rfc3339),
+        );
+        let lifetime = match (not_before, not_after) {
+            (Ok(nb), Ok(na)) => crate::ca::issued_lifetime(nb, na),
+            _ => Duration::days(i64::from(leaf.days)),
+        };
+        let issued = self.ca().issue_for_key_lasting(
+            &leaf,
+            BroughtKey::Public(request.spki),
+            self.index(),
+            lifetime,
+        )?;
         let renewal = Renewal::new(issued, leaf, record.serial.clone(), cert_path);
         let serial = renewal.issued.record.serial.clone();
         let chain = self.ca().chain_for(&renewal.issued.cert_der);

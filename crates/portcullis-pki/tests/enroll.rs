@@ -28,7 +28,7 @@ fn alice_token(dir: &std::path::Path) -> String {
         organizational_units: vec!["Admins".into()],
         organization: None,
         ttl: Duration::hours(24),
-        days: 30,
+        validity: Duration::days(30),
     };
     enroll::create_token(dir, &req, WAIT).unwrap().1
 }
@@ -184,7 +184,7 @@ fn expired_and_revoked_tokens_are_refused() {
         organizational_units: vec![],
         organization: None,
         ttl: Duration::seconds(1),
-        days: 30,
+        validity: Duration::days(30),
     };
     let (_, short) = enroll::create_token(&dir, &req, WAIT).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2100));
@@ -270,4 +270,58 @@ fn a_valid_certificate_renews_itself_and_a_revoked_one_cannot() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("revoked"), "{err}");
+}
+
+#[test]
+fn a_short_lived_certificate_renews_for_the_same_lifetime_mostly_in_the_future() {
+    let (_tmp, dir) = new_ca();
+    let req = TokenRequest {
+        common_name: "svc".into(),
+        email: None,
+        organizational_units: vec![],
+        organization: None,
+        ttl: Duration::hours(1),
+        validity: Duration::minutes(2),
+    };
+    let (_, token) = enroll::create_token(&dir, &req, WAIT).unwrap();
+    let key = KeyType::P256.generate().unwrap();
+    let first = redeem(&dir, &token, &csr("svc", &[], &key))
+        .unwrap()
+        .unwrap();
+    let span = |der: &[u8]| {
+        let (_, c) = X509Certificate::from_der(der).unwrap();
+        (
+            c.validity().not_before.timestamp(),
+            c.validity().not_after.timestamp(),
+        )
+    };
+    let (nb, na) = span(&first.chain[0]);
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    // Backdated by a tenth of its lifetime (12 s), not five minutes.
+    assert!((now - nb - 12).abs() <= 2, "starts {}s ago", now - nb);
+    assert!((na - now - 120).abs() <= 2, "ends in {}s", na - now);
+
+    let ca = Ca::open(&dir, None).unwrap();
+    let second = ca
+        .writer()
+        .unwrap()
+        .renew_for_csr(
+            &ca::fingerprint(&first.chain[0]),
+            csr("svc", &[], &KeyType::P256.generate().unwrap()).as_bytes(),
+        )
+        .unwrap();
+    let (nb2, na2) = span(&second.chain[0]);
+    assert_eq!(na2 - nb2, na - nb, "the same lifetime");
+    assert!(
+        enroll::create_token(
+            &dir,
+            &TokenRequest {
+                validity: Duration::seconds(30),
+                ..req
+            },
+            WAIT
+        )
+        .is_err(),
+        "under a minute"
+    );
 }

@@ -35,9 +35,9 @@ pub enum PkiEnrollCommand {
         /// How long the token can be used: 30m, 24h, 7d.
         #[arg(long, default_value = "24h", value_parser = parse_ttl)]
         ttl: time::Duration,
-        /// Validity of the certificate, in days (short: renewal is automatic).
-        #[arg(long, default_value_t = tokens::DEFAULT_DAYS)]
-        days: u32,
+        /// Validity of the certificate: 30d, 12h, 10m (short: renewal is automatic).
+        #[arg(long, default_value = "30d", value_parser = parse_ttl)]
+        validity: time::Duration,
         /// The gate's enrolment URL (its `[enroll]` path), to print the command to run
         /// there: https://gate.example.com/enroll.
         #[arg(long)]
@@ -90,6 +90,18 @@ pub struct RenewArgs {
     /// Key type of the new key.
     #[arg(long, default_value = "p256", value_parser = crate::cli::parse_key_type())]
     pub key_type: KeyType,
+    /// Keep running: renew each time the certificate is due (see --within), retrying
+    /// failures with backoff; stop when it is revoked or expired.
+    #[arg(long)]
+    pub daemon: bool,
+    /// With --daemon: due when it expires within this time (12h) or share of its
+    /// lifetime (33%) [default: the last third of its lifetime].
+    #[arg(long, requires = "daemon", value_name = "DURATION|PERCENT")]
+    pub within: Option<portcullis_pki::Threshold>,
+    /// After each renewal, run this with `sh -c` (e.g. `systemctl reload app`);
+    /// PORTCULLIS_SERIAL, PORTCULLIS_CERT and PORTCULLIS_KEY are set for it.
+    #[arg(long, value_name = "COMMAND")]
+    pub exec: Option<String>,
     #[command(flatten)]
     pub trust: Trust,
 }
@@ -116,7 +128,7 @@ pub fn pki(dir: &Path, cmd: PkiEnrollCommand, json: bool, wait: std::time::Durat
             ou,
             o,
             ttl,
-            days,
+            validity,
             url,
         } => {
             let req = TokenRequest {
@@ -125,7 +137,7 @@ pub fn pki(dir: &Path, cmd: PkiEnrollCommand, json: bool, wait: std::time::Durat
                 organizational_units: ou,
                 organization: o,
                 ttl,
-                days,
+                validity,
             };
             let (token, secret) = tokens::create_token(dir, &req, wait)?;
             if json {
@@ -289,28 +301,103 @@ fn report(issued: &Issued, written: &[PathBuf]) {
     }
 }
 
-/// `portcullis renew URL --cert C --key K`.
+/// `portcullis renew URL --cert C --key K`, once or (`--daemon`) whenever due.
 pub fn renew(args: RenewArgs) -> Result<()> {
+    let key_text = std::fs::read_to_string(&args.key)
+        .with_context(|| format!("cannot read {}", args.key.display()))?;
+    let source = Source {
+        file: args.key_passphrase_file.as_deref(),
+        flag: "--key-passphrase-file",
+        env: KEY_ENV,
+        prompt: format!("Passphrase for {}", args.key.display()),
+    };
+    let passphrase = match (keys::is_encrypted(&key_text), args.daemon) {
+        (false, _) => None,
+        // A daemon has no terminal to ask on after the first renewal.
+        (true, true) => Some(
+            source
+                .get_unattended()?
+                .ok_or_else(|| anyhow::anyhow!("{}", source.missing()))?,
+        ),
+        (true, false) => Some(source.require(Mode::Enter)?),
+    };
+    let runtime = runtime()?;
+    if !args.daemon {
+        let issued = renew_once(&args, passphrase.as_ref(), &runtime)?;
+        return after_renewal(&args, &issued);
+    }
+    let threshold = args.within.unwrap_or_default();
+    let mut backoff = std::time::Duration::from_secs(5);
+    loop {
+        let (not_before, not_after) = validity(&args.cert)?;
+        let now = time::OffsetDateTime::now_utc();
+        let due = threshold.due_at(not_before, not_after);
+        if now < due {
+            let wait = (due - now).unsigned_abs();
+            println!("next renewal at {due} (in {}s)", wait.as_secs());
+            std::thread::sleep(wait);
+            continue;
+        }
+        match renew_once(&args, passphrase.as_ref(), &runtime) {
+            Ok(issued) => {
+                backoff = std::time::Duration::from_secs(5);
+                after_renewal(&args, &issued)?;
+            }
+            // Revoked or expired: no retry can succeed; a person must enrol again.
+            Err(e) if format!("{e:#}").contains("CertificateRevoked") || now >= not_after => {
+                return Err(e.context("cannot renew any more: enrol again with a new token"));
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}; trying again in {}s", backoff.as_secs());
+                let left = (not_after - now).unsigned_abs();
+                std::thread::sleep(backoff.min(left));
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(300));
+            }
+        }
+    }
+}
+
+/// The validity of the certificate in `file`.
+fn validity(file: &Path) -> Result<(time::OffsetDateTime, time::OffsetDateTime)> {
+    let der = portcullis_pki::ca::read_certs(file)?.swap_remove(0);
+    let info = portcullis_pki::inspect::cert_info(&der, file)?;
+    let parse = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .with_context(|| format!("{}: validity {t:?}", file.display()))
+    };
+    Ok((parse(&info.not_before)?, parse(&info.not_after)?))
+}
+
+/// Prints what was renewed and runs `--exec`.
+fn after_renewal(args: &RenewArgs, issued: &Issued) -> Result<()> {
+    if let Some(cmd) = &args.exec {
+        // The new serial for the command, as certbot's deploy hooks get their paths.
+        let status = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .env("PORTCULLIS_SERIAL", &issued.serial)
+            .env("PORTCULLIS_CERT", &args.cert)
+            .env("PORTCULLIS_KEY", &args.key)
+            .status()
+            .with_context(|| format!("--exec {cmd:?}"))?;
+        if !status.success() {
+            eprintln!("warning: --exec {cmd:?} exited with {status}");
+        }
+    }
+    Ok(())
+}
+
+fn renew_once(
+    args: &RenewArgs,
+    passphrase: Option<&portcullis_pki::Passphrase>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Issued> {
     let chain = portcullis_pki::ca::read_certs(&args.cert)?;
     let key_text = std::fs::read_to_string(&args.key)
         .with_context(|| format!("cannot read {}", args.key.display()))?;
-    let passphrase = if keys::is_encrypted(&key_text) {
-        Some(
-            Source {
-                file: args.key_passphrase_file.as_deref(),
-                flag: "--key-passphrase-file",
-                env: KEY_ENV,
-                prompt: format!("Passphrase for {}", args.key.display()),
-            }
-            .require(Mode::Enter)?,
-        )
-    } else {
-        None
-    };
     let old_key = keys::from_pem(
         &key_text,
         &args.key,
-        passphrase.as_ref(),
+        passphrase,
         "--key-passphrase-file FILE or PORTCULLIS_KEY_PASSPHRASE",
     )?;
     let new_key = args.key_type.generate()?;
@@ -327,7 +414,7 @@ pub fn renew(args: RenewArgs) -> Result<()> {
     let presented: Vec<CertificateDer<'static>> =
         chain.into_iter().map(CertificateDer::from).collect();
     let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(old_key.serialize_der()));
-    let issued = runtime()?
+    let issued = runtime
         .block_on(client::renew(
             &args.url,
             roots(&args.trust)?,
@@ -349,7 +436,7 @@ pub fn renew(args: RenewArgs) -> Result<()> {
     let mut out = Outputs::new();
     out.add(
         args.key.clone(),
-        keys::to_pem(&new_key, passphrase.as_ref())?.as_bytes(),
+        keys::to_pem(&new_key, passphrase)?.as_bytes(),
         0o600,
     );
     let text = std::fs::read_to_string(&args.cert).unwrap_or_default();
@@ -363,5 +450,5 @@ pub fn renew(args: RenewArgs) -> Result<()> {
     out.add(args.cert.clone(), body.clone().into_bytes(), 0o644);
     let written = out.commit(true)?;
     report(&issued, &written);
-    Ok(())
+    Ok(issued)
 }

@@ -73,7 +73,7 @@ fn a_machine_enrols_renews_and_cannot_renew_once_revoked() {
     let config = pki.config("optional", "builtin:whoami", "[enroll]\nca = \"pki\"\n");
     let gate = Gate::start(&config);
     let url = gate.url("/enroll");
-    let tok = token(dir, "build-7", &["--ou", "Users", "--days", "60"]);
+    let tok = token(dir, "build-7", &["--ou", "Users", "--validity", "60d"]);
 
     let o = run(
         dir,
@@ -295,4 +295,105 @@ fn attempts_are_limited_per_address() {
         .collect();
     assert_eq!(statuses, ["400", "400", "400", "429", "429"]);
     let _ = dir;
+}
+
+#[test]
+fn the_renewal_daemon_renews_when_due_runs_the_hook_and_stops_once_revoked() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let config = pki.config("optional", "builtin:whoami", "[enroll]\nca = \"pki\"\n");
+    let gate = Gate::start(&config);
+    let url = gate.url("/enroll");
+    // A one-minute certificate, due when 85% of its lifetime is left: every ~4 seconds.
+    let tok = token(dir, "svc", &["--ou", "Users", "--validity", "1m"]);
+    let o = run(
+        dir,
+        &[
+            "enroll",
+            &url,
+            "--token-file",
+            &tok,
+            "--ca",
+            "pki/root.crt",
+            "--out",
+            "svc",
+        ],
+    );
+    assert!(o.status.success(), "{}", said(&o));
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "renew",
+            &url,
+            "--cert",
+            "svc/svc.chain.pem",
+            "--key",
+            "svc/svc.key",
+            "--ca",
+            "pki/root.crt",
+            "--daemon",
+            "--within",
+            "85%",
+            "--exec",
+            "echo \"$PORTCULLIS_SERIAL\" >> renewed.log",
+        ])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let renewals = || {
+        std::fs::read_to_string(dir.join("renewed.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let start = std::time::Instant::now();
+    while renewals().len() < 2 && start.elapsed() < std::time::Duration::from_secs(40) {
+        assert!(
+            daemon.try_wait().unwrap().is_none(),
+            "the daemon stopped early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let serials = renewals();
+    assert!(
+        serials.len() >= 2,
+        "{serials:?} after {:?}",
+        start.elapsed()
+    );
+    // Each hook saw a new certificate; the CA's index has exactly one of them in force.
+    assert_ne!(serials[0], serials[1]);
+    let o = run(dir, &["pki", "--dir", "pki", "--json", "list"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let in_force: Vec<String> = rows
+        .iter()
+        .filter(|r| r["subject"].as_str().unwrap_or("").contains("CN=svc"))
+        .filter(|r| r["status"] == "valid" || r["status"] == "expiring")
+        .map(|r| r["serial"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(in_force.len(), 1, "{rows:?}");
+    let current = in_force[0].clone();
+    assert!(serials.contains(&current), "{current} not in {serials:?}");
+
+    // Revoke the one in force: the gate reloads the CRL by itself, the next renewal is
+    // refused in the handshake, and the daemon stops saying why.
+    let o = run(dir, &["pki", "--dir", "pki", "revoke", &current]);
+    assert!(o.status.success(), "{}", said(&o));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = daemon.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(40) {
+            let _ = daemon.kill();
+            panic!("the daemon kept running with a revoked certificate");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let out = daemon.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success());
+    assert!(stderr.contains("cannot renew any more"), "{stderr}");
 }
