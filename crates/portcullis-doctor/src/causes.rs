@@ -156,6 +156,17 @@ pub const CAUSES: &[Cause] = &[
         fix: "look at the server's logs and a packet capture; the evidence shows what we sent",
     },
     Cause {
+        slug: "trust-store-differs",
+        what: "one client trusts the chain and another does not: they use different trust stores (works from curl, not from Node)",
+        errors: &[
+            "Node: SELF_SIGNED_CERT_IN_CHAIN / UNABLE_TO_GET_ISSUER_CERT_LOCALLY (while curl works)",
+            "Python requests: SSLError CERTIFICATE_VERIFY_FAILED unable to get local issuer certificate (certifi's list)",
+            "Java: PKIX path building failed: unable to find valid certification path to requested target",
+            "Go: x509: certificate signed by unknown authority",
+        ],
+        fix: "add the CA to the failing client's store (NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE / verify=, keytool -importcert, SSL_CERT_FILE…)",
+    },
+    Cause {
         slug: "self-signed",
         what: "the server's certificate is self-signed and not trusted",
         errors: &[

@@ -848,8 +848,14 @@ fn chain(b: &mut Builder<'_>) {
         .collect();
     let pinned = !obs.target.ca_files.is_empty();
     let verdict = |store: &str| obs.trust.iter().find(|v| v.store == store);
+    let as_client = obs.target.as_client.as_deref();
     let effective = if pinned {
         verdict("pinned")
+    } else if let Some(client) = as_client {
+        // `--as`: the store that client uses by default on this machine.
+        obs.trust
+            .iter()
+            .find(|v| v.client.as_deref() == Some(client) && v.primary)
     } else {
         match verdict("system") {
             Some(v) if v.anchors > 0 => Some(v),
@@ -859,9 +865,14 @@ fn chain(b: &mut Builder<'_>) {
     let mut trust_lines = chain_lines.clone();
     trust_lines.extend(obs.trust.iter().map(|v| {
         format!(
-            "{} store ({} anchors): {}",
+            "{} store ({} anchors{}): {}",
             v.store,
             v.anchors,
+            if v.sources.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", v.sources.join("; "))
+            },
             if v.trusted {
                 format!(
                     "trusted{}, anchor {}",
@@ -958,7 +969,49 @@ fn chain(b: &mut Builder<'_>) {
                 trust_lines.clone(),
             );
         } else if !weak && !eku_bad {
+            let before = b.out.len();
             trust_finding(b, v, pinned, trust_lines.clone());
+            // Say whose store judged, and where it came from.
+            if let Some(client) = v.client.as_deref() {
+                for f in b.out[before..]
+                    .iter_mut()
+                    .filter(|f| f.cause != "trust-store-differs")
+                {
+                    f.summary.push_str(&format!(
+                        "; judged with the {} store, as {client} reads it on this machine: {}",
+                        v.store,
+                        v.sources.join("; ")
+                    ));
+                }
+            }
+        }
+    }
+
+    // One client trusts the chain and another does not (`--compare`, or `--as` with a
+    // client whose store works): the difference is in their stores, not the server.
+    if !pinned && effective.is_some_and(|v| v.trusted) {
+        let failing: Vec<&TrustVerdict> = obs
+            .trust
+            .iter()
+            .filter(|v| v.client.is_some() && !v.trusted)
+            .collect();
+        if let (Some(ok), false) = (effective, failing.is_empty()) {
+            b.add(
+                "trust-store-differs",
+                Severity::Warning,
+                format!(
+                    "the {} store trusts this chain (anchor {}), but {} {} not: those clients refuse it",
+                    ok.store,
+                    ok.anchor.as_deref().unwrap_or("?"),
+                    failing
+                        .iter()
+                        .map(|v| format!("the {} store ({})", v.store, v.sources.join("; ")))
+                        .collect::<Vec<_>>()
+                        .join(", and "),
+                    if failing.len() == 1 { "does" } else { "do" }
+                ),
+                trust_lines.clone(),
+            );
         }
     }
 
@@ -1061,6 +1114,32 @@ fn trust_finding(b: &mut Builder<'_>, v: &TrustVerdict, pinned: bool, evidence: 
     let obs = b.obs;
     let chain = &obs.chain;
     let leaf = &chain[0];
+    // `--as`: the client's store refuses a chain another store on this machine trusts.
+    if let Some(client) = v.client.as_deref() {
+        let others: Vec<&TrustVerdict> = obs
+            .trust
+            .iter()
+            .filter(|t| t.trusted && t.store != "pinned" && t.store != v.store)
+            .collect();
+        if let Some(first) = others.first() {
+            b.add(
+                "trust-store-differs",
+                Severity::Error,
+                format!(
+                    "{client} does not trust this chain ({}) with its store, {} ({}), while the {} store{} trust{} it (anchor {}): add that root to {client}'s store",
+                    v.error.as_deref().unwrap_or("not trusted"),
+                    v.store,
+                    v.sources.join("; "),
+                    and_list(&others.iter().map(|t| t.store.as_str()).collect::<Vec<_>>()),
+                    if others.len() == 1 { "" } else { "s" },
+                    if others.len() == 1 { "s" } else { "" },
+                    first.anchor.as_deref().unwrap_or("?"),
+                ),
+                evidence,
+            );
+            return;
+        }
+    }
     let public = obs
         .trust
         .iter()
@@ -1183,6 +1262,15 @@ fn trust_finding(b: &mut Builder<'_>, v: &TrustVerdict, pinned: bool, evidence: 
             ),
             evidence,
         );
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
 }
 
@@ -1381,6 +1469,9 @@ mod tests {
             has_top_issuer: false,
             anchors: 100,
             anchor_names: vec![],
+            client: None,
+            primary: false,
+            sources: vec![],
         }];
         let d = diagnose(&o);
         assert_eq!(d.cause, "untrusted-root");

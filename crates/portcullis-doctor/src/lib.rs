@@ -36,6 +36,7 @@
 //!     alpn: vec![],
 //!     timeout: Duration::from_secs(5),
 //!     compare: false,
+//!     as_client: Some("node".into()),
 //! };
 //! let report = portcullis_doctor::run(&req)?;
 //! println!("{}: {}", report.cause, report.verdict);
@@ -45,6 +46,7 @@
 pub mod audit;
 pub mod causes;
 pub mod certs;
+pub mod clients;
 pub mod compare;
 mod danger;
 pub mod diagnose;
@@ -200,7 +202,11 @@ impl Report {
             // Another trust store fixes only a failure of trust.
             let trust_problem = matches!(
                 d.cause.as_str(),
-                "self-signed" | "untrusted-root" | "missing-intermediate" | "pinned-ca-mismatch"
+                "self-signed"
+                    | "untrusted-root"
+                    | "missing-intermediate"
+                    | "pinned-ca-mismatch"
+                    | "trust-store-differs"
             );
             compare::compare(&obs, v, d.healthy(), trust_problem)
         });
@@ -219,7 +225,19 @@ impl Report {
 /// Probes the target, judges what it saw, and returns the report.
 pub fn run(req: &Request) -> Result<Report, Error> {
     let start = Instant::now();
-    let stores = trust::Stores::load(req.ca.as_deref());
+    let mut stores = trust::Stores::load(req.ca.as_deref());
+    // `--as` judges with one client's store; `--compare` shows every client's.
+    let env = clients::Env::from_process();
+    let wanted: Vec<&str> = if req.compare {
+        clients::CLIENTS.to_vec()
+    } else {
+        req.as_client.iter().map(String::as_str).collect()
+    };
+    for c in wanted {
+        stores
+            .clients
+            .extend(clients::gather(c, &env, &stores.system));
+    }
     let obs = probe::run(req, &stores)?;
     Ok(Report::from_observations(
         obs,
