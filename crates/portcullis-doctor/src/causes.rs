@@ -322,6 +322,24 @@ pub const CAUSES: &[Cause] = &[
         fix: "use a client certificate from a CA the server trusts (the CertificateRequest lists them)",
     },
     Cause {
+        slug: "client-cert-optional",
+        what: "the server asks for a client certificate but answers without one (warning)",
+        errors: &[
+            "none: the request works without a certificate (nginx: $ssl_client_verify is NONE)",
+            "an application page for anonymous clients (\"hello anonymous\", a login page)",
+        ],
+        fix: "if the URL is for certificate holders only, require the certificate (nginx `ssl_verify_client on`, HAProxy `verify required`, Caddy `require_and_verify`); else present one where it matters",
+    },
+    Cause {
+        slug: "client-cert-unverified",
+        what: "the server let through a client certificate whose issuer it does not list: it does not verify them in the handshake (warning)",
+        errors: &[
+            "none: it works (nginx optional_no_ca: $ssl_client_verify is FAILED:…)",
+            "Node with rejectUnauthorized off: req.socket.authorized is false, authorizationError UNABLE_TO_GET_ISSUER_CERT",
+        ],
+        fix: "verify in the handshake, or check the verification result before trusting any field; `portcullis doctor audit` tells whether forgeries get in",
+    },
+    Cause {
         slug: "client-chain-incomplete",
         what: "we sent our client certificate without its intermediate CA, so the server cannot link it to the root it trusts",
         errors: &[

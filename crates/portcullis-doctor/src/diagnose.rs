@@ -294,6 +294,8 @@ fn connection(b: &mut Builder<'_>) {
         }
     }
 
+    optional_client_auth(b, main, trace(main));
+
     // The handshake completed, and the server refused the request in HTTP because of the
     // client certificate (nginx `ssl_verify_client on`: 400 or 495/496).
     if main.outcome == HandshakeOutcome::Established
@@ -331,6 +333,62 @@ fn connection(b: &mut Builder<'_>) {
                 ev,
             );
         }
+    }
+}
+
+/// The server asked for a client certificate and answered our request, not refusing it:
+/// a certificate is optional there (`client-cert-optional`, when we sent none), or ours was
+/// let through although its issuer is not among the CAs the server named
+/// (`client-cert-unverified`). Both are warnings: the connection works; whether that URL
+/// should answer without a verified certificate is for `doctor audit` and its owner.
+fn optional_client_auth(b: &mut Builder<'_>, main: &Handshake, evidence: Vec<String>) {
+    let obs = b.obs;
+    let Some(http) = &obs.http else { return };
+    if main.outcome != HandshakeOutcome::Established
+        || http.status.is_none()
+        || http_refusal(http).is_some()
+        || audit_refused(http)
+    {
+        return;
+    }
+    let Some(accepted) = main.cert_request.as_ref() else {
+        return;
+    };
+    let mut ev = evidence;
+    ev.extend(http_lines(http));
+    ev.extend(accepted_line(main));
+    let answer = http_answer(http);
+    if !http.client_cert {
+        b.add(
+            "client-cert-optional",
+            Severity::Warning,
+            format!(
+                "the server asks for a client certificate but does not require one: it completed the handshake without one and answered the request ({answer}); certificate holders may get another answer (nginx `ssl_verify_client optional`, HAProxy `verify optional`, Caddy `verify_if_given`, Node `requestCert` without `rejectUnauthorized`)"
+            ),
+            ev,
+        );
+        return;
+    }
+    let Some(ours) = obs.client_chain.first() else {
+        return;
+    };
+    let names: Vec<&str> = obs
+        .client_chain
+        .iter()
+        .flat_map(|c| [c.issuer.as_str(), c.subject.as_str()])
+        .collect();
+    if !accepted.is_empty() && !accepted.iter().any(|a| names.contains(&a.as_str())) {
+        ev.push(format!("our client certificate: {}", cert_line(0, ours)));
+        b.add(
+            "client-cert-unverified",
+            Severity::Warning,
+            format!(
+                "the server let our client certificate through although its issuer, {}, is not among the CAs it asked for ({}), and answered the request ({answer}): it does not verify client certificates in the handshake (nginx `ssl_verify_client optional_no_ca`, Node with `rejectUnauthorized` off); if the application trusts the certificate's fields, anyone can make one: `portcullis doctor audit` tells",
+                ours.issuer,
+                accepted.join("; ")
+            ),
+            ev,
+        );
     }
 }
 

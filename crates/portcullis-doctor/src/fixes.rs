@@ -300,6 +300,38 @@ pub fn for_cause(cause: &str, obs: &Observations) -> Vec<Fix> {
                 snippet: format!("sudo tcpdump -i any -w tls.pcap host {} and port {}", s.host, s.port),
             },
         ],
+        "client-cert-optional" => {
+            let names = obs
+                .handshakes
+                .iter()
+                .find_map(|h| h.cert_request.clone())
+                .unwrap_or_default();
+            let mut v = vec![note(&format!(
+                "Nothing is broken: the server answers without a client certificate. If that \
+                 answer is not the one you expected, present a certificate from a CA it \
+                 accepts ({}). If the URL is meant for certificate holders only, make the \
+                 server require one; to see whether it verifies the certificates it gets, run \
+                 portcullis doctor audit URL --cert C --key K.",
+                if names.is_empty() {
+                    "it did not list them".to_owned()
+                } else {
+                    names.join("; ")
+                }
+            ))];
+            v.push(server(
+                "Require a verified client certificate where it matters:",
+                "# nginx (per location: keep `optional` and refuse unverified clients)\n\
+                 ssl_verify_client on;   # or: if ($ssl_client_verify != SUCCESS) { return 403; }\n\
+                 # HAProxy\n\
+                 bind :443 ssl crt server.pem ca-file clients.pem verify required\n\
+                 # Caddy\n\
+                 client_auth {\n    mode require_and_verify\n    trusted_ca_cert_file clients.pem\n}\n\
+                 # Node.js\n\
+                 https.createServer({ key, cert, ca: clientsCa, requestCert: true, rejectUnauthorized: true }, app)",
+            ));
+            v
+        }
+        "client-cert-unverified" => require_verification(),
         "accepts-forged-certificate"
         | "accepts-self-signed"
         | "accepts-same-name-issuer"
