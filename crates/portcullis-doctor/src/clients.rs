@@ -427,9 +427,10 @@ try:
     out["certifi_version"] = getattr(certifi, "__version__", None)
 except Exception:
     out["certifi"] = None
+# Found, not imported: importing requests takes longer than all the rest.
 try:
-    import requests
-    out["requests"] = requests.__version__
+    import importlib.metadata, importlib.util
+    out["requests"] = importlib.util.find_spec("requests") and importlib.metadata.version("requests")
 except Exception:
     out["requests"] = None
 print(json.dumps(out))

@@ -1669,6 +1669,80 @@ mod tests {
         assert_eq!(diagnose(&o).cause, "ok");
     }
 
+    /// `--as node`: Node's store refuses what curl's trusts. The cause names both, and
+    /// the only fix is Node's knob.
+    #[test]
+    fn a_client_store_that_differs_is_named_with_its_knob() {
+        let mut o = base();
+        o.target.host = "localhost".into();
+        o.target.as_client = Some("node".into());
+        o.handshakes.push(Handshake {
+            label: "as requested".into(),
+            sent: HelloSent::default(),
+            outcome: HandshakeOutcome::Established,
+            version: None,
+            cipher_suite: None,
+            alpn: None,
+            cert_request: None,
+            chain_len: 1,
+            signature_error: None,
+            steps: vec![],
+            ms: 1,
+        });
+        o.chain = vec![CertDetails {
+            subject: "CN=localhost".into(),
+            issuer: "CN=Private Root CA".into(),
+            sans: Some(vec!["DNS:localhost".into()]),
+            not_after: i64::MAX / 2,
+            ..Default::default()
+        }];
+        let verdict = |store: &str, client: Option<&str>, trusted: bool| TrustVerdict {
+            store: store.into(),
+            trusted,
+            dates_aside: false,
+            anchor: trusted.then(|| "CN=Private Root CA".into()),
+            error: (!trusted).then(|| "UnknownIssuer".into()),
+            has_leaf_issuer: trusted,
+            has_top_issuer: trusted,
+            anchors: 100,
+            anchor_names: vec![],
+            client: client.map(Into::into),
+            primary: true,
+            sources: vec![format!("{store}'s sources")],
+        };
+        o.trust = vec![
+            verdict("system", None, false),
+            verdict("node", Some("node"), false),
+            verdict("curl", Some("curl"), true),
+        ];
+        let d = diagnose(&o);
+        assert_eq!(d.cause, "trust-store-differs");
+        let f = &d.findings[0];
+        assert!(
+            f.summary.contains("node's sources") && f.summary.contains("the curl store"),
+            "{}",
+            f.summary
+        );
+        let fixes: Vec<&str> = f.fixes.iter().map(|x| x.ecosystem.as_str()).collect();
+        assert_eq!(fixes, ["all", "node"], "{:?}", f.fixes);
+        assert!(f.fixes[1].snippet.contains("NODE_EXTRA_CA_CERTS="));
+
+        // Without another store that trusts it: the usual cause, naming Node's store.
+        o.trust.pop();
+        let d = diagnose(&o);
+        assert_eq!(d.cause, "untrusted-root");
+        assert!(d.findings[0].summary.contains("node's sources"));
+        assert_eq!(d.findings[0].fixes[1].ecosystem, "node");
+
+        // Curl's store decides with --as curl; Node's refusal is then a warning.
+        o.trust.push(verdict("curl", Some("curl"), true));
+        o.target.as_client = Some("curl".into());
+        let d = diagnose(&o);
+        assert_eq!(d.cause, "ok");
+        assert_eq!(d.findings[0].cause, "trust-store-differs");
+        assert_eq!(d.findings[0].severity, Severity::Warning);
+    }
+
     #[test]
     fn nothing_observed_is_not_ok_by_accident() {
         let mut o = base();

@@ -12,7 +12,11 @@
 //! The probe connects with a *recording* verifier (see the `danger` module) that accepts
 //! any chain so it can be inspected, then judges that chain against the system store,
 //! Mozilla's list and the user's `--ca`. That is how it tells a self-signed leaf from a
-//! missing intermediate from an untrusted root, which rustls reports alike. No application
+//! missing intermediate from an untrusted root, which rustls reports alike. With `--as`
+//! (and `--compare`), the stores particular clients read on this machine are judged too
+//! (the `clients` module gathers them: Node's bundled list and `NODE_EXTRA_CA_CERTS`,
+//! requests' certifi bundle, curl's, Java's `cacerts`…), so "works from curl but not from
+//! Node" is answered with the store that differs. No application
 //! data is ever sent on such a connection. Where rustls cannot go (TLS 1.0, legacy suites,
 //! leaving SNI out for a DNS name, plaintext answers), hand-built ClientHellos do.
 //!
@@ -279,6 +283,16 @@ mod tests {
         assert_eq!(path("example.com?q"), Some("/?q".into()));
         assert_eq!(t("example.com:x"), None);
         assert_eq!(t(""), None);
+    }
+
+    /// Every store a client is gathered into has a fix with that client's knob.
+    #[test]
+    fn every_client_store_has_its_fix() {
+        let s = fixes::ClientSettings::default();
+        for store in fixes::STORES {
+            assert!(fixes::store_fix(store, &s, "ca.pem").is_some(), "{store}");
+        }
+        assert!(fixes::store_fix("lynx", &s, "ca.pem").is_none());
     }
 
     #[test]
