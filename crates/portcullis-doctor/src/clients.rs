@@ -645,9 +645,14 @@ fn java_home(env: &Env) -> Option<(PathBuf, String)> {
 
 fn java(env: &Env) -> ClientStore {
     let mut g = Gather::default();
-    let password = java_property(env, "javax.net.ssl.trustStorePassword")
-        .map(|(p, _)| p)
-        .unwrap_or_else(|| "changeit".into());
+    // The password is never shown, only where it came from.
+    let (password, password_from) = match java_property(env, "javax.net.ssl.trustStorePassword") {
+        Some((p, var)) => (
+            p,
+            format!("the -Djavax.net.ssl.trustStorePassword in {var}"),
+        ),
+        None => ("changeit".into(), "changeit, the JDK's default".into()),
+    };
     let store = match java_property(env, "javax.net.ssl.trustStore") {
         Some((path, var)) => Some((
             PathBuf::from(path),
@@ -681,13 +686,17 @@ fn java(env: &Env) -> ClientStore {
             Ok(bytes) => match java_keystore_certs(&bytes, &password) {
                 Ok((ders, format)) => {
                     g.note(format!(
-                        "{what} {} ({format}, {} certificates)",
+                        "{what} {} ({format}, {} certificate{})",
                         std::fs::canonicalize(&path).unwrap_or(path).display(),
-                        ders.len()
+                        ders.len(),
+                        if ders.len() == 1 { "" } else { "s" }
                     ));
                     g.ders.extend(ders);
                 }
-                Err(e) => g.note(format!("{what} {} (unreadable: {e})", path.display())),
+                Err(e) => g.note(format!(
+                    "{what} {} (unreadable with the password {password_from}: {e})",
+                    path.display()
+                )),
             },
             Err(e) => g.note(format!("{what} {} (unreadable: {e})", path.display())),
         }
