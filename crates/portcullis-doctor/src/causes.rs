@@ -156,6 +156,17 @@ pub const CAUSES: &[Cause] = &[
         fix: "look at the server's logs and a packet capture; the evidence shows what we sent",
     },
     Cause {
+        slug: "trust-store-differs",
+        what: "one client trusts the chain and another does not: they use different trust stores (works from curl, not from Node)",
+        errors: &[
+            "Node: SELF_SIGNED_CERT_IN_CHAIN / UNABLE_TO_GET_ISSUER_CERT_LOCALLY (while curl works)",
+            "Python requests: SSLError CERTIFICATE_VERIFY_FAILED unable to get local issuer certificate (certifi's list)",
+            "Java: PKIX path building failed: unable to find valid certification path to requested target",
+            "Go: x509: certificate signed by unknown authority",
+        ],
+        fix: "add the CA to the failing client's store (NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE / verify=, keytool -importcert, SSL_CERT_FILE…)",
+    },
+    Cause {
         slug: "self-signed",
         what: "the server's certificate is self-signed and not trusted",
         errors: &[
@@ -320,6 +331,24 @@ pub const CAUSES: &[Cause] = &[
             "nginx (in HTTP, after the handshake): 400 The SSL certificate error / 495",
         ],
         fix: "use a client certificate from a CA the server trusts (the CertificateRequest lists them)",
+    },
+    Cause {
+        slug: "client-cert-optional",
+        what: "the server asks for a client certificate but answers without one (warning)",
+        errors: &[
+            "none: the request works without a certificate (nginx: $ssl_client_verify is NONE)",
+            "an application page for anonymous clients (\"hello anonymous\", a login page)",
+        ],
+        fix: "if the URL is for certificate holders only, require the certificate (nginx `ssl_verify_client on`, HAProxy `verify required`, Caddy `require_and_verify`); else present one where it matters",
+    },
+    Cause {
+        slug: "client-cert-unverified",
+        what: "the server let through a client certificate whose issuer it does not list: it does not verify them in the handshake (warning)",
+        errors: &[
+            "none: it works (nginx optional_no_ca: $ssl_client_verify is FAILED:…)",
+            "Node with rejectUnauthorized off: req.socket.authorized is false, authorizationError UNABLE_TO_GET_ISSUER_CERT",
+        ],
+        fix: "verify in the handshake, or check the verification result before trusting any field; `portcullis doctor audit` tells whether forgeries get in",
     },
     Cause {
         slug: "client-chain-incomplete",

@@ -122,18 +122,28 @@ pub fn compare(
             outcome: outcome_text(&h.outcome),
         });
     }
+    // One row per store: the doctor's (system, Mozilla, --ca), then each client's as it
+    // reads it on this machine (`--as`, and every client with `--compare`).
     for v in &obs.trust {
+        let verdict = if v.trusted {
+            format!(
+                "chain trusted (anchor {})",
+                v.anchor.as_deref().unwrap_or("?")
+            )
+        } else {
+            format!("chain not trusted ({})", v.error.as_deref().unwrap_or("?"))
+        };
         rows.push(Row {
-            profile: format!("{} trust store", v.store),
+            profile: match &v.client {
+                Some(_) => format!("as {}", v.store),
+                None => format!("{} trust store", v.store),
+            },
             difference: "trust store".into(),
             ok: v.trusted,
-            outcome: if v.trusted {
-                format!(
-                    "chain trusted (anchor {})",
-                    v.anchor.as_deref().unwrap_or("?")
-                )
+            outcome: if v.sources.is_empty() {
+                verdict
             } else {
-                format!("chain not trusted ({})", v.error.as_deref().unwrap_or("?"))
+                format!("{verdict}; store: {}", v.sources.join("; "))
             },
         });
     }
@@ -147,6 +157,12 @@ pub fn compare(
                     h.label,
                     outcome_text(&h.outcome)
                 )
+            })
+            .or_else(|| {
+                // "It works from curl but not from Node": a client whose store refuses.
+                rows.iter()
+                    .find(|r| !r.ok && r.profile.starts_with("as "))
+                    .map(|r| format!("trust store: {} fails ({})", r.profile, r.outcome))
             })
     } else {
         rows.iter()

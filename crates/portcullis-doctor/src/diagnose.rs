@@ -294,6 +294,8 @@ fn connection(b: &mut Builder<'_>) {
         }
     }
 
+    optional_client_auth(b, main, trace(main));
+
     // The handshake completed, and the server refused the request in HTTP because of the
     // client certificate (nginx `ssl_verify_client on`: 400 or 495/496).
     if main.outcome == HandshakeOutcome::Established
@@ -331,6 +333,62 @@ fn connection(b: &mut Builder<'_>) {
                 ev,
             );
         }
+    }
+}
+
+/// The server asked for a client certificate and answered our request, not refusing it:
+/// a certificate is optional there (`client-cert-optional`, when we sent none), or ours was
+/// let through although its issuer is not among the CAs the server named
+/// (`client-cert-unverified`). Both are warnings: the connection works; whether that URL
+/// should answer without a verified certificate is for `doctor audit` and its owner.
+fn optional_client_auth(b: &mut Builder<'_>, main: &Handshake, evidence: Vec<String>) {
+    let obs = b.obs;
+    let Some(http) = &obs.http else { return };
+    if main.outcome != HandshakeOutcome::Established
+        || http.status.is_none()
+        || http_refusal(http).is_some()
+        || audit_refused(http)
+    {
+        return;
+    }
+    let Some(accepted) = main.cert_request.as_ref() else {
+        return;
+    };
+    let mut ev = evidence;
+    ev.extend(http_lines(http));
+    ev.extend(accepted_line(main));
+    let answer = http_answer(http);
+    if !http.client_cert {
+        b.add(
+            "client-cert-optional",
+            Severity::Warning,
+            format!(
+                "the server asks for a client certificate but does not require one: it completed the handshake without one and answered the request ({answer}); certificate holders may get another answer (nginx `ssl_verify_client optional`, HAProxy `verify optional`, Caddy `verify_if_given`, Node `requestCert` without `rejectUnauthorized`)"
+            ),
+            ev,
+        );
+        return;
+    }
+    let Some(ours) = obs.client_chain.first() else {
+        return;
+    };
+    let names: Vec<&str> = obs
+        .client_chain
+        .iter()
+        .flat_map(|c| [c.issuer.as_str(), c.subject.as_str()])
+        .collect();
+    if !accepted.is_empty() && !accepted.iter().any(|a| names.contains(&a.as_str())) {
+        ev.push(format!("our client certificate: {}", cert_line(0, ours)));
+        b.add(
+            "client-cert-unverified",
+            Severity::Warning,
+            format!(
+                "the server let our client certificate through although its issuer, {}, is not among the CAs it asked for ({}), and answered the request ({answer}): it does not verify client certificates in the handshake (nginx `ssl_verify_client optional_no_ca`, Node with `rejectUnauthorized` off); if the application trusts the certificate's fields, anyone can make one: `portcullis doctor audit` tells",
+                ours.issuer,
+                accepted.join("; ")
+            ),
+            ev,
+        );
     }
 }
 
@@ -861,8 +919,14 @@ fn chain(b: &mut Builder<'_>) {
         .collect();
     let pinned = !obs.target.ca_files.is_empty();
     let verdict = |store: &str| obs.trust.iter().find(|v| v.store == store);
+    let as_client = obs.target.as_client.as_deref();
     let effective = if pinned {
         verdict("pinned")
+    } else if let Some(client) = as_client {
+        // `--as`: the store that client uses by default on this machine.
+        obs.trust
+            .iter()
+            .find(|v| v.client.as_deref() == Some(client) && v.primary)
     } else {
         match verdict("system") {
             Some(v) if v.anchors > 0 => Some(v),
@@ -872,9 +936,14 @@ fn chain(b: &mut Builder<'_>) {
     let mut trust_lines = chain_lines.clone();
     trust_lines.extend(obs.trust.iter().map(|v| {
         format!(
-            "{} store ({} anchors): {}",
+            "{} store ({} anchors{}): {}",
             v.store,
             v.anchors,
+            if v.sources.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", v.sources.join("; "))
+            },
             if v.trusted {
                 format!(
                     "trusted{}, anchor {}",
@@ -971,7 +1040,49 @@ fn chain(b: &mut Builder<'_>) {
                 trust_lines.clone(),
             );
         } else if !weak && !eku_bad {
+            let before = b.out.len();
             trust_finding(b, v, pinned, trust_lines.clone());
+            // Say whose store judged, and where it came from.
+            if let Some(client) = v.client.as_deref() {
+                for f in b.out[before..]
+                    .iter_mut()
+                    .filter(|f| f.cause != "trust-store-differs")
+                {
+                    f.summary.push_str(&format!(
+                        "; judged with the {} store, as {client} reads it on this machine: {}",
+                        v.store,
+                        v.sources.join("; ")
+                    ));
+                }
+            }
+        }
+    }
+
+    // One client trusts the chain and another does not (`--compare`, or `--as` with a
+    // client whose store works): the difference is in their stores, not the server.
+    if !pinned && effective.is_some_and(|v| v.trusted) {
+        let failing: Vec<&TrustVerdict> = obs
+            .trust
+            .iter()
+            .filter(|v| v.client.is_some() && !v.trusted)
+            .collect();
+        if let (Some(ok), false) = (effective, failing.is_empty()) {
+            b.add(
+                "trust-store-differs",
+                Severity::Warning,
+                format!(
+                    "the {} store trusts this chain (anchor {}), but {} {} not: those clients refuse it",
+                    ok.store,
+                    ok.anchor.as_deref().unwrap_or("?"),
+                    failing
+                        .iter()
+                        .map(|v| format!("the {} store ({})", v.store, v.sources.join("; ")))
+                        .collect::<Vec<_>>()
+                        .join(", and "),
+                    if failing.len() == 1 { "does" } else { "do" }
+                ),
+                trust_lines.clone(),
+            );
         }
     }
 
@@ -1074,6 +1185,32 @@ fn trust_finding(b: &mut Builder<'_>, v: &TrustVerdict, pinned: bool, evidence: 
     let obs = b.obs;
     let chain = &obs.chain;
     let leaf = &chain[0];
+    // `--as`: the client's store refuses a chain another store on this machine trusts.
+    if let Some(client) = v.client.as_deref() {
+        let others: Vec<&TrustVerdict> = obs
+            .trust
+            .iter()
+            .filter(|t| t.trusted && t.store != "pinned" && t.store != v.store)
+            .collect();
+        if let Some(first) = others.first() {
+            b.add(
+                "trust-store-differs",
+                Severity::Error,
+                format!(
+                    "{client} does not trust this chain ({}) with its store, {} ({}), while the {} store{} trust{} it (anchor {}): add that root to {client}'s store",
+                    v.error.as_deref().unwrap_or("not trusted"),
+                    v.store,
+                    v.sources.join("; "),
+                    and_list(&others.iter().map(|t| t.store.as_str()).collect::<Vec<_>>()),
+                    if others.len() == 1 { "" } else { "s" },
+                    if others.len() == 1 { "s" } else { "" },
+                    first.anchor.as_deref().unwrap_or("?"),
+                ),
+                evidence,
+            );
+            return;
+        }
+    }
     let public = obs
         .trust
         .iter()
@@ -1196,6 +1333,15 @@ fn trust_finding(b: &mut Builder<'_>, v: &TrustVerdict, pinned: bool, evidence: 
             ),
             evidence,
         );
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
 }
 
@@ -1394,6 +1540,9 @@ mod tests {
             has_top_issuer: false,
             anchors: 100,
             anchor_names: vec![],
+            client: None,
+            primary: false,
+            sources: vec![],
         }];
         let d = diagnose(&o);
         assert_eq!(d.cause, "untrusted-root");
@@ -1566,6 +1715,80 @@ mod tests {
             };
         }
         assert_eq!(diagnose(&o).cause, "reset-after-client-hello");
+    }
+
+    /// `--as node`: Node's store refuses what curl's trusts. The cause names both, and
+    /// the only fix is Node's knob.
+    #[test]
+    fn a_client_store_that_differs_is_named_with_its_knob() {
+        let mut o = base();
+        o.target.host = "localhost".into();
+        o.target.as_client = Some("node".into());
+        o.handshakes.push(Handshake {
+            label: "as requested".into(),
+            sent: HelloSent::default(),
+            outcome: HandshakeOutcome::Established,
+            version: None,
+            cipher_suite: None,
+            alpn: None,
+            cert_request: None,
+            chain_len: 1,
+            signature_error: None,
+            steps: vec![],
+            ms: 1,
+        });
+        o.chain = vec![CertDetails {
+            subject: "CN=localhost".into(),
+            issuer: "CN=Private Root CA".into(),
+            sans: Some(vec!["DNS:localhost".into()]),
+            not_after: i64::MAX / 2,
+            ..Default::default()
+        }];
+        let verdict = |store: &str, client: Option<&str>, trusted: bool| TrustVerdict {
+            store: store.into(),
+            trusted,
+            dates_aside: false,
+            anchor: trusted.then(|| "CN=Private Root CA".into()),
+            error: (!trusted).then(|| "UnknownIssuer".into()),
+            has_leaf_issuer: trusted,
+            has_top_issuer: trusted,
+            anchors: 100,
+            anchor_names: vec![],
+            client: client.map(Into::into),
+            primary: true,
+            sources: vec![format!("{store}'s sources")],
+        };
+        o.trust = vec![
+            verdict("system", None, false),
+            verdict("node", Some("node"), false),
+            verdict("curl", Some("curl"), true),
+        ];
+        let d = diagnose(&o);
+        assert_eq!(d.cause, "trust-store-differs");
+        let f = &d.findings[0];
+        assert!(
+            f.summary.contains("node's sources") && f.summary.contains("the curl store"),
+            "{}",
+            f.summary
+        );
+        let fixes: Vec<&str> = f.fixes.iter().map(|x| x.ecosystem.as_str()).collect();
+        assert_eq!(fixes, ["all", "node"], "{:?}", f.fixes);
+        assert!(f.fixes[1].snippet.contains("NODE_EXTRA_CA_CERTS="));
+
+        // Without another store that trusts it: the usual cause, naming Node's store.
+        o.trust.pop();
+        let d = diagnose(&o);
+        assert_eq!(d.cause, "untrusted-root");
+        assert!(d.findings[0].summary.contains("node's sources"));
+        assert_eq!(d.findings[0].fixes[1].ecosystem, "node");
+
+        // Curl's store decides with --as curl; Node's refusal is then a warning.
+        o.trust.push(verdict("curl", Some("curl"), true));
+        o.target.as_client = Some("curl".into());
+        let d = diagnose(&o);
+        assert_eq!(d.cause, "ok");
+        assert_eq!(d.findings[0].cause, "trust-store-differs");
+        assert_eq!(d.findings[0].severity, Severity::Warning);
     }
 
     #[test]

@@ -63,6 +63,7 @@ pub fn for_cause(cause: &str, obs: &Observations) -> Vec<Fix> {
                  files, never from this same connection), check its SHA-256 fingerprint \
                  against the one shown above, save it as server-cert.pem, and pin it.",
             )];
+            v.extend(as_client_fixes(obs, &s, "server-cert.pem"));
             v.extend(client_fixes(&s));
             v
         }
@@ -73,7 +74,29 @@ pub fn for_cause(cause: &str, obs: &Observations) -> Vec<Fix> {
                  your IT department), save it as root-ca.pem and trust it for this client \
                  only. Node.js also reads extra roots from NODE_EXTRA_CA_CERTS=root-ca.pem.",
             )];
+            v.extend(as_client_fixes(obs, &s, "root-ca.pem"));
             v.extend(client_fixes(&s));
+            v
+        }
+        "trust-store-differs" => {
+            let mut v = vec![note(
+                "The server is fine: the clients differ in which CAs they trust. Add the \
+                 root CA (root-ca.pem: get it from whoever runs the CA, check its \
+                 fingerprint) to the store of the client that refuses it, the way that \
+                 client reads it; never switch its verification off.",
+            )];
+            let failing = obs.trust.iter().filter(|t| {
+                t.client.is_some()
+                    && !t.trusted
+                    && obs
+                        .target
+                        .as_client
+                        .as_ref()
+                        .is_none_or(|c| t.client.as_ref() == Some(c) && t.primary)
+            });
+            for t in failing {
+                v.extend(store_fix(&t.store, &s, "root-ca.pem"));
+            }
             v
         }
         "pinned-ca-mismatch" => {
@@ -277,6 +300,38 @@ pub fn for_cause(cause: &str, obs: &Observations) -> Vec<Fix> {
                 snippet: format!("sudo tcpdump -i any -w tls.pcap host {} and port {}", s.host, s.port),
             },
         ],
+        "client-cert-optional" => {
+            let names = obs
+                .handshakes
+                .iter()
+                .find_map(|h| h.cert_request.clone())
+                .unwrap_or_default();
+            let mut v = vec![note(&format!(
+                "Nothing is broken: the server answers without a client certificate. If that \
+                 answer is not the one you expected, present a certificate from a CA it \
+                 accepts ({}). If the URL is meant for certificate holders only, make the \
+                 server require one; to see whether it verifies the certificates it gets, run \
+                 portcullis doctor audit URL --cert C --key K.",
+                if names.is_empty() {
+                    "it did not list them".to_owned()
+                } else {
+                    names.join("; ")
+                }
+            ))];
+            v.push(server(
+                "Require a verified client certificate where it matters:",
+                "# nginx (per location: keep `optional` and refuse unverified clients)\n\
+                 ssl_verify_client on;   # or: if ($ssl_client_verify != SUCCESS) { return 403; }\n\
+                 # HAProxy\n\
+                 bind :443 ssl crt server.pem ca-file clients.pem verify required\n\
+                 # Caddy\n\
+                 client_auth {\n    mode require_and_verify\n    trusted_ca_cert_file clients.pem\n}\n\
+                 # Node.js\n\
+                 https.createServer({ key, cert, ca: clientsCa, requestCert: true, rejectUnauthorized: true }, app)",
+            ));
+            v
+        }
+        "client-cert-unverified" => require_verification(),
         "accepts-forged-certificate"
         | "accepts-self-signed"
         | "accepts-same-name-issuer"
@@ -308,6 +363,142 @@ pub fn for_cause(cause: &str, obs: &Observations) -> Vec<Fix> {
         )],
         _ => Vec::new(),
     }
+}
+
+/// Every client store [`store_fix`] knows.
+pub const STORES: &[&str] = &[
+    "node",
+    "python requests",
+    "python ssl",
+    "curl",
+    "openssl",
+    "java",
+    "go",
+    "rustls native-certs",
+    "rustls webpki-roots",
+];
+
+/// With `--as`: how to add `file` to the store that client uses by default.
+fn as_client_fixes(obs: &Observations, s: &ClientSettings, file: &str) -> Vec<Fix> {
+    if !obs.target.ca_files.is_empty() {
+        return Vec::new();
+    }
+    let Some(client) = obs.target.as_client.as_ref() else {
+        return Vec::new();
+    };
+    obs.trust
+        .iter()
+        .filter(|t| t.client.as_ref() == Some(client) && t.primary)
+        .filter_map(|t| store_fix(&t.store, s, file))
+        .collect()
+}
+
+/// How to add the CA in `file` to one client's store (named as in
+/// [`crate::clients::ClientStore::store`]), with that client's own knob.
+pub fn store_fix(store: &str, s: &ClientSettings, file: &str) -> Option<Fix> {
+    let name = s.name();
+    let port = s.port;
+    let url = format!("https://{}:{port}/", host_port(name));
+    let (ecosystem, summary, snippet) = match store {
+        "node" => (
+            "node",
+            "Node.js: add the CA to the bundled list with NODE_EXTRA_CA_CERTS (read once, at \
+             startup), or give it per connection with the `ca` option (which replaces the \
+             bundled list)."
+                .to_owned(),
+            format!(
+                "NODE_EXTRA_CA_CERTS=/path/to/{file} node app.js\n\
+                 // or per connection: https.get('{url}', {{ ca: fs.readFileSync('{file}') }})"
+            ),
+        ),
+        "python requests" => (
+            "python",
+            "Python requests reads certifi's bundle, not the system's: pass verify= or set \
+             REQUESTS_CA_BUNDLE. Either replaces certifi's list, so give a bundle holding both \
+             when the same process also talks to public sites."
+                .to_owned(),
+            format!(
+                "cat \"$(python3 -m certifi)\" {file} > bundle.pem\n\
+                 REQUESTS_CA_BUNDLE=/path/to/bundle.pem python3 app.py\n\
+                 # or in code: requests.get('{url}', verify='/path/to/bundle.pem')"
+            ),
+        ),
+        "python ssl" => (
+            "python",
+            "Python's ssl module (urllib, http.client) reads OpenSSL's default paths: give the \
+             context a cafile=, or set SSL_CERT_FILE for the whole process."
+                .to_owned(),
+            format!(
+                "ctx = ssl.create_default_context(cafile='{file}')\n\
+                 urllib.request.urlopen('{url}', context=ctx)\n\
+                 # or: SSL_CERT_FILE=/path/to/bundle.pem python3 app.py  (it replaces the default file)"
+            ),
+        ),
+        "curl" => (
+            "curl",
+            "curl: --cacert, or CURL_CA_BUNDLE (it replaces curl's default bundle).".to_owned(),
+            format!(
+                "curl --cacert {file} {url}\n\
+# or: CURL_CA_BUNDLE=/path/to/{file} curl {url}"
+            ),
+        ),
+        "openssl" => (
+            "openssl",
+            "OpenSSL: -CAfile, or SSL_CERT_FILE / SSL_CERT_DIR (they replace the defaults)."
+                .to_owned(),
+            format!(
+                "openssl s_client -connect {}:{port} -servername {name} -verify_hostname {name} -verify_return_error -CAfile {file}",
+                host_port(&s.host)
+            ),
+        ),
+        "java" => (
+            "java",
+            "Java: import the CA into a truststore with keytool and point the JVM at it \
+             (-Djavax.net.ssl.trustStore, e.g. in JAVA_TOOL_OPTIONS), or import it into the \
+             JDK's cacerts."
+                .to_owned(),
+            format!(
+                "keytool -importcert -noprompt -alias my-ca -file {file} -keystore truststore.p12 -storetype PKCS12 -storepass changeit\n\
+                 JAVA_TOOL_OPTIONS='-Djavax.net.ssl.trustStore=/path/to/truststore.p12 -Djavax.net.ssl.trustStorePassword=changeit' java -jar app.jar"
+            ),
+        ),
+        "go" => (
+            "go",
+            "Go: add the CA to tls.Config.RootCAs, or set SSL_CERT_FILE (it replaces the \
+             system bundle, so give one holding both) or SSL_CERT_DIR."
+                .to_owned(),
+            format!(
+                "cat /etc/ssl/certs/ca-certificates.crt {file} > bundle.pem\n\
+                 SSL_CERT_FILE=/path/to/bundle.pem ./app\n\
+                 // or in code: pool.AppendCertsFromPEM(caPEM); &tls.Config{{RootCAs: pool}}"
+            ),
+        ),
+        "rustls native-certs" => (
+            "rust",
+            "rustls with the system store (rustls-native-certs): add the CA to the system \
+             store, or to the RootCertStore in code."
+                .to_owned(),
+            format!(
+                "sudo cp {file} /usr/local/share/ca-certificates/my-ca.crt && sudo update-ca-certificates\n\
+                 // or in code: roots.add(CertificateDer::from_pem_file(\"{file}\")?)?;"
+            ),
+        ),
+        "rustls webpki-roots" => (
+            "rust",
+            "rustls with webpki-roots (compiled in): add the CA in code.".to_owned(),
+            format!(
+                "reqwest::Client::builder()\n    \
+    .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(\"{file}\")?)?)\n    \
+    .build()?"
+            ),
+        ),
+        _ => return None,
+    };
+    Some(Fix {
+        ecosystem: ecosystem.into(),
+        summary: summary.split_whitespace().collect::<Vec<_>>().join(" "),
+        snippet,
+    })
 }
 
 /// The server-side fix for a server that lets forged client certificates in: verify, or
@@ -584,6 +775,12 @@ pub fn whole_catalog() -> String {
         for f in for_cause(c.slug, &obs) {
             out.push_str(&format!("[{}] {}\n{}\n", f.ecosystem, f.summary, f.snippet));
         }
+    }
+    // Each client's store (`--as`, `trust-store-differs`).
+    let s = ClientSettings::from_obs(&obs);
+    for store in STORES {
+        let f = store_fix(store, &s, "root-ca.pem").unwrap_or_default();
+        out.push_str(&format!("[{}] {}\n{}\n", f.ecosystem, f.summary, f.snippet));
     }
     out
 }

@@ -12,7 +12,11 @@
 //! The probe connects with a *recording* verifier (see the `danger` module) that accepts
 //! any chain so it can be inspected, then judges that chain against the system store,
 //! Mozilla's list and the user's `--ca`. That is how it tells a self-signed leaf from a
-//! missing intermediate from an untrusted root, which rustls reports alike. No application
+//! missing intermediate from an untrusted root, which rustls reports alike. With `--as`
+//! (and `--compare`), the stores particular clients read on this machine are judged too
+//! (the `clients` module gathers them: Node's bundled list and `NODE_EXTRA_CA_CERTS`,
+//! requests' certifi bundle, curl's, Java's `cacerts`…), so "works from curl but not from
+//! Node" is answered with the store that differs. No application
 //! data is ever sent on such a connection. Where rustls cannot go (TLS 1.0, legacy suites,
 //! leaving SNI out for a DNS name, plaintext answers), hand-built ClientHellos do.
 //!
@@ -36,6 +40,7 @@
 //!     alpn: vec![],
 //!     timeout: Duration::from_secs(5),
 //!     compare: false,
+//!     as_client: Some("node".into()),
 //! };
 //! let report = portcullis_doctor::run(&req)?;
 //! println!("{}: {}", report.cause, report.verdict);
@@ -46,6 +51,7 @@ pub mod audit;
 pub mod capture;
 pub mod causes;
 pub mod certs;
+pub mod clients;
 pub mod compare;
 mod danger;
 pub mod diagnose;
@@ -201,7 +207,11 @@ impl Report {
             // Another trust store fixes only a failure of trust.
             let trust_problem = matches!(
                 d.cause.as_str(),
-                "self-signed" | "untrusted-root" | "missing-intermediate" | "pinned-ca-mismatch"
+                "self-signed"
+                    | "untrusted-root"
+                    | "missing-intermediate"
+                    | "pinned-ca-mismatch"
+                    | "trust-store-differs"
             );
             compare::compare(&obs, v, d.healthy(), trust_problem)
         });
@@ -220,7 +230,19 @@ impl Report {
 /// Probes the target, judges what it saw, and returns the report.
 pub fn run(req: &Request) -> Result<Report, Error> {
     let start = Instant::now();
-    let stores = trust::Stores::load(req.ca.as_deref());
+    let mut stores = trust::Stores::load(req.ca.as_deref());
+    // `--as` judges with one client's store; `--compare` shows every client's.
+    let env = clients::Env::from_process();
+    let wanted: Vec<&str> = if req.compare {
+        clients::CLIENTS.to_vec()
+    } else {
+        req.as_client.iter().map(String::as_str).collect()
+    };
+    for c in wanted {
+        stores
+            .clients
+            .extend(clients::gather(c, &env, &stores.system));
+    }
     let obs = probe::run(req, &stores)?;
     Ok(Report::from_observations(
         obs,
@@ -262,6 +284,16 @@ mod tests {
         assert_eq!(path("example.com?q"), Some("/?q".into()));
         assert_eq!(t("example.com:x"), None);
         assert_eq!(t(""), None);
+    }
+
+    /// Every store a client is gathered into has a fix with that client's knob.
+    #[test]
+    fn every_client_store_has_its_fix() {
+        let s = fixes::ClientSettings::default();
+        for store in fixes::STORES {
+            assert!(fixes::store_fix(store, &s, "ca.pem").is_some(), "{store}");
+        }
+        assert!(fixes::store_fix("lynx", &s, "ca.pem").is_none());
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub struct TargetInfo {
     pub tls: Option<String>,
     #[serde(default)]
     pub alpn: Vec<String>,
+    /// `--as`: the client whose trust store judges the chain (`node`, `python`, `curl`,
+    /// `openssl`, `java`, `go`, `rustls`).
+    #[serde(default)]
+    pub as_client: Option<String>,
 }
 
 impl TargetInfo {
@@ -283,6 +287,17 @@ pub struct TrustVerdict {
     /// The anchors' subjects, for the `pinned` store only (the others are long lists).
     #[serde(default)]
     pub anchor_names: Vec<String>,
+    /// For a client's store (`--as`, `--compare`): which client (`node`, `python`…).
+    #[serde(default)]
+    pub client: Option<String>,
+    /// Whether this is the store that client uses by default (Python: requests when it
+    /// is installed, else the `ssl` module's; rustls: rustls-native-certs).
+    #[serde(default)]
+    pub primary: bool,
+    /// Where a client's store came from, in the order the client reads it: files,
+    /// environment variables (set or not), the client's version when it matters.
+    #[serde(default)]
+    pub sources: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

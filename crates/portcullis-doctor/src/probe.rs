@@ -94,6 +94,9 @@ pub struct Request {
     pub alpn: Vec<String>,
     pub timeout: Duration,
     pub compare: bool,
+    /// `--as`: judge trust with the store this client (one of [`crate::clients::CLIENTS`])
+    /// uses on this machine.
+    pub as_client: Option<String>,
 }
 
 /// One way of connecting; [`crate::compare`] varies these.
@@ -152,6 +155,7 @@ pub(crate) async fn run_async(req: &Request, stores: &Stores) -> Observations {
             tls: req.tls.clone(),
             alpn: req.alpn.clone(),
             path: req.target.path.clone(),
+            as_client: req.as_client.clone(),
         },
         now: time::OffsetDateTime::now_utc().unix_timestamp(),
         ..Default::default()

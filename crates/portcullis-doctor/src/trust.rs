@@ -1,11 +1,14 @@
 //! Judging a collected chain against each trust store: the system's
-//! (rustls-native-certs), Mozilla's (webpki-roots, the list Node.js bundles) and the
-//! user's `--ca`. This runs after the connection closed, offline.
+//! (rustls-native-certs), Mozilla's (webpki-roots, the list Node.js bundles), the
+//! user's `--ca`, and with `--as` / `--compare` the stores particular clients use on this
+//! machine (gathered by [`crate::clients`]). This runs after the connection closed,
+//! offline.
 
 use rustls::pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
 use webpki::{EndEntityCert, KeyUsage};
 
 use crate::certs;
+use crate::clients::ClientStore;
 use crate::observe::{CertDetails, NameCheck, TrustVerdict};
 
 /// The trust stores to judge against.
@@ -15,6 +18,8 @@ pub struct Stores {
     pub mozilla: Vec<TrustAnchor<'static>>,
     /// `--ca`: when present, this is the store the user's client would use.
     pub pinned: Option<Vec<TrustAnchor<'static>>>,
+    /// `--as` (one client) or `--compare` (every client): the stores those clients use.
+    pub clients: Vec<ClientStore>,
 }
 
 impl Stores {
@@ -34,6 +39,7 @@ impl Stores {
             system,
             mozilla: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             pinned: pinned_ders.map(anchors_from_ders),
+            clients: Vec::new(),
         }
     }
 }
@@ -71,6 +77,13 @@ pub fn judge(chain: &[Vec<u8>], details: &[CertDetails], stores: &Stores) -> Vec
     if let Some(p) = &stores.pinned {
         out.push(verdict("pinned", chain, details, p));
     }
+    for c in &stores.clients {
+        let mut v = verdict(&c.store, chain, details, &c.anchors);
+        v.client = Some(c.client.to_owned());
+        v.primary = c.primary;
+        v.sources = c.sources.clone();
+        out.push(v);
+    }
     out
 }
 
@@ -107,6 +120,9 @@ fn verdict(
         } else {
             Vec::new()
         },
+        client: None,
+        primary: false,
+        sources: Vec::new(),
     };
     let Some(leaf) = chain.first() else {
         v.error = Some("no certificate".into());

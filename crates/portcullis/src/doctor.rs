@@ -75,6 +75,12 @@ pub struct DoctorArgs {
     #[arg(long)]
     pub compare: bool,
 
+    /// Judge trust with the store this client uses on this machine (its files and
+    /// environment variables: NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE,
+    /// SSL_CERT_FILE…), and say which store that was.
+    #[arg(long = "as", value_name = "CLIENT", value_parser = ["node", "python", "curl", "openssl", "java", "go", "rustls"])]
+    pub as_client: Option<String>,
+
     /// Show the evidence, the handshake trace and fixes for every ecosystem.
     #[arg(short, long)]
     pub verbose: bool,
@@ -237,6 +243,7 @@ fn audit(args: AuditArgs) -> Result<ExitCode> {
         alpn: vec![],
         timeout: Duration::from_secs_f64(args.timeout),
         compare: false,
+        as_client: None,
     };
     let report = match load_client(&args.cert, &args.key, args.key_passphrase_file.as_deref())? {
         Ok(identity) => {
@@ -315,6 +322,7 @@ fn diagnose(args: DoctorArgs) -> Result<ExitCode> {
         alpn: args.alpn.clone(),
         timeout: Duration::from_secs_f64(args.timeout),
         compare: args.compare,
+        as_client: args.as_client.clone(),
     };
     let report = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => {

@@ -309,3 +309,224 @@ fn caddy_by_ip_address_wants_the_name() {
         }
     }
 }
+
+/// What a server with optional client certificates does with a foreign one.
+enum Foreign<'a> {
+    /// Refused (`client-cert-rejected`), with these words in the evidence.
+    Rejected(&'a [&'a str]),
+    /// Let through unverified (`client-cert-unverified`, a warning, exit 0).
+    LetThrough,
+}
+
+/// A server that asks for a client certificate without requiring one (set up by
+/// [`mtls_files`] with `server_name`), reached as `https://localhost:PORT/app` with its
+/// root pinned: without a certificate it answers, and the doctor says the certificate is
+/// optional there (a warning, exit 0) with the server's answer as evidence (`answer`); a
+/// foreign certificate is refused or let through; a good one is simply healthy.
+fn optional_cases(
+    sb: &Sandbox,
+    server_name: &str,
+    server: &Daemon,
+    tls: Option<&str>,
+    answer: &str,
+    foreign: Foreign<'_>,
+) {
+    let target = format!("https://localhost:{}/app", server.port);
+    let clients_ca = format!("CN={server_name} Clients CA");
+    let name = match tls {
+        Some(v) => format!("{server_name} (TLS {v})"),
+        None => server_name.to_owned(),
+    };
+    let run_with = |stem: Option<&str>| {
+        let files = stem.map(|s| (format!("{s}.crt"), format!("{s}.key")));
+        let mut args = vec![target.as_str(), "--ca", "ca.pem"];
+        if let Some(v) = tls {
+            args.extend(["--tls", v]);
+        }
+        if let Some((crt, key)) = &files {
+            args.extend(["--cert", crt, "--key", key]);
+        }
+        let run = doctor(sb, &args);
+        assert_secure(&name, &run.json.to_string());
+        run
+    };
+    let fail = |case: &str, run: &Run| -> String {
+        format!(
+            "{name}, {case}: exit {} and {}:\n{:#}\n--- {name}'s log\n{}",
+            run.code,
+            run.cause(),
+            run.json,
+            server.log()
+        )
+    };
+
+    // No certificate: healthy, and the doctor says the certificate was optional.
+    let run = run_with(None);
+    assert!(
+        run.code == 0 && run.cause() == "ok",
+        "{}",
+        fail("no certificate", &run)
+    );
+    let finding = run
+        .finding_opt("client-cert-optional")
+        .unwrap_or_else(|| panic!("{}", fail("no certificate", &run)));
+    assert_eq!(finding["severity"], "warning");
+    let evidence = finding["evidence"].to_string();
+    for words in [answer, clients_ca.as_str(), "without a client certificate"] {
+        assert!(
+            evidence.contains(words),
+            "{name} without a certificate: the evidence lacks {words:?}: {evidence}"
+        );
+    }
+    assert!(
+        finding["fixes"].to_string().contains("doctor audit"),
+        "{name}: {finding:#}"
+    );
+
+    // A certificate from "Stranger CA".
+    let run = run_with(Some("mallory"));
+    match foreign {
+        Foreign::Rejected(words) => {
+            assert!(
+                run.code == 1 && run.cause() == "client-cert-rejected",
+                "{}",
+                fail("foreign certificate", &run)
+            );
+            let evidence = run.finding("client-cert-rejected")["evidence"].to_string();
+            for w in words {
+                assert!(
+                    evidence.contains(w),
+                    "{name}: the evidence lacks {w:?}: {evidence}"
+                );
+            }
+        }
+        Foreign::LetThrough => {
+            assert!(
+                run.code == 0 && run.cause() == "ok",
+                "{}",
+                fail("foreign certificate", &run)
+            );
+            let finding = run.finding("client-cert-unverified");
+            let summary = finding["summary"].as_str().unwrap();
+            assert!(
+                summary.contains("CN=Stranger CA") && summary.contains(&clients_ca),
+                "{name}: {summary}"
+            );
+            assert!(run.finding_opt("client-cert-optional").is_none());
+        }
+    }
+
+    // A good certificate: healthy, nothing to warn about.
+    let run = run_with(Some("alice"));
+    assert!(
+        run.code == 0
+            && run.cause() == "ok"
+            && run.finding_opt("client-cert-optional").is_none()
+            && run.finding_opt("client-cert-unverified").is_none(),
+        "{}",
+        fail("good certificate", &run)
+    );
+}
+
+/// An nginx `server {}` with client certificates in `mode` (`optional`,
+/// `optional_no_ca`), the clients CA sent in the CertificateRequest, and a page that says
+/// what nginx made of the certificate.
+fn nginx_with(sb: &Sandbox, mode: &str) -> Daemon {
+    nginx_server(
+        sb.dir.path(),
+        &format!(
+            "    server_name localhost;\n\
+             \x20   ssl_certificate server.crt;\n\
+             \x20   ssl_certificate_key server.key;\n\
+             \x20   ssl_client_certificate clients.pem;\n\
+             \x20   ssl_verify_client {mode};\n\
+             \x20   location / {{ return 200 \"verify $ssl_client_verify\\n\"; }}"
+        ),
+    )
+}
+
+/// Issue 10: nginx `ssl_verify_client optional` answers without a certificate
+/// (`$ssl_client_verify` is NONE) and refuses a foreign one in HTTP, as `on` does.
+#[test]
+fn nginx_ssl_verify_client_optional() {
+    let sb = Sandbox::new();
+    mtls_files(&sb, "Nginx");
+    let nginx = nginx_with(&sb, "optional");
+    optional_cases(
+        &sb,
+        "Nginx",
+        &nginx,
+        None,
+        "verify NONE",
+        Foreign::Rejected(&["400", "The SSL certificate error"]),
+    );
+}
+
+/// Issue 10: nginx `ssl_verify_client optional_no_ca` asks for a certificate and verifies
+/// none: a foreign one gets the page (`$ssl_client_verify` is FAILED:…).
+#[test]
+fn nginx_ssl_verify_client_optional_no_ca() {
+    let sb = Sandbox::new();
+    mtls_files(&sb, "Nginx");
+    let nginx = nginx_with(&sb, "optional_no_ca");
+    optional_cases(
+        &sb,
+        "Nginx",
+        &nginx,
+        None,
+        "verify NONE",
+        Foreign::LetThrough,
+    );
+}
+
+/// Issue 10: HAProxy `verify optional` answers without a certificate and refuses a
+/// foreign one in the handshake (OpenSSL's alert 48).
+#[test]
+fn haproxy_verify_optional() {
+    let sb = Sandbox::new();
+    mtls_files(&sb, "HAProxy");
+    let haproxy = haproxy_server(
+        sb.dir.path(),
+        "ssl crt server.pem ca-file clients.pem verify optional",
+        "    http-request return status 200 content-type text/plain string \"ok\\n\"",
+    );
+    for tls in ["1.3", "1.2"] {
+        optional_cases(
+            &sb,
+            "HAProxy",
+            &haproxy,
+            Some(tls),
+            "HTTP/1.1 200",
+            Foreign::Rejected(&[
+                "sent Certificate (our client certificate)",
+                "alert 48 (unknown_ca)",
+            ]),
+        );
+    }
+}
+
+/// Issue 10: Caddy `client_auth { mode verify_if_given }` (Caddy 2.6's name for "verify
+/// a certificate when one is sent") answers without one and refuses a foreign one with
+/// Go's alert 42.
+#[test]
+fn caddy_client_auth_verify_if_given() {
+    let sb = Sandbox::new();
+    mtls_files(&sb, "Caddy");
+    let caddy = caddy_server(
+        sb.dir.path(),
+        &CADDY_MTLS_SITE.replace("require_and_verify", "verify_if_given"),
+    );
+    for tls in ["1.3", "1.2"] {
+        optional_cases(
+            &sb,
+            "Caddy",
+            &caddy,
+            Some(tls),
+            "HTTP/1.1 200",
+            Foreign::Rejected(&[
+                "sent Certificate (our client certificate)",
+                "alert 42 (bad_certificate)",
+            ]),
+        );
+    }
+}

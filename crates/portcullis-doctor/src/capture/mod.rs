@@ -621,6 +621,9 @@ fn connection(
             client_key: None,
             tls: None,
             alpn: sent.alpn.clone(),
+            // The client in a capture is whoever it was: trust is judged with --ca or
+            // the stores here.
+            as_client: None,
         },
         now: (c.tcp.start_us / 1_000_000) as i64,
         tcp: Some(TcpObservation {

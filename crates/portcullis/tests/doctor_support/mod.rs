@@ -664,11 +664,60 @@ pub fn audit(sb: &Sandbox, args: &[&str]) -> Run {
     doctor_json(sb, &["doctor", "audit"], args)
 }
 
+/// The environment variables that decide which CAs a client trusts. The machine running
+/// the tests may set any of them; `--as` tests start the doctor (and the real clients)
+/// without them and set only what the test is about.
+pub const CLIENT_TRUST_VARS: &[&str] = &[
+    "NODE_EXTRA_CA_CERTS",
+    "NODE_OPTIONS",
+    "NODE_USE_SYSTEM_CA",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "CURL_CA_BUNDLE",
+    "REQUESTS_CA_BUNDLE",
+    "JAVA_TOOL_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+];
+
+/// `program args` in the sandbox with the client trust variables removed and `env` set,
+/// for the child only.
+pub fn client_command(sb: &Sandbox, program: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(sb.dir.path())
+        .stdin(Stdio::null());
+    for k in CLIENT_TRUST_VARS {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Runs `portcullis doctor ARGS --json` with only `env` of the client trust variables.
+pub fn doctor_env(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut all = vec!["doctor"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = client_command(sb, env!("CARGO_BIN_EXE_portcullis"), &all, env)
+        .env_remove("PORTCULLIS_CA_PASSPHRASE")
+        .env_remove("PORTCULLIS_KEY_PASSPHRASE")
+        .env_remove("PORTCULLIS_P12_PASSWORD")
+        .output()
+        .expect("run portcullis");
+    json_run(&["doctor"], args, out)
+}
+
 fn doctor_json(sb: &Sandbox, command: &[&str], args: &[&str]) -> Run {
     let mut all = command.to_vec();
     all.extend_from_slice(args);
     all.push("--json");
     let out = sb.run(&all);
+    json_run(command, args, out)
+}
+
+fn json_run(command: &[&str], args: &[&str], out: std::process::Output) -> Run {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
         panic!(
