@@ -26,7 +26,7 @@ use http::request::Parts;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use portcullis_pki::enroll::{Enrolled, Refusal};
+use portcullis_pki::enroll::Enrolled;
 use portcullis_pki::{Ca, Passphrase};
 use serde::Deserialize;
 use serde_json::json;
@@ -178,21 +178,10 @@ impl Enroller {
             }
             Ok(Ok(Err(refusal))) => {
                 tracing::warn!(%client, reason = %refusal, "enroll: token refused");
-                let status = match refusal {
-                    Refusal::Unknown | Refusal::Used | Refusal::Expired | Refusal::Revoked => {
-                        StatusCode::FORBIDDEN
-                    }
-                };
-                error(status, &refusal.to_string())
+                error(StatusCode::FORBIDDEN, &refusal.to_string())
             }
             Ok(Err(e)) => pki_error(client, &e),
-            Err(e) => {
-                tracing::error!(%client, error = %e, "enroll: the issuing task failed");
-                error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the CA could not issue; see the gate's log",
-                )
-            }
+            Err(e) => task_failed(client, &e),
         }
     }
 
@@ -230,13 +219,7 @@ impl Enroller {
                 issued(&enrolled)
             }
             Ok(Err(e)) => pki_error(client, &e),
-            Err(e) => {
-                tracing::error!(%client, error = %e, "enroll: the renewing task failed");
-                error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the CA could not issue; see the gate's log",
-                )
-            }
+            Err(e) => task_failed(client, &e),
         }
     }
 }
@@ -270,6 +253,14 @@ fn pki_error(client: IpAddr, e: &portcullis_pki::Error) -> Page {
             )
         }
     }
+}
+
+fn task_failed(client: IpAddr, e: &tokio::task::JoinError) -> Page {
+    tracing::error!(%client, error = %e, "enroll: the issuing task failed");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the CA could not issue; see the gate's log",
+    )
 }
 
 fn error(status: StatusCode, message: &str) -> Page {
