@@ -553,6 +553,29 @@ impl Ca {
         index: &Index,
         lifetime: Duration,
     ) -> Result<Issued> {
+        let req = self.with_defaults(req)?;
+        self.issue_brought(&req, key, index, lifetime)
+    }
+
+    /// A renewal for a key someone holds: `req` exactly as the certificate renewed had
+    /// it, without the directory's `[defaults]` (a renewal never changes the subject).
+    pub(crate) fn renew_for_key(
+        &self,
+        req: &LeafRequest,
+        key: BroughtKey,
+        index: &Index,
+        lifetime: Duration,
+    ) -> Result<Issued> {
+        self.issue_brought(req, key, index, lifetime)
+    }
+
+    fn issue_brought(
+        &self,
+        req: &LeafRequest,
+        key: BroughtKey,
+        index: &Index,
+        lifetime: Duration,
+    ) -> Result<Issued> {
         let spki = match &key {
             BroughtKey::Private(k) => k.subject_public_key_info(),
             BroughtKey::Public(spki) => spki.clone(),
@@ -571,7 +594,6 @@ impl Ca {
                 ));
             }
         }
-        let req = self.with_defaults(req)?;
         let (cert_der, mut record) =
             self.certify(req.kind, &req.subject, &req.sans, &spki, lifetime, index)?;
         record.key_origin = KeyOrigin::Owner;
@@ -929,7 +951,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 }
 
 /// Whether `path` holds the certificate with this SHA-256 fingerprint.
-fn holds_certificate(path: &Path, fingerprint_sha256: &str) -> bool {
+pub(crate) fn holds_certificate(path: &Path, fingerprint_sha256: &str) -> bool {
     read_certs(path)
         .ok()
         .and_then(|certs| certs.into_iter().next())

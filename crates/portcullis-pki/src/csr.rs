@@ -44,6 +44,25 @@ pub fn read(bytes: &[u8], path: &Path, kind: Kind) -> Result<Request> {
     };
     let (_, csr) = X509CertificationRequest::from_der(&der)
         .map_err(|e| Error::malformed(path, format!("not a valid CSR ({e})")))?;
+    // A signature over SHA-1 proves little (chosen-prefix collisions are practical), and
+    // a weak key is not certified whoever holds it.
+    {
+        use x509_parser::oid_registry::*;
+        let sig = &csr.signature_algorithm.algorithm;
+        // ecdsa-with-SHA1 has no constant in oid-registry.
+        let ecdsa_sha1 = sig.to_id_string() == "1.2.840.10045.4.1";
+        if *sig == OID_PKCS1_SHA1WITHRSA
+            || *sig == OID_SHA1_WITH_RSA
+            || *sig == OID_SIG_DSA_WITH_SHA1
+            || ecdsa_sha1
+        {
+            return Err(Error::malformed(
+                path,
+                "the request is signed with SHA-1; sign it with SHA-256 (openssl req -sha256)",
+            ));
+        }
+    }
+    crate::keys::check_certifiable(&csr.certification_request_info.subject_pki, path)?;
     if csr.verify_signature().is_err() {
         return Err(Error::CsrSignature {
             path: path.to_owned(),

@@ -137,6 +137,18 @@ pub enum Refusal {
     Revoked,
 }
 
+/// Whether `certificate_pem` (its first certificate) is for `key`: a client checks what
+/// the gate sent back before it replaces anything.
+pub fn issued_for(key: &rcgen::KeyPair, certificate_pem: &str) -> bool {
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(certificate_pem.as_bytes()) else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&pem.contents) else {
+        return false;
+    };
+    cert.public_key().raw == rcgen::PublicKeyData::subject_public_key_info(key).as_slice()
+}
+
 /// The file of tokens in a CA directory.
 pub fn tokens_path(ca_dir: &Path) -> PathBuf {
     ca_dir.join("enroll").join("tokens.json")
@@ -190,6 +202,26 @@ pub struct Enrolled {
     pub written: Vec<PathBuf>,
     /// What the CSR asked for that was not granted.
     pub not_granted: Vec<String>,
+}
+
+/// Whether `secret` names an open token, read without the directory's lock: a caller
+/// takes the lock (and [`Writer::redeem`] checks again under it) only for one that
+/// might issue, so a flood of made-up tokens cannot starve other writers.
+pub fn check_token(dir: &Path, secret: &str) -> Result<std::result::Result<(), Refusal>> {
+    let wanted = hash(secret);
+    let tokens = list(dir)?;
+    let Some(t) = tokens.iter().find(|t| {
+        aws_lc_rs::constant_time::verify_slices_are_equal(t.hash.as_bytes(), wanted.as_bytes())
+            .is_ok()
+    }) else {
+        return Ok(Err(Refusal::Unknown));
+    };
+    Ok(match t.state(now()) {
+        TokenState::Open => Ok(()),
+        TokenState::Used => Err(Refusal::Used),
+        TokenState::Expired => Err(Refusal::Expired),
+        TokenState::Revoked => Err(Refusal::Revoked),
+    })
 }
 
 /// Makes a token for the CA in `dir`; returns its record and the secret, which is shown
@@ -357,12 +389,14 @@ impl Writer<'_> {
         Ok(Ok(enrolled))
     }
 
-    /// Renews the certificate whose SHA-256 fingerprint (lowercase hex) is `current` — one
-    /// the caller's TLS layer verified — for the key of `csr`: same subject and names, new
-    /// serial, the old one recorded as renewed. Refused unless the index holds it as
-    /// valid (not revoked, not expired, not already renewed).
-    pub fn renew_for_csr(&mut self, current: &str, csr: &[u8]) -> Result<Enrolled> {
-        let fingerprint = current.to_ascii_lowercase();
+    /// Renews `current` (DER) — the certificate the caller's TLS layer verified on the
+    /// connection — for the key of `csr`: the same subject and names, read from that
+    /// certificate (never from a file, nor filled from `[defaults]`), the same validity, a
+    /// new serial; the old one is recorded as renewed. Refused unless the index holds
+    /// `current` as valid (not revoked, not expired, not already renewed) and its files
+    /// are still this certificate's.
+    pub fn renew_for_csr(&mut self, current: &[u8], csr: &[u8]) -> Result<Enrolled> {
+        let fingerprint = crate::ca::fingerprint(current);
         let record = self
             .index()
             .records
@@ -389,20 +423,26 @@ impl Writer<'_> {
                 ));
             }
         }
-        let request = crate::csr::read(csr, Path::new("the request"), Kind::Client)?;
         let cert_path = self.index().cert_path(&record);
-        let leaf = self.ca().renewal_request(&cert_path, None, None)?;
-        // The same validity as the certificate renewed, to the second: an enrolled
-        // certificate may last hours or minutes.
-        let (not_before, not_after) = (
-            OffsetDateTime::parse(&record.not_before, &Rfc3339),
-            OffsetDateTime::parse(&record.not_after, &Rfc3339),
+        // Its files may have been replaced (`issue --force` for the same name): renewing
+        // would archive another certificate's files.
+        if !crate::ca::holds_certificate(&cert_path, &fingerprint) {
+            return Err(Error::invalid(
+                "certificate",
+                &record.serial,
+                "its files in the CA directory now hold another certificate; enrol again",
+            ));
+        }
+        let request = crate::csr::read(csr, Path::new("the request"), Kind::Client)?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(current)
+            .map_err(|e| Error::malformed("the presented certificate", e.to_string()))?;
+        let leaf = crate::inspect::leaf_request_from(&parsed, &cert_path, None, None)?;
+        // The same validity, to the second: an enrolled certificate may last minutes.
+        let lifetime = crate::ca::issued_lifetime(
+            parsed.validity().not_before.to_datetime(),
+            parsed.validity().not_after.to_datetime(),
         );
-        let lifetime = match (not_before, not_after) {
-            (Ok(nb), Ok(na)) => crate::ca::issued_lifetime(nb, na),
-            _ => Duration::days(i64::from(leaf.days)),
-        };
-        let issued = self.ca().issue_for_key_lasting(
+        let issued = self.ca().renew_for_key(
             &leaf,
             BroughtKey::Public(request.spki),
             self.index(),

@@ -230,6 +230,16 @@ pub fn read_brought(
     use x509_parser::prelude::FromDer;
     let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&der)
         .map_err(|e| Error::malformed(path, format!("not a valid public key ({e})")))?;
+    check_certifiable(&spki, path)?;
+    Ok(BroughtKey::Public(der))
+}
+
+/// Refuses a public key of a type or size this CA does not certify: whoever brings it
+/// (a key file, a CSR, an enrolment) gets the same answer.
+pub fn check_certifiable(
+    spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+    path: &Path,
+) -> Result<()> {
     use x509_parser::oid_registry::*;
     let alg = &spki.algorithm;
     let curve = alg.parameters.as_ref().and_then(|p| p.as_oid().ok());
@@ -246,7 +256,7 @@ pub fn read_brought(
             "the public key is not of a type certified here (P-256, P-384, Ed25519, or RSA of 2048 bits or more)",
         ));
     }
-    Ok(BroughtKey::Public(der))
+    Ok(())
 }
 
 #[cfg(test)]

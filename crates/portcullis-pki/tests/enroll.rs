@@ -226,10 +226,7 @@ fn a_valid_certificate_renews_itself_and_a_revoked_one_cannot() {
     let second = ca
         .writer()
         .unwrap()
-        .renew_for_csr(
-            &ca::fingerprint(&first.chain[0]),
-            csr("alice", &[], &key2).as_bytes(),
-        )
+        .renew_for_csr(&first.chain[0], csr("alice", &[], &key2).as_bytes())
         .unwrap();
     assert_ne!(second.serial, first.serial);
     let (_, cert) = X509Certificate::from_der(&second.chain[0]).unwrap();
@@ -250,10 +247,7 @@ fn a_valid_certificate_renews_itself_and_a_revoked_one_cannot() {
     let err = ca
         .writer()
         .unwrap()
-        .renew_for_csr(
-            &ca::fingerprint(&first.chain[0]),
-            csr("alice", &[], &key2).as_bytes(),
-        )
+        .renew_for_csr(&first.chain[0], csr("alice", &[], &key2).as_bytes())
         .unwrap_err();
     assert!(err.to_string().contains("renewed"), "{err}");
 
@@ -265,7 +259,7 @@ fn a_valid_certificate_renews_itself_and_a_revoked_one_cannot() {
         .writer()
         .unwrap()
         .renew_for_csr(
-            &ca::fingerprint(&second.chain[0]),
+            &second.chain[0],
             csr("alice", &[], &KeyType::P256.generate().unwrap()).as_bytes(),
         )
         .unwrap_err();
@@ -306,7 +300,7 @@ fn a_short_lived_certificate_renews_for_the_same_lifetime_mostly_in_the_future()
         .writer()
         .unwrap()
         .renew_for_csr(
-            &ca::fingerprint(&first.chain[0]),
+            &first.chain[0],
             csr("svc", &[], &KeyType::P256.generate().unwrap()).as_bytes(),
         )
         .unwrap();
@@ -324,4 +318,128 @@ fn a_short_lived_certificate_renews_for_the_same_lifetime_mostly_in_the_future()
         .is_err(),
         "under a minute"
     );
+}
+
+/// Findings of the attacker review of the first version.
+mod review {
+    use super::*;
+
+    fn openssl_csr(args: &[&str]) -> String {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-new",
+                "-nodes",
+                "-keyout",
+                "/dev/null",
+                "-subj",
+                "/CN=x",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn weak_keys_and_sha1_signatures_are_not_certified_and_keep_the_token() {
+        let (_tmp, dir) = new_ca();
+        let token = alice_token(&dir);
+        let rsa1024 = openssl_csr(&["-newkey", "rsa:1024", "-sha256"]);
+        let err = redeem(&dir, &token, &rsa1024).unwrap_err();
+        assert!(
+            err.to_string().contains("RSA of 2048 bits or more"),
+            "{err}"
+        );
+        let sha1 = openssl_csr(&[
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-sha1",
+        ]);
+        let err = redeem(&dir, &token, &sha1).unwrap_err();
+        assert!(err.to_string().contains("SHA-1"), "{err}");
+        let good = openssl_csr(&["-newkey", "rsa:2048", "-sha256"]);
+        assert!(redeem(&dir, &token, &good).unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_renewal_keeps_the_presented_subject_and_never_takes_over_replaced_files() {
+        let (_tmp, dir) = new_ca();
+        let token = alice_token(&dir);
+        let first = redeem(
+            &dir,
+            &token,
+            &csr("x", &[], &KeyType::P256.generate().unwrap()),
+        )
+        .unwrap()
+        .unwrap();
+        // Defaults added after issuing do not change the subject on renewal.
+        std::fs::write(
+            dir.join("ca.toml"),
+            "[defaults]\nou = [\"Contractors\"]\no = \"Other\"\n",
+        )
+        .unwrap();
+        let ca = Ca::open(&dir, None).unwrap();
+        let renewed = ca
+            .writer()
+            .unwrap()
+            .renew_for_csr(
+                &first.chain[0],
+                csr("x", &[], &KeyType::P256.generate().unwrap()).as_bytes(),
+            )
+            .unwrap();
+        let (_, cert) = X509Certificate::from_der(&renewed.chain[0]).unwrap();
+        let ou: Vec<_> = cert
+            .subject()
+            .iter_organizational_unit()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(ou, ["Admins"], "{}", cert.subject());
+        assert!(
+            cert.subject().iter_organization().next().is_none(),
+            "{}",
+            cert.subject()
+        );
+
+        // Another certificate written over the renewed one's files (`issue --force` for
+        // the same name): presenting the renewed one cannot renew it into those files.
+        let index = Index::load(&ca::Layout::new(&dir).index()).unwrap();
+        let file = index.cert_path(index.find(&renewed.serial).unwrap());
+        let other = ca
+            .issue(
+                &portcullis_pki::LeafRequest {
+                    kind: portcullis_pki::Kind::Client,
+                    subject: Subject {
+                        common_name: "alice".into(),
+                        organizational_units: vec!["Staff".into()],
+                        ..Default::default()
+                    },
+                    sans: vec![],
+                    days: 30,
+                    key_type: KeyType::P256,
+                },
+                &index,
+            )
+            .unwrap();
+        std::fs::write(&file, ca::pem("CERTIFICATE", &other.cert_der)).unwrap();
+        let err = ca
+            .writer()
+            .unwrap()
+            .renew_for_csr(
+                &renewed.chain[0],
+                csr("x", &[], &KeyType::P256.generate().unwrap()).as_bytes(),
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("now hold another certificate"),
+            "{err}"
+        );
+    }
 }

@@ -264,6 +264,9 @@ pub fn enroll(args: EnrollArgs) -> Result<()> {
     let issued = runtime()?
         .block_on(client::redeem(&args.url, roots, token.expose(), &csr))
         .context("enrolment failed")?;
+    if !tokens::issued_for(&key, &issued.certificate) {
+        bail!("the gate answered with a certificate for another key; nothing was written");
+    }
     let stem = args
         .name
         .unwrap_or_else(|| names::file_stem(&issued.common_name));
@@ -423,6 +426,11 @@ fn renew_once(
             &csr,
         ))
         .context("renewal failed; the current certificate and key are unchanged")?;
+    if !tokens::issued_for(&new_key, &issued.certificate) {
+        bail!(
+            "the gate answered with a certificate for another key; the current certificate and key are unchanged"
+        );
+    }
 
     // The old pair stays beside as FILE.previous until the next renewal: if replacing
     // fails halfway, nothing is lost. Then the key first, so a certificate never sits

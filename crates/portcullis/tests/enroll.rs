@@ -250,7 +250,14 @@ fn expired_and_revoked_tokens_and_foreign_requests_are_refused() {
     assert!(said(&enroll("made-up", "c")).contains("no such enrolment token"));
     let r = curl(
         &pki,
-        &["-X", "POST", "--data", "{\"token\": \"x\"}"],
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            "{\"token\": \"x\"}",
+        ],
         &gate.url("/enroll/csr"),
     );
     assert_eq!(r.status, "400", "{r:?}");
@@ -258,7 +265,14 @@ fn expired_and_revoked_tokens_and_foreign_requests_are_refused() {
     // Renewing needs a certificate on the connection; `/enroll` itself says what works.
     let r = curl(
         &pki,
-        &["-X", "POST", "--data", "{\"csr\": \"x\"}"],
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            "{\"csr\": \"x\"}",
+        ],
         &gate.url("/enroll/renew"),
     );
     assert_eq!(r.status, "401", "{r:?}");
@@ -286,7 +300,14 @@ fn attempts_are_limited_per_address() {
         .map(|_| {
             let r = curl(
                 &pki,
-                &["-X", "POST", "--data", "{}"],
+                &[
+                    "-X",
+                    "POST",
+                    "-H",
+                    "Content-Type: application/json",
+                    "--data",
+                    "{}",
+                ],
                 &gate.url("/enroll/csr"),
             );
             assert!(r.stderr.is_empty(), "{r:?}");
@@ -396,4 +417,100 @@ fn the_renewal_daemon_renews_when_due_runs_the_hook_and_stops_once_revoked() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!status.success());
     assert!(stderr.contains("cannot renew any more"), "{stderr}");
+}
+
+/// Findings of the attacker review of the first version.
+#[test]
+fn web_pages_cannot_renew_spellings_reach_the_endpoint_they_mean_and_bodies_are_timed() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let config = pki.config("optional", "builtin:whoami", "[enroll]\nca = \"pki\"\n");
+    let gate = Gate::start(&config);
+
+    // A page the user visits sends a simple POST with their certificate attached.
+    let (cert, key) = pki.client("alice");
+    let csr = {
+        let o = run(dir, &["pki", "csr", "attacker", "--out", "."]);
+        assert!(o.status.success(), "{}", said(&o));
+        std::fs::read_to_string(dir.join("attacker.csr")).unwrap()
+    };
+    let body = serde_json::json!({ "csr": csr }).to_string();
+    for headers in [
+        vec!["-H", "Content-Type: text/plain"],
+        vec![
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "Origin: https://evil.example",
+        ],
+        vec![
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "Sec-Fetch-Site: same-origin",
+        ],
+    ] {
+        let mut args = vec![
+            "--cert", &cert, "--key", &key, "-X", "POST", "--data", &body,
+        ];
+        args.extend(headers.iter().copied());
+        let r = curl(&pki, &args, &gate.url("/enroll/renew"));
+        assert_eq!(r.status, "403", "{headers:?}: {r:?}");
+    }
+    let o = run(dir, &["pki", "--dir", "pki", "--json", "list"]);
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("renewed"),
+        "nothing renewed"
+    );
+
+    // `%63sr` is `csr`: the token endpoint answers (403, no such token), not renew (401).
+    let r = curl(
+        &pki,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            "{\"token\": \"00\", \"csr\": \"x\"}",
+        ],
+        &gate.url("/enroll/%63sr"),
+    );
+    assert_eq!(r.status, "403", "{r:?}");
+    assert!(r.body.contains("no such enrolment token"), "{r:?}");
+
+    // A body that never finishes is cut after 10 s with 408, not held.
+    let port = gate
+        .url("/")
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let script = format!(
+        r#"
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile="{root}")
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", {port})), server_hostname="localhost")
+s.sendall(b"POST /enroll/csr HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Type: application/json\r\nContent-Length: 22\r\n\r\n{{\"t")
+s.settimeout(30)
+start = time.time()
+data = s.recv(4096)
+print(int(time.time() - start), data.split(b"\r\n")[0].decode())
+"#,
+        root = pki.root(),
+        port = port
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("408"),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secs: u64 = said.split_whitespace().next().unwrap().parse().unwrap();
+    assert!((9..=15).contains(&secs), "{said}");
 }

@@ -40,6 +40,44 @@ use crate::pages::{Page, respond};
 const MAX_BODY: usize = 16 * 1024;
 /// How long an issuance waits for another writer of the CA directory.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
+/// How long the request body may take to arrive.
+const BODY_TIME: Duration = Duration::from_secs(10);
+
+/// Refuses what a web page could send. A browser attaches the user's client certificate
+/// to any page's request, and a `text/plain` POST needs no CORS preflight: without this,
+/// any site the user visits could renew their certificate for its own key (and a script
+/// injected into a site behind the gate could read the answer). Programs send JSON and
+/// no `Origin` or `Sec-Fetch-*`; browsers always send those on a cross-origin request
+/// and on every `fetch`, and a custom content type forces a preflight the gate never
+/// answers.
+fn from_a_program(headers: &http::HeaderMap) -> std::result::Result<(), &'static str> {
+    same_origin_json(headers)?;
+    let from_a_page = headers.contains_key(http::header::ORIGIN)
+        || headers.keys().any(|k| k.as_str().starts_with("sec-fetch-"));
+    if from_a_page {
+        return Err(
+            "enrolment requests from web pages are refused; use `portcullis enroll` or `portcullis renew`",
+        );
+    }
+    Ok(())
+}
+
+/// JSON (so a cross-origin page must ask a preflight the gate never grants), and if a
+/// browser sent it, from this origin.
+fn same_origin_json(headers: &http::HeaderMap) -> std::result::Result<(), &'static str> {
+    let json = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err("send the request as Content-Type: application/json");
+    }
+    match headers.get("sec-fetch-site").map(|v| v.as_bytes()) {
+        None | Some(b"same-origin") => Ok(()),
+        Some(_) => Err("enrolment requests from other sites are refused"),
+    }
+}
 
 /// The CA key, opened at load, and the endpoints.
 pub(crate) struct Enroller {
@@ -98,7 +136,8 @@ impl Enroller {
         &self.ca_dir
     }
 
-    /// Answers a request for one of the endpoints.
+    /// Answers a request for one of the endpoints. `parts` carries the canonical path
+    /// (stage 1 wrote it back): the endpoint is chosen on exactly what was checked.
     pub(crate) async fn handle(&self, conn: &Connection, parts: &Parts, body: Incoming) -> Page {
         let path = parts.uri.path();
         if path == self.base {
@@ -106,7 +145,7 @@ impl Enroller {
             return error(
                 StatusCode::NOT_FOUND,
                 &format!(
-                    "enrol a machine with `portcullis enroll https://HOST{} --token TOKEN --out DIR`",
+                    "enrol a machine with `portcullis enroll https://HOST{} --token-file FILE --out DIR`",
                     self.base
                 ),
             );
@@ -117,19 +156,30 @@ impl Enroller {
                 .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
             return page;
         }
-        // The body is read first, whatever the answer: refusing a stream before it ends
-        // makes HTTP/2 clients report a framing error instead of the answer.
-        let bytes = match Limited::new(body, MAX_BODY).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => {
-                return error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("the request body is over {MAX_BODY} bytes or was cut off"),
-                );
-            }
-        };
         let client = conn.peer_addr.ip();
-        if !self.limiter.allow(client) {
+        let allowed = self.limiter.allow(client);
+        // The body is read (bounded in size and time) whatever the answer: refusing a
+        // stream before it ends makes HTTP/2 clients report a framing error instead.
+        let bytes =
+            match tokio::time::timeout(BODY_TIME, Limited::new(body, MAX_BODY).collect()).await {
+                Ok(Ok(b)) => b.to_bytes(),
+                Ok(Err(_)) => {
+                    return error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        &format!("the request body is over {MAX_BODY} bytes or was cut off"),
+                    );
+                }
+                Err(_) => {
+                    return error(
+                        StatusCode::REQUEST_TIMEOUT,
+                        &format!(
+                            "the request body did not arrive within {}s",
+                            BODY_TIME.as_secs()
+                        ),
+                    );
+                }
+            };
+        if !allowed {
             tracing::warn!(%client, path, "enroll: too many attempts from this address");
             let mut page = error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -141,10 +191,23 @@ impl Enroller {
             );
             return page;
         }
+        // Renewing uses the certificate on the connection, which a browser would attach
+        // to any page's request: programs only. A token request may come from the
+        // enrolment page itself, never from another site.
+        let checked = match path == self.renew {
+            true => from_a_program(&parts.headers),
+            false => same_origin_json(&parts.headers),
+        };
+        if let Err(why) = checked {
+            tracing::warn!(%client, path, why, "enroll: refused a request from a web page");
+            return error(StatusCode::FORBIDDEN, why);
+        }
         if path == self.csr {
             self.redeem(client, bytes).await
-        } else {
+        } else if path == self.renew {
             self.renew(conn, client, bytes).await
+        } else {
+            error(StatusCode::NOT_FOUND, "no such enrolment endpoint")
         }
     }
 
@@ -167,6 +230,11 @@ impl Enroller {
         let ca = self.ca.clone();
         let by = client.to_string();
         let done = tokio::task::spawn_blocking(move || {
+            // Only a token that might issue takes the directory's lock.
+            if let Err(refusal) = portcullis_pki::enroll::check_token(&ca.layout().dir, &ask.token)?
+            {
+                return Ok(Err(refusal));
+            }
             let mut writer = ca.writer_waiting(LOCK_WAIT)?;
             writer.redeem(&ask.token, ask.csr.as_bytes(), &by)
         })
@@ -207,7 +275,8 @@ impl Enroller {
             }
         };
         let ca = self.ca.clone();
-        let current = verified.identity.fingerprint_sha256.clone();
+        // The certificate the handshake verified: its subject is what gets renewed.
+        let current = verified.chain[0].to_vec();
         let done = tokio::task::spawn_blocking(move || {
             let mut writer = ca.writer_waiting(LOCK_WAIT)?;
             writer.renew_for_csr(&current, ask.csr.as_bytes())
@@ -241,7 +310,13 @@ fn issued(e: &Enrolled) -> Page {
 fn pki_error(client: IpAddr, e: &portcullis_pki::Error) -> Page {
     use portcullis_pki::Error as E;
     match e {
-        E::CsrSignature { .. } | E::Malformed { .. } | E::InvalidInput { .. } => {
+        // About what the client sent (the request, or the certificate it renews with); other
+        // errors can name the CA's files and stay in the log.
+        E::CsrSignature { .. } | E::InvalidInput { .. } => {
+            tracing::warn!(%client, error = %e, "enroll: request refused");
+            error(StatusCode::BAD_REQUEST, &e.to_string())
+        }
+        E::Malformed { path, .. } if path.as_path() == Path::new("the request") => {
             tracing::warn!(%client, error = %e, "enroll: request refused");
             error(StatusCode::BAD_REQUEST, &e.to_string())
         }
@@ -271,7 +346,10 @@ fn error(status: StatusCode, message: &str) -> Page {
     )
 }
 
-/// Attempts per client address per minute.
+/// Addresses the limiter remembers at once.
+const MAX_TRACKED: usize = 10_000;
+
+/// Attempts per client address (IPv6: per /64) per minute.
 struct Limiter {
     per_minute: u32,
     seen: Mutex<HashMap<IpAddr, (Instant, u32)>>,
@@ -286,16 +364,33 @@ impl Limiter {
     }
 
     fn allow(&self, client: IpAddr) -> bool {
+        // An IPv6 client has a /64 to choose addresses from: that is the unit.
+        let key = match client {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                IpAddr::from(o)
+            }
+            IpAddr::V6(v6) => IpAddr::V4(
+                v6.to_ipv4_mapped()
+                    .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+            ),
+            v4 => v4,
+        };
         let Ok(mut seen) = self.seen.lock() else {
             return false;
         };
         let now = Instant::now();
         let minute = Duration::from_secs(60);
-        // Many addresses (a scan): forget the ones whose minute is over.
-        if seen.len() > 10_000 {
+        // Many addresses (a scan): forget the ones whose minute is over; if that is not
+        // enough, refuse newcomers until it is, rather than grow.
+        if seen.len() >= MAX_TRACKED && !seen.contains_key(&key) {
             seen.retain(|_, (start, _)| now.duration_since(*start) < minute);
+            if seen.len() >= MAX_TRACKED {
+                return false;
+            }
         }
-        let entry = seen.entry(client).or_insert((now, 0));
+        let entry = seen.entry(key).or_insert((now, 0));
         if now.duration_since(entry.0) >= minute {
             *entry = (now, 0);
         }
@@ -316,5 +411,12 @@ mod tests {
         assert!((0..3).all(|_| l.allow(a)));
         assert!(!l.allow(a));
         assert!(l.allow(b));
+        // One /64 is one client, whatever address it picks.
+        let l = Limiter::new(2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        assert!(l.allow(ip("2001:db8::1")));
+        assert!(l.allow(ip("2001:db8::ffff:2")));
+        assert!(!l.allow(ip("2001:db8::3:4:5:6")));
+        assert!(l.allow(ip("2001:db8:0:1::1")));
     }
 }

@@ -133,17 +133,9 @@ pub fn admit(gate: &Gate, conn: &Connection, parts: &mut Parts) -> Result<Admitt
     headers::sanitize(&mut parts.headers, &site.headers);
 
     // The enrolment endpoints: the token, or the certificate being renewed, is the
-    // credential, so the rules do not apply; stages 0 to 3 did.
-    if site.enroll.as_ref().is_some_and(|e| e.owns(path.as_str())) {
-        metrics.decision(Decision::Allow);
-        return Ok(Admitted {
-            binding,
-            rule: 0,
-            authority,
-            html,
-            enroll: true,
-        });
-    }
+    // credential, so the rules do not apply; stages 0 to 3 did, and the canonical path
+    // is written back below like any other.
+    let enroll = site.enroll.as_ref().is_some_and(|e| e.owns(path.as_str()));
 
     // 4. Policy.
     let policy = &site.config().policy;
@@ -156,7 +148,11 @@ pub fn admit(gate: &Gate, conn: &Connection, parts: &mut Parts) -> Result<Admitt
         identity: conn.verified().map(|v| &v.identity),
         now: portcullis_policy::Timestamp::now(),
     };
-    let rule = match authorize::decide(policy, binding.roles, &facts) {
+    let decided = match enroll {
+        true => Ok(0),
+        false => authorize::decide(policy, binding.roles, &facts),
+    };
+    let rule = match decided {
         Ok(rule) => rule,
         Err(denied) => {
             let who = conn.verified().map_or("anonymous", |v| v.label.as_str());
@@ -207,7 +203,7 @@ pub fn admit(gate: &Gate, conn: &Connection, parts: &mut Parts) -> Result<Admitt
         rule,
         authority,
         html,
-        enroll: false,
+        enroll,
     })
 }
 
