@@ -255,6 +255,16 @@ fn expired_and_revoked_tokens_and_foreign_requests_are_refused() {
     );
     assert_eq!(r.status, "400", "{r:?}");
 
+    // The endpoints answer for the canonical path the gate judged: `%63sr` is `csr` (a
+    // token is asked for), not a renewal (which would want a certificate: 401).
+    let r = curl(
+        &pki,
+        &["-X", "POST", "--data", "{\"token\": \"x\"}"],
+        &gate.url("/enroll/%63sr"),
+    );
+    assert_eq!(r.status, "400", "{r:?}");
+    assert!(r.body.contains("missing field `csr`"), "{r:?}");
+
     // Renewing needs a certificate on the connection; `/enroll` itself says what works.
     let r = curl(
         &pki,

@@ -134,16 +134,7 @@ pub fn admit(gate: &Gate, conn: &Connection, parts: &mut Parts) -> Result<Admitt
 
     // The enrolment endpoints: the token, or the certificate being renewed, is the
     // credential, so the rules do not apply; stages 0 to 3 did.
-    if site.enroll.as_ref().is_some_and(|e| e.owns(path.as_str())) {
-        metrics.decision(Decision::Allow);
-        return Ok(Admitted {
-            binding,
-            rule: 0,
-            authority,
-            html,
-            enroll: true,
-        });
-    }
+    let enroll = site.enroll.as_ref().is_some_and(|e| e.owns(path.as_str()));
 
     // 4. Policy.
     let policy = &site.config().policy;
@@ -156,7 +147,12 @@ pub fn admit(gate: &Gate, conn: &Connection, parts: &mut Parts) -> Result<Admitt
         identity: conn.verified().map(|v| &v.identity),
         now: portcullis_policy::Timestamp::now(),
     };
-    let rule = match authorize::decide(policy, binding.roles, &facts) {
+    let decided = if enroll {
+        Ok(0)
+    } else {
+        authorize::decide(policy, binding.roles, &facts)
+    };
+    let rule = match decided {
         Ok(rule) => rule,
         Err(denied) => {
             let who = conn.verified().map_or("anonymous", |v| v.label.as_str());
@@ -178,7 +174,8 @@ pub fn admit(gate: &Gate, conn: &Connection, parts: &mut Parts) -> Result<Admitt
         }
     };
 
-    // The request carries the path that was judged (usually it already did: no copy).
+    // The request carries the path that was judged (usually it already did: no copy); the
+    // enrolment endpoints answer for it too.
     let changed = match path.into_cow() {
         std::borrow::Cow::Owned(canonical) => Some(canonical),
         std::borrow::Cow::Borrowed(_) => None,
@@ -207,7 +204,7 @@ pub fn admit(gate: &Gate, conn: &Connection, parts: &mut Parts) -> Result<Admitt
         rule,
         authority,
         html,
-        enroll: false,
+        enroll,
     })
 }
 
