@@ -223,7 +223,12 @@
   };
 
   // The token is read once and taken out of the address bar and the history.
-  const token = decodeURIComponent(location.hash.slice(1));
+  let token = '';
+  try {
+    token = decodeURIComponent(location.hash.slice(1));
+  } catch {
+    // Not a link the CLI printed (tokens are hex): treated as no token.
+  }
   if (location.hash) history.replaceState(null, '', location.pathname + location.search);
 
   if (!window.isSecureContext || !window.crypto || !crypto.subtle) {
