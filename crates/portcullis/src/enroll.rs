@@ -38,8 +38,8 @@ pub enum PkiEnrollCommand {
         /// Validity of the certificate: 30d, 12h, 10m (short: renewal is automatic).
         #[arg(long, default_value = "30d", value_parser = parse_ttl)]
         validity: time::Duration,
-        /// The gate's enrolment URL (its `[enroll]` path), to print the command to run
-        /// there: https://gate.example.com/enroll.
+        /// The gate's enrolment URL (its `[enroll]` path), to print the browser link
+        /// (URL#TOKEN) and the machine command: https://gate.example.com/enroll.
         #[arg(long)]
         url: Option<String>,
     },
@@ -140,10 +140,16 @@ pub fn pki(dir: &Path, cmd: PkiEnrollCommand, json: bool, wait: std::time::Durat
                 validity,
             };
             let (token, secret) = tokens::create_token(dir, &req, wait)?;
+            // The browser link carries the token in its fragment, which browsers never
+            // send: it stays out of the gate's logs and every Referer.
+            let link = url.as_deref().map(|u| format!("{u}#{secret}"));
             if json {
                 let mut v = serde_json::to_value(&token)?;
                 v["token"] = secret.into();
                 v["state"] = token.state(now).as_str().into();
+                if let Some(link) = link {
+                    v["link"] = link.into();
+                }
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());
             }
@@ -152,10 +158,14 @@ pub fn pki(dir: &Path, cmd: PkiEnrollCommand, json: bool, wait: std::time::Durat
                 token.id, token.common_name, token.expires
             );
             println!("{secret}");
-            println!(
-                "Give it to its owner by a channel you trust; it is shown only now. They run:"
-            );
+            println!("Give it to its owner by a channel you trust; it is shown only now.");
             let url = url.as_deref().unwrap_or("https://GATE/enroll");
+            println!("In a browser, they open (the key is made in the browser):");
+            println!(
+                "  {}",
+                link.as_deref().unwrap_or("https://GATE/enroll#TOKEN")
+            );
+            println!("On a machine, they put the token in a file and run:");
             println!("  portcullis enroll {url} --token-file TOKEN_FILE --ca root.crt --out DIR");
         }
         PkiEnrollCommand::List => {

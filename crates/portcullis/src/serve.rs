@@ -427,7 +427,7 @@ fn print_checked(c: &Checked) {
         }
         if let Some(e) = &h.enroll {
             println!(
-                "    enrolment    POST {0}/csr (one-time token), POST {0}/renew (a valid certificate), before the rules; CA {1}",
+                "    enrolment    GET {0} (the browser page), POST {0}/csr (one-time token), POST {0}/renew (a valid certificate), before the rules; CA {1}",
                 e.path,
                 e.ca.display()
             );

@@ -262,7 +262,8 @@ fn expired_and_revoked_tokens_and_foreign_requests_are_refused() {
     );
     assert_eq!(r.status, "400", "{r:?}");
 
-    // Renewing needs a certificate on the connection; `/enroll` itself says what works.
+    // Renewing needs a certificate on the connection; `/enroll` itself is the browser page
+    // (tests/enroll_browser.rs), answered before the rules like the endpoints.
     let r = curl(
         &pki,
         &[
@@ -277,13 +278,18 @@ fn expired_and_revoked_tokens_and_foreign_requests_are_refused() {
     );
     assert_eq!(r.status, "401", "{r:?}");
     let r = curl(&pki, &[], &gate.url("/enroll"));
-    assert!(r.body.contains("portcullis enroll"), "{r:?}");
+    assert_eq!(r.status, "200", "{r:?}");
+    assert!(r.body.contains("<h1>Get your certificate</h1>"), "{r:?}");
     let r = curl(&pki, &[], &gate.url("/enroll/csr"));
     assert_eq!(r.status, "405", "{r:?}");
 
     // `check` lists the endpoints.
     let o = run(dir, &["check", "-c", config.to_str().unwrap()]);
-    assert!(said(&o).contains("POST /enroll/csr"), "{}", said(&o));
+    assert!(
+        said(&o).contains("GET /enroll (the browser page), POST /enroll/csr"),
+        "{}",
+        said(&o)
+    );
 }
 
 #[test]

@@ -4,6 +4,10 @@
 //! itself after the canonical-path, authority and header stages and before the rules: the
 //! token, or the certificate being renewed, is the credential.
 //!
+//! * `GET /enroll` (with `/enroll/enroll.js` and `/enroll/enroll.css`) — the browser page:
+//!   it makes the key with WebCrypto, sends a CSR with the token from the URL's fragment,
+//!   and builds the PKCS#12 in the page. All three are embedded in the binary and served
+//!   with a strict Content-Security-Policy: no inline script, nothing from elsewhere.
 //! * `POST /enroll/csr` — `{"token": "…", "csr": "-----BEGIN CERTIFICATE REQUEST…"}`: a
 //!   client certificate for the token's subject and the request's key.
 //! * `POST /enroll/renew` — `{"csr": "…"}` over a connection with a valid client
@@ -79,11 +83,25 @@ fn same_origin_json(headers: &http::HeaderMap) -> std::result::Result<(), &'stat
     }
 }
 
+/// The browser page and what it loads, embedded so the gate needs no files to serve them.
+const PAGE_HTML: &str = include_str!("page/enroll.html");
+const PAGE_JS: &str = include_str!("page/enroll.js");
+const PAGE_CSS: &str = include_str!("page/enroll.css");
+
+/// The page's policy: its own script, style and endpoints, and nothing else: no inline
+/// script or style, no other origin, no form posts, no framing, no `<base>`.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+
 /// The CA key, opened at load, and the endpoints.
 pub(crate) struct Enroller {
     base: String,
     csr: String,
     renew: String,
+    script: String,
+    style: String,
+    /// The page, with the configured path written into it.
+    page: Bytes,
     ca_dir: PathBuf,
     ca: Arc<Ca>,
     limiter: Limiter,
@@ -120,6 +138,9 @@ impl Enroller {
         Ok(Enroller {
             csr: format!("{}/csr", config.path),
             renew: format!("{}/renew", config.path),
+            script: format!("{}/enroll.js", config.path),
+            style: format!("{}/enroll.css", config.path),
+            page: Bytes::from(PAGE_HTML.replace("{{BASE}}", &html_attr(&config.path))),
             base: config.path.clone(),
             ca_dir: config.ca.clone(),
             ca: Arc::new(ca),
@@ -129,7 +150,15 @@ impl Enroller {
 
     /// Whether `path` (canonical) is one of the enrolment endpoints.
     pub(crate) fn owns(&self, path: &str) -> bool {
-        path == self.base || path == self.csr || path == self.renew
+        [
+            &self.base,
+            &self.script,
+            &self.style,
+            &self.csr,
+            &self.renew,
+        ]
+        .iter()
+        .any(|p| p.as_str() == path)
     }
 
     pub(crate) fn ca_dir(&self) -> &Path {
@@ -140,15 +169,23 @@ impl Enroller {
     /// (stage 1 wrote it back): the endpoint is chosen on exactly what was checked.
     pub(crate) async fn handle(&self, conn: &Connection, parts: &Parts, body: Incoming) -> Page {
         let path = parts.uri.path();
-        if path == self.base {
-            // The browser page is not served yet: say what works.
-            return error(
-                StatusCode::NOT_FOUND,
-                &format!(
-                    "enrol a machine with `portcullis enroll https://HOST{} --token-file FILE --out DIR`",
-                    self.base
-                ),
-            );
+        let asset = if path == self.base {
+            Some(("text/html; charset=utf-8", self.page.clone()))
+        } else if path == self.script {
+            Some((
+                "text/javascript; charset=utf-8",
+                Bytes::from_static(PAGE_JS.as_bytes()),
+            ))
+        } else if path == self.style {
+            Some((
+                "text/css; charset=utf-8",
+                Bytes::from_static(PAGE_CSS.as_bytes()),
+            ))
+        } else {
+            None
+        };
+        if let Some((content_type, body)) = asset {
+            return page(&parts.method, content_type, body);
         }
         if parts.method != Method::POST {
             let mut page = error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
@@ -291,6 +328,56 @@ impl Enroller {
             Err(e) => task_failed(client, &e),
         }
     }
+}
+
+/// The page or one of its files, with the headers that keep it to itself: the policy,
+/// no MIME sniffing, no Referer (the page's URL has the token in its fragment, which
+/// browsers never send, but nothing else needs to leave either), no caching.
+fn page(method: &Method, content_type: &'static str, body: Bytes) -> Page {
+    use http::HeaderValue;
+    use http::header;
+    if method != Method::GET && method != Method::HEAD {
+        let mut page = error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+        page.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return page;
+    }
+    let mut page = respond(StatusCode::OK, content_type, body);
+    let h = page.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    page
+}
+
+/// `s` escaped for an HTML attribute value in double quotes.
+fn html_attr(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn issued(e: &Enrolled) -> Page {

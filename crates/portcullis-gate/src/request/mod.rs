@@ -174,7 +174,8 @@ pub fn admit(gate: &Gate, conn: &Connection, parts: &mut Parts) -> Result<Admitt
         }
     };
 
-    // The request carries the path that was judged (usually it already did: no copy).
+    // The request carries the path that was judged (usually it already did: no copy); the
+    // enrolment endpoints answer for it too.
     let changed = match path.into_cow() {
         std::borrow::Cow::Owned(canonical) => Some(canonical),
         std::borrow::Cow::Borrowed(_) => None,

@@ -57,6 +57,11 @@ impl Browser {
         b
     }
 
+    /// The HOME to run a browser with, so that it reads this NSS database.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
     /// The NSS database directory (what `pki trust install --nss-db` takes).
     pub fn db(&self) -> &Path {
         &self.db
