@@ -286,6 +286,8 @@ pub struct EnrollConfig {
     pub ca_passphrase_file: Option<PathBuf>,
     /// Token and renewal attempts allowed per client address per minute.
     pub attempts_per_minute: u32,
+    /// The role whose holders may make enrolment links on the gate (`PATH/admin`).
+    pub admin_role: Option<String>,
 }
 
 /// A file-valued key: the path it resolved to, and where it was written.
@@ -353,6 +355,7 @@ struct RawEnroll {
     ca_passphrase_file: Option<PathBuf>,
     #[serde(default = "default_enroll_attempts")]
     attempts_per_minute: u32,
+    admin_role: Option<String>,
 }
 
 fn default_enroll_path() -> String {
@@ -900,7 +903,21 @@ fn site_config(
                     "must be at least 1".into(),
                 ));
             }
+            if let Some(role) = &e.admin_role
+                && !policy.role_names().iter().any(|r| r == role)
+            {
+                let known = policy.role_names().join(", ");
+                return Err(file.at(
+                    span,
+                    Some("enroll.admin_role".into()),
+                    format!(
+                        "no role {role:?} is defined (roles defined: {})",
+                        if known.is_empty() { "none" } else { &known }
+                    ),
+                ));
+            }
             Some(EnrollConfig {
+                admin_role: e.admin_role.clone(),
                 path: e.path.clone(),
                 ca: file.rel(&e.ca),
                 ca_passphrase_file: e.ca_passphrase_file.as_deref().map(|p| file.rel(p)),

@@ -520,3 +520,133 @@ print(int(time.time() - start), data.split(b"\r\n")[0].decode())
     let secs: u64 = said.split_whitespace().next().unwrap().parse().unwrap();
     assert!((9..=15).contains(&secs), "{said}");
 }
+
+#[test]
+fn an_admin_makes_links_on_the_gate_and_no_one_else_can() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let config = pki.config(
+        "optional",
+        "builtin:whoami",
+        "[enroll]\nca = \"pki\"\nadmin_role = \"admin\"\n",
+    );
+    let gate = Gate::start(&config);
+    let (alice_cert, alice_key) = pki.client("alice");
+    let (bob_cert, bob_key) = pki.client("bob");
+    let ask = serde_json::json!({
+        "name": "kiosk-3", "ou": ["Users"], "ttl": "1h", "validity": "7d"
+    })
+    .to_string();
+    // Every refusal must be an answer (curl reports a stream error as status 000).
+    let post = |who: Option<(&str, &str)>, extra: &[&str]| {
+        let mut args = vec!["-X", "POST", "--data", &ask];
+        if let Some((c, k)) = who {
+            args.extend(["--cert", c, "--key", k]);
+        }
+        args.extend_from_slice(extra);
+        curl(&pki, &args, &gate.url("/enroll/tokens"))
+    };
+    let json_type = ["-H", "Content-Type: application/json"];
+
+    // alice holds the admin role (OU Admins): she gets a link, and the link works.
+    let r = post(Some((&alice_cert, &alice_key)), &json_type);
+    assert_eq!(r.status, "200", "{r:?}");
+    let made = json(&r.body);
+    let link = made["link"].as_str().unwrap();
+    assert!(link.starts_with(&gate.url("/enroll#")), "{link}");
+    let token = link.split('#').nth(1).unwrap();
+    assert_eq!(token, made["token"]);
+    std::fs::write(dir.join("kiosk.token"), token).unwrap();
+    let o = run(
+        dir,
+        &[
+            "enroll",
+            &gate.url("/enroll"),
+            "--token-file",
+            "kiosk.token",
+            "--ca",
+            "pki/root.crt",
+            "--out",
+            "kiosk",
+        ],
+    );
+    assert!(o.status.success(), "{}", said(&o));
+    assert_eq!(cn_of(&dir.join("kiosk/kiosk-3.crt")), "kiosk-3");
+    assert!(
+        gate.logged_more(&["token made on the gate", "CN=alice"], 0),
+        "{}",
+        gate.output()
+    );
+
+    // Not an admin, no certificate, or a request another site's page could send: refused.
+    assert_eq!(post(Some((&bob_cert, &bob_key)), &json_type).status, "403");
+    assert_eq!(post(None, &json_type).status, "401");
+    assert_eq!(
+        post(
+            Some((&alice_cert, &alice_key)),
+            &["-H", "Content-Type: text/plain"]
+        )
+        .status,
+        "403"
+    );
+    let cross = [
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "Sec-Fetch-Site: cross-site",
+    ];
+    assert_eq!(post(Some((&alice_cert, &alice_key)), &cross).status, "403");
+
+    // The page: for admins only, same strict policy as the enrolment page.
+    let page = curl(
+        &pki,
+        &["--cert", &alice_cert, "--key", &alice_key, "-D", "-"],
+        &gate.url("/enroll/admin"),
+    );
+    assert_eq!(page.status, "200", "{page:?}");
+    let lower = page.body.to_ascii_lowercase();
+    assert!(
+        lower.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("<script src=\"/enroll/admin.js\" defer></script>"),
+        "{}",
+        page.body
+    );
+    // No inline script or handler: one external script, nothing for the policy to allow.
+    assert_eq!(lower.matches("<script").count(), 1, "{}", page.body);
+    for handler in [
+        " onclick=",
+        " onload=",
+        " onsubmit=",
+        " onerror=",
+        " style=",
+    ] {
+        assert!(!lower.contains(handler), "{handler} in {}", page.body);
+    }
+    let page = curl(
+        &pki,
+        &["--cert", &bob_cert, "--key", &bob_key],
+        &gate.url("/enroll/admin"),
+    );
+    assert_eq!(page.status, "403", "{page:?}");
+
+    // A role that does not exist is a load error, at its key.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("admin_role = \"admin\"", "admin_role = \"root\""),
+    )
+    .unwrap();
+    let o = run(dir, &["check", "-c", config.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        said(&o).contains("enroll.admin_role") && said(&o).contains("no role \"root\""),
+        "{}",
+        said(&o)
+    );
+}

@@ -36,7 +36,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::EnrollConfig;
-use crate::conn::Connection;
+use crate::conn::{Binding, Connection};
 use crate::error::{Error, Result};
 use crate::pages::{Page, respond};
 
@@ -87,6 +87,8 @@ fn same_origin_json(headers: &http::HeaderMap) -> std::result::Result<(), &'stat
 const PAGE_HTML: &str = include_str!("page/enroll.html");
 const PAGE_JS: &str = include_str!("page/enroll.js");
 const PAGE_CSS: &str = include_str!("page/enroll.css");
+const ADMIN_HTML: &str = include_str!("page/admin.html");
+const ADMIN_JS: &str = include_str!("page/admin.js");
 
 /// The page's policy: its own script, style and endpoints, and nothing else: no inline
 /// script or style, no other origin, no form posts, no framing, no `<base>`.
@@ -98,6 +100,12 @@ pub(crate) struct Enroller {
     base: String,
     csr: String,
     renew: String,
+    admin: String,
+    admin_js: String,
+    tokens: String,
+    /// The role that may make links from the gate (`[enroll] admin_role`).
+    admin_role: Option<String>,
+    admin_page: Bytes,
     script: String,
     style: String,
     /// The page, with the configured path written into it.
@@ -138,6 +146,11 @@ impl Enroller {
         Ok(Enroller {
             csr: format!("{}/csr", config.path),
             renew: format!("{}/renew", config.path),
+            admin: format!("{}/admin", config.path),
+            admin_js: format!("{}/admin.js", config.path),
+            tokens: format!("{}/tokens", config.path),
+            admin_role: config.admin_role.clone(),
+            admin_page: Bytes::from(ADMIN_HTML.replace("{{BASE}}", &html_attr(&config.path))),
             script: format!("{}/enroll.js", config.path),
             style: format!("{}/enroll.css", config.path),
             page: Bytes::from(PAGE_HTML.replace("{{BASE}}", &html_attr(&config.path))),
@@ -150,15 +163,20 @@ impl Enroller {
 
     /// Whether `path` (canonical) is one of the enrolment endpoints.
     pub(crate) fn owns(&self, path: &str) -> bool {
-        [
-            &self.base,
-            &self.script,
-            &self.style,
-            &self.csr,
-            &self.renew,
-        ]
-        .iter()
-        .any(|p| p.as_str() == path)
+        let admin = self.admin_role.is_some()
+            && [&self.admin, &self.admin_js, &self.tokens]
+                .iter()
+                .any(|p| p.as_str() == path);
+        admin
+            || [
+                &self.base,
+                &self.script,
+                &self.style,
+                &self.csr,
+                &self.renew,
+            ]
+            .iter()
+            .any(|p| p.as_str() == path)
     }
 
     pub(crate) fn ca_dir(&self) -> &Path {
@@ -167,8 +185,34 @@ impl Enroller {
 
     /// Answers a request for one of the endpoints. `parts` carries the canonical path
     /// (stage 1 wrote it back): the endpoint is chosen on exactly what was checked.
-    pub(crate) async fn handle(&self, conn: &Connection, parts: &Parts, body: Incoming) -> Page {
+    pub(crate) async fn handle(
+        &self,
+        conn: &Connection,
+        binding: &Binding,
+        parts: &Parts,
+        body: Incoming,
+    ) -> Page {
         let path = parts.uri.path();
+        // The admin's page and script (the token endpoint is checked once its body is in).
+        if path == self.admin || path == self.admin_js {
+            if let Some(refused) = self.unless_admin(conn, binding) {
+                return refused;
+            }
+            if path == self.admin {
+                return page(
+                    &parts.method,
+                    "text/html; charset=utf-8",
+                    self.admin_page.clone(),
+                );
+            }
+            if path == self.admin_js {
+                return page(
+                    &parts.method,
+                    "text/javascript; charset=utf-8",
+                    Bytes::from_static(ADMIN_JS.as_bytes()),
+                );
+            }
+        }
         let asset = if path == self.base {
             Some(("text/html; charset=utf-8", self.page.clone()))
         } else if path == self.script {
@@ -241,10 +285,117 @@ impl Enroller {
         }
         if path == self.csr {
             self.redeem(client, bytes).await
+        } else if path == self.tokens {
+            match self.unless_admin(conn, binding) {
+                None => self.make_token(conn, parts, bytes).await,
+                Some(refused) => refused,
+            }
         } else if path == self.renew {
             self.renew(conn, client, bytes).await
         } else {
             error(StatusCode::NOT_FOUND, "no such enrolment endpoint")
+        }
+    }
+
+    /// The refusal for a caller without `admin_role` under the configuration in force
+    /// (`None`: an admin): the page and the token endpoint are for operators, checked on
+    /// every request.
+    fn unless_admin(&self, conn: &Connection, binding: &Binding) -> Option<Page> {
+        let Some(role) = &self.admin_role else {
+            return Some(error(StatusCode::NOT_FOUND, "no such enrolment endpoint"));
+        };
+        let Some(roles) = binding.roles.filter(|_| conn.verified().is_some()) else {
+            return Some(error(
+                StatusCode::UNAUTHORIZED,
+                "making enrolment links needs a client certificate with the admin role",
+            ));
+        };
+        let policy = &binding.site.config().policy;
+        if policy.role_list(roles).any(|r| r == role) {
+            return None;
+        }
+        Some(error(
+            StatusCode::FORBIDDEN,
+            &format!("making enrolment links needs role {role}"),
+        ))
+    }
+
+    async fn make_token(&self, conn: &Connection, parts: &Parts, body: Bytes) -> Page {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Ask {
+            name: String,
+            email: Option<String>,
+            #[serde(default)]
+            ou: Vec<String>,
+            ttl: String,
+            validity: String,
+        }
+        let ask: Ask = match serde_json::from_slice(&body) {
+            Ok(a) => a,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("expected {{\"name\", \"ttl\", \"validity\", …}}: {e}"),
+                );
+            }
+        };
+        let duration = |what: &str, s: &str| {
+            portcullis_pki::renewal::parse_duration(s).map_err(|e| format!("{what}: {e}"))
+        };
+        let (ttl, validity) = match (
+            duration("ttl", &ask.ttl),
+            duration("validity", &ask.validity),
+        ) {
+            (Ok(t), Ok(v)) => (t, v),
+            (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
+        };
+        let req = portcullis_pki::enroll::TokenRequest {
+            common_name: ask.name,
+            email: ask.email.filter(|e| !e.is_empty()),
+            organizational_units: ask.ou,
+            organization: None,
+            ttl,
+            validity,
+        };
+        let dir = self.ca_dir.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            portcullis_pki::enroll::create_token(&dir, &req, LOCK_WAIT)
+        })
+        .await;
+        let by = conn.verified().map_or("?", |v| v.label.as_str());
+        let client = conn.peer_addr.ip();
+        match done {
+            Ok(Ok((token, secret))) => {
+                tracing::info!(%client, by, id = %token.id, cn = %token.common_name, "enroll: token made on the gate");
+                let host = parts
+                    .uri
+                    .authority()
+                    .map(|a| a.as_str().to_owned())
+                    .or_else(|| {
+                        parts
+                            .headers
+                            .get(http::header::HOST)
+                            .and_then(|h| h.to_str().ok())
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_default();
+                let body = json!({
+                    "id": token.id,
+                    "common_name": token.common_name,
+                    "expires": token.expires,
+                    "token": secret,
+                    "link": format!("https://{host}{}#{secret}", self.base),
+                });
+                let mut page = respond(StatusCode::OK, "application/json", body.to_string());
+                page.headers_mut().insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("no-store"),
+                );
+                page
+            }
+            Ok(Err(e)) => pki_error(client, &e),
+            Err(e) => task_failed(client, &e),
         }
     }
 

@@ -248,7 +248,7 @@ pub async fn handle(
     let (resp, decision, rule, upstream_time) = match admitted {
         Ok(a) if a.enroll => {
             let page = match &a.binding.site.enroll {
-                Some(e) => e.handle(conn, &parts, body).await,
+                Some(e) => e.handle(conn, &a.binding, &parts, body).await,
                 None => a
                     .binding
                     .site
