@@ -288,6 +288,9 @@ pub struct EnrollConfig {
     pub attempts_per_minute: u32,
     /// The role whose holders may make enrolment links on the gate (`PATH/admin`).
     pub admin_role: Option<String>,
+    /// The page's fallback for browsers without WebCrypto: the gate makes the key and
+    /// hands the bundle over once (`PATH/bundle`). Off unless set.
+    pub server_keys: bool,
 }
 
 /// A file-valued key: the path it resolved to, and where it was written.
@@ -356,6 +359,8 @@ struct RawEnroll {
     #[serde(default = "default_enroll_attempts")]
     attempts_per_minute: u32,
     admin_role: Option<String>,
+    #[serde(default)]
+    server_keys: bool,
 }
 
 fn default_enroll_path() -> String {
@@ -918,6 +923,7 @@ fn site_config(
             }
             Some(EnrollConfig {
                 admin_role: e.admin_role.clone(),
+                server_keys: e.server_keys,
                 path: e.path.clone(),
                 ca: file.rel(&e.ca),
                 ca_passphrase_file: e.ca_passphrase_file.as_deref().map(|p| file.rel(p)),

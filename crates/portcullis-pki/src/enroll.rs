@@ -331,8 +331,46 @@ impl Writer<'_> {
         csr: &[u8],
         by: &str,
     ) -> Result<std::result::Result<Enrolled, Refusal>> {
-        let dir = self.ca_dir().to_owned();
-        let mut tokens = list(&dir)?;
+        let i = match self.open_token(secret)? {
+            Ok(i) => i,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        // Proof of possession first: a CSR that does not verify does not burn the token.
+        let request = crate::csr::read(csr, Path::new("the request"), Kind::Client)?;
+        let mut not_granted = request.dropped.clone();
+        let token = &list(self.ca_dir())?[i];
+        if request.subject.common_name != token.common_name || !request.sans.is_empty() {
+            not_granted.push(format!(
+                "the subject and names asked for ({}): the certificate is for {}, as the token says",
+                request.subject.one_line(),
+                token.common_name
+            ));
+        }
+        self.issue_for_token(i, by, BroughtKey::Public(request.spki), not_granted)
+            .map(Ok)
+    }
+
+    /// Redeems a token with a key made here, for a browser that cannot make one (the
+    /// enrolment page's fallback, when the operator allows it): returns the certificate
+    /// and the key, which is written nowhere; the caller hands it over once.
+    pub fn redeem_with_new_key(
+        &mut self,
+        secret: &str,
+        by: &str,
+    ) -> Result<std::result::Result<(Enrolled, rcgen::KeyPair), Refusal>> {
+        let i = match self.open_token(secret)? {
+            Ok(i) => i,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let key = KeyType::P256.generate()?;
+        let public = rcgen::PublicKeyData::subject_public_key_info(&key);
+        let enrolled = self.issue_for_token(i, by, BroughtKey::Public(public), Vec::new())?;
+        Ok(Ok((enrolled, key)))
+    }
+
+    /// The index of the open token `secret` names, under the lock.
+    fn open_token(&self, secret: &str) -> Result<std::result::Result<usize, Refusal>> {
+        let tokens = list(self.ca_dir())?;
         let wanted = hash(secret);
         // The hash of a 256-bit secret: comparing it in constant time costs nothing.
         let Some(i) = tokens.iter().position(|t| {
@@ -341,14 +379,25 @@ impl Writer<'_> {
         }) else {
             return Ok(Err(Refusal::Unknown));
         };
-        match tokens[i].state(now()) {
-            TokenState::Open => {}
-            TokenState::Used => return Ok(Err(Refusal::Used)),
-            TokenState::Expired => return Ok(Err(Refusal::Expired)),
-            TokenState::Revoked => return Ok(Err(Refusal::Revoked)),
-        }
-        // Proof of possession first: a CSR that does not verify does not burn the token.
-        let request = crate::csr::read(csr, Path::new("the request"), Kind::Client)?;
+        Ok(match tokens[i].state(now()) {
+            TokenState::Open => Ok(i),
+            TokenState::Used => Err(Refusal::Used),
+            TokenState::Expired => Err(Refusal::Expired),
+            TokenState::Revoked => Err(Refusal::Revoked),
+        })
+    }
+
+    /// Marks token `i` used (on disk, before anything is issued), then issues for `key`
+    /// with the token's subject and validity, and records the serial on the token.
+    fn issue_for_token(
+        &mut self,
+        i: usize,
+        by: &str,
+        key: BroughtKey,
+        not_granted: Vec<String>,
+    ) -> Result<Enrolled> {
+        let dir = self.ca_dir().to_owned();
+        let mut tokens = list(&dir)?;
         let token = tokens[i].clone();
         tokens[i].used = Some(Used {
             at: rfc3339(now()),
@@ -367,17 +416,9 @@ impl Writer<'_> {
             days: 0,
             key_type: KeyType::default(),
         };
-        let mut not_granted = request.dropped.clone();
-        if request.subject.common_name != token.common_name || !request.sans.is_empty() {
-            not_granted.push(format!(
-                "the subject and names asked for ({}): the certificate is for {}, as the token says",
-                request.subject.one_line(),
-                token.common_name
-            ));
-        }
         let issued = self.ca().issue_for_key_lasting(
             &leaf,
-            BroughtKey::Public(request.spki),
+            key,
             self.index(),
             Duration::seconds(token.validity_secs),
         )?;
@@ -386,7 +427,7 @@ impl Writer<'_> {
             u.serial = Some(enrolled.serial.clone());
         }
         store(&dir, &tokens)?;
-        Ok(Ok(enrolled))
+        Ok(enrolled)
     }
 
     /// Renews `current` (DER) — the certificate the caller's TLS layer verified on the

@@ -650,3 +650,105 @@ fn an_admin_makes_links_on_the_gate_and_no_one_else_can() {
         said(&o)
     );
 }
+
+#[test]
+fn the_fallback_for_browsers_without_webcrypto_is_opt_in_and_keeps_no_key() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let bundle = |gate: &Gate, token: &str| {
+        curl(
+            &pki,
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                &serde_json::json!({ "token": token, "password": "correct horse" }).to_string(),
+            ],
+            &gate.url("/enroll/bundle"),
+        )
+    };
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+
+    // Off by default: the page does not offer it and the endpoint does not exist.
+    let config = pki.config("optional", "builtin:whoami", "[enroll]\nca = \"pki\"\n");
+    let gate = Gate::start(&config);
+    let tok = token(dir, "old-browser", &["--ou", "Users"]);
+    assert!(
+        curl(&pki, &[], &gate.url("/enroll"))
+            .body
+            .contains("data-server-keys=\"no\"")
+    );
+    assert_ne!(bundle(&gate, &read(&tok)).status, "200");
+    drop(gate);
+
+    let config = pki.config(
+        "optional",
+        "builtin:whoami",
+        "[enroll]\nca = \"pki\"\nserver_keys = true\n",
+    );
+    let gate = Gate::start(&config);
+    assert!(
+        curl(&pki, &[], &gate.url("/enroll"))
+            .body
+            .contains("data-server-keys=\"yes\"")
+    );
+    let r = bundle(&gate, &read(&tok));
+    assert_eq!(r.status, "200", "{r:?}");
+    let answer = json(&r.body);
+    std::fs::write(dir.join("bundle.b64"), answer["p12"].as_str().unwrap()).unwrap();
+    let decoded = Command::new("openssl")
+        .args([
+            "base64",
+            "-d",
+            "-A",
+            "-in",
+            "bundle.b64",
+            "-out",
+            "bundle.p12",
+        ])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(decoded.success());
+    let shown = Command::new("openssl")
+        .args([
+            "pkcs12",
+            "-in",
+            "bundle.p12",
+            "-passin",
+            "pass:correct horse",
+            "-nodes",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    assert!(
+        text.contains("CN = old-browser") || text.contains("CN=old-browser"),
+        "{text}"
+    );
+    assert!(text.contains("PRIVATE KEY"), "the bundle holds the key");
+    // The gate kept no key and no bundle; the token is spent.
+    let issued: Vec<String> = std::fs::read_dir(dir.join("pki/issued"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("old-browser"))
+        .collect();
+    assert!(
+        issued
+            .iter()
+            .all(|n| !n.ends_with(".key") && !n.ends_with(".p12")),
+        "{issued:?}"
+    );
+    assert!(!issued.is_empty());
+    let again = bundle(&gate, &read(&tok));
+    assert_eq!(again.status, "403", "{again:?}");
+    assert!(again.body.contains("already used"), "{again:?}");
+}

@@ -103,6 +103,8 @@ pub(crate) struct Enroller {
     admin: String,
     admin_js: String,
     tokens: String,
+    /// `[enroll] server_keys`: where the fallback posts, if allowed.
+    bundle: Option<String>,
     /// The role that may make links from the gate (`[enroll] admin_role`).
     admin_role: Option<String>,
     admin_page: Bytes,
@@ -149,11 +151,21 @@ impl Enroller {
             admin: format!("{}/admin", config.path),
             admin_js: format!("{}/admin.js", config.path),
             tokens: format!("{}/tokens", config.path),
+            bundle: config
+                .server_keys
+                .then(|| format!("{}/bundle", config.path)),
             admin_role: config.admin_role.clone(),
             admin_page: Bytes::from(ADMIN_HTML.replace("{{BASE}}", &html_attr(&config.path))),
             script: format!("{}/enroll.js", config.path),
             style: format!("{}/enroll.css", config.path),
-            page: Bytes::from(PAGE_HTML.replace("{{BASE}}", &html_attr(&config.path))),
+            page: Bytes::from(
+                PAGE_HTML
+                    .replace("{{BASE}}", &html_attr(&config.path))
+                    .replace(
+                        "{{SERVER_KEYS}}",
+                        if config.server_keys { "yes" } else { "no" },
+                    ),
+            ),
             base: config.path.clone(),
             ca_dir: config.ca.clone(),
             ca: Arc::new(ca),
@@ -163,11 +175,13 @@ impl Enroller {
 
     /// Whether `path` (canonical) is one of the enrolment endpoints.
     pub(crate) fn owns(&self, path: &str) -> bool {
+        let bundle = self.bundle.as_deref() == Some(path);
         let admin = self.admin_role.is_some()
             && [&self.admin, &self.admin_js, &self.tokens]
                 .iter()
                 .any(|p| p.as_str() == path);
-        admin
+        bundle
+            || admin
             || [
                 &self.base,
                 &self.script,
@@ -285,6 +299,8 @@ impl Enroller {
         }
         if path == self.csr {
             self.redeem(client, bytes).await
+        } else if self.bundle.as_deref() == Some(path) {
+            self.bundle(client, bytes).await
         } else if path == self.tokens {
             match self.unless_admin(conn, binding) {
                 None => self.make_token(conn, parts, bytes).await,
@@ -393,6 +409,77 @@ impl Enroller {
                     http::HeaderValue::from_static("no-store"),
                 );
                 page
+            }
+            Ok(Err(e)) => pki_error(client, &e),
+            Err(e) => task_failed(client, &e),
+        }
+    }
+
+    /// The page's fallback (`server_keys`): the key is made here, put into a PKCS#12
+    /// protected by the person's password, and sent once; it is written nowhere.
+    async fn bundle(&self, client: IpAddr, body: Bytes) -> Page {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Ask {
+            token: String,
+            password: String,
+        }
+        let ask: Ask = match serde_json::from_slice(&body) {
+            Ok(a) => a,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("expected {{\"token\": …, \"password\": …}}: {e}"),
+                );
+            }
+        };
+        if ask.password.chars().count() < 8 {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the password must have at least 8 characters",
+            );
+        }
+        let ca = self.ca.clone();
+        let by = client.to_string();
+        let done = tokio::task::spawn_blocking(move || {
+            if let Err(refusal) = portcullis_pki::enroll::check_token(&ca.layout().dir, &ask.token)?
+            {
+                return Ok(Err(refusal));
+            }
+            let password = Passphrase::new(ask.password, "the enrolment page")?;
+            let mut writer = ca.writer_waiting(LOCK_WAIT)?;
+            let (enrolled, key) = match writer.redeem_with_new_key(&ask.token, &by)? {
+                Ok(done) => done,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+            let p12 = portcullis_pki::p12::bundle(
+                &key,
+                &enrolled.chain,
+                &enrolled.common_name,
+                &password,
+                portcullis_pki::P12Format::Modern,
+            )?;
+            Ok::<_, portcullis_pki::Error>(Ok((enrolled, p12)))
+        })
+        .await;
+        match done {
+            Ok(Ok(Ok((enrolled, p12)))) => {
+                tracing::info!(%client, serial = %enrolled.serial, cn = %enrolled.common_name, "enroll: token used, key made by the gate (fallback), bundle sent");
+                let body = json!({
+                    "serial": enrolled.serial,
+                    "common_name": enrolled.common_name,
+                    "p12": data_encoding::BASE64.encode(&p12),
+                });
+                let mut page = respond(StatusCode::OK, "application/json", body.to_string());
+                page.headers_mut().insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("no-store"),
+                );
+                page
+            }
+            Ok(Ok(Err(refusal))) => {
+                tracing::warn!(%client, reason = %refusal, "enroll: token refused");
+                error(StatusCode::FORBIDDEN, &refusal.to_string())
             }
             Ok(Err(e)) => pki_error(client, &e),
             Err(e) => task_failed(client, &e),

@@ -231,7 +231,10 @@
   }
   if (location.hash) history.replaceState(null, '', location.pathname + location.search);
 
-  if (!window.isSecureContext || !window.crypto || !crypto.subtle) {
+  const webCrypto = window.isSecureContext && window.crypto && crypto.subtle;
+  // The operator may let the gate make the key for browsers without WebCrypto.
+  const serverKeys = $('enroll').dataset.serverKeys === 'yes';
+  if (!webCrypto && !serverKeys) {
     fail(
       'This browser cannot make your key here: the page needs WebCrypto, which browsers offer ' +
         'only to pages loaded over HTTPS. Open the link over HTTPS in a current browser, or ask ' +
@@ -243,7 +246,42 @@
     fail('This page needs your enrolment link: the address your operator gave you, ending in #TOKEN.');
     return;
   }
+  if (!webCrypto) $('fallback').hidden = false;
   show('form');
+
+  // Offers the file and says what it is.
+  const ready = (p12, body) => {
+    const link = $('download');
+    link.href = URL.createObjectURL(new Blob([p12], { type: 'application/x-pkcs12' }));
+    link.download = `${body.common_name.replace(/[^A-Za-z0-9._-]+/g, '_')}.p12`;
+    $('cn').textContent = body.common_name;
+    $('serial').textContent = body.serial;
+    $('form').hidden = true;
+    $('status').hidden = true;
+    show('done');
+  };
+
+  // The fallback: the gate makes the key and sends the bundle, once.
+  const fromTheGate = async (password) => {
+    show('status', 'The gate is making your key and certificate…');
+    const answer = await fetch(`${base}/bundle`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ token, password }),
+      credentials: 'omit',
+      cache: 'no-store',
+    });
+    const body = await answer.json();
+    if (!answer.ok) {
+      if (answer.status === 403) $('form').hidden = true;
+      else $('go').disabled = false;
+      return fail(`The gate refused: ${body.error || `HTTP ${answer.status}`}`);
+    }
+    const raw = atob(body.p12);
+    const p12 = new Uint8Array(raw.length);
+    for (let i = 0; i < raw.length; i++) p12[i] = raw.charCodeAt(i);
+    ready(p12, body);
+  };
 
   $('form').addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -252,6 +290,15 @@
     if (password !== $('confirm').value) return fail('The two passwords differ.');
     $('error').hidden = true;
     $('go').disabled = true;
+    if (!webCrypto) {
+      try {
+        await fromTheGate(password);
+      } catch (e) {
+        $('go').disabled = false;
+        fail(`The gate could not be reached (${e.message}). Try again.`);
+      }
+      return;
+    }
     try {
       show('status', 'Making your key…');
       const keys = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
@@ -287,14 +334,7 @@
       const pkcs8 = await bytes(crypto.subtle.exportKey('pkcs8', keys.privateKey));
       const p12 = await pkcs12(pkcs8, chain, body.common_name, password);
       pkcs8.fill(0);
-      const link = $('download');
-      link.href = URL.createObjectURL(new Blob([p12], { type: 'application/x-pkcs12' }));
-      link.download = `${body.common_name.replace(/[^A-Za-z0-9._-]+/g, '_')}.p12`;
-      $('cn').textContent = body.common_name;
-      $('serial').textContent = body.serial;
-      $('form').hidden = true;
-      $('status').hidden = true;
-      show('done');
+      ready(p12, body);
     } catch (e) {
       fail(`Something failed in this browser: ${e.message}`);
     }
