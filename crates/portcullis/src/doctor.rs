@@ -95,6 +95,10 @@ pub enum DoctorCommand {
     /// Reads a packet capture (pcap or pcapng, as tcpdump, tshark, dumpcap and Wireshark
     /// write them) and gives one verdict per TLS connection in it, on any port.
     Capture(CaptureArgs),
+    /// Two captures, one where the client works and one where it fails: pairs the
+    /// connections to the same server and names the first difference that explains the
+    /// failure, side by side, then the cause and the fix.
+    CompareCaptures(CompareCapturesArgs),
     /// Offline: what an error message or code from Node.js, OpenSSL, curl, rustls, Go,
     /// Java or Python means, and the secure fix.
     Explain {
@@ -170,6 +174,30 @@ pub struct CaptureArgs {
     pub verbose: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct CompareCapturesArgs {
+    /// The capture where the client works.
+    #[arg(value_name = "GOOD")]
+    pub good: PathBuf,
+
+    /// The capture where the client fails.
+    #[arg(value_name = "BAD")]
+    pub bad: PathBuf,
+
+    /// The CA certificates the failing client trusts (repeatable), as for `capture`.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Vec<PathBuf>,
+
+    /// Print one JSON object: `cause`, `difference` (`field`, `good`, `bad`), `findings`,
+    /// `pairing`, `rows`.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Show both handshakes as captured, the evidence and every fix.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
 fn style() -> Style {
     Style::new(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
 }
@@ -179,6 +207,7 @@ pub fn run(mut args: DoctorArgs) -> ExitCode {
         Some(DoctorCommand::Explain { text, json }) => return explain(&text.join(" "), json),
         Some(DoctorCommand::Audit(a)) => audit(a),
         Some(DoctorCommand::Capture(c)) => capture(c),
+        Some(DoctorCommand::CompareCaptures(c)) => compare_captures(c),
         None => diagnose(args),
     };
     match result {
@@ -281,6 +310,42 @@ fn capture(args: CaptureArgs) -> Result<ExitCode> {
         print!("{}", render::capture_text(&report, args.verbose, style()));
     }
     Ok(ExitCode::from(report.exit_code()))
+}
+
+/// `doctor compare-captures`: exit 0 when BAD's connection is healthy, 1 when it fails,
+/// 2 when a file cannot be read or nothing in them can be paired.
+fn compare_captures(args: CompareCapturesArgs) -> Result<ExitCode> {
+    let opts = portcullis_doctor::capture::Options {
+        ca: read_ca(&args.ca)?,
+        ca_files: args.ca.iter().map(|p| p.display().to_string()).collect(),
+    };
+    let extract = |path: &Path| -> Result<portcullis_doctor::capture::Extracted> {
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).with_context(|| format!("cannot open {name}"))?;
+        portcullis_doctor::capture::extract(std::io::BufReader::new(file))
+            .with_context(|| format!("cannot read {name}"))
+    };
+    let (good, bad) = (extract(&args.good)?, extract(&args.bad)?);
+    let cmp = portcullis_doctor::capture::compare::compare(&good, &bad, &opts)
+        .context("nothing to compare")?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&cmp).context("cannot print the comparison")?
+        );
+    } else {
+        print!(
+            "{}",
+            render::compare_captures_text(
+                &cmp,
+                &args.good.display().to_string(),
+                &args.bad.display().to_string(),
+                args.verbose,
+                style()
+            )
+        );
+    }
+    Ok(ExitCode::from(cmp.exit_code()))
 }
 
 fn check_timeout(secs: f64) -> Result<()> {

@@ -34,6 +34,9 @@ pub struct ServerHello {
     pub retry: bool,
     /// The group a HelloRetryRequest asks for.
     pub retry_group: Option<u16>,
+    /// The key-exchange group the server chose (TLS 1.3 key_share; in a
+    /// HelloRetryRequest, the group it asks for).
+    pub group: Option<u16>,
 }
 
 /// An alert in the clear (`code`), or an encrypted record of the alert type (TLS 1.2
@@ -76,9 +79,9 @@ pub struct TlsConn {
 }
 
 /// Caps on what is parsed per direction, whatever the input says.
-const MAX_RECORDS: usize = 4096;
-const MAX_HANDSHAKE: usize = 128 * 1024;
-const MAX_LIST: usize = 256;
+pub const MAX_RECORDS: usize = 4096;
+pub const MAX_HANDSHAKE: usize = 128 * 1024;
+pub const MAX_LIST: usize = 256;
 
 /// Reads the TLS of one connection; `None` when the client did not start with a
 /// ClientHello (not TLS, or a capture that began mid-connection).
@@ -285,8 +288,10 @@ fn message(msg: &[u8], us: u64, from_client: bool, out: &mut Side) {
                         s.alpn = p.first().map(|x| String::from_utf8_lossy(x).into_owned());
                     }
                     // In a HelloRetryRequest the key_share is just the selected group.
+                    // In a ServerHello it starts with the chosen group.
                     TlsExtension::KeyShare(k) | TlsExtension::KeyShareOld(k) if k.len() >= 2 => {
-                        s.retry_group = Some(u16::from_be_bytes([k[0], k[1]]));
+                        s.group = Some(u16::from_be_bytes([k[0], k[1]]));
+                        s.retry_group = s.group;
                     }
                     _ => {}
                 }
