@@ -298,6 +298,20 @@ pub fn capture_text(report: &crate::capture::CaptureReport, verbose: bool, st: S
     if let Some(m) = &s.read.malformed {
         let _ = writeln!(out, "  {yellow}reading stopped early: {m}{reset}");
     }
+    if s.unjudged_connections > 0 {
+        let _ = writeln!(
+            out,
+            "  {yellow}{} more TLS connection(s) counted but not judged: the memory kept for verdicts is full; split the capture (editcap -c){reset}",
+            s.unjudged_connections
+        );
+    }
+    if s.untracked_connections > 0 {
+        let _ = writeln!(
+            out,
+            "  {yellow}{} connection(s) not followed: too many open at once{reset}",
+            s.untracked_connections
+        );
+    }
     if !s.read.unsupported_link_types.is_empty() {
         let _ = writeln!(
             out,

@@ -762,6 +762,7 @@ pub fn tls_records(data: &[u8]) {
         conns: vec![t],
         other_tcp_connections: 0,
         untracked_connections: 0,
+        unjudged_connections: 0,
         clipped_connections: 0,
         read: Default::default(),
     };

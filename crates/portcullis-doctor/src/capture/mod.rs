@@ -101,6 +101,9 @@ pub struct Summary {
     pub other_tcp_connections: u64,
     /// Connections not followed because too many were open at once.
     pub untracked_connections: u64,
+    /// TLS connections counted but not judged: the facts already kept reached
+    /// [`MAX_RETAINED`].
+    pub unjudged_connections: u64,
     /// Connections whose data exceeded the memory bounds (their start was still read).
     pub clipped_connections: u64,
     pub read: reader::ReadStats,
@@ -114,8 +117,38 @@ pub struct Extracted {
     pub conns: Vec<TlsConn>,
     pub other_tcp_connections: u64,
     pub untracked_connections: u64,
+    /// TLS connections dropped after [`MAX_RETAINED`] bytes of facts were kept.
+    pub unjudged_connections: u64,
     pub clipped_connections: u64,
     pub read: reader::ReadStats,
+}
+
+/// The most the facts of a capture's TLS connections may weigh (see [`weight`]): stream
+/// bytes are bounded by the reassembler, this bounds what is kept of closed connections.
+/// About 40,000 ordinary connections (a 100 MB capture holds some 13,000).
+pub const MAX_RETAINED: usize = 256 * 1024 * 1024;
+
+/// What keeping a connection's facts (and later its verdict) costs, roughly, in bytes.
+fn weight(t: &TlsConn) -> usize {
+    let side = |s: &tls::Side| {
+        s.chain
+            .as_ref()
+            .map_or(0, |(_, c)| c.iter().map(|d| d.len() + 32).sum::<usize>())
+            + s.hellos
+                .iter()
+                .map(|h| {
+                    40 * (h.suites.len() + h.groups.len() + h.signature_algorithms.len())
+                        + h.alpn.iter().map(|a| a.len() + 32).sum::<usize>()
+                })
+                .sum::<usize>()
+            + s.cert_request
+                .as_ref()
+                .map_or(0, |(_, n)| n.iter().map(|x| x.len() + 32).sum())
+            + 16 * (s.alerts.len() + s.encrypted.len() + s.encrypted_handshake.len())
+            + s.not_tls.as_ref().map_or(0, |(_, p)| p.len())
+    };
+    // The verdict: the trace (at most 64 lines), findings and facts as text.
+    8 * 1024 + 2 * (side(&t.client) + side(&t.server))
 }
 
 /// Reads a capture down to its TLS connections: streaming, bounded by the reassembler's
@@ -123,6 +156,7 @@ pub struct Extracted {
 pub fn extract(input: impl Read) -> Result<Extracted, CaptureError> {
     let mut conns: Vec<TlsConn> = Vec::new();
     let mut other = 0u64;
+    let (mut retained, mut unjudged) = (0usize, 0u64);
     let mut on_conn = |c: tcp::Conn| match tls::analyze(c) {
         Some(mut t) => {
             // The facts are extracted: the stream bytes and arrival marks are not
@@ -131,7 +165,13 @@ pub fn extract(input: impl Read) -> Result<Extracted, CaptureError> {
                 s.data = Vec::new();
                 s.marks = Vec::new();
             }
-            conns.push(t);
+            let w = weight(&t);
+            if retained + w <= MAX_RETAINED {
+                retained += w;
+                conns.push(t);
+            } else {
+                unjudged += 1;
+            }
         }
         None => other += 1,
     };
@@ -144,6 +184,7 @@ pub fn extract(input: impl Read) -> Result<Extracted, CaptureError> {
         conns,
         other_tcp_connections: other,
         untracked_connections: untracked,
+        unjudged_connections: unjudged,
         clipped_connections: clipped,
         read: stats,
     })
@@ -214,6 +255,7 @@ pub fn judge(x: Extracted, file: &str, opts: &Options) -> CaptureReport {
             causes,
             other_tcp_connections: x.other_tcp_connections,
             untracked_connections: x.untracked_connections,
+            unjudged_connections: x.unjudged_connections,
             clipped_connections: x.clipped_connections,
             read: x.read,
         },
