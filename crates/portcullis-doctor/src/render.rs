@@ -421,13 +421,20 @@ pub fn compare_captures_text(
                 let _ = writeln!(out, "      {e}");
             }
         }
-        if verbose || (f.severity == Severity::Error && f.cause == c.cause) {
+        if verbose {
             for x in &f.fixes {
                 let _ = writeln!(out, "  {dim}fix [{}]{reset} {}", x.ecosystem, x.summary);
-                if verbose {
-                    out.push_str(&indent(&x.snippet, "      "));
-                }
+                out.push_str(&indent(&x.snippet, "      "));
             }
+        } else if f.severity == Severity::Error
+            && f.cause == c.cause
+            && let Some(x) = f
+                .fixes
+                .iter()
+                .find(|x| x.snippet.is_empty())
+                .or(f.fixes.first())
+        {
+            let _ = writeln!(out, "  {dim}fix:{reset} {}", x.summary);
         }
     }
     if verbose {

@@ -519,7 +519,18 @@ pub fn difference(good: &Facts, bad: &Facts) -> Option<Difference> {
     };
     let hellos_same = hello_fields.iter().all(|f| !differs(f));
     order.into_iter().find(|f| differs(f)).map(|f| {
-        let summary = if server_side.contains(&f) && hellos_same {
+        let client_ended = f == "alert" && bad.alert.starts_with("client");
+        let summary = if client_ended {
+            format!(
+                "the failing client ended the handshake itself ({}){}: it judged what the server sent differently (its trust store, or the name it checks)",
+                bad.alert,
+                if hellos_same {
+                    ", after the same hello as the working one"
+                } else {
+                    ""
+                }
+            )
+        } else if server_side.contains(&f) && hellos_same {
             format!(
                 "the two clients said the same thing; the difference is on the server's side ({f}: GOOD {} | BAD {})",
                 value(good, f),
@@ -623,6 +634,22 @@ mod tests {
         assert_eq!(d.field, "closed-by");
         assert!(!d.explains && d.summary.contains("server's side"), "{d:?}");
         assert_eq!(difference(&good, &good), None);
+    }
+
+    /// curl without the private CA: same hello, same answer, the client sends alert 48.
+    #[test]
+    fn a_client_that_refused_the_chain_is_not_blamed_on_the_server() {
+        let good = accepted(modern(Some("a")));
+        let mut bad = good.clone();
+        bad.alert = "client: 48 unknown_ca".into();
+        bad.closed_by = "client (RST)".into();
+        let d = difference(&good, &bad).unwrap_or_else(|| unreachable!());
+        assert_eq!(d.field, "alert");
+        assert!(
+            d.summary.contains("ended the handshake itself")
+                && !d.summary.contains("server's side"),
+            "{d:?}"
+        );
     }
 
     #[test]
