@@ -125,7 +125,7 @@ fn make_fixtures() -> Fixtures {
 }
 
 /// A TLS 1.3 ServerHello record, as a server sends it.
-fn server_hello() -> Vec<u8> {
+pub fn server_hello() -> Vec<u8> {
     let mut body = vec![0x03, 0x03];
     body.extend([7u8; 32]); // random
     body.push(32);
@@ -146,7 +146,7 @@ fn server_hello() -> Vec<u8> {
 }
 
 /// A modern ClientHello record (SNI, ALPN, TLS 1.3 and 1.2), as the doctor sends it.
-fn client_hello() -> Vec<u8> {
+pub fn client_hello() -> Vec<u8> {
     portcullis_doctor::raw::RawHello::modern(
         Some("api.example".into()),
         vec!["h2".into(), "http/1.1".into()],
