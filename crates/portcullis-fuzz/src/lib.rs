@@ -686,6 +686,7 @@ fn pinned_nothing() -> portcullis_doctor::capture::Options {
     portcullis_doctor::capture::Options {
         ca: Some(Vec::new()),
         ca_files: Vec::new(),
+        keylog: None,
     }
 }
 

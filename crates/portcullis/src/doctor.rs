@@ -164,6 +164,12 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "FILE")]
     pub ca: Vec<PathBuf>,
 
+    /// The TLS 1.3 secrets the client wrote (`SSLKEYLOGFILE`, Node's `--tls-keylog`): the
+    /// encrypted handshake is opened so its certificates, CertificateRequest and alerts
+    /// become evidence. Application data is never decrypted.
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
+
     /// Print one JSON object: `connections` (`client`, `server`, `sni`, `cause`,
     /// `findings`…) and `summary`.
     #[arg(long)]
@@ -187,6 +193,12 @@ pub struct CompareCapturesArgs {
     /// The CA certificates the failing client trusts (repeatable), as for `capture`.
     #[arg(long, value_name = "FILE")]
     pub ca: Vec<PathBuf>,
+
+    /// The TLS 1.3 secrets the clients wrote (`SSLKEYLOGFILE`, Node's `--tls-keylog`; both
+    /// clients' in one file): the encrypted handshakes are opened so its certificates, CertificateRequest and alerts
+    /// become evidence. Application data is never decrypted.
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
 
     /// Print one JSON object: `cause`, `difference` (`field`, `good`, `bad`), `findings`,
     /// `pairing`, `rows`.
@@ -297,6 +309,7 @@ fn capture(args: CaptureArgs) -> Result<ExitCode> {
     let opts = portcullis_doctor::capture::Options {
         ca: read_ca(&args.ca)?,
         ca_files: args.ca.iter().map(|p| p.display().to_string()).collect(),
+        keylog: read_keylog(args.keylog.as_deref())?,
     };
     let name = args.file.display().to_string();
     let report = portcullis_doctor::capture::read(std::io::BufReader::new(file), &name, &opts)
@@ -318,12 +331,16 @@ fn compare_captures(args: CompareCapturesArgs) -> Result<ExitCode> {
     let opts = portcullis_doctor::capture::Options {
         ca: read_ca(&args.ca)?,
         ca_files: args.ca.iter().map(|p| p.display().to_string()).collect(),
+        keylog: read_keylog(args.keylog.as_deref())?,
     };
     let extract = |path: &Path| -> Result<portcullis_doctor::capture::Extracted> {
         let name = path.display().to_string();
         let file = std::fs::File::open(path).with_context(|| format!("cannot open {name}"))?;
-        portcullis_doctor::capture::extract(std::io::BufReader::new(file))
-            .with_context(|| format!("cannot read {name}"))
+        portcullis_doctor::capture::extract_with(
+            std::io::BufReader::new(file),
+            opts.keylog.as_ref(),
+        )
+        .with_context(|| format!("cannot read {name}"))
     };
     let (good, bad) = (extract(&args.good)?, extract(&args.bad)?);
     let cmp = portcullis_doctor::capture::compare::compare(&good, &bad, &opts)
@@ -346,6 +363,23 @@ fn compare_captures(args: CompareCapturesArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::from(cmp.exit_code()))
+}
+
+/// `--keylog FILE`: the key log, which must hold at least one TLS 1.3 handshake secret.
+fn read_keylog(file: Option<&Path>) -> Result<Option<portcullis_doctor::capture::keylog::KeyLog>> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read --keylog {}", file.display()))?;
+    let log = portcullis_doctor::capture::keylog::KeyLog::parse(&text);
+    if log.is_empty() {
+        bail!(
+            "--keylog {}: no TLS 1.3 handshake secret in it (CLIENT_HANDSHAKE_TRAFFIC_SECRET / SERVER_HANDSHAKE_TRAFFIC_SECRET lines); TLS 1.2 keys (CLIENT_RANDOM) are not used",
+            file.display()
+        );
+    }
+    Ok(Some(log))
 }
 
 fn check_timeout(secs: f64) -> Result<()> {

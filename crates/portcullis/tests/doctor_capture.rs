@@ -456,6 +456,119 @@ fn tls13_healthy_says_what_it_cannot_see() {
     );
 }
 
+// === TLS 1.3 with --keylog ===
+
+/// curl with `SSLKEYLOGFILE` set, TLS 1.3, bounded.
+fn curl_keylog(sb: &Sandbox, port: u16, extra: &[&str]) -> std::process::Output {
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let url = format!("https://localhost:{port}/");
+    let keys = sb.path("keys.log");
+    let mut args = vec![
+        "15",
+        "curl",
+        "-sS",
+        "-o",
+        "/dev/null",
+        "--tlsv1.3",
+        "--resolve",
+        &resolve,
+    ];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    client_command(
+        sb,
+        "timeout",
+        &args,
+        &[("SSLKEYLOGFILE", keys.to_str().unwrap())],
+    )
+    .output()
+    .unwrap()
+}
+
+/// curl refuses a private root in TLS 1.3: without the keys the capture only shows that
+/// the client ended the handshake; with them, the certificate is judged: `untrusted-root`.
+#[test]
+fn tls13_untrusted_root_needs_the_keylog() {
+    let sb = Sandbox::new();
+    let (_ca, leaf) = pki(&sb);
+    let port = Server::new(&leaf).start();
+    let cap = capture(&sb, "tcpdump", &[port]);
+    let out = curl_keylog(&sb, port, &[]);
+    assert!(!out.status.success(), "curl trusted the private root");
+    let file = cap.stop();
+    let keys = sb.path("keys.log");
+    assert!(
+        std::fs::read_to_string(&keys)
+            .unwrap_or_default()
+            .contains("SERVER_HANDSHAKE_TRAFFIC_SECRET"),
+        "curl wrote no TLS 1.3 secrets to SSLKEYLOGFILE"
+    );
+
+    let (code, report) = diagnose(&sb, &file, &[]);
+    assert_eq!(code, 1);
+    assert_cause(only(&report), "client-aborted-handshake", &report);
+
+    let (code, report) = diagnose(&sb, &file, &["--keylog", keys.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let c = only(&report);
+    assert_cause(c, "untrusted-root", &report);
+    assert!(
+        !c["findings"].to_string().contains("encrypted-handshake"),
+        "the handshake was opened: {report:#}"
+    );
+    assert!(
+        c["trace"].to_string().contains("opened with --keylog"),
+        "{report:#}"
+    );
+    assert!(
+        c["facts"]["alert"].as_str().unwrap().contains("48"),
+        "{report:#}"
+    );
+}
+
+/// A TLS 1.3 server that requires a client certificate: with the keys, its
+/// CertificateRequest (and the CA names in it) and its alert become evidence.
+#[test]
+fn tls13_client_certificate_required_with_the_keylog() {
+    let sb = Sandbox::new();
+    let (_ca, leaf) = pki(&sb);
+    let clients = root("Keylog Clients CA");
+    let port = Server {
+        client_ca: Some(&clients),
+        ..Server::new(&leaf)
+    }
+    .start();
+    let cap = capture(&sb, "tcpdump", &[port]);
+    let out = curl_keylog(&sb, port, &["--cacert", "ca.pem"]);
+    assert!(!out.status.success(), "curl got in without a certificate");
+    let file = cap.stop();
+
+    // Without the keys the CertificateRequest is not visible.
+    let (_, plain) = diagnose(&sb, &file, &[]);
+    assert!(
+        only(&plain)["facts"]["certificate_request"].is_null(),
+        "{plain:#}"
+    );
+    eprintln!("without --keylog: {}", only(&plain)["cause"]);
+
+    let keys = sb.path("keys.log");
+    let (code, report) = diagnose(&sb, &file, &["--keylog", keys.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let c = only(&report);
+    eprintln!("{:#}", c["trace"]);
+    assert_cause(c, "client-cert-required", &report);
+    assert!(
+        c["findings"][0]["evidence"]
+            .to_string()
+            .contains("Keylog Clients CA"),
+        "{report:#}"
+    );
+    assert_eq!(
+        c["facts"]["certificate_request"][0], "CN=Keylog Clients CA",
+        "{report:#}"
+    );
+}
+
 // === input that is not a capture ===
 
 #[test]

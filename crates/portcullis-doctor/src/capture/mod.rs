@@ -24,6 +24,7 @@
 //! ```
 
 pub mod compare;
+pub mod keylog;
 pub mod reader;
 pub mod tcp;
 pub mod tls;
@@ -55,6 +56,8 @@ pub struct Options {
     /// against them instead of the system and Mozilla stores.
     pub ca: Option<Vec<Vec<u8>>>,
     pub ca_files: Vec<String>,
+    /// `--keylog`: TLS 1.3 handshake secrets, to open the encrypted handshake.
+    pub keylog: Option<keylog::KeyLog>,
 }
 
 /// Every TLS connection of a capture with its verdict, and a summary.
@@ -154,10 +157,18 @@ fn weight(t: &TlsConn) -> usize {
 /// Reads a capture down to its TLS connections: streaming, bounded by the reassembler's
 /// caps; each connection's stream bytes are dropped as soon as its facts are read.
 pub fn extract(input: impl Read) -> Result<Extracted, CaptureError> {
+    extract_with(input, None)
+}
+
+/// [`extract`], opening TLS 1.3 handshakes with the secrets of `keylog`.
+pub fn extract_with(
+    input: impl Read,
+    keylog: Option<&keylog::KeyLog>,
+) -> Result<Extracted, CaptureError> {
     let mut conns: Vec<TlsConn> = Vec::new();
     let mut other = 0u64;
     let (mut retained, mut unjudged) = (0usize, 0u64);
-    let mut on_conn = |c: tcp::Conn| match tls::analyze(c) {
+    let mut on_conn = |c: tcp::Conn| match tls::analyze_with(c, keylog) {
         Some(mut t) => {
             // The facts are extracted: the stream bytes and arrival marks are not
             // needed any more.
@@ -230,7 +241,11 @@ fn same_server_all(all: &[TlsConn]) -> Vec<Vec<&TlsConn>> {
 
 /// Reads a capture and judges each TLS connection in it.
 pub fn read(input: impl Read, file: &str, opts: &Options) -> Result<CaptureReport, CaptureError> {
-    Ok(judge(extract(input)?, file, opts))
+    Ok(judge(
+        extract_with(input, opts.keylog.as_ref())?,
+        file,
+        opts,
+    ))
 }
 
 /// Judges each TLS connection of an extracted capture.
@@ -281,6 +296,9 @@ const ALERT_SIZED: usize = 24;
 /// When the client's Finished went (TLS 1.2: its ChangeCipherSpec; TLS 1.3: its first
 /// encrypted record after the server's encrypted flight, unless alert-sized).
 fn client_finished(c: &TlsConn) -> Option<u64> {
+    if let Some(us) = c.client.finished_us {
+        return Some(us);
+    }
     if is_tls13(c) {
         let flight = c.server.encrypted.first()?.1;
         c.client
@@ -652,7 +670,24 @@ fn steps(c: &TlsConn) -> Vec<Step> {
             v.push((
                 *us,
                 sv,
-                "encrypted handshake (TLS 1.3: certificate not visible)".into(),
+                if c.server.opened.is_empty() {
+                    "encrypted handshake (TLS 1.3: certificate not visible)".into()
+                } else {
+                    format!(
+                        "encrypted handshake, opened with --keylog: {}",
+                        c.server.opened.join(", ")
+                    )
+                },
+            ));
+        }
+        if !c.client.opened.is_empty() {
+            v.push((
+                client_finished(c).unwrap_or(c.tcp.end_us),
+                cl,
+                format!(
+                    "encrypted handshake, opened with --keylog: {}",
+                    c.client.opened.join(", ")
+                ),
             ));
         }
         if let Some(us) = client_finished(c) {
@@ -696,7 +731,12 @@ fn steps(c: &TlsConn) -> Vec<Step> {
             end,
             "note",
             format!(
-                "application data: {up} bytes sent, {down} bytes received (encrypted, never opened)"
+                "application data: {up} bytes sent, {down} bytes received (encrypted, never opened{})",
+                if c.server.opened.is_empty() && c.client.opened.is_empty() {
+                    ""
+                } else {
+                    "; with --keylog only records of an alert's size are opened, and kept only if they are alerts"
+                }
             ),
         ));
     }
@@ -950,7 +990,7 @@ fn connection(
             &report.observations,
         ));
     }
-    if tls13 {
+    if tls13 && c.server.opened.is_empty() {
         let mut ev = trace.clone();
         ev.extend(notes.iter().cloned());
         extra.push(finding(
