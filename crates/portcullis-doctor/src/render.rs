@@ -298,6 +298,20 @@ pub fn capture_text(report: &crate::capture::CaptureReport, verbose: bool, st: S
     if let Some(m) = &s.read.malformed {
         let _ = writeln!(out, "  {yellow}reading stopped early: {m}{reset}");
     }
+    if s.unjudged_connections > 0 {
+        let _ = writeln!(
+            out,
+            "  {yellow}{} more TLS connection(s) counted but not judged: the memory kept for verdicts is full; split the capture (editcap -c){reset}",
+            s.unjudged_connections
+        );
+    }
+    if s.untracked_connections > 0 {
+        let _ = writeln!(
+            out,
+            "  {yellow}{} connection(s) not followed: too many open at once{reset}",
+            s.untracked_connections
+        );
+    }
     if !s.read.unsupported_link_types.is_empty() {
         let _ = writeln!(
             out,
@@ -315,6 +329,127 @@ pub fn capture_text(report: &crate::capture::CaptureReport, verbose: bool, st: S
         let _ = writeln!(
             out,
             "{dim}Run with -v for each handshake as captured, the evidence and every fix; --json for all of it.{reset}"
+        );
+    }
+    out
+}
+
+/// Cuts a long value for the side-by-side table (the JSON has it whole).
+fn cell(v: &str, width: usize) -> String {
+    if v.chars().count() <= width {
+        v.to_owned()
+    } else {
+        let cut: String = v.chars().take(width.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+pub fn compare_captures_text(
+    c: &crate::capture::compare::Comparison,
+    good: &str,
+    bad: &str,
+    verbose: bool,
+    st: Style,
+) -> String {
+    let mut out = String::new();
+    let Style {
+        red,
+        green,
+        yellow,
+        bold,
+        dim,
+        reset,
+    } = st;
+    let _ = writeln!(
+        out,
+        "{bold}portcullis doctor compare-captures{reset} GOOD {good}  BAD {bad}"
+    );
+    let _ = writeln!(out, "pair: {}", c.pairing);
+    if c.cause == "ok" {
+        let _ = writeln!(out, "\n{green}✓{reset} {}", c.verdict);
+    } else {
+        let _ = writeln!(out, "\n{red}✗ {}{reset}: {}", c.cause, c.verdict);
+    }
+    if let Some(d) = &c.difference {
+        let _ = writeln!(
+            out,
+            "\n{bold}first difference: {}{reset}{}\n  {}",
+            d.field,
+            if d.explains {
+                ""
+            } else {
+                " (not proven to be the cause)"
+            },
+            d.summary
+        );
+    } else if !c.rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nthe two connections do not differ in what a capture shows"
+        );
+    }
+    if !c.rows.is_empty() {
+        let width = if verbose { 200 } else { 44 };
+        let _ = writeln!(out, "\n  {:<22} {:<width$} BAD", "", "GOOD");
+        for r in &c.rows {
+            let chosen = c.difference.as_ref().is_some_and(|d| d.field == r.field);
+            let (on, off, mark) = if chosen {
+                (bold, reset, "◀")
+            } else if r.differs {
+                (yellow, reset, "≠")
+            } else {
+                ("", "", " ")
+            };
+            let _ = writeln!(
+                out,
+                "{on}{mark} {:<22} {:<width$} {}{off}",
+                r.field,
+                cell(&r.good, width),
+                cell(&r.bad, width)
+            );
+        }
+    }
+    for f in &c.findings {
+        let (color, mark) = if f.severity == Severity::Error {
+            (red, "error")
+        } else {
+            (yellow, "warning")
+        };
+        let _ = writeln!(out, "\n{color}[{mark}] {}{reset}: {}", f.cause, f.summary);
+        if verbose {
+            for e in &f.evidence {
+                let _ = writeln!(out, "      {e}");
+            }
+        }
+        if verbose {
+            for x in &f.fixes {
+                let _ = writeln!(out, "  {dim}fix [{}]{reset} {}", x.ecosystem, x.summary);
+                out.push_str(&indent(&x.snippet, "      "));
+            }
+        } else if f.severity == Severity::Error
+            && f.cause == c.cause
+            && let Some(x) = f
+                .fixes
+                .iter()
+                .find(|x| x.snippet.is_empty())
+                .or(f.fixes.first())
+        {
+            let _ = writeln!(out, "  {dim}fix:{reset} {}", x.summary);
+        }
+    }
+    if verbose {
+        for (name, r) in [("GOOD", c.good.as_ref()), ("BAD", Some(&c.bad))] {
+            if let Some(r) = r {
+                let _ = writeln!(out, "\n{bold}{name}{reset} {} → {}", r.client, r.server);
+                for t in &r.trace {
+                    let _ = writeln!(out, "    {t}");
+                }
+            }
+        }
+    } else {
+        let _ = writeln!(
+            out,
+            "\n{dim}Run with -v for whole values, both handshakes, the evidence and every fix; --json for all of it.{reset}"
         );
     }
     out

@@ -10,6 +10,7 @@
 // A fuzz oracle reports a broken promise by panicking; that is its whole job.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod captures;
 pub mod seeds;
 
 use std::path::Path;
@@ -75,6 +76,14 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "tls_reply",
         run: tls_reply,
+    },
+    Target {
+        name: "capture",
+        run: capture,
+    },
+    Target {
+        name: "tls_records",
+        run: tls_records,
     },
     Target {
         name: "explain",
@@ -613,6 +622,154 @@ pub fn tls_reply(data: &[u8]) {
     if let RawResponse::NotTls { preview } = classify(data, Ended::Eof) {
         assert!(preview.len() <= 64 * 4, "{preview}");
     }
+}
+
+/// Small bounds, so that fuzz inputs of a few kilobytes reach every one of them.
+const SMALL: portcullis_doctor::capture::tcp::Limits = portcullis_doctor::capture::tcp::Limits {
+    keep: 600,
+    pending: 300,
+    global: 2000,
+    max_flows: 6,
+};
+
+/// `doctor capture` of any file: never a panic; the reassembler's accounting is right and
+/// within its bounds after every segment (under small bounds, so the input reaches them);
+/// no connection has more bytes than the input; and the whole reading and judging with
+/// the real bounds does not panic either.
+pub fn capture(data: &[u8]) {
+    use portcullis_doctor::capture::{self, reader, tcp, tls};
+    let mut r = tcp::Reassembler::with_limits(SMALL);
+    let mut conns = Vec::new();
+    let _ = reader::read(data, |seg| {
+        assert!(seg.payload.len() <= data.len());
+        r.segment(seg, &mut |c| conns.push(c));
+        assert_eq!(r.held(), r.accounted(), "the global budget lost count");
+        assert!(r.held() <= SMALL.global, "{} bytes held", r.held());
+        let (keep, pending) = r.largest();
+        assert!(
+            keep <= SMALL.keep && pending <= SMALL.pending,
+            "{keep} kept, {pending} pending"
+        );
+        assert!(r.open() <= SMALL.max_flows);
+    });
+    r.finish(&mut |c| conns.push(c));
+    let mut total = 0u64;
+    for c in conns {
+        for s in [&c.up, &c.down] {
+            assert!(s.data.len() <= SMALL.keep);
+            assert!(s.data.len() as u64 <= s.total);
+            total += s.total;
+        }
+        if let Some(t) = tls::analyze(c) {
+            tls_bounds(&t);
+        }
+    }
+    assert!(
+        total <= data.len() as u64,
+        "{total} stream bytes from a {}-byte file",
+        data.len()
+    );
+    if let Ok(x) = capture::extract(data) {
+        let n = x.conns.len();
+        for c in &x.conns {
+            assert!(c.tcp.up.total + c.tcp.down.total <= data.len() as u64);
+        }
+        let report = capture::judge(x, "fuzz", &pinned_nothing());
+        assert_eq!(report.connections.len(), n);
+        assert_eq!(report.summary.healthy + report.summary.problems, n);
+    }
+}
+
+/// `--ca` with no certificate: a chain is judged without loading this machine's store
+/// for every input.
+fn pinned_nothing() -> portcullis_doctor::capture::Options {
+    portcullis_doctor::capture::Options {
+        ca: Some(Vec::new()),
+        ca_files: Vec::new(),
+        keylog: None,
+    }
+}
+
+/// What one side's TLS may hold, whatever the bytes.
+fn tls_bounds(t: &portcullis_doctor::capture::tls::TlsConn) {
+    use portcullis_doctor::capture::tls::{MAX_LIST, MAX_RECORDS};
+    for (side, stream) in [(&t.client, &t.tcp.up), (&t.server, &t.tcp.down)] {
+        assert!(side.hellos.len() <= 4 && side.server_hellos.len() <= 4);
+        for h in &side.hellos {
+            for len in [
+                h.suites.len(),
+                h.groups.len(),
+                h.signature_algorithms.len(),
+                h.alpn.len(),
+            ] {
+                assert!(len <= MAX_LIST, "a list of {len}");
+            }
+        }
+        if let Some((_, chain)) = &side.chain {
+            assert!(chain.len() <= 16);
+        }
+        let records = side.alerts.len() + side.encrypted.len() + side.encrypted_handshake.len();
+        assert!(records <= MAX_RECORDS);
+        let sealed: usize = side
+            .encrypted
+            .iter()
+            .chain(&side.encrypted_handshake)
+            .map(|r| r.0)
+            .sum();
+        assert!(
+            sealed <= stream.data.len(),
+            "{sealed} encrypted bytes in a {}-byte stream",
+            stream.data.len()
+        );
+    }
+}
+
+/// The TLS record and handshake reader on two streams (a 2-byte big-endian length, the
+/// client's bytes, the server's): never a panic, every list and count within its bound,
+/// and the connection judged (facts, causes, findings) without a panic.
+pub fn tls_records(data: &[u8]) {
+    use portcullis_doctor::capture::{self, tcp, tls};
+    let Some((len, rest)) = data.split_first_chunk::<2>() else {
+        return;
+    };
+    let split = usize::from(u16::from_be_bytes(*len)).min(rest.len());
+    let (up, down) = rest.split_at(split);
+    let stream = |bytes: &[u8], t: u64| tcp::Stream {
+        data: bytes.to_vec(),
+        total: bytes.len() as u64,
+        // A mark every 7 bytes: records end at different times.
+        marks: (1..=bytes.len().div_ceil(7) as u64)
+            .map(|i| ((i * 7).min(bytes.len() as u64), t + i))
+            .collect(),
+        fin: Some((t + 10_000, bytes.len() as u64)),
+        ..Default::default()
+    };
+    let conn = tcp::Conn {
+        client: "192.0.2.1:40000".parse().unwrap(),
+        server: "192.0.2.2:443".parse().unwrap(),
+        syn_seen: true,
+        synack_seen: true,
+        start_us: 0,
+        end_us: 20_000,
+        up: stream(up, 1),
+        down: stream(down, 2),
+    };
+    let Some(t) = tls::analyze(conn) else {
+        return;
+    };
+    tls_bounds(&t);
+    let _ = capture::facts(&t);
+    let x = capture::Extracted {
+        conns: vec![t],
+        other_tcp_connections: 0,
+        untracked_connections: 0,
+        unjudged_connections: 0,
+        clipped_connections: 0,
+        read: Default::default(),
+    };
+    let report = capture::judge(x, "fuzz", &pinned_nothing());
+    let c = &report.connections[0];
+    assert!(c.cause == "ok" || c.findings.iter().any(|f| f.cause == c.cause));
 }
 
 // === configuration and files ===

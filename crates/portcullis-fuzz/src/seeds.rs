@@ -125,7 +125,7 @@ fn make_fixtures() -> Fixtures {
 }
 
 /// A TLS 1.3 ServerHello record, as a server sends it.
-fn server_hello() -> Vec<u8> {
+pub fn server_hello() -> Vec<u8> {
     let mut body = vec![0x03, 0x03];
     body.extend([7u8; 32]); // random
     body.push(32);
@@ -143,6 +143,71 @@ fn server_hello() -> Vec<u8> {
     record.extend((hs.len() as u16).to_be_bytes());
     record.extend(hs);
     record
+}
+
+/// A modern ClientHello record (SNI, ALPN, TLS 1.3 and 1.2), as the doctor sends it.
+pub fn client_hello() -> Vec<u8> {
+    portcullis_doctor::raw::RawHello::modern(
+        Some("api.example".into()),
+        vec!["h2".into(), "http/1.1".into()],
+    )
+    .encode()
+}
+
+/// A TLS 1.2 Certificate handshake record holding the fixtures' root certificate.
+fn certificate_message() -> Vec<u8> {
+    let der = &fixtures().root;
+    let u24 = |n: usize| [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+    let mut list = u24(der.len()).to_vec();
+    list.extend(der);
+    let mut body = u24(list.len()).to_vec();
+    body.extend(list);
+    let mut hs = vec![0x0b];
+    hs.extend(u24(body.len()));
+    hs.extend(body);
+    let mut record = vec![0x16, 0x03, 0x03];
+    record.extend((hs.len() as u16).to_be_bytes());
+    record.extend(hs);
+    record
+}
+
+/// Small capture files, by code: a TLS connection (ClientHello, then a ServerHello or an
+/// alert or plaintext) in classic pcap over Ethernet, pcapng over Ethernet with IPv6, BSD
+/// loopback and raw IP; one with its segments out of order and repeated.
+fn captures() -> Vec<Vec<u8>> {
+    use crate::captures::{Link, conversation, pcap, pcapng};
+    let c4 = "10.0.0.1:40000".parse().unwrap();
+    let s4 = "10.0.0.2:443".parse().unwrap();
+    let c6 = "[2001:db8::1]:40000".parse().unwrap();
+    let s6 = "[2001:db8::2]:8443".parse().unwrap();
+    let hello = client_hello();
+    let t0 = 1_700_000_000_000_000;
+    let ok = [(true, hello.clone()), (false, server_hello())];
+    let alert = [
+        (true, hello.clone()),
+        (false, vec![0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]),
+    ];
+    let plain = [
+        (true, hello),
+        (false, b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec()),
+    ];
+    let mut shuffled = conversation(Link::Ethernet, c4, s4, &ok, t0);
+    shuffled.swap(3, 4);
+    let again = shuffled[3].clone();
+    shuffled.insert(5, again);
+    vec![
+        pcap(
+            Link::Ethernet,
+            &conversation(Link::Ethernet, c4, s4, &ok, t0),
+        ),
+        pcapng(
+            Link::Ethernet,
+            &conversation(Link::Ethernet, c6, s6, &alert, t0),
+        ),
+        pcap(Link::Null, &conversation(Link::Null, c4, s4, &plain, t0)),
+        pcap(Link::RawIp, &conversation(Link::RawIp, c6, s6, &ok, t0)),
+        pcap(Link::Ethernet, &shuffled),
+    ]
 }
 
 const GOOD_CONFIG: &str = r#"listen = "127.0.0.1:9443"
@@ -301,6 +366,27 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             ];
             v.push(server_hello()[..20].to_vec());
             v
+        }
+        "capture" => captures(),
+        "tls_records" => {
+            let hello = client_hello();
+            let two = |up: &[u8], down: &[u8]| {
+                let mut v = (up.len() as u16).to_be_bytes().to_vec();
+                v.extend(up);
+                v.extend(down);
+                v
+            };
+            let alert = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28];
+            let mut tls12 = server_hello();
+            tls12.extend(certificate_message());
+            tls12.extend([0x16, 0x03, 0x03, 0x00, 0x04, 0x0e, 0, 0, 0]); // ServerHelloDone
+            vec![
+                two(&hello, &server_hello()),
+                two(&hello, &alert),
+                two(&hello, &tls12),
+                two(&hello, b"HTTP/1.1 400 Bad Request\r\n\r\n"),
+                two(&hello[..hello.len() / 2], &[]),
+            ]
         }
         "explain" => texts(&[
             "unable to verify the first certificate",

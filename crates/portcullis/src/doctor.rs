@@ -95,6 +95,10 @@ pub enum DoctorCommand {
     /// Reads a packet capture (pcap or pcapng, as tcpdump, tshark, dumpcap and Wireshark
     /// write them) and gives one verdict per TLS connection in it, on any port.
     Capture(CaptureArgs),
+    /// Two captures, one where the client works and one where it fails: pairs the
+    /// connections to the same server and names the first difference that explains the
+    /// failure, side by side, then the cause and the fix.
+    CompareCaptures(CompareCapturesArgs),
     /// Offline: what an error message or code from Node.js, OpenSSL, curl, rustls, Go,
     /// Java or Python means, and the secure fix.
     Explain {
@@ -160,12 +164,48 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "FILE")]
     pub ca: Vec<PathBuf>,
 
+    /// The TLS 1.3 secrets the client wrote (`SSLKEYLOGFILE`, Node's `--tls-keylog`): the
+    /// encrypted handshake is opened so its certificates, CertificateRequest and alerts
+    /// become evidence. Application data is never decrypted.
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
+
     /// Print one JSON object: `connections` (`client`, `server`, `sni`, `cause`,
     /// `findings`…) and `summary`.
     #[arg(long)]
     pub json: bool,
 
     /// Show each connection's handshake as captured, the evidence and every fix.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareCapturesArgs {
+    /// The capture where the client works.
+    #[arg(value_name = "GOOD")]
+    pub good: PathBuf,
+
+    /// The capture where the client fails.
+    #[arg(value_name = "BAD")]
+    pub bad: PathBuf,
+
+    /// The CA certificates the failing client trusts (repeatable), as for `capture`.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Vec<PathBuf>,
+
+    /// The TLS 1.3 secrets the clients wrote (`SSLKEYLOGFILE`, Node's `--tls-keylog`; both
+    /// clients' in one file): the encrypted handshakes are opened so its certificates, CertificateRequest and alerts
+    /// become evidence. Application data is never decrypted.
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
+
+    /// Print one JSON object: `cause`, `difference` (`field`, `good`, `bad`), `findings`,
+    /// `pairing`, `rows`.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Show both handshakes as captured, the evidence and every fix.
     #[arg(short, long)]
     pub verbose: bool,
 }
@@ -179,6 +219,7 @@ pub fn run(mut args: DoctorArgs) -> ExitCode {
         Some(DoctorCommand::Explain { text, json }) => return explain(&text.join(" "), json),
         Some(DoctorCommand::Audit(a)) => audit(a),
         Some(DoctorCommand::Capture(c)) => capture(c),
+        Some(DoctorCommand::CompareCaptures(c)) => compare_captures(c),
         None => diagnose(args),
     };
     match result {
@@ -268,6 +309,7 @@ fn capture(args: CaptureArgs) -> Result<ExitCode> {
     let opts = portcullis_doctor::capture::Options {
         ca: read_ca(&args.ca)?,
         ca_files: args.ca.iter().map(|p| p.display().to_string()).collect(),
+        keylog: read_keylog(args.keylog.as_deref())?,
     };
     let name = args.file.display().to_string();
     let report = portcullis_doctor::capture::read(std::io::BufReader::new(file), &name, &opts)
@@ -281,6 +323,63 @@ fn capture(args: CaptureArgs) -> Result<ExitCode> {
         print!("{}", render::capture_text(&report, args.verbose, style()));
     }
     Ok(ExitCode::from(report.exit_code()))
+}
+
+/// `doctor compare-captures`: exit 0 when BAD's connection is healthy, 1 when it fails,
+/// 2 when a file cannot be read or nothing in them can be paired.
+fn compare_captures(args: CompareCapturesArgs) -> Result<ExitCode> {
+    let opts = portcullis_doctor::capture::Options {
+        ca: read_ca(&args.ca)?,
+        ca_files: args.ca.iter().map(|p| p.display().to_string()).collect(),
+        keylog: read_keylog(args.keylog.as_deref())?,
+    };
+    let extract = |path: &Path| -> Result<portcullis_doctor::capture::Extracted> {
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).with_context(|| format!("cannot open {name}"))?;
+        portcullis_doctor::capture::extract_with(
+            std::io::BufReader::new(file),
+            opts.keylog.as_ref(),
+        )
+        .with_context(|| format!("cannot read {name}"))
+    };
+    let (good, bad) = (extract(&args.good)?, extract(&args.bad)?);
+    let cmp = portcullis_doctor::capture::compare::compare(&good, &bad, &opts)
+        .context("nothing to compare")?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&cmp).context("cannot print the comparison")?
+        );
+    } else {
+        print!(
+            "{}",
+            render::compare_captures_text(
+                &cmp,
+                &args.good.display().to_string(),
+                &args.bad.display().to_string(),
+                args.verbose,
+                style()
+            )
+        );
+    }
+    Ok(ExitCode::from(cmp.exit_code()))
+}
+
+/// `--keylog FILE`: the key log, which must hold at least one TLS 1.3 handshake secret.
+fn read_keylog(file: Option<&Path>) -> Result<Option<portcullis_doctor::capture::keylog::KeyLog>> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read --keylog {}", file.display()))?;
+    let log = portcullis_doctor::capture::keylog::KeyLog::parse(&text);
+    if log.is_empty() {
+        bail!(
+            "--keylog {}: no TLS 1.3 handshake secret in it (CLIENT_HANDSHAKE_TRAFFIC_SECRET / SERVER_HANDSHAKE_TRAFFIC_SECRET lines); TLS 1.2 keys (CLIENT_RANDOM) are not used",
+            file.display()
+        );
+    }
+    Ok(Some(log))
 }
 
 fn check_timeout(secs: f64) -> Result<()> {

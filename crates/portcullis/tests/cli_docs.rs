@@ -174,6 +174,7 @@ fn man_writes_one_page_per_subcommand_and_each_renders() {
         "portcullis-completions.1",
         "portcullis-doctor-audit.1",
         "portcullis-doctor-capture.1",
+        "portcullis-doctor-compare-captures.1",
         "portcullis-doctor-explain.1",
         "portcullis-doctor.1",
         "portcullis-enroll.1",

@@ -29,13 +29,18 @@ struct Capture {
 /// Starts `tool` (`tcpdump` writes pcap, `dumpcap` pcapng) on lo for `ports`, and waits
 /// until it says it is listening.
 fn capture(sb: &Sandbox, tool: &str, ports: &[u16]) -> Capture {
+    capture_as(sb, tool, ports, tool)
+}
+
+/// As [`capture`], into `NAME.cap` (several captures in one test).
+fn capture_as(sb: &Sandbox, tool: &str, ports: &[u16], name: &str) -> Capture {
     let filter = ports
         .iter()
         .map(|p| format!("tcp port {p}"))
         .collect::<Vec<_>>()
         .join(" or ");
-    let file = sb.path(&format!("{tool}.cap"));
-    let log = sb.path(&format!("{tool}.log"));
+    let file = sb.path(&format!("{name}.cap"));
+    let log = sb.path(&format!("{name}.log"));
     let mut cmd = Command::new(tool);
     match tool {
         // --immediate-mode: hand each packet over as it comes (otherwise packets wait in
@@ -451,6 +456,119 @@ fn tls13_healthy_says_what_it_cannot_see() {
     );
 }
 
+// === TLS 1.3 with --keylog ===
+
+/// curl with `SSLKEYLOGFILE` set, TLS 1.3, bounded.
+fn curl_keylog(sb: &Sandbox, port: u16, extra: &[&str]) -> std::process::Output {
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let url = format!("https://localhost:{port}/");
+    let keys = sb.path("keys.log");
+    let mut args = vec![
+        "15",
+        "curl",
+        "-sS",
+        "-o",
+        "/dev/null",
+        "--tlsv1.3",
+        "--resolve",
+        &resolve,
+    ];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    client_command(
+        sb,
+        "timeout",
+        &args,
+        &[("SSLKEYLOGFILE", keys.to_str().unwrap())],
+    )
+    .output()
+    .unwrap()
+}
+
+/// curl refuses a private root in TLS 1.3: without the keys the capture only shows that
+/// the client ended the handshake; with them, the certificate is judged: `untrusted-root`.
+#[test]
+fn tls13_untrusted_root_needs_the_keylog() {
+    let sb = Sandbox::new();
+    let (_ca, leaf) = pki(&sb);
+    let port = Server::new(&leaf).start();
+    let cap = capture(&sb, "tcpdump", &[port]);
+    let out = curl_keylog(&sb, port, &[]);
+    assert!(!out.status.success(), "curl trusted the private root");
+    let file = cap.stop();
+    let keys = sb.path("keys.log");
+    assert!(
+        std::fs::read_to_string(&keys)
+            .unwrap_or_default()
+            .contains("SERVER_HANDSHAKE_TRAFFIC_SECRET"),
+        "curl wrote no TLS 1.3 secrets to SSLKEYLOGFILE"
+    );
+
+    let (code, report) = diagnose(&sb, &file, &[]);
+    assert_eq!(code, 1);
+    assert_cause(only(&report), "client-aborted-handshake", &report);
+
+    let (code, report) = diagnose(&sb, &file, &["--keylog", keys.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let c = only(&report);
+    assert_cause(c, "untrusted-root", &report);
+    assert!(
+        !c["findings"].to_string().contains("encrypted-handshake"),
+        "the handshake was opened: {report:#}"
+    );
+    assert!(
+        c["trace"].to_string().contains("opened with --keylog"),
+        "{report:#}"
+    );
+    assert!(
+        c["facts"]["alert"].as_str().unwrap().contains("48"),
+        "{report:#}"
+    );
+}
+
+/// A TLS 1.3 server that requires a client certificate: with the keys, its
+/// CertificateRequest (and the CA names in it) and its alert become evidence.
+#[test]
+fn tls13_client_certificate_required_with_the_keylog() {
+    let sb = Sandbox::new();
+    let (_ca, leaf) = pki(&sb);
+    let clients = root("Keylog Clients CA");
+    let port = Server {
+        client_ca: Some(&clients),
+        ..Server::new(&leaf)
+    }
+    .start();
+    let cap = capture(&sb, "tcpdump", &[port]);
+    let out = curl_keylog(&sb, port, &["--cacert", "ca.pem"]);
+    assert!(!out.status.success(), "curl got in without a certificate");
+    let file = cap.stop();
+
+    // Without the keys the CertificateRequest is not visible.
+    let (_, plain) = diagnose(&sb, &file, &[]);
+    assert!(
+        only(&plain)["facts"]["certificate_request"].is_null(),
+        "{plain:#}"
+    );
+    eprintln!("without --keylog: {}", only(&plain)["cause"]);
+
+    let keys = sb.path("keys.log");
+    let (code, report) = diagnose(&sb, &file, &["--keylog", keys.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let c = only(&report);
+    eprintln!("{:#}", c["trace"]);
+    assert_cause(c, "client-cert-required", &report);
+    assert!(
+        c["findings"][0]["evidence"]
+            .to_string()
+            .contains("Keylog Clients CA"),
+        "{report:#}"
+    );
+    assert_eq!(
+        c["facts"]["certificate_request"][0], "CN=Keylog Clients CA",
+        "{report:#}"
+    );
+}
+
 // === input that is not a capture ===
 
 #[test]
@@ -478,4 +596,248 @@ fn unreadable_input_exits_2() {
         sb.path("missing.pcap").to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+// === compare-captures ===
+
+/// `portcullis doctor compare-captures GOOD BAD ARGS --json`: exit code and comparison.
+fn compare(
+    sb: &Sandbox,
+    good: &std::path::Path,
+    bad: &std::path::Path,
+    args: &[&str],
+) -> (i32, serde_json::Value) {
+    let mut all = vec![
+        "doctor",
+        "compare-captures",
+        good.to_str().unwrap(),
+        bad.to_str().unwrap(),
+        "--json",
+    ];
+    all.extend_from_slice(args);
+    let out = sb.run(&all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "compare-captures printed no JSON ({e}):\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), json)
+}
+
+/// Exit 1, the named field and the cause; the difference's values are what each side sent.
+fn assert_difference(
+    (code, report): &(i32, serde_json::Value),
+    field: &str,
+    cause: &str,
+) -> serde_json::Value {
+    assert_eq!(*code, 1, "{report:#}");
+    assert_eq!(report["difference"]["field"], field, "{report:#}");
+    assert_eq!(report["cause"], cause, "{report:#}");
+    assert_ne!(
+        report["difference"]["good"], report["difference"]["bad"],
+        "{report:#}"
+    );
+    report["difference"].clone()
+}
+
+/// Python's ssl module, one handshake: `settings` adjusts `ctx` (a default context
+/// trusting ca.pem); exit 0 when the handshake completed.
+fn python_handshake(sb: &Sandbox, port: u16, settings: &str) -> std::process::Output {
+    let script = format!(
+        "import socket, ssl, sys
+ctx = ssl.create_default_context(cafile='ca.pem')
+{settings}
+s = socket.create_connection(('127.0.0.1', {port}), timeout=10)
+try:
+    t = ctx.wrap_socket(s, server_hostname='localhost')
+except (ssl.SSLError, OSError) as e:
+    print(e); sys.exit(1)
+print('alpn', t.selected_alpn_protocol(), t.version())
+t.close()
+sys.exit(0)"
+    );
+    client(sb, "python3", &["-c", &script])
+}
+
+/// The seed's case in two files: Node to an IP without `servername` (BAD) and curl with
+/// the name (GOOD). The difference is the SNI, the cause `sni-required`.
+#[test]
+fn compare_seed_node_without_sni_vs_curl_with_the_name() {
+    let sb = Sandbox::new();
+    let (_ca, leaf) = pki(&sb);
+    let port = Server {
+        sni_only: Some("localhost"),
+        ..Server::new(&leaf)
+    }
+    .start();
+    let cap = capture_as(&sb, "tcpdump", &[port], "bad");
+    let node = sb.node(
+        &format!(
+            "const https = require('https'); const fs = require('fs');
+             setTimeout(() => process.exit(3), 10000).unref();
+             https.get({{host: '127.0.0.1', port: {port}, ca: fs.readFileSync('ca.pem')}}, r => {{ console.log('status', r.statusCode); process.exit(0); }})
+               .on('error', e => {{ console.log('error', e.code || e.message); process.exit(1); }});"
+        ),
+        &[],
+    );
+    assert!(
+        !node.status.success(),
+        "Node connected without SNI: {}",
+        common::text(&node)
+    );
+    let bad = cap.stop();
+    let cap = capture_as(&sb, "tcpdump", &[port], "good");
+    let ok = curl(&sb, port, "localhost", &["--cacert", "ca.pem"]);
+    assert!(
+        ok.status.success(),
+        "curl by name failed: {}",
+        common::text(&ok)
+    );
+    let good = cap.stop();
+
+    let run = compare(&sb, &good, &bad, &[]);
+    let d = assert_difference(&run, "sni", "sni-required");
+    assert_eq!(d["good"], "localhost");
+    assert_eq!(d["bad"], "none");
+    // The fix is to send the name, and the finding says which one works.
+    assert!(
+        run.1["findings"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("localhost"),
+        "{:#}",
+        run.1
+    );
+    // Swapped: the "bad" capture works, nothing to explain.
+    let (code, swapped) = compare(&sb, &bad, &good, &[]);
+    assert_eq!(code, 0, "{swapped:#}");
+    assert_eq!(swapped["cause"], "ok");
+}
+
+/// The server requires a client certificate: curl with one (GOOD) and without (BAD),
+/// TLS 1.2 so the certificates are in the clear.
+#[test]
+fn compare_client_certificate_sent_or_not() {
+    let sb = Sandbox::new();
+    let (_ca, leaf) = pki(&sb);
+    let clients = root("Compare Clients CA");
+    let alice = make(Make {
+        issuer: Some(&clients),
+        ..Make::new(portcullis_pki::build::Kind::Client, "alice")
+    });
+    std::fs::write(sb.path("alice.crt"), alice.pem()).unwrap();
+    std::fs::write(sb.path("alice.key"), alice.key_pem()).unwrap();
+    let port = Server {
+        client_ca: Some(&clients),
+        ..Server::new(&leaf)
+    }
+    .start();
+    let tls12 = ["--cacert", "ca.pem", "--tls-max", "1.2"];
+    let cap = capture_as(&sb, "tcpdump", &[port], "good");
+    let mut args = tls12.to_vec();
+    args.extend(["--cert", "alice.crt", "--key", "alice.key"]);
+    let ok = curl(&sb, port, "localhost", &args);
+    assert!(
+        ok.status.success(),
+        "curl with a certificate: {}",
+        common::text(&ok)
+    );
+    let good = cap.stop();
+    let cap = capture_as(&sb, "tcpdump", &[port], "bad");
+    let out = curl(&sb, port, "localhost", &tls12);
+    assert!(!out.status.success(), "curl got in without a certificate");
+    let bad = cap.stop();
+
+    let run = compare(&sb, &good, &bad, &[]);
+    let d = assert_difference(&run, "client-certificate", "client-cert-required");
+    assert!(d["good"].as_str().unwrap().contains("alice"), "{d:#}");
+    assert!(d["bad"].as_str().unwrap().starts_with("not sent"), "{d:#}");
+}
+
+/// ALPN, TLS 1.2 (a TLS 1.3 server's alert 120 is encrypted): the server speaks only h2;
+/// Python offering h2 works, Python offering http/1.1 gets alert 120.
+#[test]
+fn compare_alpn() {
+    let sb = Sandbox::new();
+    let (_ca, leaf) = pki(&sb);
+    let port = Server {
+        alpn: vec!["h2"],
+        ..Server::new(&leaf)
+    }
+    .start();
+    let tls12 = "ctx.maximum_version = ssl.TLSVersion.TLSv1_2\n";
+    let cap = capture_as(&sb, "tcpdump", &[port], "good");
+    let ok = python_handshake(&sb, port, &format!("{tls12}ctx.set_alpn_protocols(['h2'])"));
+    assert!(ok.status.success(), "{}", common::text(&ok));
+    let good = cap.stop();
+    let cap = capture_as(&sb, "tcpdump", &[port], "bad");
+    let out = python_handshake(
+        &sb,
+        port,
+        &format!("{tls12}ctx.set_alpn_protocols(['http/1.1'])"),
+    );
+    assert!(
+        !out.status.success(),
+        "agreed on a protocol: {}",
+        common::text(&out)
+    );
+    let bad = cap.stop();
+
+    let run = compare(&sb, &good, &bad, &[]);
+    let d = assert_difference(&run, "alpn", "alpn-mismatch");
+    assert_eq!(d["good"], "h2");
+    assert_eq!(d["bad"], "http/1.1");
+}
+
+/// A client limited to TLS 1.0/1.1 (BAD) and a modern one (GOOD), against a server that
+/// speaks TLS 1.2 and 1.3.
+#[test]
+fn compare_versions() {
+    let sb = Sandbox::new();
+    let (_ca, leaf) = pki(&sb);
+    let port = Server::new(&leaf).start();
+    let cap = capture_as(&sb, "tcpdump", &[port], "good");
+    let ok = python_handshake(&sb, port, "");
+    assert!(ok.status.success(), "{}", common::text(&ok));
+    let good = cap.stop();
+    let cap = capture_as(&sb, "tcpdump", &[port], "bad");
+    let out = python_handshake(
+        &sb,
+        port,
+        "ctx.set_ciphers('DEFAULT:@SECLEVEL=0')
+ctx.minimum_version = ssl.TLSVersion.TLSv1
+ctx.maximum_version = ssl.TLSVersion.TLSv1_1",
+    );
+    assert!(
+        !out.status.success(),
+        "TLS 1.1 was accepted: {}",
+        common::text(&out)
+    );
+    let bad = cap.stop();
+
+    let run = compare(&sb, &good, &bad, &[]);
+    let d = assert_difference(&run, "versions", "protocol-version-mismatch");
+    assert!(d["good"].as_str().unwrap().contains("TLS 1.3"), "{d:#}");
+    assert!(!d["bad"].as_str().unwrap().contains("TLS 1.2"), "{d:#}");
+}
+
+/// Two captures with nothing to pair, or no TLS at all: exit 2, saying why.
+#[test]
+fn compare_nothing_to_pair_exits_2() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.path("text.pcap"), b"not a capture").unwrap();
+    let out = sb.run(&[
+        "doctor",
+        "compare-captures",
+        sb.path("text.pcap").to_str().unwrap(),
+        sb.path("text.pcap").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a packet capture"),
+        "{}",
+        common::text(&out)
+    );
 }

@@ -23,6 +23,8 @@
 //! }
 //! ```
 
+pub mod compare;
+pub mod keylog;
 pub mod reader;
 pub mod tcp;
 pub mod tls;
@@ -54,6 +56,8 @@ pub struct Options {
     /// against them instead of the system and Mozilla stores.
     pub ca: Option<Vec<Vec<u8>>>,
     pub ca_files: Vec<String>,
+    /// `--keylog`: TLS 1.3 handshake secrets, to open the encrypted handshake.
+    pub keylog: Option<keylog::KeyLog>,
 }
 
 /// Every TLS connection of a capture with its verdict, and a summary.
@@ -85,6 +89,8 @@ pub struct ConnectionReport {
     pub findings: Vec<Finding>,
     /// The handshake as the capture shows it, for people.
     pub trace: Vec<String>,
+    /// What the hellos offered and chose, and how the connection ended, field by field.
+    pub facts: Facts,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,21 +104,85 @@ pub struct Summary {
     pub other_tcp_connections: u64,
     /// Connections not followed because too many were open at once.
     pub untracked_connections: u64,
+    /// TLS connections counted but not judged: the facts already kept reached
+    /// [`MAX_RETAINED`].
+    pub unjudged_connections: u64,
     /// Connections whose data exceeded the memory bounds (their start was still read).
     pub clipped_connections: u64,
     pub read: reader::ReadStats,
 }
 
-/// Reads a capture and judges each TLS connection in it.
-pub fn read(input: impl Read, file: &str, opts: &Options) -> Result<CaptureReport, CaptureError> {
+/// The TLS connections of one capture, their facts extracted (stream bytes dropped), and
+/// what the reader counted on the way.
+#[derive(Debug, Clone)]
+pub struct Extracted {
+    /// In the order they started.
+    pub conns: Vec<TlsConn>,
+    pub other_tcp_connections: u64,
+    pub untracked_connections: u64,
+    /// TLS connections dropped after [`MAX_RETAINED`] bytes of facts were kept.
+    pub unjudged_connections: u64,
+    pub clipped_connections: u64,
+    pub read: reader::ReadStats,
+}
+
+/// The most the facts of a capture's TLS connections may weigh (see [`weight`]): stream
+/// bytes are bounded by the reassembler, this bounds what is kept of closed connections.
+/// About 40,000 ordinary connections (a 100 MB capture holds some 13,000).
+pub const MAX_RETAINED: usize = 256 * 1024 * 1024;
+
+/// What keeping a connection's facts (and later its verdict) costs, roughly, in bytes.
+fn weight(t: &TlsConn) -> usize {
+    let side = |s: &tls::Side| {
+        s.chain
+            .as_ref()
+            .map_or(0, |(_, c)| c.iter().map(|d| d.len() + 32).sum::<usize>())
+            + s.hellos
+                .iter()
+                .map(|h| {
+                    40 * (h.suites.len() + h.groups.len() + h.signature_algorithms.len())
+                        + h.alpn.iter().map(|a| a.len() + 32).sum::<usize>()
+                })
+                .sum::<usize>()
+            + s.cert_request
+                .as_ref()
+                .map_or(0, |(_, n)| n.iter().map(|x| x.len() + 32).sum())
+            + 16 * (s.alerts.len() + s.encrypted.len() + s.encrypted_handshake.len())
+            + s.not_tls.as_ref().map_or(0, |(_, p)| p.len())
+    };
+    // The verdict: the trace (at most 64 lines), findings and facts as text.
+    8 * 1024 + 2 * (side(&t.client) + side(&t.server))
+}
+
+/// Reads a capture down to its TLS connections: streaming, bounded by the reassembler's
+/// caps; each connection's stream bytes are dropped as soon as its facts are read.
+pub fn extract(input: impl Read) -> Result<Extracted, CaptureError> {
+    extract_with(input, None)
+}
+
+/// [`extract`], opening TLS 1.3 handshakes with the secrets of `keylog`.
+pub fn extract_with(
+    input: impl Read,
+    keylog: Option<&keylog::KeyLog>,
+) -> Result<Extracted, CaptureError> {
     let mut conns: Vec<TlsConn> = Vec::new();
     let mut other = 0u64;
-    let mut on_conn = |c: tcp::Conn| match tls::analyze(c) {
+    let (mut retained, mut unjudged) = (0usize, 0u64);
+    let mut on_conn = |c: tcp::Conn| match tls::analyze_with(c, keylog) {
         Some(mut t) => {
-            // The facts are extracted: the stream bytes are not needed any more.
-            t.tcp.up.data = Vec::new();
-            t.tcp.down.data = Vec::new();
-            conns.push(t);
+            // The facts are extracted: the stream bytes and arrival marks are not
+            // needed any more.
+            for s in [&mut t.tcp.up, &mut t.tcp.down] {
+                s.data = Vec::new();
+                s.marks = Vec::new();
+            }
+            let w = weight(&t);
+            if retained + w <= MAX_RETAINED {
+                retained += w;
+                conns.push(t);
+            } else {
+                unjudged += 1;
+            }
         }
         None => other += 1,
     };
@@ -121,17 +191,69 @@ pub fn read(input: impl Read, file: &str, opts: &Options) -> Result<CaptureRepor
     let (untracked, clipped) = (tcp.untracked, tcp.clipped_flows);
     tcp.finish(&mut on_conn);
     conns.sort_by_key(|c| c.tcp.start_us);
+    Ok(Extracted {
+        conns,
+        other_tcp_connections: other,
+        untracked_connections: untracked,
+        unjudged_connections: unjudged,
+        clipped_connections: clipped,
+        read: stats,
+    })
+}
 
+/// Up to 8 other connections of `all` to the same server as `all[i]`: the retries the
+/// live doctor would make.
+fn same_server(all: &[TlsConn], i: usize) -> Vec<&TlsConn> {
+    all.iter()
+        .enumerate()
+        .filter(|(j, o)| *j != i && o.tcp.server == all[i].tcp.server)
+        .map(|(_, o)| o)
+        .take(8)
+        .collect()
+}
+
+/// [`same_server`] for every connection at once, without a quadratic scan: the first 9
+/// connections to each server (the earliest others, as `same_server` picks them).
+fn same_server_all(all: &[TlsConn]) -> Vec<Vec<&TlsConn>> {
+    let mut first: std::collections::HashMap<std::net::SocketAddr, Vec<usize>> =
+        std::collections::HashMap::new();
+    for (i, c) in all.iter().enumerate() {
+        let v = first.entry(c.tcp.server).or_default();
+        if v.len() < 9 {
+            v.push(i);
+        }
+    }
+    (0..all.len())
+        .map(|i| {
+            first
+                .get(&all[i].tcp.server)
+                .map(|v| {
+                    v.iter()
+                        .filter(|j| **j != i)
+                        .take(8)
+                        .map(|j| &all[*j])
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Reads a capture and judges each TLS connection in it.
+pub fn read(input: impl Read, file: &str, opts: &Options) -> Result<CaptureReport, CaptureError> {
+    Ok(judge(
+        extract_with(input, opts.keylog.as_ref())?,
+        file,
+        opts,
+    ))
+}
+
+/// Judges each TLS connection of an extracted capture.
+pub fn judge(x: Extracted, file: &str, opts: &Options) -> CaptureReport {
+    let conns = x.conns;
     let mut stores = None;
     let mut reports = Vec::with_capacity(conns.len());
-    for (i, c) in conns.iter().enumerate() {
-        let others: Vec<&TlsConn> = conns
-            .iter()
-            .enumerate()
-            .filter(|(j, o)| *j != i && o.tcp.server == c.tcp.server)
-            .map(|(_, o)| o)
-            .take(8)
-            .collect();
+    for (c, others) in conns.iter().zip(same_server_all(&conns)) {
         reports.push(connection(c, &others, opts, &mut stores));
     }
     let mut causes = BTreeMap::new();
@@ -139,20 +261,21 @@ pub fn read(input: impl Read, file: &str, opts: &Options) -> Result<CaptureRepor
         *causes.entry(r.cause.clone()).or_insert(0) += 1;
     }
     let healthy = reports.iter().filter(|r| r.cause == "ok").count();
-    Ok(CaptureReport {
+    CaptureReport {
         file: file.into(),
         summary: Summary {
             tls_connections: reports.len(),
             healthy,
             problems: reports.len() - healthy,
             causes,
-            other_tcp_connections: other,
-            untracked_connections: untracked,
-            clipped_connections: clipped,
-            read: stats,
+            other_tcp_connections: x.other_tcp_connections,
+            untracked_connections: x.untracked_connections,
+            unjudged_connections: x.unjudged_connections,
+            clipped_connections: x.clipped_connections,
+            read: x.read,
         },
         connections: reports,
-    })
+    }
 }
 
 // === facts of one connection ===
@@ -173,6 +296,9 @@ const ALERT_SIZED: usize = 24;
 /// When the client's Finished went (TLS 1.2: its ChangeCipherSpec; TLS 1.3: its first
 /// encrypted record after the server's encrypted flight, unless alert-sized).
 fn client_finished(c: &TlsConn) -> Option<u64> {
+    if let Some(us) = c.client.finished_us {
+        return Some(us);
+    }
     if is_tls13(c) {
         let flight = c.server.encrypted.first()?.1;
         c.client
@@ -295,6 +421,129 @@ fn response(c: &TlsConn) -> RawResponse {
         RawResponse::Closed { reset: false }
     } else {
         RawResponse::Timeout
+    }
+}
+
+/// What one connection's hellos said and how it ended, as structured fields (names, not
+/// numbers; unknown values as `0x….`): what `compare-captures` sets side by side.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Facts {
+    /// The ClientHello's server_name.
+    pub sni: Option<String>,
+    /// Offered by the client (supported_versions, else the legacy version).
+    pub versions: Vec<String>,
+    pub cipher_suites: Vec<String>,
+    pub groups: Vec<String>,
+    pub signature_algorithms: Vec<String>,
+    pub alpn: Vec<String>,
+    /// What the server chose, when a ServerHello was seen.
+    pub server_version: Option<String>,
+    pub server_cipher_suite: Option<String>,
+    /// TLS 1.3: the key-exchange group of the server's key share.
+    pub server_group: Option<String>,
+    /// A HelloRetryRequest asked for this group.
+    pub hello_retry_group: Option<String>,
+    pub server_alpn: Option<String>,
+    /// The CA names of the server's CertificateRequest, when it sent one in the clear.
+    pub certificate_request: Option<Vec<String>>,
+    /// `not requested`, `not sent`, `sent: SUBJECT`, or `not visible (TLS 1.3)`.
+    pub client_certificate: String,
+    /// The first alert in the clear (not close_notify), `server: 40 handshake_failure`, or
+    /// an encrypted one before the handshake completed; `none`.
+    pub alert: String,
+    /// Who closed first and how: `client (FIN)`, `server (RST)`, `nobody (the capture
+    /// ended first)`.
+    pub closed_by: String,
+}
+
+fn sigalg_name(s: u16) -> String {
+    let name = match s {
+        0x0401 => "rsa_pkcs1_sha256",
+        0x0501 => "rsa_pkcs1_sha384",
+        0x0601 => "rsa_pkcs1_sha512",
+        0x0403 => "ecdsa_secp256r1_sha256",
+        0x0503 => "ecdsa_secp384r1_sha384",
+        0x0603 => "ecdsa_secp521r1_sha512",
+        0x0804 => "rsa_pss_rsae_sha256",
+        0x0805 => "rsa_pss_rsae_sha384",
+        0x0806 => "rsa_pss_rsae_sha512",
+        0x0807 => "ed25519",
+        0x0808 => "ed448",
+        0x0809 => "rsa_pss_pss_sha256",
+        0x080a => "rsa_pss_pss_sha384",
+        0x080b => "rsa_pss_pss_sha512",
+        0x081a => "ecdsa_brainpoolP256r1tls13_sha256",
+        0x081b => "ecdsa_brainpoolP384r1tls13_sha384",
+        0x081c => "ecdsa_brainpoolP512r1tls13_sha512",
+        0x0201 => "rsa_pkcs1_sha1",
+        0x0203 => "ecdsa_sha1",
+        0x0301 => "rsa_pkcs1_sha224",
+        0x0303 => "ecdsa_sha224",
+        0x0101 => "rsa_pkcs1_md5",
+        other => return format!("0x{other:04x}"),
+    };
+    name.into()
+}
+
+/// The structured facts of one connection.
+pub fn facts(c: &TlsConn) -> Facts {
+    let h = c.client.hellos.first().cloned().unwrap_or_default();
+    let sh = server_hello(c);
+    let hrr = c.server.server_hellos.iter().find(|s| s.retry);
+    let client_certificate = match (&c.client.chain, &c.server.cert_request) {
+        (Some((_, chain)), _) if !chain.is_empty() => {
+            format!("sent: {}", certs::details(&chain[0]).subject)
+        }
+        (Some(_), _) => "not sent (an empty Certificate message)".into(),
+        (None, Some(_)) => "not sent".into(),
+        (None, None) if is_tls13(c) => "not visible (TLS 1.3 encrypts it)".into(),
+        (None, None) => "not requested".into(),
+    };
+    let done = complete(c);
+    let clear = |side: &tls::Side, who: &str| {
+        side.alerts.iter().find_map(|a| match a.code {
+            Some(0) => None,
+            Some(code) => Some((a.us, format!("{who}: {code} {}", alert_name(code)))),
+            None if !done => Some((a.us, format!("{who}: encrypted alert"))),
+            None => None,
+        })
+    };
+    let alert = match (clear(&c.client, "client"), clear(&c.server, "server")) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a.1 } else { b.1 }),
+        (a, b) => a.or(b).map(|x| x.1),
+    };
+    let close = |s: &tcp::Stream| match (s.fin.map(|f| f.0), s.rst_us) {
+        (Some(f), Some(r)) if r < f => Some((r, "RST")),
+        (Some(f), _) => Some((f, "FIN")),
+        (None, Some(r)) => Some((r, "RST")),
+        (None, None) => None,
+    };
+    let closed_by = match (close(&c.tcp.up), close(&c.tcp.down)) {
+        (Some((a, how)), Some((b, _))) if a <= b => format!("client ({how})"),
+        (Some((_, how)), None) => format!("client ({how})"),
+        (_, Some((_, how))) => format!("server ({how})"),
+        (None, None) => "nobody (the capture ended first)".into(),
+    };
+    Facts {
+        sni: h.sni,
+        versions: h.versions.iter().map(|v| version_name(*v)).collect(),
+        cipher_suites: h.suites.iter().map(|v| suite_name(*v)).collect(),
+        groups: h.groups.iter().map(|v| group_name(*v)).collect(),
+        signature_algorithms: h
+            .signature_algorithms
+            .iter()
+            .map(|v| sigalg_name(*v))
+            .collect(),
+        alpn: h.alpn,
+        server_version: sh.map(|s| version_name(s.version)),
+        server_cipher_suite: sh.map(|s| suite_name(s.suite)),
+        server_group: sh.and_then(|s| s.group).map(group_name),
+        hello_retry_group: hrr.and_then(|s| s.retry_group).map(group_name),
+        server_alpn: sh.and_then(|s| s.alpn.clone()),
+        certificate_request: c.server.cert_request.as_ref().map(|(_, n)| n.clone()),
+        client_certificate,
+        alert: alert.unwrap_or_else(|| "none".into()),
+        closed_by,
     }
 }
 
@@ -421,7 +670,24 @@ fn steps(c: &TlsConn) -> Vec<Step> {
             v.push((
                 *us,
                 sv,
-                "encrypted handshake (TLS 1.3: certificate not visible)".into(),
+                if c.server.opened.is_empty() {
+                    "encrypted handshake (TLS 1.3: certificate not visible)".into()
+                } else {
+                    format!(
+                        "encrypted handshake, opened with --keylog: {}",
+                        c.server.opened.join(", ")
+                    )
+                },
+            ));
+        }
+        if !c.client.opened.is_empty() {
+            v.push((
+                client_finished(c).unwrap_or(c.tcp.end_us),
+                cl,
+                format!(
+                    "encrypted handshake, opened with --keylog: {}",
+                    c.client.opened.join(", ")
+                ),
             ));
         }
         if let Some(us) = client_finished(c) {
@@ -465,7 +731,12 @@ fn steps(c: &TlsConn) -> Vec<Step> {
             end,
             "note",
             format!(
-                "application data: {up} bytes sent, {down} bytes received (encrypted, never opened)"
+                "application data: {up} bytes sent, {down} bytes received (encrypted, never opened{})",
+                if c.server.opened.is_empty() && c.client.opened.is_empty() {
+                    ""
+                } else {
+                    "; with --keylog only records of an alert's size are opened, and kept only if they are alerts"
+                }
             ),
         ));
     }
@@ -719,7 +990,7 @@ fn connection(
             &report.observations,
         ));
     }
-    if tls13 {
+    if tls13 && c.server.opened.is_empty() {
         let mut ev = trace.clone();
         ev.extend(notes.iter().cloned());
         extra.push(finding(
@@ -766,6 +1037,7 @@ fn connection(
         verdict: report.verdict,
         findings: report.findings,
         trace,
+        facts: facts(c),
     }
 }
 

@@ -22,6 +22,27 @@ const MARKS: usize = 512;
 /// Open connections tracked at once; more are counted and ignored.
 pub const MAX_FLOWS: usize = 200_000;
 
+/// The bounds, [`KEEP`], [`PENDING`], [`GLOBAL`] and [`MAX_FLOWS`] by default; smaller
+/// ones let a fuzzer reach them with small inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub keep: usize,
+    pub pending: usize,
+    pub global: usize,
+    pub max_flows: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            keep: KEEP,
+            pending: PENDING,
+            global: GLOBAL,
+            max_flows: MAX_FLOWS,
+        }
+    }
+}
+
 /// One direction of a connection, reassembled.
 #[derive(Debug, Clone, Default)]
 pub struct Stream {
@@ -77,15 +98,19 @@ struct Dir {
     base: Option<u32>,
     pending: BTreeMap<u64, Vec<u8>>,
     pending_bytes: usize,
+    keep: usize,
+    pending_max: usize,
 }
 
 impl Dir {
-    fn new() -> Dir {
+    fn new(limits: &Limits) -> Dir {
         Dir {
             s: Stream::default(),
             base: None,
             pending: BTreeMap::new(),
             pending_bytes: 0,
+            keep: limits.keep,
+            pending_max: limits.pending,
         }
     }
 
@@ -140,7 +165,7 @@ impl Dir {
         if at == self.s.total {
             self.append(bytes, ts, budget);
             self.drain(ts, budget);
-        } else if self.pending_bytes + bytes.len() <= PENDING && bytes.len() <= *budget {
+        } else if self.pending_bytes + bytes.len() <= self.pending_max && bytes.len() <= *budget {
             // Out of order: hold it; a longer copy at the same offset replaces a shorter.
             let keep = match self.pending.get(&at) {
                 Some(old) if old.len() >= bytes.len() => false,
@@ -164,7 +189,7 @@ impl Dir {
     }
 
     fn append(&mut self, bytes: &[u8], ts: u64, budget: &mut usize) {
-        let room = KEEP.saturating_sub(self.s.data.len()).min(*budget);
+        let room = self.keep.saturating_sub(self.s.data.len()).min(*budget);
         let take = room.min(bytes.len());
         self.s.data.extend_from_slice(&bytes[..take]);
         *budget -= take;
@@ -254,18 +279,14 @@ pub struct Reassembler {
     budget: usize,
     /// Connections not tracked because [`MAX_FLOWS`] were open.
     pub untracked: u64,
-    /// Bytes dropped because the global bound was reached.
+    /// Connections whose data exceeded a memory bound.
     pub clipped_flows: u64,
+    limits: Limits,
 }
 
 impl Default for Reassembler {
     fn default() -> Self {
-        Reassembler {
-            flows: HashMap::new(),
-            budget: GLOBAL,
-            untracked: 0,
-            clipped_flows: 0,
-        }
+        Reassembler::with_limits(Limits::default())
     }
 }
 
@@ -274,6 +295,48 @@ fn key(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
 }
 
 impl Reassembler {
+    pub fn with_limits(limits: Limits) -> Reassembler {
+        Reassembler {
+            flows: HashMap::new(),
+            budget: limits.global,
+            untracked: 0,
+            clipped_flows: 0,
+            limits,
+        }
+    }
+
+    /// Bytes the open connections hold (kept and out of order), counted flow by flow.
+    pub fn held(&self) -> usize {
+        self.flows
+            .values()
+            .map(|f| f.up.held() + f.down.held())
+            .sum()
+    }
+
+    /// What the global budget says is held: equals [`Reassembler::held`] when the
+    /// accounting is right.
+    pub fn accounted(&self) -> usize {
+        self.limits.global.saturating_sub(self.budget)
+    }
+
+    /// The most held by one direction, kept and out of order.
+    pub fn largest(&self) -> (usize, usize) {
+        self.flows.values().fold((0, 0), |(k, p), f| {
+            (
+                k.max(f.up.s.data.len()).max(f.down.s.data.len()),
+                p.max(f.up.pending_bytes).max(f.down.pending_bytes),
+            )
+        })
+    }
+
+    pub fn open(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Adds one segment; `done` receives a connection that just closed.
     pub fn segment(&mut self, seg: Segment<'_>, done: &mut impl FnMut(Conn)) {
         let k = key(seg.src, seg.dst);
@@ -293,7 +356,7 @@ impl Reassembler {
             if !seg.syn && seg.payload.is_empty() {
                 return; // a stray ACK, FIN or RST of a connection we did not see
             }
-            if self.flows.len() >= MAX_FLOWS {
+            if self.flows.len() >= self.limits.max_flows {
                 self.untracked += 1;
                 return;
             }
@@ -313,8 +376,8 @@ impl Reassembler {
                     synack_seen: false,
                     start_us: seg.ts_us,
                     end_us: seg.ts_us,
-                    up: Dir::new(),
-                    down: Dir::new(),
+                    up: Dir::new(&self.limits),
+                    down: Dir::new(&self.limits),
                 },
             );
         }

@@ -7,6 +7,7 @@ use tls_parser::{
     parse_tls_message_handshake, parse_tls_raw_record, parse_tls_server_hello_extensions,
 };
 
+use super::keylog::{KeyLog, Opener};
 use super::tcp::{Conn, Stream};
 use crate::certs;
 use crate::raw::looks_like_tls;
@@ -15,6 +16,8 @@ use crate::raw::looks_like_tls;
 #[derive(Debug, Clone, Default)]
 pub struct ClientHello {
     pub us: u64,
+    /// The 32-byte random: what a key log is indexed by.
+    pub random: Vec<u8>,
     pub sni: Option<String>,
     /// supported_versions when present, else the legacy version.
     pub versions: Vec<u16>,
@@ -34,6 +37,9 @@ pub struct ServerHello {
     pub retry: bool,
     /// The group a HelloRetryRequest asks for.
     pub retry_group: Option<u16>,
+    /// The key-exchange group the server chose (TLS 1.3 key_share; in a
+    /// HelloRetryRequest, the group it asks for).
+    pub group: Option<u16>,
 }
 
 /// An alert in the clear (`code`), or an encrypted record of the alert type (TLS 1.2
@@ -65,6 +71,11 @@ pub struct Side {
     pub not_tls: Option<(u64, String)>,
     /// Where the record layer stopped making sense (bytes that are not a record).
     pub broken: Option<String>,
+    /// TLS 1.3 with `--keylog`: the encrypted handshake messages that were opened, in
+    /// order (`Certificate`, `CertificateRequest`, `Finished`, `alert 116`…).
+    pub opened: Vec<String>,
+    /// TLS 1.3 with `--keylog`: when this side's Finished went.
+    pub finished_us: Option<u64>,
 }
 
 /// A connection that starts with a ClientHello.
@@ -76,13 +87,18 @@ pub struct TlsConn {
 }
 
 /// Caps on what is parsed per direction, whatever the input says.
-const MAX_RECORDS: usize = 4096;
-const MAX_HANDSHAKE: usize = 128 * 1024;
-const MAX_LIST: usize = 256;
+pub const MAX_RECORDS: usize = 4096;
+pub const MAX_HANDSHAKE: usize = 128 * 1024;
+pub const MAX_LIST: usize = 256;
 
 /// Reads the TLS of one connection; `None` when the client did not start with a
 /// ClientHello (not TLS, or a capture that began mid-connection).
-pub fn analyze(mut tcp: Conn) -> Option<TlsConn> {
+pub fn analyze(tcp: Conn) -> Option<TlsConn> {
+    analyze_with(tcp, None)
+}
+
+/// [`analyze`], opening a TLS 1.3 handshake with the secrets of `keylog`.
+pub fn analyze_with(mut tcp: Conn, keylog: Option<&KeyLog>) -> Option<TlsConn> {
     let starts_hello = |s: &Stream| s.data.len() >= 6 && s.data[0] == 22 && s.data[5] == 1;
     if !starts_hello(&tcp.up) {
         if starts_hello(&tcp.down) {
@@ -97,12 +113,215 @@ pub fn analyze(mut tcp: Conn) -> Option<TlsConn> {
     if client.hellos.is_empty() {
         return None;
     }
-    let server = side(&tcp.down, false);
+    let mut server = side(&tcp.down, false);
+    let mut client = client;
+    if let Some(log) = keylog
+        && let Some(hello) = client.hellos.first()
+        && let Some(secrets) = log.get(&hello.random)
+        && let Some(sh) = server.server_hellos.iter().find(|s| !s.retry)
+        && sh.version == 0x0304
+    {
+        let suite = sh.suite;
+        open_side(
+            &tcp.down,
+            &mut server,
+            suite,
+            secrets.server_handshake.as_deref(),
+            secrets.server_traffic.as_deref(),
+            false,
+        );
+        open_side(
+            &tcp.up,
+            &mut client,
+            suite,
+            secrets.client_handshake.as_deref(),
+            secrets.client_traffic.as_deref(),
+            true,
+        );
+    }
     Some(TlsConn {
         tcp,
         client,
         server,
     })
+}
+
+/// The size of an encrypted alert record's body: two bytes, the content type, the tag.
+const SEALED_ALERT: usize = 2 + 1 + 16;
+
+/// Opens one side's encrypted TLS 1.3 records: with the handshake secret every record
+/// until one does not open (the handshake is over); then, with the application secret,
+/// only records of exactly an alert's size, kept only if they are alerts. Handshake
+/// messages go through the same reader as those in the clear.
+fn open_side(
+    stream: &Stream,
+    out: &mut Side,
+    suite: u16,
+    handshake_secret: Option<&[u8]>,
+    traffic_secret: Option<&[u8]>,
+    from_client: bool,
+) {
+    let Some(mut hs) = handshake_secret.and_then(|s| Opener::new(suite, s)) else {
+        return;
+    };
+    let mut app = traffic_secret.and_then(|s| Opener::new(suite, s));
+    let mut in_handshake = true;
+    let mut buffer: Vec<u8> = Vec::new();
+    let data = &stream.data;
+    let mut rest: &[u8] = data;
+    let mut records = 0;
+    while !rest.is_empty() && records < MAX_RECORDS {
+        records += 1;
+        let Ok((next, rec)) = parse_tls_raw_record(rest) else {
+            break;
+        };
+        let header = &rest[..5];
+        let end = (data.len() - next.len()) as u64;
+        let us = stream.time_at(end).unwrap_or(0);
+        rest = next;
+        if rec.hdr.record_type.0 != 23 {
+            continue;
+        }
+        let opened = if in_handshake {
+            match hs.open(header, rec.data) {
+                Some(x) => Some(x),
+                None => {
+                    in_handshake = false;
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let opened = match opened {
+            Some(x) => x,
+            None if !in_handshake => {
+                // Application keys: an alert-sized record is opened, nothing else.
+                let Some(app) = app.as_mut() else { break };
+                if rec.data.len() != SEALED_ALERT {
+                    app.skip();
+                    continue;
+                }
+                match app.open(header, rec.data) {
+                    Some((21, alert)) => (21, alert),
+                    _ => continue,
+                }
+            }
+            None => continue,
+        };
+        match opened {
+            (21, a) if a.len() == 2 => {
+                out.alerts.push(Alert {
+                    us,
+                    fatal: a[0] == 2,
+                    code: Some(a[1]),
+                });
+                out.opened
+                    .push(format!("alert {} ({})", a[1], crate::raw::alert_name(a[1])));
+            }
+            (22, content) if in_handshake => {
+                if buffer.len() + content.len() > MAX_HANDSHAKE {
+                    break;
+                }
+                buffer.extend_from_slice(&content);
+                while buffer.len() >= 4 {
+                    let len = u32::from_be_bytes([0, buffer[1], buffer[2], buffer[3]]) as usize;
+                    if buffer.len() < 4 + len {
+                        break;
+                    }
+                    let msg: Vec<u8> = buffer.drain(..4 + len).collect();
+                    message13(&msg, us, from_client, out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One TLS 1.3 handshake message from an opened record. The Certificate and
+/// CertificateRequest of TLS 1.3 differ from TLS 1.2's (a request context, extensions per
+/// certificate, the CA names in an extension), which tls-parser does not read: their
+/// length-prefixed fields are read here, bounded; the names themselves are DER, read by
+/// x509-parser.
+fn message13(msg: &[u8], us: u64, from_client: bool, out: &mut Side) {
+    let body = &msg[4..];
+    let name = match msg[0] {
+        8 => "EncryptedExtensions",
+        11 => {
+            if out.chain.is_none() {
+                out.chain = Some((us, certificate13(body).unwrap_or_default()));
+            }
+            "Certificate"
+        }
+        13 if !from_client => {
+            out.cert_request = Some((us, certificate_request13(body).unwrap_or_default()));
+            "CertificateRequest"
+        }
+        15 => "CertificateVerify",
+        20 => {
+            out.finished_us.get_or_insert(us);
+            "Finished"
+        }
+        _ => return,
+    };
+    if out.opened.len() < 16 {
+        out.opened.push(name.into());
+    }
+}
+
+/// A cursor over length-prefixed fields; every read is bounded by what is left.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.0.len() {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+
+    fn len_prefixed(&mut self, width: usize) -> Option<&'a [u8]> {
+        let n = self
+            .take(width)?
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        self.take(n)
+    }
+}
+
+/// TLS 1.3 Certificate: request context, then (certificate, extensions) entries.
+fn certificate13(body: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut c = Cursor(body);
+    c.len_prefixed(1)?;
+    let mut list = Cursor(c.len_prefixed(3)?);
+    let mut out = Vec::new();
+    while !list.0.is_empty() && out.len() < 16 {
+        out.push(list.len_prefixed(3)?.to_vec());
+        list.len_prefixed(2)?;
+    }
+    Some(out)
+}
+
+/// TLS 1.3 CertificateRequest: request context, extensions; the CA names are in
+/// certificate_authorities (47).
+fn certificate_request13(body: &[u8]) -> Option<Vec<String>> {
+    let mut c = Cursor(body);
+    c.len_prefixed(1)?;
+    let mut exts = Cursor(c.len_prefixed(2)?);
+    let mut names = Vec::new();
+    while !exts.0.is_empty() {
+        let kind = exts.take(2)?;
+        let data = exts.len_prefixed(2)?;
+        if kind == [0, 47] {
+            let mut list = Cursor(Cursor(data).len_prefixed(2)?);
+            while !list.0.is_empty() && names.len() < MAX_LIST {
+                names.push(certs::name_string(list.len_prefixed(2)?));
+            }
+        }
+    }
+    Some(names)
 }
 
 fn side(stream: &Stream, from_client: bool) -> Side {
@@ -210,6 +429,7 @@ fn message(msg: &[u8], us: u64, from_client: bool, out: &mut Side) {
         TlsMessageHandshake::ClientHello(ch) if from_client => {
             let mut h = ClientHello {
                 us,
+                random: ch.random.to_vec(),
                 versions: vec![ch.version.0],
                 suites: ch
                     .ciphers
@@ -285,8 +505,10 @@ fn message(msg: &[u8], us: u64, from_client: bool, out: &mut Side) {
                         s.alpn = p.first().map(|x| String::from_utf8_lossy(x).into_owned());
                     }
                     // In a HelloRetryRequest the key_share is just the selected group.
+                    // In a ServerHello it starts with the chosen group.
                     TlsExtension::KeyShare(k) | TlsExtension::KeyShareOld(k) if k.len() >= 2 => {
-                        s.retry_group = Some(u16::from_be_bytes([k[0], k[1]]));
+                        s.group = Some(u16::from_be_bytes([k[0], k[1]]));
+                        s.retry_group = s.group;
                     }
                     _ => {}
                 }
