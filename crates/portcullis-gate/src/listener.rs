@@ -18,7 +18,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -353,11 +353,22 @@ async fn connection(
                 async move { Ok::<_, Infallible>(request::handle(&current, &shared, &conn, req).await) }
             })
         };
-        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        let io = Written {
+        let alpn_h2 = tls.get_ref().1.alpn_protocol().map(|p| p == b"h2");
+        let mut io = Written {
             inner: tls,
             activity: conn.activity.clone(),
             unread: Bytes::new(),
+            touched: false,
+        };
+        let h2 = match alpn_h2 {
+            Some(h2) => h2,
+            None => {
+                let within = Duration::from_secs(gate.listener().limits.header_timeout_secs);
+                match starts_with_h2_preface(&mut io, within).await {
+                    Some(h2) => h2,
+                    None => return,
+                }
+            }
         };
         let serving = if h2 {
             h2_builder = gate.http_builder();
@@ -390,6 +401,11 @@ async fn connection(
             .await;
         }
         Serving::Http1(h1) => {
+            // hyper's header timer closes an idle HTTP/1.1 connection at the header
+            // timeout (it runs from the end of the last response); a parked connection
+            // has no hyper connection, so the watchdog does it.
+            let mut limits = limits;
+            limits.idle_timeout_secs = limits.idle_timeout_secs.min(limits.header_timeout_secs);
             let h1 = Pin::new(&mut **h1);
             let (shut, park) = (Http1::graceful_shutdown, Http1::park);
             watch(&conn, &shared, limits, stop, h1, shut, park).await;
@@ -397,7 +413,32 @@ async fn connection(
     }
 }
 
-/// The HTTP side of a connection: h2 when ALPN chose it, else HTTP/1.1 parked while idle.
+/// Whether a client that negotiated no protocol with ALPN starts with HTTP/2's preface
+/// (h2 with prior knowledge, which some proxies send over TLS although RFC 9113 section
+/// 3.3 asks for ALPN). What it read is put back for the HTTP connection. `None` when
+/// the client sends nothing within `within`, or the read fails.
+async fn starts_with_h2_preface(
+    io: &mut Written<tokio_rustls::server::TlsStream<TcpStream>>,
+    within: Duration,
+) -> Option<bool> {
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut start = [0u8; 24];
+    let mut n = 0;
+    let read = async {
+        while n < PREFACE.len() && start[..n] == PREFACE[..n] {
+            match io.inner.read(&mut start[n..]).await? {
+                0 => break,
+                got => n += got,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    tokio::time::timeout(within, read).await.ok()?.ok()?;
+    io.unread = Bytes::copy_from_slice(&start[..n]);
+    Some(start[..n] == PREFACE[..])
+}
+
+/// The HTTP side of a connection: h2, or HTTP/1.1 parked while idle.
 enum Serving<H2, H1> {
     H2(Pin<Box<H2>>),
     Http1(Box<H1>),
@@ -510,6 +551,9 @@ struct Written<T> {
     /// Read before `inner`: what hyper had read of a request when its connection was
     /// parked.
     unread: Bytes,
+    /// Whether hyper read or wrote while asked to close for parking: then it was not
+    /// idle, and the connection must end instead (see `park.rs`).
+    touched: bool,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Written<T> {
@@ -518,6 +562,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Written<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        self.touch();
         if !self.unread.is_empty() {
             let n = self.unread.len().min(buf.remaining());
             buf.put_slice(&self.unread.split_to(n));
@@ -534,6 +579,18 @@ impl park::Socket for Written<tokio_rustls::server::TlsStream<TcpStream>> {
 
     fn unread(&mut self, bytes: Bytes) {
         self.unread = bytes;
+    }
+
+    fn touched(&self) -> bool {
+        self.touched
+    }
+}
+
+impl<T> Written<T> {
+    fn touch(&mut self) {
+        if self.activity.keeps_socket() {
+            self.touched = true;
+        }
     }
 }
 
@@ -567,6 +624,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Written<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        self.touch();
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.track(polled)
     }
@@ -576,6 +634,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Written<T> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        self.touch();
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         self.track(polled)
     }

@@ -41,6 +41,8 @@ pub(crate) trait Socket: AsyncRead + AsyncWrite + Unpin {
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
     /// Bytes to be read again before anything new from the peer.
     fn unread(&mut self, bytes: Bytes);
+    /// Whether it was read or written while `Activity::keeps_socket`.
+    fn touched(&self) -> bool;
 }
 
 /// One HTTP/1.1 connection, parked while idle. A future that ends when the connection
@@ -106,10 +108,13 @@ where
     /// connection since it was last made. The caller knows nothing is in flight.
     pub(crate) fn park(self: Pin<&mut Self>) {
         let this = self.get_mut();
-        if let State::Serving { parking, .. } = &mut this.state {
-            if this.activity.begun() > this.begun_at {
-                *parking = true;
-            }
+        // Not while a response waits on the client: it would lose keep-alive.
+        let (write_blocked, _) = this.activity.socket();
+        if let State::Serving { parking, .. } = &mut this.state
+            && this.activity.begun() > this.begun_at
+            && !write_blocked
+        {
+            *parking = true;
         }
     }
 
@@ -130,12 +135,17 @@ where
         }
     }
 
-    /// hyper's connection closed while idle: keep its socket and service, hand what it had
-    /// read of the next request back to the socket.
+    /// hyper's connection closed: if it was idle, keep its socket and service, and hand
+    /// what it had read of the next request back to the socket.
     fn take_apart(&mut self, conn: http1::Connection<TokioIo<I>, S>) {
         let parts = conn.into_parts();
         let mut io = parts.io.into_inner();
-        if parts.read_buf.is_empty() {
+        if io.touched() {
+            // It read or wrote in the poll that closed it: it finished an exchange then
+            // (a flush that had waited, a body it gave up on), so it was not between
+            // messages. What follows on the socket may be the rest of a request.
+            self.state = State::Closing(Box::new(io));
+        } else if parts.read_buf.is_empty() {
             self.state = State::Parked {
                 io: Box::new(io),
                 service: parts.service,
