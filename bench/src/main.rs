@@ -352,7 +352,9 @@ fn measure(
         std::thread::sleep(Duration::from_millis(500));
         let rss = server.rss_kib()?;
         let held = rt.block_on(client.hold(args.idle, 8))?;
-        std::thread::sleep(Duration::from_secs(1));
+        // Idle means idle for a while: the gate gives an HTTP/1.1 connection's buffers
+        // back after one to two seconds without a request (docs/gate.md).
+        std::thread::sleep(Duration::from_secs(3));
         let kib = (server.rss_kib()? - rss) as f64 / args.idle as f64;
         // The held connections must not stop the server from serving someone else.
         let load = oha::Load::Requests {

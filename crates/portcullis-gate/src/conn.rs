@@ -202,6 +202,11 @@ pub struct Activity {
     in_flight: AtomicUsize,
     /// Milliseconds since `opened` when `in_flight` last fell to zero.
     idle_since_ms: AtomicU64,
+    /// Requests and response bodies begun so far.
+    begun: AtomicU64,
+    /// Set while an idle HTTP/1.1 connection is parked: hyper's close at the end of its
+    /// connection must leave the socket open (see `park.rs`).
+    keep_socket: AtomicBool,
     /// Successful socket writes, and whether the last write had to wait.
     writes: AtomicU64,
     write_blocked: AtomicBool,
@@ -229,6 +234,8 @@ impl Activity {
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
+            begun: AtomicU64::new(0),
+            keep_socket: AtomicBool::new(false),
             writes: AtomicU64::new(0),
             write_blocked: AtomicBool::new(false),
             ticks: AtomicU64::new(0),
@@ -245,7 +252,22 @@ impl Activity {
     /// Marks work as started; the guard marks it ended, however it ends.
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);
+        self.begun.fetch_add(1, Relaxed);
         InFlight(self.clone())
+    }
+
+    /// Requests and response bodies begun so far.
+    pub(crate) fn begun(&self) -> u64 {
+        self.begun.load(Relaxed)
+    }
+
+    /// Whether closing the HTTP connection should leave the socket open.
+    pub(crate) fn keeps_socket(&self) -> bool {
+        self.keep_socket.load(Relaxed)
+    }
+
+    pub(crate) fn keep_socket(&self, keep: bool) {
+        self.keep_socket.store(keep, Relaxed);
     }
 
     pub fn age(&self) -> Duration {

@@ -36,6 +36,7 @@ mod metrics;
 mod names;
 mod outcome;
 mod pages;
+mod park;
 mod registry;
 pub mod reload;
 mod request;

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -12,21 +13,24 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::config::ClientAuth;
+use crate::config::{ClientAuth, Limits};
 use crate::conn::{Activity, Connection, Peer, Verified};
 use crate::error::{Error, Result};
-use crate::gate::Gate;
+use crate::gate::{Gate, Shared};
 use crate::log;
 use crate::metrics::{Closed, Shed};
 use crate::outcome::{HandshakeOutcome, Rejection};
 use crate::pages;
+use crate::park::{self, Http1};
 use crate::request;
 
 /// The gate in force. A reload stores a new one; the next request on every open
@@ -67,6 +71,18 @@ impl Gate {
             .max_concurrent_streams(limits.h2_max_concurrent_streams)
             .max_pending_accept_reset_streams(H2_PENDING_RESETS)
             .max_local_error_reset_streams(H2_LOCAL_RESETS);
+        builder
+    }
+
+    /// The HTTP/1.1 half of [`Gate::http_builder`], for connections that did not
+    /// negotiate h2 (over TLS, h2 must be negotiated with ALPN: RFC 9113, section 3.3).
+    fn http1_builder(&self) -> http1::Builder {
+        let limits = self.listener().limits;
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(limits.header_timeout_secs))
+            .max_buf_size(limits.max_header_bytes.max(8192));
         builder
     }
 
@@ -301,10 +317,11 @@ async fn connection(
     gate: Arc<Gate>,
     tcp: TcpStream,
     peer_addr: SocketAddr,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let shared = gate.shared.clone();
-    let builder = gate.http_builder();
+    // Made only for h2, and outliving the connection that borrows it.
+    let h2_builder;
     // In a block, and the handshake boxed: an async fn keeps a slot in its state for each
     // local that lives across an await, even after it is moved, so the TLS stream and the
     // handshake would otherwise stay in this task for the connection's whole life (about
@@ -336,17 +353,116 @@ async fn connection(
                 async move { Ok::<_, Infallible>(request::handle(&current, &shared, &conn, req).await) }
             })
         };
-        let io = TokioIo::new(Written {
+        let alpn_h2 = tls.get_ref().1.alpn_protocol().map(|p| p == b"h2");
+        let mut io = Written {
             inner: tls,
             activity: conn.activity.clone(),
-        });
-        (conn, Box::pin(builder.serve_connection(io, service)))
+            unread: Bytes::new(),
+            touched: false,
+        };
+        let h2 = match alpn_h2 {
+            Some(h2) => h2,
+            None => {
+                let within = Duration::from_secs(gate.listener().limits.header_timeout_secs);
+                match starts_with_h2_preface(&mut io, within).await {
+                    Some(h2) => h2,
+                    None => return,
+                }
+            }
+        };
+        let serving = if h2 {
+            h2_builder = gate.http_builder();
+            Serving::H2(Box::pin(
+                h2_builder.serve_connection(TokioIo::new(io), service),
+            ))
+        } else {
+            let (activity, parked) = (conn.activity.clone(), shared.metrics.parked());
+            let http1 = Http1::new(gate.http1_builder(), activity, parked, io, service);
+            Serving::Http1(Box::new(http1))
+        };
+        (conn, serving)
     };
     shared.metrics.connection_opened();
     let _open = OpenGuard(&shared.metrics);
-    let revoked = conn.registration.as_ref().map(|r| r.close.clone());
     let limits = gate.listener().limits;
     drop(gate);
+    match &mut serving {
+        Serving::H2(h2) => {
+            let h2 = h2.as_mut();
+            watch(
+                &conn,
+                &shared,
+                limits,
+                stop,
+                h2,
+                |h2| h2.graceful_shutdown(),
+                |_| {},
+            )
+            .await;
+        }
+        Serving::Http1(h1) => {
+            // hyper's header timer closes an idle HTTP/1.1 connection at the header
+            // timeout (it runs from the end of the last response); a parked connection
+            // has no hyper connection, so the watchdog does it.
+            let mut limits = limits;
+            limits.idle_timeout_secs = limits.idle_timeout_secs.min(limits.header_timeout_secs);
+            let h1 = Pin::new(&mut **h1);
+            let (shut, park) = (Http1::graceful_shutdown, Http1::park);
+            watch(&conn, &shared, limits, stop, h1, shut, park).await;
+        }
+    }
+}
+
+/// Whether a client that negotiated no protocol with ALPN starts with HTTP/2's preface
+/// (h2 with prior knowledge, which some proxies send over TLS although RFC 9113 section
+/// 3.3 asks for ALPN). What it read is put back for the HTTP connection. `None` when
+/// the client sends nothing within `within`, or the read fails.
+async fn starts_with_h2_preface(
+    io: &mut Written<tokio_rustls::server::TlsStream<TcpStream>>,
+    within: Duration,
+) -> Option<bool> {
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut start = [0u8; 24];
+    let mut n = 0;
+    let read = async {
+        while n < PREFACE.len() && start[..n] == PREFACE[..n] {
+            match io.inner.read(&mut start[n..]).await? {
+                0 => break,
+                got => n += got,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    tokio::time::timeout(within, read).await.ok()?.ok()?;
+    io.unread = Bytes::copy_from_slice(&start[..n]);
+    Some(start[..n] == PREFACE[..])
+}
+
+/// The HTTP side of a connection: h2, or HTTP/1.1 parked while idle.
+enum Serving<H2, H1> {
+    H2(Pin<Box<H2>>),
+    Http1(Box<H1>),
+}
+
+/// HTTP/1.1 connections idle this long give hyper's buffers back (see `park.rs`). A
+/// client that pauses longer than this between requests pays for a new hyper connection
+/// (about a microsecond); one that keeps its connection open for later keeps about 16 KiB
+/// less in the gate.
+const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// Serves a connection until it ends; closes it when it is idle too long, too old,
+/// stalled or revoked, or when the gate stops (`shut` closes it gracefully); parks it when
+/// idle a while.
+async fn watch<F: Future>(
+    conn: &Connection,
+    shared: &Shared,
+    limits: Limits,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut serving: Pin<&mut F>,
+    mut shut: impl FnMut(Pin<&mut F>),
+    mut park: impl FnMut(Pin<&mut F>),
+) {
+    let revoked = conn.registration.as_ref().map(|r| r.close.clone());
     let idle_limit = Duration::from_secs(limits.idle_timeout_secs);
     let write_limit = Duration::from_secs(limits.write_timeout_secs);
     let drain_limit = Duration::from_secs(limits.shutdown_grace_secs);
@@ -365,7 +481,7 @@ async fn connection(
         tokio::select! {
             _ = serving.as_mut() => return,
             _ = stop.wait_for(|stop| *stop), if draining.is_none() => {
-                serving.as_mut().graceful_shutdown();
+                shut(serving.as_mut());
                 draining = Some(Instant::now());
             }
             () = async {
@@ -374,7 +490,7 @@ async fn connection(
                     None => std::future::pending().await,
                 }
             }, if draining.is_none() => {
-                serving.as_mut().graceful_shutdown();
+                shut(serving.as_mut());
                 draining = Some(Instant::now());
             }
             () = tokio::time::sleep(tick) => {
@@ -406,9 +522,10 @@ async fn connection(
                     None if activity.idle() >= idle_limit
                         || max_age.is_some_and(|m| activity.age() >= m) =>
                     {
-                        serving.as_mut().graceful_shutdown();
+                        shut(serving.as_mut());
                         draining = Some(Instant::now());
                     }
+                    None if activity.idle() >= PARK_AFTER => park(serving.as_mut()),
                     None => {}
                 }
             }
@@ -431,6 +548,12 @@ impl Drop for OpenGuard<'_> {
 struct Written<T> {
     inner: T,
     activity: Arc<Activity>,
+    /// Read before `inner`: what hyper had read of a request when its connection was
+    /// parked.
+    unread: Bytes,
+    /// Whether hyper read or wrote while asked to close for parking: then it was not
+    /// idle, and the connection must end instead (see `park.rs`).
+    touched: bool,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Written<T> {
@@ -439,7 +562,35 @@ impl<T: AsyncRead + Unpin> AsyncRead for Written<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        self.touch();
+        if !self.unread.is_empty() {
+            let n = self.unread.len().min(buf.remaining());
+            buf.put_slice(&self.unread.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl park::Socket for Written<tokio_rustls::server::TlsStream<TcpStream>> {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.inner.get_ref().0.poll_read_ready(cx)
+    }
+
+    fn unread(&mut self, bytes: Bytes) {
+        self.unread = bytes;
+    }
+
+    fn touched(&self) -> bool {
+        self.touched
+    }
+}
+
+impl<T> Written<T> {
+    fn touch(&mut self) {
+        if self.activity.keeps_socket() {
+            self.touched = true;
+        }
     }
 }
 
@@ -473,6 +624,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Written<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        self.touch();
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.track(polled)
     }
@@ -482,6 +634,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Written<T> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        self.touch();
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         self.track(polled)
     }
@@ -496,6 +649,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Written<T> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        // hyper closing an idle connection that is being parked: the socket stays.
+        if self.activity.keeps_socket() {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -170,6 +170,7 @@ pub struct Metrics {
     responses: [Counter; 5],
     latency: Latency,
     open: Gauge,
+    parked: Gauge,
     shed: [Counter; 2],
     closed: [Counter; 2],
     upstream_errors: [Counter; 2],
@@ -200,6 +201,12 @@ impl Default for Metrics {
         );
         let open = Gauge::default();
         registry.register("open_connections", "TLS connections open now", open.clone());
+        let parked = Gauge::default();
+        registry.register(
+            "parked_connections",
+            "Idle HTTP/1.1 connections holding no HTTP buffers",
+            parked.clone(),
+        );
         let shed = Family::<ShedLabel, Counter>::default();
         registry.register(
             "connections_refused",
@@ -250,6 +257,7 @@ impl Default for Metrics {
                 .map(|class| responses.get_or_create_owned(&ClassLabel { class })),
             latency,
             open,
+            parked,
             shed: [Shed::MaxConnections, Shed::PerClient]
                 .map(|reason| shed.get_or_create_owned(&ShedLabel { reason })),
             closed: [Closed::Stalled, Closed::Drain]
@@ -287,6 +295,11 @@ impl Metrics {
 
     pub fn connection_closed(&self) {
         self.open.dec();
+    }
+
+    /// The gauge of parked connections (see `park.rs`).
+    pub(crate) fn parked(&self) -> Gauge {
+        self.parked.clone()
     }
 
     pub fn shed(&self, why: Shed) {

@@ -829,6 +829,111 @@ fn slow_headers_and_oversized_headers_are_cut_off() {
     );
 }
 
+/// Idle HTTP/1.1 connections give hyper's buffers back (`park.rs`) and carry on as if
+/// nothing happened: the next request on the same TLS connection is served and reaches the
+/// upstream as sent, part of a head read before parking is not lost, and a head left
+/// unfinished is still cut off by the header timeout however long the connection idles.
+#[test]
+fn idle_connections_give_their_buffers_back_and_carry_on() {
+    let pki = Pki::new();
+    let upstream = Upstream::recording();
+    // The watchdog looks every second and parks after a second idle; an idle HTTP/1.1
+    // connection ends at the header timeout (6 s), parked or not, as hyper ends it.
+    let gate = Gate::start(&pki.config(
+        "optional",
+        &upstream.url(),
+        "admin = \"127.0.0.1:0\"\n[limits]\nidle_timeout_secs = 12\nheader_timeout_secs = 6",
+    ));
+    let admin = gate.admin_addr();
+    let parked = || -> u64 {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "5", &format!("http://{admin}/metrics")])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix("portcullis_parked_connections "))
+            .unwrap_or_else(|| panic!("no parked gauge in {text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let mut c = H1::connect(&pki, gate.port, Sni::Name("localhost"), As::Client("bob"));
+    let r = c.request(&get("/public/one", "")).unwrap();
+    assert_eq!(r.received().url, "/public/one");
+    assert!(
+        wait_until(Duration::from_secs(5), || parked() == 1),
+        "the idle connection was not parked"
+    );
+    // The same TLS connection, parked: served as before, identity and all.
+    let r = c.request(&get("/public/two", "")).unwrap();
+    let c_last = Instant::now();
+    assert_eq!(r.status, 200);
+    let got = r.received();
+    assert_eq!(got.url, "/public/two");
+    assert_eq!(got.one("x-client-cn"), "bob");
+    // And parked again once idle, then closed at the header timeout (with close_notify:
+    // a clean end), not at the idle timeout.
+    assert!(wait_until(Duration::from_secs(5), || parked() == 1));
+    assert!(c.closed_within(Duration::from_secs(10)));
+    let idle = c_last.elapsed();
+    assert!(
+        (Duration::from_millis(5500)..Duration::from_millis(8500)).contains(&idle),
+        "closed after {idle:?} idle"
+    );
+    assert!(wait_until(Duration::from_secs(5), || parked() == 0));
+
+    // A request followed by the start of the next in one write: the start is what hyper
+    // holds when the connection idles; the rest, sent after the park was tried, completes
+    // it.
+    let mut d = H1::connect(&pki, gate.port, Sni::Name("localhost"), As::Client("bob"));
+    d.send(
+        format!(
+            "{}GET /public/three HTTP/1.1\r\nHost: loc",
+            get("/public/x", "")
+        )
+        .as_bytes(),
+    );
+    assert_eq!(d.read_response().unwrap().received().url, "/public/x");
+    std::thread::sleep(Duration::from_millis(3500));
+    let r = d.request("alhost\r\n\r\n").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.received().url, "/public/three");
+    // Still kept alive: a connection that is not idle is never asked to close.
+    assert_eq!(r.header("connection"), None);
+    assert_eq!(d.request(&get("/public/x", "")).unwrap().status, 200);
+
+    // The start of a head, then nothing: cut off by the header timeout even though the
+    // watchdog tries to park the idle connection every second.
+    let mut e = H1::connect(&pki, gate.port, Sni::Name("localhost"), As::Client("bob"));
+    e.send(
+        format!(
+            "{}GET /public/y HTTP/1.1\r\nHost: loc",
+            get("/public/x", "")
+        )
+        .as_bytes(),
+    );
+    assert_eq!(e.read_response().unwrap().status, 200);
+    let start = Instant::now();
+    assert!(
+        e.closed_within(Duration::from_secs(10)),
+        "a dribbled head outlived the header timeout"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // HTTP/2 with prior knowledge (no ALPN, as some proxies send it) is still served.
+    let h2 = H2Request {
+        path: "/public/h2",
+        ..H2Request::default()
+    };
+    let r = h2_without_alpn(&pki, gate.port, &h2).unwrap();
+    assert_eq!(r.received().url, "/public/h2");
+}
+
 /// The gate's HTTP/1.1 upstream pool: requests one after another share one upstream
 /// connection; one the upstream closed while idle (its keep-alive timeout), or after a
 /// response that said `Connection: close`, is replaced without the client seeing an error.

@@ -393,7 +393,18 @@ async fn h2_connect(
     who: As<'_>,
     window: Option<u32>,
 ) -> h2::client::SendRequest<bytes::Bytes> {
-    let config = client_config(pki, who, &[b"h2"]);
+    h2_connect_offering(pki, port, who, window, &[b"h2"]).await
+}
+
+/// `h2_connect` offering `alpn` (none: HTTP/2 with prior knowledge).
+async fn h2_connect_offering(
+    pki: &Pki,
+    port: u16,
+    who: As<'_>,
+    window: Option<u32>,
+    alpn: &[&[u8]],
+) -> h2::client::SendRequest<bytes::Bytes> {
+    let config = client_config(pki, who, alpn);
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -464,6 +475,14 @@ async fn h2_send(
 pub fn h2(pki: &Pki, port: u16, who: As<'_>, r: &H2Request<'_>) -> Result<Response, String> {
     runtime().block_on(async {
         let send = h2_connect(pki, port, who, None).await;
+        h2_send(send, r).await
+    })
+}
+
+/// One HTTP/2 request with prior knowledge: no ALPN offered.
+pub fn h2_without_alpn(pki: &Pki, port: u16, r: &H2Request<'_>) -> Result<Response, String> {
+    runtime().block_on(async {
+        let send = h2_connect_offering(pki, port, As::Anonymous, None, &[]).await;
         h2_send(send, r).await
     })
 }
