@@ -4,8 +4,9 @@
 use std::fmt::Write;
 
 use crate::Report;
-use crate::diagnose::{Severity, raw_text};
+use crate::diagnose::{Finding, Severity, raw_text};
 use crate::explain::Explanation;
+use crate::fixes::Fix;
 
 /// Terminal styling; all empty when not on a TTY.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +45,18 @@ impl Style {
 
 pub fn json(report: &Report) -> String {
     serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// The fix shown in one line under the error that decided a capture's verdict: the first
+/// without a snippet to show, else the first.
+fn one_line_fix<'a>(f: &'a Finding, cause: &str) -> Option<&'a Fix> {
+    if f.severity != Severity::Error || f.cause != cause {
+        return None;
+    }
+    f.fixes
+        .iter()
+        .find(|x| x.snippet.is_empty())
+        .or(f.fixes.first())
 }
 
 fn indent(text: &str, by: &str) -> String {
@@ -256,14 +269,7 @@ pub fn capture_text(report: &crate::capture::CaptureReport, verbose: bool, st: S
                     let _ = writeln!(out, "    {dim}fix [{}]{reset} {}", x.ecosystem, x.summary);
                     out.push_str(&indent(&x.snippet, "      "));
                 }
-            } else if f.severity == Severity::Error
-                && f.cause == c.cause
-                && let Some(x) = f
-                    .fixes
-                    .iter()
-                    .find(|x| x.snippet.is_empty())
-                    .or(f.fixes.first())
-            {
+            } else if let Some(x) = one_line_fix(f, &c.cause) {
                 let _ = writeln!(out, "  {dim}fix:{reset} {}", x.summary);
             }
         }
@@ -426,14 +432,7 @@ pub fn compare_captures_text(
                 let _ = writeln!(out, "  {dim}fix [{}]{reset} {}", x.ecosystem, x.summary);
                 out.push_str(&indent(&x.snippet, "      "));
             }
-        } else if f.severity == Severity::Error
-            && f.cause == c.cause
-            && let Some(x) = f
-                .fixes
-                .iter()
-                .find(|x| x.snippet.is_empty())
-                .or(f.fixes.first())
-        {
+        } else if let Some(x) = one_line_fix(f, &c.cause) {
             let _ = writeln!(out, "  {dim}fix:{reset} {}", x.summary);
         }
     }
