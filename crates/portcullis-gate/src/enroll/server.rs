@@ -347,14 +347,9 @@ impl Enroller {
             ttl: String,
             validity: String,
         }
-        let ask: Ask = match serde_json::from_slice(&body) {
+        let ask: Ask = match json_body(&body, r#"{"name", "ttl", "validity", …}"#) {
             Ok(a) => a,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("expected {{\"name\", \"ttl\", \"validity\", …}}: {e}"),
-                );
-            }
+            Err(why) => return error(StatusCode::BAD_REQUEST, &why),
         };
         let duration = |what: &str, s: &str| {
             portcullis_pki::renewal::parse_duration(s).map_err(|e| format!("{what}: {e}"))
@@ -424,14 +419,9 @@ impl Enroller {
             token: String,
             password: String,
         }
-        let ask: Ask = match serde_json::from_slice(&body) {
+        let ask: Ask = match json_body(&body, r#"{"token": …, "password": …}"#) {
             Ok(a) => a,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("expected {{\"token\": …, \"password\": …}}: {e}"),
-                );
-            }
+            Err(why) => return error(StatusCode::BAD_REQUEST, &why),
         };
         if ask.password.chars().count() < 8 {
             return error(
@@ -493,14 +483,9 @@ impl Enroller {
             token: String,
             csr: String,
         }
-        let ask: Ask = match serde_json::from_slice(&body) {
+        let ask: Ask = match json_body(&body, r#"{"token": …, "csr": …}"#) {
             Ok(a) => a,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("expected {{\"token\": …, \"csr\": …}}: {e}"),
-                );
-            }
+            Err(why) => return error(StatusCode::BAD_REQUEST, &why),
         };
         let ca = self.ca.clone();
         let by = client.to_string();
@@ -540,14 +525,9 @@ impl Enroller {
         struct Ask {
             csr: String,
         }
-        let ask: Ask = match serde_json::from_slice(&body) {
+        let ask: Ask = match json_body(&body, r#"{"csr": …}"#) {
             Ok(a) => a,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("expected {{\"csr\": …}}: {e}"),
-                );
-            }
+            Err(why) => return error(StatusCode::BAD_REQUEST, &why),
         };
         let ca = self.ca.clone();
         // The certificate the handshake verified: its subject is what gets renewed.
@@ -653,6 +633,11 @@ fn pki_error(client: IpAddr, e: &portcullis_pki::Error) -> Page {
             )
         }
     }
+}
+
+/// A request body read as JSON of type `T`; if it is not, why, naming the `shape` expected.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("expected {shape}: {e}"))
 }
 
 fn task_failed(client: IpAddr, e: &tokio::task::JoinError) -> Page {
