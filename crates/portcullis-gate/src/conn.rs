@@ -207,6 +207,8 @@ pub struct Activity {
     /// Set while an idle HTTP/1.1 connection is parked: hyper's close at the end of its
     /// connection must leave the socket open (see `park.rs`).
     keep_socket: AtomicBool,
+    /// The client asked for the connection to end after a request: it is never parked.
+    client_closes: AtomicBool,
     /// Successful socket writes, and whether the last write had to wait.
     writes: AtomicU64,
     write_blocked: AtomicBool,
@@ -236,6 +238,7 @@ impl Activity {
             idle_since_ms: AtomicU64::new(0),
             begun: AtomicU64::new(0),
             keep_socket: AtomicBool::new(false),
+            client_closes: AtomicBool::new(false),
             writes: AtomicU64::new(0),
             write_blocked: AtomicBool::new(false),
             ticks: AtomicU64::new(0),
@@ -268,6 +271,16 @@ impl Activity {
 
     pub(crate) fn keep_socket(&self, keep: bool) {
         self.keep_socket.store(keep, Relaxed);
+    }
+
+    /// Whether a request asked for the connection to end after it (see
+    /// `park::ends_keep_alive`).
+    pub(crate) fn client_closes(&self) -> bool {
+        self.client_closes.load(Relaxed)
+    }
+
+    pub(crate) fn set_client_closes(&self) {
+        self.client_closes.store(true, Relaxed);
     }
 
     pub fn age(&self) -> Duration {

@@ -349,6 +349,9 @@ async fn connection(
         let service = {
             let (current, shared, conn) = (current.clone(), shared.clone(), conn.clone());
             service_fn(move |req| {
+                if park::ends_keep_alive(&req) {
+                    conn.activity.set_client_closes();
+                }
                 let (current, shared, conn) = (current.clone(), shared.clone(), conn.clone());
                 async move { Ok::<_, Infallible>(request::handle(&current, &shared, &conn, req).await) }
             })
@@ -377,7 +380,15 @@ async fn connection(
             ))
         } else {
             let (activity, parked) = (conn.activity.clone(), shared.metrics.parked());
-            let http1 = Http1::new(gate.http1_builder(), activity, parked, io, service);
+            let header_timeout = Duration::from_secs(gate.listener().limits.header_timeout_secs);
+            let http1 = Http1::new(
+                gate.http1_builder(),
+                header_timeout,
+                activity,
+                parked,
+                io,
+                service,
+            );
             Serving::Http1(Box::new(http1))
         };
         (conn, serving)
@@ -401,11 +412,6 @@ async fn connection(
             .await;
         }
         Serving::Http1(h1) => {
-            // hyper's header timer closes an idle HTTP/1.1 connection at the header
-            // timeout (it runs from the end of the last response); a parked connection
-            // has no hyper connection, so the watchdog does it.
-            let mut limits = limits;
-            limits.idle_timeout_secs = limits.idle_timeout_secs.min(limits.header_timeout_secs);
             let h1 = Pin::new(&mut **h1);
             let (shut, park) = (Http1::graceful_shutdown, Http1::park);
             watch(&conn, &shared, limits, stop, h1, shut, park).await;

@@ -19,11 +19,16 @@
 //! new hyper connection starts with part of a head is not parked again until a request
 //! begins, so a client dribbling a head cannot restart hyper's `header_read_timeout` over
 //! and over.
+//!
+//! A connection whose client asked to close it after a request (`Connection: close`,
+//! HTTP/1.0) is never parked; see [`ends_keep_alive`]. A parked connection still ends at
+//! the header timeout after its last response, as hyper would have ended it.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -32,8 +37,30 @@ use hyper::service::HttpService;
 use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
 
 use crate::conn::Activity;
+
+/// Whether hyper ends the connection after this request (RFC 9112, section 9.3): HTTP/1.0
+/// unless it asks for keep-alive, HTTP/1.1 when a `Connection` line says `close`. hyper
+/// then stops writing once it has answered, while it may still be reading the request's
+/// body for the upstream; asked to close then, it closes at once, without a read or a
+/// write that would show it was not between messages. Such a connection is never parked:
+/// the rest of the body must never be read as a new request.
+pub(crate) fn ends_keep_alive<B>(req: &http::Request<B>) -> bool {
+    let says = |token: &str| {
+        req.headers()
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    match req.version() {
+        http::Version::HTTP_10 => !says("keep-alive"),
+        http::Version::HTTP_11 => says("close"),
+        _ => false,
+    }
+}
 
 /// The socket under an HTTP/1.1 connection, as parking needs it.
 pub(crate) trait Socket: AsyncRead + AsyncWrite + Unpin {
@@ -52,6 +79,10 @@ where
     S: HttpService<Incoming>,
 {
     builder: http1::Builder,
+    /// hyper's header timeout, which also ends an idle connection (its timer runs from
+    /// the end of the last response); a parked connection has no hyper connection to do
+    /// it, so it keeps its own deadline.
+    header_timeout: Duration,
     activity: Arc<Activity>,
     parked: Gauge,
     state: State<I, S>,
@@ -72,6 +103,7 @@ where
     Parked {
         io: Box<I>,
         service: S,
+        until: Pin<Box<Sleep>>,
         _counted: Counted,
     },
     Closing(Box<I>),
@@ -88,6 +120,7 @@ where
     /// `parked` counts the connections parked now.
     pub(crate) fn new(
         builder: http1::Builder,
+        header_timeout: Duration,
         activity: Arc<Activity>,
         parked: Gauge,
         io: I,
@@ -96,6 +129,7 @@ where
         let mut http = Http1 {
             begun_at: 0,
             builder,
+            header_timeout,
             activity,
             parked,
             state: State::Done,
@@ -113,6 +147,7 @@ where
         if let State::Serving { parking, .. } = &mut this.state
             && this.activity.begun() > this.begun_at
             && !write_blocked
+            && !this.activity.client_closes()
         {
             *parking = true;
         }
@@ -146,9 +181,11 @@ where
             // messages. What follows on the socket may be the rest of a request.
             self.state = State::Closing(Box::new(io));
         } else if parts.read_buf.is_empty() {
+            let left = self.header_timeout.saturating_sub(self.activity.idle());
             self.state = State::Parked {
                 io: Box::new(io),
                 service: parts.service,
+                until: Box::pin(tokio::time::sleep(left)),
                 _counted: Counted::new(&self.parked),
             };
         } else {
@@ -211,19 +248,27 @@ where
                 State::Parked {
                     io,
                     service,
+                    mut until,
                     _counted,
-                } => match io.poll_readable(cx) {
-                    Poll::Pending => {
-                        this.state = State::Parked {
-                            io,
-                            service,
-                            _counted,
-                        };
-                        return Poll::Pending;
+                } => {
+                    if until.as_mut().poll(cx).is_ready() {
+                        this.state = State::Closing(io);
+                        continue;
                     }
-                    Poll::Ready(Ok(())) => this.serve(*io, service),
-                    Poll::Ready(Err(_)) => return Poll::Ready(()),
-                },
+                    match io.poll_readable(cx) {
+                        Poll::Pending => {
+                            this.state = State::Parked {
+                                io,
+                                service,
+                                until,
+                                _counted,
+                            };
+                            return Poll::Pending;
+                        }
+                        Poll::Ready(Ok(())) => this.serve(*io, service),
+                        Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    }
+                }
                 State::Closing(mut io) => {
                     if Pin::new(&mut *io).poll_shutdown(cx).is_pending() {
                         this.state = State::Closing(io);
@@ -250,5 +295,42 @@ impl Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{Request, Version};
+
+    use super::ends_keep_alive;
+
+    fn request(version: Version, connection: &[&str]) -> Request<()> {
+        let mut r = Request::builder().version(version);
+        for line in connection {
+            r = r.header("connection", *line);
+        }
+        r.body(()).unwrap()
+    }
+
+    #[test]
+    fn requests_that_end_the_connection_are_known_as_hyper_knows_them() {
+        assert!(ends_keep_alive(&request(Version::HTTP_10, &[])));
+        assert!(!ends_keep_alive(&request(
+            Version::HTTP_10,
+            &["Keep-Alive"]
+        )));
+        assert!(!ends_keep_alive(&request(Version::HTTP_11, &[])));
+        assert!(!ends_keep_alive(&request(
+            Version::HTTP_11,
+            &["keep-alive"]
+        )));
+        assert!(ends_keep_alive(&request(Version::HTTP_11, &["Close"])));
+        assert!(ends_keep_alive(&request(Version::HTTP_11, &["x-a, close"])));
+        // Every Connection line counts.
+        assert!(ends_keep_alive(&request(
+            Version::HTTP_11,
+            &["x-a", " CLOSE "]
+        )));
+        assert!(!ends_keep_alive(&request(Version::HTTP_2, &["close"])));
     }
 }
