@@ -363,15 +363,13 @@ async fn connection(
             unread: Bytes::new(),
             touched: false,
         };
+        let header_timeout = Duration::from_secs(gate.listener().limits.header_timeout_secs);
         let h2 = match alpn_h2 {
             Some(h2) => h2,
-            None => {
-                let within = Duration::from_secs(gate.listener().limits.header_timeout_secs);
-                match starts_with_h2_preface(&mut io, within).await {
-                    Some(h2) => h2,
-                    None => return,
-                }
-            }
+            None => match starts_with_h2_preface(&mut io, header_timeout).await {
+                Some(h2) => h2,
+                None => return,
+            },
         };
         let serving = if h2 {
             h2_builder = gate.http_builder();
@@ -380,7 +378,6 @@ async fn connection(
             ))
         } else {
             let (activity, parked) = (conn.activity.clone(), shared.metrics.parked());
-            let header_timeout = Duration::from_secs(gate.listener().limits.header_timeout_secs);
             let http1 = Http1::new(
                 gate.http1_builder(),
                 header_timeout,
