@@ -66,7 +66,12 @@ enum Command {
         hold: usize,
     },
     /// (internal) The bare rustls + hyper server, on the certificates in DIR.
-    Bare { dir: PathBuf },
+    Bare {
+        dir: PathBuf,
+        /// Pass every request to the upstream on this port instead of answering "ok".
+        #[arg(long)]
+        upstream: Option<u16>,
+    },
     /// (internal) The plain-HTTP upstream the proxies forward to.
     Upstream,
 }
@@ -137,7 +142,7 @@ impl ProgramArgs {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Bare { dir } => bare::serve_tls(&dir),
+        Command::Bare { dir, upstream } => bare::serve_tls(&dir, upstream),
         Command::Upstream => bare::serve_upstream(),
         Command::Run(args) => run(args),
         Command::Load {
@@ -182,12 +187,13 @@ fn main() -> Result<()> {
 }
 
 /// The variants compared, in the order each round measures them.
-const VARIANTS: [Variant; 7] = [
+const VARIANTS: [Variant; 8] = [
     Variant::new(Kind::Nginx, false),
     Variant::new(Kind::Bare, false),
     Variant::new(Kind::Gate, false),
     Variant::new(Kind::GateLogged, false),
     Variant::new(Kind::Nginx, true),
+    Variant::new(Kind::Bare, true),
     Variant::new(Kind::Gate, true),
     Variant::new(Kind::GateLogged, true),
 ];

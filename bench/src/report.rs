@@ -24,7 +24,8 @@ impl Variant {
         match (self.kind, self.proxy) {
             (Kind::Nginx, false) => "nginx `return 200`".into(),
             (Kind::Nginx, true) => "nginx `proxy_pass`".into(),
-            (Kind::Bare, _) => "bare rustls + hyper".into(),
+            (Kind::Bare, false) => "bare rustls + hyper".into(),
+            (Kind::Bare, true) => "bare rustls + hyper proxying".into(),
             (kind, false) => format!("{} `builtin:whoami`", kind.name()),
             (kind, true) => format!("{} proxying", kind.name()),
         }

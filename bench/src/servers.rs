@@ -80,10 +80,12 @@ impl Server {
         match kind {
             Kind::Nginx => start_nginx(backend, dir, programs),
             Kind::Bare => {
-                let mut child = programs
-                    .server(&programs.bench)
-                    .arg("bare")
-                    .arg(dir)
+                let mut command = programs.server(&programs.bench);
+                command.arg("bare").arg(dir);
+                if let Backend::Proxy { port } = backend {
+                    command.arg("--upstream").arg(port.to_string());
+                }
+                let mut child = command
                     .stdout(Stdio::piped())
                     .spawn()
                     .context("starting the bare server")?;
