@@ -58,6 +58,36 @@ fn cn_of(pem_file: &Path) -> String {
         .to_owned()
 }
 
+/// `portcullis enroll URL --token-file TOKEN` into `out`, trusting the test CA.
+fn enroll(dir: &Path, url: &str, token: &str, out: &str) -> Output {
+    run(
+        dir,
+        &[
+            "enroll",
+            url,
+            "--token-file",
+            token,
+            "--ca",
+            "pki/root.crt",
+            "--out",
+            out,
+        ],
+    )
+}
+
+/// A POST of `body` as JSON with curl, as a script would send it.
+fn post_json(pki: &Pki, url: &str, body: &str) -> Curl {
+    let args = [
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        body,
+    ];
+    curl(pki, &args, url)
+}
+
 fn listed(dir: &Path, serial: &str) -> serde_json::Value {
     let o = run(dir, &["pki", "--dir", "pki", "--json", "list"]);
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
@@ -75,19 +105,7 @@ fn a_machine_enrols_renews_and_cannot_renew_once_revoked() {
     let url = gate.url("/enroll");
     let tok = token(dir, "build-7", &["--ou", "Users", "--validity", "60d"]);
 
-    let o = run(
-        dir,
-        &[
-            "enroll",
-            &url,
-            "--token-file",
-            &tok,
-            "--ca",
-            "pki/root.crt",
-            "--out",
-            "machine",
-        ],
-    );
+    let o = enroll(dir, &url, &tok, "machine");
     assert!(o.status.success(), "{}", said(&o));
     let key = dir.join("machine/build-7.key");
     let chain = dir.join("machine/build-7.chain.pem");
@@ -119,19 +137,7 @@ fn a_machine_enrols_renews_and_cannot_renew_once_revoked() {
     let first = who["serial"].as_str().unwrap().to_owned();
 
     // The token is spent, and the CA says by whom and for what.
-    let again = run(
-        dir,
-        &[
-            "enroll",
-            &url,
-            "--token-file",
-            &tok,
-            "--ca",
-            "pki/root.crt",
-            "--out",
-            "again",
-        ],
-    );
+    let again = enroll(dir, &url, &tok, "again");
     assert!(!again.status.success());
     assert!(said(&again).contains("already used"), "{}", said(&again));
     assert!(!dir.join("again").exists(), "nothing written on a refusal");
@@ -213,25 +219,10 @@ fn expired_and_revoked_tokens_and_foreign_requests_are_refused() {
     let config = pki.config("optional", "builtin:whoami", "[enroll]\nca = \"pki\"\n");
     let gate = Gate::start(&config);
     let url = gate.url("/enroll");
-    let enroll = |tok: &str, out: &str| {
-        run(
-            dir,
-            &[
-                "enroll",
-                &url,
-                "--token-file",
-                tok,
-                "--ca",
-                "pki/root.crt",
-                "--out",
-                out,
-            ],
-        )
-    };
 
     let short = token(dir, "short", &["--ttl", "1s"]);
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    let o = enroll(&short, "a");
+    let o = enroll(dir, &url, &short, "a");
     assert!(!o.status.success());
     assert!(said(&o).contains("expired"), "{}", said(&o));
 
@@ -242,40 +233,18 @@ fn expired_and_revoked_tokens_and_foreign_requests_are_refused() {
         .unwrap();
     let o = run(dir, &["pki", "--dir", "pki", "enroll", "revoke", id]);
     assert!(o.status.success(), "{}", said(&o));
-    let o = enroll(&revoked, "b");
+    let o = enroll(dir, &url, &revoked, "b");
     assert!(said(&o).contains("revoked"), "{}", said(&o));
 
     // A made-up token, and a request that does not parse.
     std::fs::write(dir.join("made-up"), "00".repeat(32)).unwrap();
-    assert!(said(&enroll("made-up", "c")).contains("no such enrolment token"));
-    let r = curl(
-        &pki,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            "{\"token\": \"x\"}",
-        ],
-        &gate.url("/enroll/csr"),
-    );
+    assert!(said(&enroll(dir, &url, "made-up", "c")).contains("no such enrolment token"));
+    let r = post_json(&pki, &gate.url("/enroll/csr"), "{\"token\": \"x\"}");
     assert_eq!(r.status, "400", "{r:?}");
 
     // Renewing needs a certificate on the connection; `/enroll` itself is the browser page
     // (tests/enroll_browser.rs), answered before the rules like the endpoints.
-    let r = curl(
-        &pki,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            "{\"csr\": \"x\"}",
-        ],
-        &gate.url("/enroll/renew"),
-    );
+    let r = post_json(&pki, &gate.url("/enroll/renew"), "{\"csr\": \"x\"}");
     assert_eq!(r.status, "401", "{r:?}");
     let r = curl(&pki, &[], &gate.url("/enroll"));
     assert_eq!(r.status, "200", "{r:?}");
@@ -295,7 +264,6 @@ fn expired_and_revoked_tokens_and_foreign_requests_are_refused() {
 #[test]
 fn attempts_are_limited_per_address() {
     let pki = Pki::new();
-    let dir = pki.dir.path();
     let config = pki.config(
         "optional",
         "builtin:whoami",
@@ -304,24 +272,12 @@ fn attempts_are_limited_per_address() {
     let gate = Gate::start(&config);
     let statuses: Vec<String> = (0..5)
         .map(|_| {
-            let r = curl(
-                &pki,
-                &[
-                    "-X",
-                    "POST",
-                    "-H",
-                    "Content-Type: application/json",
-                    "--data",
-                    "{}",
-                ],
-                &gate.url("/enroll/csr"),
-            );
+            let r = post_json(&pki, &gate.url("/enroll/csr"), "{}");
             assert!(r.stderr.is_empty(), "{r:?}");
             r.status
         })
         .collect();
     assert_eq!(statuses, ["400", "400", "400", "429", "429"]);
-    let _ = dir;
 }
 
 #[test]
@@ -333,19 +289,7 @@ fn the_renewal_daemon_renews_when_due_runs_the_hook_and_stops_once_revoked() {
     let url = gate.url("/enroll");
     // A one-minute certificate, due when 85% of its lifetime is left: every ~4 seconds.
     let tok = token(dir, "svc", &["--ou", "Users", "--validity", "1m"]);
-    let o = run(
-        dir,
-        &[
-            "enroll",
-            &url,
-            "--token-file",
-            &tok,
-            "--ca",
-            "pki/root.crt",
-            "--out",
-            "svc",
-        ],
-    );
+    let o = enroll(dir, &url, &tok, "svc");
     assert!(o.status.success(), "{}", said(&o));
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args([
@@ -470,17 +414,10 @@ fn web_pages_cannot_renew_spellings_reach_the_endpoint_they_mean_and_bodies_are_
     );
 
     // `%63sr` is `csr`: the token endpoint answers (403, no such token), not renew (401).
-    let r = curl(
+    let r = post_json(
         &pki,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            "{\"token\": \"00\", \"csr\": \"x\"}",
-        ],
         &gate.url("/enroll/%63sr"),
+        "{\"token\": \"00\", \"csr\": \"x\"}",
     );
     assert_eq!(r.status, "403", "{r:?}");
     assert!(r.body.contains("no such enrolment token"), "{r:?}");
@@ -557,19 +494,7 @@ fn an_admin_makes_links_on_the_gate_and_no_one_else_can() {
     let token = link.split('#').nth(1).unwrap();
     assert_eq!(token, made["token"]);
     std::fs::write(dir.join("kiosk.token"), token).unwrap();
-    let o = run(
-        dir,
-        &[
-            "enroll",
-            &gate.url("/enroll"),
-            "--token-file",
-            "kiosk.token",
-            "--ca",
-            "pki/root.crt",
-            "--out",
-            "kiosk",
-        ],
-    );
+    let o = enroll(dir, &gate.url("/enroll"), "kiosk.token", "kiosk");
     assert!(o.status.success(), "{}", said(&o));
     assert_eq!(cn_of(&dir.join("kiosk/kiosk-3.crt")), "kiosk-3");
     assert!(
