@@ -171,6 +171,21 @@ fn assert_cause(conn: &serde_json::Value, cause: &str, report: &serde_json::Valu
     assert_eq!(conn["cause"], cause, "wrong cause in {report:#}");
 }
 
+/// Diagnoses `file`: it must exit with `code` and hold one TLS connection whose cause is
+/// `cause`. Returns the report.
+fn one_verdict(
+    sb: &Sandbox,
+    file: &std::path::Path,
+    args: &[&str],
+    code: i32,
+    cause: &str,
+) -> serde_json::Value {
+    let (got, report) = diagnose(sb, file, args);
+    assert_eq!(got, code, "{report:#}");
+    assert_cause(only(&report), cause, &report);
+    report
+}
+
 /// Runs a client, bounded; its own success or failure is asserted by the caller.
 fn client(sb: &Sandbox, program: &str, args: &[&str]) -> std::process::Output {
     let mut all = vec!["15", program];
@@ -274,10 +289,8 @@ fn client_certificate_required() {
     assert!(!out.status.success(), "curl got in without a certificate");
     let file = cap.stop();
 
-    let (code, report) = diagnose(&sb, &file, &[]);
-    assert_eq!(code, 1);
+    let report = one_verdict(&sb, &file, &[], 1, "client-cert-required");
     let c = only(&report);
-    assert_cause(c, "client-cert-required", &report);
     // The CertificateRequest's CA names are evidence.
     assert!(
         c["findings"][0]["evidence"]
@@ -339,10 +352,7 @@ sys.exit(0)"
     );
     let file = cap.stop();
 
-    let (code, report) = diagnose(&sb, &file, &[]);
-    assert_eq!(code, 1);
-    let c = only(&report);
-    assert_cause(c, "untrusted-root", &report);
+    one_verdict(&sb, &file, &[], 1, "untrusted-root");
 }
 
 // === before the certificate ===
@@ -350,8 +360,7 @@ sys.exit(0)"
 #[test]
 fn tls10_only_server() {
     let sb = Sandbox::new();
-    let (ca, leaf) = pki(&sb);
-    let _ = ca;
+    let (_, leaf) = pki(&sb);
     std::fs::write(sb.path("leaf.crt"), leaf.pem()).unwrap();
     std::fs::write(sb.path("leaf.key"), leaf.key_pem()).unwrap();
     let server = openssl_server(
@@ -372,10 +381,7 @@ fn tls10_only_server() {
     assert!(!out.status.success(), "curl spoke TLS 1.0");
     let file = cap.stop();
 
-    let (code, report) = diagnose(&sb, &file, &[]);
-    assert_eq!(code, 1);
-    let c = only(&report);
-    assert_cause(c, "protocol-version-mismatch", &report);
+    one_verdict(&sb, &file, &[], 1, "protocol-version-mismatch");
 }
 
 #[test]
@@ -387,10 +393,8 @@ fn plaintext_port() {
     assert!(!out.status.success());
     let file = cap.stop();
 
-    let (code, report) = diagnose(&sb, &file, &[]);
-    assert_eq!(code, 1);
+    let report = one_verdict(&sb, &file, &[], 1, "not-tls");
     let c = only(&report);
-    assert_cause(c, "not-tls", &report);
     assert!(
         c["findings"][0]["summary"]
             .as_str()
@@ -427,10 +431,7 @@ fn alpn_mismatch_in_pcapng_from_dumpcap() {
         "dumpcap writes pcapng"
     );
 
-    let (code, report) = diagnose(&sb, &file, &[]);
-    assert_eq!(code, 1);
-    let c = only(&report);
-    assert_cause(c, "alpn-mismatch", &report);
+    let report = one_verdict(&sb, &file, &[], 1, "alpn-mismatch");
     assert_eq!(report["summary"]["read"]["format"], "pcapng");
 }
 
@@ -447,10 +448,8 @@ fn tls13_healthy_says_what_it_cannot_see() {
     assert!(out.status.success(), "{}", common::text(&out));
     let file = cap.stop();
 
-    let (code, report) = diagnose(&sb, &file, &[]);
-    assert_eq!(code, 0, "{report:#}");
+    let report = one_verdict(&sb, &file, &[], 0, "ok");
     let c = only(&report);
-    assert_cause(c, "ok", &report);
     assert_eq!(c["version"], "TLS 1.3");
     assert!(
         c["findings"]
@@ -514,10 +513,14 @@ fn tls13_untrusted_root_needs_the_keylog() {
     assert_eq!(code, 1);
     assert_cause(only(&report), "client-aborted-handshake", &report);
 
-    let (code, report) = diagnose(&sb, &file, &["--keylog", keys.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    let report = one_verdict(
+        &sb,
+        &file,
+        &["--keylog", keys.to_str().unwrap()],
+        1,
+        "untrusted-root",
+    );
     let c = only(&report);
-    assert_cause(c, "untrusted-root", &report);
     assert!(
         !c["findings"].to_string().contains("encrypted-handshake"),
         "the handshake was opened: {report:#}"
