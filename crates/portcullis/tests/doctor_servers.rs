@@ -22,23 +22,23 @@ struct Refusals<'a> {
     rejected: &'a [&'a str],
 }
 
-/// The three cases against `server` (set up by [`mtls_files`] with `server_name`),
-/// reached as `https://localhost:PORT/app` with the server's root pinned, offering the
-/// doctor's default versions or only `tls`.
-fn three_cases(
-    sb: &Sandbox,
+/// The name a server's cases are reported under, and the doctor against it as
+/// `https://localhost:PORT/app` with the server's root pinned, offering the doctor's default
+/// versions or only `tls`, with the client certificate `STEM.crt`/`STEM.key` or none. Every
+/// run's JSON is checked never to advise turning verification off.
+fn prober<'a>(
+    sb: &'a Sandbox,
     server_name: &str,
     server: &Daemon,
-    tls: Option<&str>,
-    says: Refusals<'_>,
-) {
+    tls: Option<&'a str>,
+) -> (String, impl Fn(Option<&str>) -> Run + 'a) {
     let target = format!("https://localhost:{}/app", server.port);
-    let clients_ca = format!("{server_name} Clients CA");
     let name = match tls {
         Some(v) => format!("{server_name} (TLS {v})"),
         None => server_name.to_owned(),
     };
-    let run_with = |stem: Option<&str>| {
+    let label = name.clone();
+    let run_with = move |stem: Option<&str>| {
         let files = stem.map(|s| (format!("{s}.crt"), format!("{s}.key")));
         let mut args = vec![target.as_str(), "--ca", "ca.pem"];
         if let Some(v) = tls {
@@ -49,9 +49,24 @@ fn three_cases(
         }
         let run = doctor(sb, &args);
         let case = stem.unwrap_or("no certificate");
-        assert_secure(&format!("{name}, {case}"), &run.json.to_string());
+        assert_secure(&format!("{label}, {case}"), &run.json.to_string());
         run
     };
+    (name, run_with)
+}
+
+/// The three cases against `server` (set up by [`mtls_files`] with `server_name`),
+/// reached as `https://localhost:PORT/app` with the server's root pinned, offering the
+/// doctor's default versions or only `tls`.
+fn three_cases(
+    sb: &Sandbox,
+    server_name: &str,
+    server: &Daemon,
+    tls: Option<&str>,
+    says: Refusals<'_>,
+) {
+    let clients_ca = format!("{server_name} Clients CA");
+    let (name, run_with) = prober(sb, server_name, server, tls);
 
     // No client certificate.
     let run = run_with(None);
@@ -331,25 +346,8 @@ fn optional_cases(
     answer: &str,
     foreign: Foreign<'_>,
 ) {
-    let target = format!("https://localhost:{}/app", server.port);
     let clients_ca = format!("CN={server_name} Clients CA");
-    let name = match tls {
-        Some(v) => format!("{server_name} (TLS {v})"),
-        None => server_name.to_owned(),
-    };
-    let run_with = |stem: Option<&str>| {
-        let files = stem.map(|s| (format!("{s}.crt"), format!("{s}.key")));
-        let mut args = vec![target.as_str(), "--ca", "ca.pem"];
-        if let Some(v) = tls {
-            args.extend(["--tls", v]);
-        }
-        if let Some((crt, key)) = &files {
-            args.extend(["--cert", crt, "--key", key]);
-        }
-        let run = doctor(sb, &args);
-        assert_secure(&name, &run.json.to_string());
-        run
-    };
+    let (name, run_with) = prober(sb, server_name, server, tls);
     let fail = |case: &str, run: &Run| -> String {
         format!(
             "{name}, {case}: exit {} and {}:\n{:#}\n--- {name}'s log\n{}",
