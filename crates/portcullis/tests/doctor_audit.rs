@@ -226,15 +226,7 @@ fn nginx_optional_no_ca_trusting_the_dn_accepts_forgeries() {
 fn nginx_ssl_verify_client_on_is_clean() {
     let sb = Sandbox::new();
     mtls_files(&sb, "Nginx");
-    let nginx = nginx_server(
-        sb.dir.path(),
-        "    server_name localhost;\n\
-         \x20   ssl_certificate server.crt;\n\
-         \x20   ssl_certificate_key server.key;\n\
-         \x20   ssl_client_certificate clients.pem;\n\
-         \x20   ssl_verify_client on;\n\
-         \x20   location / { return 200 \"hello $ssl_client_s_dn\\n\"; }",
-    );
+    let nginx = nginx_verifying_clients(sb.dir.path());
     let run = audit_alice(&sb, &nginx);
     assert_clean("nginx ssl_verify_client on", &run, &nginx);
     // The evidence is in the observations: nginx's own words for the forged ones.

@@ -128,16 +128,7 @@ fn three_cases(
 fn nginx_ssl_verify_client_on_refuses_in_http() {
     let sb = Sandbox::new();
     mtls_files(&sb, "Nginx");
-    // As nginx's documentation shows it (ngx_http_ssl_module, ssl_verify_client).
-    let nginx = nginx_server(
-        sb.dir.path(),
-        "    server_name localhost;\n\
-         \x20   ssl_certificate server.crt;\n\
-         \x20   ssl_certificate_key server.key;\n\
-         \x20   ssl_client_certificate clients.pem;\n\
-         \x20   ssl_verify_client on;\n\
-         \x20   location / { return 200 \"hello $ssl_client_s_dn\\n\"; }",
-    );
+    let nginx = nginx_verifying_clients(sb.dir.path());
     // Debian's nginx 1.22 speaks TLS 1.2 unless ssl_protocols says otherwise.
     three_cases(
         &sb,

@@ -475,6 +475,21 @@ fn program(name: &str) -> PathBuf {
         .unwrap_or_else(|| Path::new("/usr/sbin").join(name))
 }
 
+/// nginx requiring client certificates from `clients.pem` (with `server.crt`/`.key` from
+/// [`mtls_files`]), as its documentation shows it (ngx_http_ssl_module,
+/// `ssl_verify_client on`), answering with the client's DN.
+pub fn nginx_verifying_clients(dir: &Path) -> Daemon {
+    nginx_server(
+        dir,
+        "    server_name localhost;\n\
+         \x20   ssl_certificate server.crt;\n\
+         \x20   ssl_certificate_key server.key;\n\
+         \x20   ssl_client_certificate clients.pem;\n\
+         \x20   ssl_verify_client on;\n\
+         \x20   location / { return 200 \"hello $ssl_client_s_dn\\n\"; }",
+    )
+}
+
 /// A real nginx (one process: `master_process off`), its prefix, config, logs and temp
 /// paths in `dir`, with `server` (the directives of one `server {}` block, without
 /// `listen`, which this adds). Files the block names are relative to `dir`.
