@@ -13,18 +13,6 @@ use std::process::{Command, Output};
 
 use gate_support::*;
 
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new("timeout")
-        .arg("60")
-        .arg(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("PORTCULLIS_ENROLL_TOKEN")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
-}
-
 fn said(o: &Output) -> String {
     format!(
         "{}{}",
@@ -37,7 +25,7 @@ fn said(o: &Output) -> String {
 fn token(dir: &Path, name: &str, extra: &[&str]) -> String {
     let mut args = vec!["pki", "--dir", "pki", "--json", "enroll", "create", name];
     args.extend_from_slice(extra);
-    let o = run(dir, &args);
+    let o = portcullis_in(dir, &args);
     assert!(o.status.success(), "{}", said(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let file = format!("{name}-{}.token", v["id"].as_str().unwrap());
@@ -60,7 +48,7 @@ fn cn_of(pem_file: &Path) -> String {
 
 /// `portcullis enroll URL --token-file TOKEN` into `out`, trusting the test CA.
 fn enroll(dir: &Path, url: &str, token: &str, out: &str) -> Output {
-    run(
+    portcullis_in(
         dir,
         &[
             "enroll",
@@ -89,7 +77,7 @@ fn post_json(pki: &Pki, url: &str, body: &str) -> Curl {
 }
 
 fn listed(dir: &Path, serial: &str) -> serde_json::Value {
-    let o = run(dir, &["pki", "--dir", "pki", "--json", "list"]);
+    let o = portcullis_in(dir, &["pki", "--dir", "pki", "--json", "list"]);
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
     rows.into_iter()
         .find(|r| r["serial"] == serial)
@@ -141,7 +129,7 @@ fn a_machine_enrols_renews_and_cannot_renew_once_revoked() {
     assert!(!again.status.success());
     assert!(said(&again).contains("already used"), "{}", said(&again));
     assert!(!dir.join("again").exists(), "nothing written on a refusal");
-    let o = run(dir, &["pki", "--dir", "pki", "--json", "enroll", "list"]);
+    let o = portcullis_in(dir, &["pki", "--dir", "pki", "--json", "enroll", "list"]);
     let tokens: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(tokens[0]["state"], "used");
     assert_eq!(tokens[0]["used"]["by"], "127.0.0.1");
@@ -149,7 +137,7 @@ fn a_machine_enrols_renews_and_cannot_renew_once_revoked() {
 
     // Renew over mTLS: same subject, new key, new serial; the old one is recorded renewed.
     let old_key = std::fs::read(&key).unwrap();
-    let o = run(
+    let o = portcullis_in(
         dir,
         &[
             "renew",
@@ -180,7 +168,7 @@ fn a_machine_enrols_renews_and_cannot_renew_once_revoked() {
     assert_eq!(listed(dir, &second)["status"], "valid");
 
     // Revoked: the gate refuses the certificate, so renewing fails and changes nothing.
-    let o = run(dir, &["pki", "--dir", "pki", "revoke", &second]);
+    let o = portcullis_in(dir, &["pki", "--dir", "pki", "revoke", &second]);
     assert!(o.status.success(), "{}", said(&o));
     let seen = gate.lines_with(&["loaded, version"]);
     gate.hangup();
@@ -190,7 +178,7 @@ fn a_machine_enrols_renews_and_cannot_renew_once_revoked() {
         gate.output()
     );
     let before = std::fs::read(&key).unwrap();
-    let o = run(
+    let o = portcullis_in(
         dir,
         &[
             "renew",
@@ -231,7 +219,7 @@ fn expired_and_revoked_tokens_and_foreign_requests_are_refused() {
         .strip_prefix("gone-")
         .and_then(|s| s.strip_suffix(".token"))
         .unwrap();
-    let o = run(dir, &["pki", "--dir", "pki", "enroll", "revoke", id]);
+    let o = portcullis_in(dir, &["pki", "--dir", "pki", "enroll", "revoke", id]);
     assert!(o.status.success(), "{}", said(&o));
     let o = enroll(dir, &url, &revoked, "b");
     assert!(said(&o).contains("revoked"), "{}", said(&o));
@@ -253,7 +241,7 @@ fn expired_and_revoked_tokens_and_foreign_requests_are_refused() {
     assert_eq!(r.status, "405", "{r:?}");
 
     // `check` lists the endpoints.
-    let o = run(dir, &["check", "-c", config.to_str().unwrap()]);
+    let o = portcullis_in(dir, &["check", "-c", config.to_str().unwrap()]);
     assert!(
         said(&o).contains("GET /enroll (the browser page), POST /enroll/csr"),
         "{}",
@@ -336,7 +324,7 @@ fn the_renewal_daemon_renews_when_due_runs_the_hook_and_stops_once_revoked() {
     );
     // Each hook saw a new certificate; the CA's index has exactly one of them in force.
     assert_ne!(serials[0], serials[1]);
-    let o = run(dir, &["pki", "--dir", "pki", "--json", "list"]);
+    let o = portcullis_in(dir, &["pki", "--dir", "pki", "--json", "list"]);
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
     let in_force: Vec<String> = rows
         .iter()
@@ -350,7 +338,7 @@ fn the_renewal_daemon_renews_when_due_runs_the_hook_and_stops_once_revoked() {
 
     // Revoke the one in force: the gate reloads the CRL by itself, the next renewal is
     // refused in the handshake, and the daemon stops saying why.
-    let o = run(dir, &["pki", "--dir", "pki", "revoke", &current]);
+    let o = portcullis_in(dir, &["pki", "--dir", "pki", "revoke", &current]);
     assert!(o.status.success(), "{}", said(&o));
     let start = std::time::Instant::now();
     let status = loop {
@@ -380,7 +368,7 @@ fn web_pages_cannot_renew_spellings_reach_the_endpoint_they_mean_and_bodies_are_
     // A page the user visits sends a simple POST with their certificate attached.
     let (cert, key) = pki.client("alice");
     let csr = {
-        let o = run(dir, &["pki", "csr", "attacker", "--out", "."]);
+        let o = portcullis_in(dir, &["pki", "csr", "attacker", "--out", "."]);
         assert!(o.status.success(), "{}", said(&o));
         std::fs::read_to_string(dir.join("attacker.csr")).unwrap()
     };
@@ -407,7 +395,7 @@ fn web_pages_cannot_renew_spellings_reach_the_endpoint_they_mean_and_bodies_are_
         let r = curl(&pki, &args, &gate.url("/enroll/renew"));
         assert_eq!(r.status, "403", "{headers:?}: {r:?}");
     }
-    let o = run(dir, &["pki", "--dir", "pki", "--json", "list"]);
+    let o = portcullis_in(dir, &["pki", "--dir", "pki", "--json", "list"]);
     assert!(
         !String::from_utf8_lossy(&o.stdout).contains("renewed"),
         "nothing renewed"
@@ -567,7 +555,7 @@ fn an_admin_makes_links_on_the_gate_and_no_one_else_can() {
             .replace("admin_role = \"admin\"", "admin_role = \"root\""),
     )
     .unwrap();
-    let o = run(dir, &["check", "-c", config.to_str().unwrap()]);
+    let o = portcullis_in(dir, &["check", "-c", config.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(
         said(&o).contains("enroll.admin_role") && said(&o).contains("no role \"root\""),

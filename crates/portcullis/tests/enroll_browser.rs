@@ -14,7 +14,7 @@ mod common;
 mod gate_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use common::browser::Browser;
@@ -24,17 +24,6 @@ use serde_json::Value;
 /// The password the person types for the PKCS#12 file.
 const PASSWORD: &str = "correct horse battery";
 
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new("timeout")
-        .arg("60")
-        .arg(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
-}
-
 /// `pki enroll create NAME --url URL EXTRA…`, as an operator runs it: returns the
 /// browser link it prints, and the token (the line before the instructions).
 fn link(dir: &Path, name: &str, url: &str, extra: &[&str]) -> (String, String) {
@@ -42,7 +31,7 @@ fn link(dir: &Path, name: &str, url: &str, extra: &[&str]) -> (String, String) {
         "pki", "--dir", "pki", "enroll", "create", name, "--url", url,
     ];
     args.extend_from_slice(extra);
-    let o = run(dir, &args);
+    let o = portcullis_in(dir, &args);
     let said = common::text(&o);
     assert!(o.status.success(), "{said}");
     let link = said
@@ -230,7 +219,7 @@ fn a_browser_enrols_and_the_bundle_reaches_me_in_another_browser() {
     }
 
     // The CA recorded the use; the same link again is refused, in the page.
-    let o = run(dir, &["pki", "--dir", "pki", "--json", "enroll", "list"]);
+    let o = portcullis_in(dir, &["pki", "--dir", "pki", "--json", "enroll", "list"]);
     let tokens: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(tokens[0]["state"], "used", "{tokens:#}");
     let again = enrol(&node, &a, &link, &dir.join("again.p12"), "again");

@@ -528,6 +528,20 @@ pub struct Curl {
     pub stderr: String,
 }
 
+/// `portcullis ARGS` run in `dir` (at most 60 s, no stdin, no enrolment token from the
+/// environment), as an operator would type it.
+pub fn portcullis_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("timeout")
+        .arg("60")
+        .arg(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("PORTCULLIS_ENROLL_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
 /// curl with `--cacert root`, the given extra args and URL; never follows redirects.
 pub fn curl(pki: &Pki, args: &[&str], url: &str) -> Curl {
     let out = Command::new("curl")
