@@ -1462,6 +1462,24 @@ fn guess_protocol(preview: &str) -> Option<&'static str> {
 mod tests {
     use super::*;
 
+    /// A handshake as `label`, ending in `outcome` after `chain_len` certificates, with
+    /// nothing else seen.
+    fn handshake(label: &str, outcome: HandshakeOutcome, chain_len: usize) -> Handshake {
+        Handshake {
+            label: label.into(),
+            sent: HelloSent::default(),
+            outcome,
+            version: None,
+            cipher_suite: None,
+            alpn: None,
+            cert_request: None,
+            chain_len,
+            signature_error: None,
+            steps: vec![],
+            ms: 1,
+        }
+    }
+
     fn base() -> Observations {
         let mut o = Observations::default();
         o.target.host = "192.0.2.1".into();
@@ -1503,19 +1521,8 @@ mod tests {
     #[test]
     fn an_intercepting_proxy_is_named() {
         let mut o = base();
-        o.handshakes.push(Handshake {
-            label: "as requested".into(),
-            sent: HelloSent::default(),
-            outcome: HandshakeOutcome::Established,
-            version: None,
-            cipher_suite: None,
-            alpn: None,
-            cert_request: None,
-            chain_len: 2,
-            signature_error: None,
-            steps: vec![],
-            ms: 1,
-        });
+        o.handshakes
+            .push(handshake("as requested", HandshakeOutcome::Established, 2));
         let leaf = CertDetails {
             subject: "CN=example.com".into(),
             issuer: "CN=Zscaler Intermediate Root CA".into(),
@@ -1651,17 +1658,8 @@ mod tests {
         // From observations: a completed handshake with a CertificateRequest, then 400.
         let mut o = base();
         o.handshakes.push(Handshake {
-            label: "as requested".into(),
-            sent: HelloSent::default(),
-            outcome: HandshakeOutcome::Established,
-            version: None,
-            cipher_suite: None,
-            alpn: None,
             cert_request: Some(vec!["CN=Clients CA".into()]),
-            chain_len: 1,
-            signature_error: None,
-            steps: vec![],
-            ms: 1,
+            ..handshake("as requested", HandshakeOutcome::Established, 1)
         });
         o.http = Some(http(400, "400 No required SSL certificate was sent", false));
         let d = diagnose(&o);
@@ -1688,24 +1686,19 @@ mod tests {
     fn alert_70_is_a_version_mismatch() {
         let mut o = base();
         o.handshakes.push(Handshake {
-            label: "as captured".into(),
             sent: HelloSent {
                 versions: vec!["TLS 1.3".into(), "TLS 1.2".into()],
                 ..Default::default()
             },
-            outcome: HandshakeOutcome::Alert {
-                code: 70,
-                name: "protocol_version".into(),
-                stage: Stage::Hello,
-            },
-            version: None,
-            cipher_suite: None,
-            alpn: None,
-            cert_request: None,
-            chain_len: 0,
-            signature_error: None,
-            steps: vec![],
-            ms: 1,
+            ..handshake(
+                "as captured",
+                HandshakeOutcome::Alert {
+                    code: 70,
+                    name: "protocol_version".into(),
+                    stage: Stage::Hello,
+                },
+                0,
+            )
         });
         assert_eq!(diagnose(&o).cause, "protocol-version-mismatch");
         if let Some(h) = o.handshakes.first_mut() {
@@ -1724,19 +1717,8 @@ mod tests {
         let mut o = base();
         o.target.host = "localhost".into();
         o.target.as_client = Some("node".into());
-        o.handshakes.push(Handshake {
-            label: "as requested".into(),
-            sent: HelloSent::default(),
-            outcome: HandshakeOutcome::Established,
-            version: None,
-            cipher_suite: None,
-            alpn: None,
-            cert_request: None,
-            chain_len: 1,
-            signature_error: None,
-            steps: vec![],
-            ms: 1,
-        });
+        o.handshakes
+            .push(handshake("as requested", HandshakeOutcome::Established, 1));
         o.chain = vec![CertDetails {
             subject: "CN=localhost".into(),
             issuer: "CN=Private Root CA".into(),
