@@ -398,12 +398,8 @@ impl Enroller {
                     "token": secret,
                     "link": format!("https://{host}{}#{secret}", self.base),
                 });
-                let mut page = respond(StatusCode::OK, "application/json", body.to_string());
-                page.headers_mut().insert(
-                    http::header::CACHE_CONTROL,
-                    http::HeaderValue::from_static("no-store"),
-                );
-                page
+                // `respond` marks it no-store: it holds the token.
+                respond(StatusCode::OK, "application/json", body.to_string())
             }
             Ok(Err(e)) => pki_error(client, &e),
             Err(e) => task_failed(client, &e),
@@ -460,12 +456,8 @@ impl Enroller {
                     "common_name": enrolled.common_name,
                     "p12": data_encoding::BASE64.encode(&p12),
                 });
-                let mut page = respond(StatusCode::OK, "application/json", body.to_string());
-                page.headers_mut().insert(
-                    http::header::CACHE_CONTROL,
-                    http::HeaderValue::from_static("no-store"),
-                );
-                page
+                // `respond` marks it no-store: it holds the key, in a bundle.
+                respond(StatusCode::OK, "application/json", body.to_string())
             }
             Ok(Ok(Err(refusal))) => {
                 tracing::warn!(%client, reason = %refusal, "enroll: token refused");
