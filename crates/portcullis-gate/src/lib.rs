@@ -40,6 +40,7 @@ mod park;
 mod registry;
 pub mod reload;
 mod request;
+mod sidewake;
 mod site;
 mod tls;
 mod upstream;

@@ -32,6 +32,7 @@ use crate::outcome::{HandshakeOutcome, Rejection};
 use crate::pages;
 use crate::park::{self, Http1};
 use crate::request;
+use crate::sidewake;
 
 /// The gate in force. A reload stores a new one; the next request on every open
 /// connection is decided by it. Reading it takes no lock.
@@ -76,13 +77,11 @@ impl Gate {
 
     /// The HTTP/1.1 half of [`Gate::http_builder`], for connections that did not
     /// negotiate h2 (over TLS, h2 must be negotiated with ALPN: RFC 9113, section 3.3).
+    /// Without hyper's header timeout: the connection's watchdog enforces it (`watch`).
     fn http1_builder(&self) -> http1::Builder {
         let limits = self.listener().limits;
         let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(limits.header_timeout_secs))
-            .max_buf_size(limits.max_header_bytes.max(8192));
+        builder.max_buf_size(limits.max_header_bytes.max(8192));
         builder
     }
 
@@ -378,14 +377,7 @@ async fn connection(
             ))
         } else {
             let (activity, parked) = (conn.activity.clone(), shared.metrics.parked());
-            let http1 = Http1::new(
-                gate.http1_builder(),
-                header_timeout,
-                activity,
-                parked,
-                io,
-                service,
-            );
+            let http1 = Http1::new(gate.http1_builder(), activity, parked, io, service);
             Serving::Http1(Box::new(http1))
         };
         (conn, serving)
@@ -397,21 +389,22 @@ async fn connection(
     match &mut serving {
         Serving::H2(h2) => {
             let h2 = h2.as_mut();
-            watch(
-                &conn,
-                &shared,
-                limits,
-                stop,
-                h2,
-                |h2| h2.graceful_shutdown(),
-                |_| {},
-            )
-            .await;
+            let ask = |h2: Pin<&mut _>, ask| {
+                if let Ask::Shut = ask {
+                    auto::Connection::graceful_shutdown(h2);
+                }
+            };
+            watch(&conn, &shared, limits, stop, h2, ask, None).await;
         }
         Serving::Http1(h1) => {
             let h1 = Pin::new(&mut **h1);
-            let (shut, park) = (Http1::graceful_shutdown, Http1::park);
-            watch(&conn, &shared, limits, stop, h1, shut, park).await;
+            let ask = |h1: Pin<&mut _>, ask| match ask {
+                Ask::Shut => Http1::graceful_shutdown(h1),
+                Ask::Park => Http1::park(h1),
+                Ask::Cut => Http1::cut(h1),
+            };
+            let header_limit = Duration::from_secs(limits.header_timeout_secs);
+            watch(&conn, &shared, limits, stop, h1, ask, Some(header_limit)).await;
         }
     }
 }
@@ -453,17 +446,36 @@ enum Serving<H2, H1> {
 /// less in the gate.
 const PARK_AFTER: Duration = Duration::from_secs(1);
 
+/// What the watchdog asks of the HTTP side of a connection.
+#[derive(Debug, Clone, Copy)]
+enum Ask {
+    /// Finish what is in flight, then close (with TLS close_notify).
+    Shut,
+    /// Idle a while: give the HTTP buffers back (HTTP/1.1).
+    Park,
+    /// No request within the header timeout: close now (HTTP/1.1).
+    Cut,
+}
+
+/// What woke the watchdog.
+enum Event {
+    Stop,
+    Tick,
+}
+
 /// Serves a connection until it ends; closes it when it is idle too long, too old,
-/// stalled or revoked, or when the gate stops (`shut` closes it gracefully); parks it when
-/// idle a while.
+/// stalled or revoked, or when the gate stops; parks it when idle a while. `header_limit`
+/// (HTTP/1.1): the time from the end of one exchange (or the handshake) to the next
+/// request's head, which the watchdog enforces instead of hyper's `header_read_timeout`
+/// — hyper's arms a timer for every request, and this costs nothing per request.
 async fn watch<F: Future>(
     conn: &Connection,
     shared: &Shared,
     limits: Limits,
     mut stop: tokio::sync::watch::Receiver<bool>,
     mut serving: Pin<&mut F>,
-    mut shut: impl FnMut(Pin<&mut F>),
-    mut park: impl FnMut(Pin<&mut F>),
+    mut ask: impl FnMut(Pin<&mut F>, Ask),
+    header_limit: Option<Duration>,
 ) {
     let revoked = conn.registration.as_ref().map(|r| r.close.clone());
     let idle_limit = Duration::from_secs(limits.idle_timeout_secs);
@@ -472,66 +484,72 @@ async fn watch<F: Future>(
     let max_age = (limits.max_connection_age_secs > 0)
         .then(|| Duration::from_secs(limits.max_connection_age_secs));
     let activity = conn.activity.clone();
+    let shortest = header_limit.map_or(idle_limit, |h| h.min(idle_limit));
     let tick =
-        (idle_limit.min(write_limit) / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        (shortest.min(write_limit) / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let write_ticks =
         u64::try_from(write_limit.as_millis().div_ceil(tick.as_millis())).unwrap_or(u64::MAX);
     // When a graceful close began: a drain gets `shutdown_grace_secs`, then it is cut.
     let mut draining: Option<Instant> = None;
     // Since which tick the socket has waited on the client, and its write count then.
     let mut socket_wait: Option<(u64, u64)> = None;
+    let wake = Arc::new(sidewake::SideWake::default());
     loop {
-        tokio::select! {
-            _ = serving.as_mut() => return,
-            _ = stop.wait_for(|stop| *stop), if draining.is_none() => {
-                shut(serving.as_mut());
+        let events = async {
+            tokio::select! {
+                _ = stop.wait_for(|stop| *stop), if draining.is_none() => Event::Stop,
+                () = async {
+                    match &revoked {
+                        Some(n) => n.notified().await,
+                        None => std::future::pending().await,
+                    }
+                }, if draining.is_none() => Event::Stop,
+                () = tokio::time::sleep(tick) => Event::Tick,
+            }
+        };
+        let Some(event) = sidewake::race(&wake, serving.as_mut(), events).await else {
+            return;
+        };
+        if let Event::Stop = event {
+            ask(serving.as_mut(), Ask::Shut);
+            draining = Some(Instant::now());
+            continue;
+        }
+        let now = activity.tick();
+        // A client that stops taking what it asked for is cut, draining or not: a
+        // graceful close would wait for it forever.
+        let (blocked, writes) = activity.socket();
+        socket_wait = match socket_wait {
+            Some((since, seen)) if blocked && seen == writes => Some((since, seen)),
+            _ if blocked => Some((now, writes)),
+            _ => None,
+        };
+        let socket_stalled = socket_wait.is_some_and(|(since, _)| now - since >= write_ticks);
+        if socket_stalled || activity.body_stalled(now, write_ticks) {
+            shared.metrics.closed(Closed::Stalled);
+            return;
+        }
+        let idle = activity.idle();
+        match draining {
+            // Nothing in flight and still open (an h2 client that ignores GOAWAY), or
+            // still busy when the drain's time is up.
+            Some(began) if idle >= write_limit || began.elapsed() >= drain_limit => {
+                shared.metrics.closed(Closed::Drain);
+                return;
+            }
+            Some(_) => {}
+            // A head begun and not finished, or none begun: as hyper's own header timeout
+            // would, without an answer.
+            None if header_limit.is_some_and(|h| idle >= h) => {
+                ask(serving.as_mut(), Ask::Cut);
                 draining = Some(Instant::now());
             }
-            () = async {
-                match &revoked {
-                    Some(n) => n.notified().await,
-                    None => std::future::pending().await,
-                }
-            }, if draining.is_none() => {
-                shut(serving.as_mut());
+            None if idle >= idle_limit || max_age.is_some_and(|m| activity.age() >= m) => {
+                ask(serving.as_mut(), Ask::Shut);
                 draining = Some(Instant::now());
             }
-            () = tokio::time::sleep(tick) => {
-                let now = activity.tick();
-                // A client that stops taking what it asked for is cut, draining or not: a
-                // graceful close would wait for it forever.
-                let (blocked, writes) = activity.socket();
-                socket_wait = match socket_wait {
-                    Some((since, seen)) if blocked && seen == writes => Some((since, seen)),
-                    _ if blocked => Some((now, writes)),
-                    _ => None,
-                };
-                let socket_stalled =
-                    socket_wait.is_some_and(|(since, _)| now - since >= write_ticks);
-                if socket_stalled || activity.body_stalled(now, write_ticks) {
-                    shared.metrics.closed(Closed::Stalled);
-                    return;
-                }
-                match draining {
-                    // Nothing in flight and still open (an h2 client that ignores GOAWAY),
-                    // or still busy when the drain's time is up.
-                    Some(began)
-                        if activity.idle() >= write_limit || began.elapsed() >= drain_limit =>
-                    {
-                        shared.metrics.closed(Closed::Drain);
-                        return;
-                    }
-                    Some(_) => {}
-                    None if activity.idle() >= idle_limit
-                        || max_age.is_some_and(|m| activity.age() >= m) =>
-                    {
-                        shut(serving.as_mut());
-                        draining = Some(Instant::now());
-                    }
-                    None if activity.idle() >= PARK_AFTER => park(serving.as_mut()),
-                    None => {}
-                }
-            }
+            None if idle >= PARK_AFTER => ask(serving.as_mut(), Ask::Park),
+            None => {}
         }
     }
 }

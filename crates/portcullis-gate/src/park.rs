@@ -17,18 +17,17 @@
 //! never read, a response the client has not taken) is closed after that exchange
 //! instead: what is left of a request must never be read as a new one. A connection whose
 //! new hyper connection starts with part of a head is not parked again until a request
-//! begins, so a client dribbling a head cannot restart hyper's `header_read_timeout` over
-//! and over.
+//! begins.
 //!
 //! A connection whose client asked to close it after a request (`Connection: close`,
-//! HTTP/1.0) is never parked; see [`ends_keep_alive`]. A parked connection still ends at
-//! the header timeout after its last response, as hyper would have ended it.
+//! HTTP/1.0) is never parked; see [`ends_keep_alive`]. The header timeout is the
+//! watchdog's, parked or not: it ends a connection with no request head for
+//! `header_timeout_secs` after its last exchange ([`Http1::cut`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -37,7 +36,6 @@ use hyper::service::HttpService;
 use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Sleep;
 
 use crate::conn::Activity;
 
@@ -79,10 +77,6 @@ where
     S: HttpService<Incoming>,
 {
     builder: http1::Builder,
-    /// hyper's header timeout, which also ends an idle connection (its timer runs from
-    /// the end of the last response); a parked connection has no hyper connection to do
-    /// it, so it keeps its own deadline.
-    header_timeout: Duration,
     activity: Arc<Activity>,
     parked: Gauge,
     state: State<I, S>,
@@ -103,7 +97,6 @@ where
     Parked {
         io: Box<I>,
         service: S,
-        until: Pin<Box<Sleep>>,
         _counted: Counted,
     },
     Closing(Box<I>),
@@ -120,7 +113,6 @@ where
     /// `parked` counts the connections parked now.
     pub(crate) fn new(
         builder: http1::Builder,
-        header_timeout: Duration,
         activity: Arc<Activity>,
         parked: Gauge,
         io: I,
@@ -129,7 +121,6 @@ where
         let mut http = Http1 {
             begun_at: 0,
             builder,
-            header_timeout,
             activity,
             parked,
             state: State::Done,
@@ -170,6 +161,18 @@ where
         }
     }
 
+    /// No request head within the header timeout: a parked connection closes cleanly; a
+    /// hyper connection, which may hold part of a head or of a response the client stopped
+    /// taking, is dropped without a TLS close_notify — as hyper's own header timeout
+    /// drops it — so that a truncated response cannot pass for a whole one.
+    pub(crate) fn cut(self: Pin<&mut Self>) {
+        let this = self.get_mut();
+        this.state = match std::mem::replace(&mut this.state, State::Done) {
+            State::Parked { io, .. } | State::Closing(io) => State::Closing(io),
+            State::Serving { .. } | State::Done => State::Done,
+        };
+    }
+
     /// hyper's connection closed: if it was idle, keep its socket and service, and hand
     /// what it had read of the next request back to the socket.
     fn take_apart(&mut self, conn: http1::Connection<TokioIo<I>, S>) {
@@ -181,17 +184,14 @@ where
             // messages. What follows on the socket may be the rest of a request.
             self.state = State::Closing(Box::new(io));
         } else if parts.read_buf.is_empty() {
-            let left = self.header_timeout.saturating_sub(self.activity.idle());
             self.state = State::Parked {
                 io: Box::new(io),
                 service: parts.service,
-                until: Box::pin(tokio::time::sleep(left)),
                 _counted: Counted::new(&self.parked),
             };
         } else {
             // The start of a request head: hyper reads it again at once, and the connection
-            // is not parked before that request begins (so a client dribbling a head cannot
-            // restart hyper's header timeout).
+            // is not parked before that request begins.
             io.unread(parts.read_buf);
             self.serve(io, parts.service);
         }
@@ -248,27 +248,19 @@ where
                 State::Parked {
                     io,
                     service,
-                    mut until,
                     _counted,
-                } => {
-                    if until.as_mut().poll(cx).is_ready() {
-                        this.state = State::Closing(io);
-                        continue;
+                } => match io.poll_readable(cx) {
+                    Poll::Pending => {
+                        this.state = State::Parked {
+                            io,
+                            service,
+                            _counted,
+                        };
+                        return Poll::Pending;
                     }
-                    match io.poll_readable(cx) {
-                        Poll::Pending => {
-                            this.state = State::Parked {
-                                io,
-                                service,
-                                until,
-                                _counted,
-                            };
-                            return Poll::Pending;
-                        }
-                        Poll::Ready(Ok(())) => this.serve(*io, service),
-                        Poll::Ready(Err(_)) => return Poll::Ready(()),
-                    }
-                }
+                    Poll::Ready(Ok(())) => this.serve(*io, service),
+                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                },
                 State::Closing(mut io) => {
                     if Pin::new(&mut *io).poll_shutdown(cx).is_pending() {
                         this.state = State::Closing(io);

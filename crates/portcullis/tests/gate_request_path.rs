@@ -815,6 +815,20 @@ fn slow_headers_and_oversized_headers_are_cut_off() {
         start.elapsed()
     );
 
+    // A head dribbled a byte at a time: the bytes do not restart the header timeout.
+    let mut drip = H1::connect(&pki, gate.port, Sni::Name("localhost"), As::Anonymous);
+    let head = "GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
+    let start = Instant::now();
+    let mut bytes = head.bytes().chain(std::iter::repeat(b'a')).take(50);
+    let outlived =
+        bytes.all(|b| drip.try_send(&[b]) && !drip.closed_within(Duration::from_millis(200)));
+    assert!(!outlived, "a head dribbled over 10 s was not cut off");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+
     let big = format!("X-Big: {}\r\n", "a".repeat(20_000));
     let r = H1::connect(&pki, gate.port, Sni::Name("localhost"), As::Anonymous)
         .request(&get("/", &big));

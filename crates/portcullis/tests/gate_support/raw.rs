@@ -248,9 +248,13 @@ impl H1 {
 
     /// Writes `bytes` as they are.
     pub fn send(&mut self, bytes: &[u8]) {
+        assert!(self.try_send(bytes), "the gate closed the connection");
+    }
+
+    /// Sends `bytes`; false when the connection is closed.
+    pub fn try_send(&mut self, bytes: &[u8]) -> bool {
         let s = self.stream.get_mut();
-        s.write_all(bytes).unwrap();
-        s.flush().unwrap();
+        s.write_all(bytes).and_then(|()| s.flush()).is_ok()
     }
 
     /// Reads one response (Content-Length or chunked body); `None` when the connection
