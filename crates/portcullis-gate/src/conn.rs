@@ -6,8 +6,8 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -117,6 +117,8 @@ pub struct Connection {
     /// For verified clients: lets a reload close this connection when the certificate is
     /// revoked. Removed from the registry when the connection is dropped.
     pub registration: Option<Registration>,
+    /// `peer_addr` as the access log writes it, made at its first line.
+    log_client: OnceLock<Box<str>>,
 }
 
 impl Connection {
@@ -149,7 +151,14 @@ impl Connection {
             forwarded_for: names::text(&ip.to_string()),
             forwarded_prefix: forwarded_prefix.into_boxed_str(),
             registration,
+            log_client: OnceLock::new(),
         }
+    }
+
+    /// The client's address and port, for the access log.
+    pub(crate) fn log_client(&self) -> &str {
+        self.log_client
+            .get_or_init(|| self.peer_addr.to_string().into_boxed_str())
     }
 
     /// The key of the site the handshake was made for.

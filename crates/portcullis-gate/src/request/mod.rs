@@ -292,7 +292,7 @@ pub async fn handle(
             Peer::Failed(why) => (format!("anonymous(FAILED:{})", why.as_str()).into(), None),
         };
         log::request(&log::RequestLine {
-            client: conn.peer_addr,
+            client: conn.log_client(),
             sni: conn.sni.as_deref(),
             identity: &identity,
             fingerprint,
