@@ -372,6 +372,11 @@ fn client_refusal(c: &TlsConn) -> Option<String> {
     let server_closed = c.tcp.down.fin.is_some() || c.tcp.down.rst_us.is_some();
     let client_closed_at = c.tcp.up.fin.map(|f| f.0).or(c.tcp.up.rst_us);
     let server_closed_at = c.tcp.down.fin.map(|f| f.0).or(c.tcp.down.rst_us);
+    // A server alert before the client closed ended the handshake: a client that closes
+    // on reading it, before the server's FIN reaches the capture, refused nothing.
+    if alert(&c.server).is_some_and(|(at, _)| client_closed_at.is_none_or(|cl| at <= cl)) {
+        return None;
+    }
     match (client_closed_at, server_closed_at) {
         (Some(a), Some(b)) if a <= b => {
             Some("the client closed the connection without an alert".into())
