@@ -1,10 +1,11 @@
 //! The gate's log: lifecycle events, failed handshakes and one line per request, in one
 //! format — compact text or JSON lines — on standard output.
 //!
-//! Events are `tracing` events. Lines are formatted on the task that logs them and handed
-//! to one writer thread through a bounded queue (`tracing-appender`): a slow terminal or
-//! pipe never holds up a request, and when the writer falls behind, lines are dropped and
-//! counted (`portcullis_log_dropped_lines_total`) instead of queueing without limit.
+//! Events are `tracing` events; request lines are written here directly (see [`request`]).
+//! Lines are formatted on the task that logs them and handed to one writer thread through
+//! a bounded queue: a slow terminal or pipe never holds up a request, and when the writer
+//! falls behind, lines are dropped and counted (`portcullis_log_dropped_lines_total`)
+//! instead of queueing without limit.
 //!
 //! Every value is escaped: control characters and Unicode bidirectional controls (U+202E…)
 //! from certificates, paths or SNI names are written as `\u{202e}`, so a certificate cannot
@@ -14,9 +15,9 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -24,8 +25,6 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -49,49 +48,132 @@ pub enum Format {
 /// Lines the writer may hold before it drops new ones.
 const QUEUE_LINES: usize = 16_384;
 
-static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+/// How long the writer thread rests after writing what it found queued. Lines queued
+/// meanwhile wake nobody: under load the thread wakes about every 5 ms for a batch, not
+/// for every line (with a thread that waits on the queue, each request cost two
+/// `sched_yield` and its own `write`). A line reaches the file within 5 ms.
+const REST: Duration = Duration::from_millis(5);
 
-/// The writer of the installed log, and whether it writes JSON: request lines go to it
-/// straight (see [`request`]).
-static ACCESS: OnceLock<(NonBlocking, bool)> = OnceLock::new();
+enum Msg {
+    Line(Vec<u8>),
+    /// Write what is queued, then answer and end.
+    Stop(crossbeam_channel::Sender<()>),
+}
 
-/// Keeps the log writer running; dropping it flushes what is queued.
+/// The queue to the writer thread, lossy: a line that finds it full is dropped and
+/// counted, so a slow terminal or pipe never holds up a request.
+struct Queue {
+    tx: crossbeam_channel::Sender<Msg>,
+    dropped: AtomicU64,
+    json: bool,
+}
+
+static QUEUE: OnceLock<Queue> = OnceLock::new();
+
+impl Queue {
+    fn push(&self, line: &[u8]) {
+        if self.tx.try_send(Msg::Line(line.to_vec())).is_err() {
+            self.dropped.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// The writer thread: what is queued, in one `write(2)`, then a rest.
+fn write_lines(rx: &crossbeam_channel::Receiver<Msg>, out: &mut impl std::io::Write) {
+    while let Ok(mut msg) = rx.recv() {
+        loop {
+            match msg {
+                Msg::Line(line) => {
+                    let _ = out.write_all(&line);
+                }
+                Msg::Stop(done) => {
+                    let _ = out.flush();
+                    let _ = done.send(());
+                    return;
+                }
+            }
+            match rx.try_recv() {
+                Ok(next) => msg = next,
+                Err(_) => break,
+            }
+        }
+        let _ = out.flush();
+        std::thread::sleep(REST);
+    }
+}
+
+/// The subscriber's writer: each event arrives as one whole line.
+struct QueueWriter(&'static Queue);
+
+impl std::io::Write for QueueWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.push(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Keeps the log writer running; dropping it writes what is queued (waiting a second at
+/// most) and stops it.
 #[must_use = "the log stops when the guard is dropped"]
 #[derive(Debug)]
-pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
+pub struct LogGuard {
+    /// Whether this call installed the log (a second call changes nothing).
+    installed: bool,
+}
 
-/// Installs the gate's log as the process's `tracing` subscriber. Call once, first thing;
-/// keep the guard for the life of the process.
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        let Some(queue) = QUEUE.get().filter(|_| self.installed) else {
+            return;
+        };
+        let (done, wait) = crossbeam_channel::bounded(1);
+        let second = Duration::from_secs(1);
+        if queue.tx.send_timeout(Msg::Stop(done), second).is_ok() {
+            let _ = wait.recv_timeout(second);
+        }
+    }
+}
+
+/// Installs the gate's log as the process's `tracing` subscriber, on standard output. Call
+/// once, first thing; keep the guard for the life of the process.
 pub fn init(format: Format) -> LogGuard {
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(QUEUE_LINES)
-        .thread_name("portcullis-log")
-        // The writer thread takes every line waiting, then flushes: under load, many
-        // lines per write(2) instead of one each (stdout alone flushes at every newline).
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ));
     let json = format == Format::Json;
-    let access = writer.clone();
-    let counter = writer.error_counter();
+    let (tx, rx) = crossbeam_channel::bounded(QUEUE_LINES);
+    let queue = Queue {
+        tx,
+        dropped: AtomicU64::new(0),
+        json,
+    };
+    // A second call (tests that load several gates) keeps the first log.
+    if QUEUE.set(queue).is_err() {
+        return LogGuard { installed: false };
+    }
+    let Some(queue) = QUEUE.get() else {
+        return LogGuard { installed: false };
+    };
     let subscriber = tracing_subscriber::fmt()
-        .with_writer(writer)
+        .with_writer(|| QueueWriter(queue))
         .with_ansi(false)
         .event_format(Line { json })
         .finish();
-    // A second call (tests that load several gates) keeps the first subscriber.
-    if tracing::subscriber::set_global_default(subscriber).is_ok() {
-        let _ = DROPPED.set(counter);
-        let _ = ACCESS.set((access, json));
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    let started = std::thread::Builder::new()
+        .name("portcullis-log".into())
+        .spawn(move || {
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+            write_lines(&rx, &mut out);
+        });
+    LogGuard {
+        installed: started.is_ok(),
     }
-    LogGuard(guard)
 }
 
 /// Lines dropped so far because the writer fell behind.
 pub fn dropped() -> u64 {
-    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+    QUEUE.get().map_or(0, |q| q.dropped.load(Relaxed))
 }
 
 /// A lifecycle event ("listening on …", "reload: …").
@@ -140,14 +222,14 @@ thread_local! {
 /// instructions a line, more than the rest of a request. The line is the one [`Line`]
 /// would write for the same event (a test holds them equal).
 pub fn request(r: &RequestLine<'_>) {
-    let Some((writer, json)) = ACCESS.get() else {
+    let Some(queue) = QUEUE.get() else {
         request_event(r);
         return;
     };
     LINE.with_borrow_mut(|line| {
         line.clear();
-        r.write(line, now(), *json);
-        let _ = writer.make_writer().write_all(line);
+        r.write(line, now(), queue.json);
+        queue.push(line);
     });
 }
 

@@ -1039,3 +1039,59 @@ fn only_idempotent_bodiless_requests_are_replayed_after_a_reset() {
         (200, "3 GET,GET,GET,POST,GET".into())
     );
 }
+
+/// A log nobody reads (standard output a pipe left full) never holds up a request: lines
+/// that find the writer's queue full are dropped and counted.
+#[test]
+fn a_stalled_log_drops_lines_and_never_holds_up_requests() {
+    let pki = Pki::new();
+    let config = pki.config("optional", "builtin:whoami", "admin = \"127.0.0.1:0\"");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "-c", config.to_str().unwrap()])
+        .current_dir(config.parent().unwrap())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Read until both addresses are printed, then never again (the pipe stays open).
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut port, mut admin) = (None, None);
+    let mut line = String::new();
+    while port.is_none() || admin.is_none() {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "the gate ended"
+        );
+        let after = |marker: &str| {
+            let rest = line.split(marker).nth(1)?;
+            Some(rest.split([' ', '"', '\n']).next()?.to_owned())
+        };
+        port = port.or_else(|| after("listening on https://127.0.0.1:"));
+        admin = admin.or_else(|| after("admin on http://"));
+    }
+    let port: u16 = port.unwrap().parse().unwrap();
+    let mut c = H1::connect(&pki, port, Sni::Name("localhost"), As::Client("bob"));
+    // More lines than the queue (16,384), the writer's buffer and the pipe hold.
+    for i in 0..20_000 {
+        let r = c.request(&get("/public", "")).unwrap();
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    let metrics = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "5"])
+        .arg(format!("http://{}/metrics", admin.unwrap()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    let dropped: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_log_dropped_lines_total "))
+        .unwrap_or_else(|| panic!("no dropped-lines counter in {text}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(dropped > 0, "no line was dropped: {text}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
