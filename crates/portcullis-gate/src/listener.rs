@@ -167,7 +167,8 @@ impl Gate {
                             .and_then(|()| Verified::from_chain(chain).map(Arc::new))
                     }
                     // Verified in this handshake by the site's verifier.
-                    (false, _, None) => Verified::from_chain(chain).map(Arc::new),
+                    (false, Some(recheck), None) => recheck.accepted(chain),
+                    (false, None, None) => Verified::from_chain(chain).map(Arc::new),
                 };
                 match verified {
                     Ok(verified) => Peer::Verified(verified),

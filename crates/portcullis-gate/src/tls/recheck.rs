@@ -156,6 +156,28 @@ impl Recheck {
         Ok(verified)
     }
 
+    /// The client of a chain that this site's verifier accepted in the handshake just
+    /// made: the one remembered for the same chain, else a new one, remembered from now
+    /// on. Nothing here decides: the handshake verified the chain; what is shared is the
+    /// client parsed from it (identity, fingerprint, names), which depends on the chain's
+    /// bytes alone. A client reconnecting gets the same `Verified`, and its connections
+    /// hold one copy.
+    pub fn accepted(&self, chain: &[CertificateDer<'_>]) -> Result<Arc<Verified>, Rejection> {
+        let key = key(chain);
+        if let Some(a) = self.generations().get(&key) {
+            return Ok(a.verified);
+        }
+        let verified = Arc::new(Verified::from_chain(chain)?);
+        if let Some(window) = Window::of(chain) {
+            let accepted = Accepted {
+                window,
+                verified: verified.clone(),
+            };
+            self.generations().insert(key, accepted);
+        }
+        Ok(verified)
+    }
+
     fn generations(&self) -> std::sync::MutexGuard<'_, Generations> {
         // Nothing panics while holding the lock; if something did, the maps are still
         // consistent (each operation is one insert or lookup).
@@ -377,6 +399,28 @@ mod tests {
     /// The verdict alone.
     fn check(r: &Recheck, chain: &[CertificateDer<'_>], at: UnixTime) -> Result<(), Rejection> {
         r.check(chain, at).map(drop)
+    }
+
+    /// Full handshakes verify in the handshake: `accepted` never runs the verifier, and
+    /// shares one parsed client per chain, with later full handshakes and resumptions.
+    #[test]
+    fn full_handshakes_share_the_client_of_a_chain_without_deciding_anything() {
+        let pki = Pki::new();
+        let (recheck, verifier) = pki.recheck(&[], false, &[], CAPACITY);
+        let alice = pki.chain("alice", -1, 24);
+        let first = recheck.accepted(&alice).unwrap();
+        let second = recheck.accepted(&alice).unwrap();
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(first.identity.common_name.as_deref(), Some("alice"));
+        assert_eq!(verifier.runs.load(Ordering::Relaxed), 0);
+        // A resumption inside the window finds it too.
+        let resumed = recheck.check(&alice, pki.at(1)).unwrap();
+        assert!(Arc::ptr_eq(&first, &resumed));
+        assert_eq!(verifier.runs.load(Ordering::Relaxed), 0);
+        // Another chain is another client.
+        let bob = recheck.accepted(&pki.chain("bob", -1, 24)).unwrap();
+        assert_eq!(bob.identity.common_name.as_deref(), Some("bob"));
+        assert_eq!(recheck.remembered(), 2);
     }
 
     #[test]
