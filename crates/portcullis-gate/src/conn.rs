@@ -258,14 +258,18 @@ impl Activity {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.ms_at(Instant::now())
+    }
+
+    fn ms_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.opened).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Marks work as started; the guard marks it ended, however it ends.
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);
         self.begun.fetch_add(1, Relaxed);
-        InFlight(self.clone())
+        InFlight(Some(self.clone()))
     }
 
     /// Requests and response bodies begun so far.
@@ -341,13 +345,28 @@ impl Activity {
 
 /// Something in flight on a connection; ends when dropped.
 #[derive(Debug)]
-pub struct InFlight(Arc<Activity>);
+pub struct InFlight(Option<Arc<Activity>>);
+
+impl InFlight {
+    /// Ends it as of `at`, a moment the caller has just read from the clock (so that
+    /// ending it reads no clock again).
+    pub fn end_at(mut self, at: Instant) {
+        self.end(at);
+    }
+
+    fn end(&mut self, at: Instant) {
+        if let Some(a) = self.0.take() {
+            a.idle_since_ms.store(a.ms_at(at), Relaxed);
+            a.in_flight.fetch_sub(1, Relaxed);
+        }
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let a = &self.0;
-        a.idle_since_ms.store(a.now_ms(), Relaxed);
-        a.in_flight.fetch_sub(1, Relaxed);
+        if self.0.is_some() {
+            self.end(Instant::now());
+        }
     }
 }
 
@@ -386,7 +405,8 @@ impl<B> Tracked<B> {
 
     /// Records progress, and whether the next frame is owed by the client's side.
     fn progress(&mut self, owed: bool) {
-        let a = &self.busy.0;
+        // A body's InFlight ends only when the body is dropped.
+        let Some(a) = &self.busy.0 else { return };
         let tick = a.ticks.load(Relaxed);
         match self.slot {
             Some(i) => a.bodies[i].store(slot_value(tick, owed), Relaxed),
@@ -407,7 +427,7 @@ impl<B> Tracked<B> {
 
 impl<B> Drop for Tracked<B> {
     fn drop(&mut self) {
-        let a = &self.busy.0;
+        let Some(a) = &self.busy.0 else { return };
         match self.slot {
             Some(i) => a.bodies[i].store(0, Relaxed),
             None if self.owed => {

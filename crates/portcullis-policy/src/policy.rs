@@ -358,6 +358,8 @@ pub struct Policy {
     rules: Vec<Rule>,
     /// `rules`, indexed for `decide`; updated by every `add_rule`.
     index: RuleIndex,
+    /// Whether a rule's condition reads `now`.
+    reads_clock: bool,
 }
 
 impl Policy {
@@ -465,6 +467,7 @@ impl Policy {
             require,
             when,
         };
+        self.reads_clock |= rule.when.as_ref().is_some_and(When::reads_now);
         self.index.push(self.rules.len(), &rule);
         self.rules.push(rule);
         Ok(())
@@ -541,6 +544,12 @@ impl Policy {
     ///
     /// Looks only at the rules the index files along the request's path; allocates
     /// nothing. Decides exactly as [`Policy::explain`], which tries every rule in order.
+    /// Whether some rule's condition reads `now`: if none does, [`Request::now`] decides
+    /// nothing, and a caller may spare itself reading the clock.
+    pub fn reads_clock(&self) -> bool {
+        self.reads_clock
+    }
+
     pub fn decide(&self, req: &Request<'_>, who: Option<RoleSet>) -> Decision<'_> {
         match self.index.first_match(&self.rules, req) {
             Some(i) => self.judge(i, req, who),

@@ -146,7 +146,11 @@ pub fn admit(gate: &Gate, conn: &Connection, parts: &mut Parts) -> Result<Admitt
         query: parts.uri.query().unwrap_or(""),
         headers: &authorize::HeaderView(&parts.headers),
         identity: conn.verified().map(|v| &v.identity),
-        now: portcullis_policy::Timestamp::now(),
+        // Read only when a condition reads it: otherwise it decides nothing.
+        now: match policy.reads_clock() {
+            true => portcullis_policy::Timestamp::now(),
+            false => portcullis_policy::Timestamp::UNIX_EPOCH,
+        },
     };
     let decided = match enroll {
         true => Ok(0),
@@ -279,7 +283,8 @@ pub async fn handle(
         }
         Err(r) => (r.page.map(Either::Right), r.decision, r.rule, None),
     };
-    let elapsed = start.elapsed();
+    let end = Instant::now();
+    let elapsed = end.saturating_duration_since(start);
     let status = resp.status().as_u16();
     shared.metrics.response(status, elapsed.as_secs_f64());
     if let Some(path) = &path {
@@ -307,6 +312,6 @@ pub async fn handle(
         });
     }
     // The body stays in flight until it is delivered; the handler itself is done.
-    drop(busy);
+    busy.end_at(end);
     resp.map(|b| Tracked::new(b, &conn.activity))
 }

@@ -31,6 +31,8 @@ pub(crate) struct Program {
     pub source: String,
     pub root: Node,
     pub reads_cert: bool,
+    /// Whether `now` is read.
+    pub reads_now: bool,
     /// Whether `request.path` is read (decoded once per evaluation).
     pub reads_path: bool,
     /// Whether `request.segments` is read (split and decoded once per evaluation).
@@ -259,6 +261,7 @@ struct Checker<'a> {
     nested: usize,
     depth: usize,
     reads_cert: bool,
+    reads_now: bool,
     reads_path: bool,
     reads_segments: bool,
     reads_query: bool,
@@ -316,6 +319,7 @@ fn compile_here(source: &str, scope: Scope, roles: &[String]) -> Result<Program,
         nested: 0,
         depth: 0,
         reads_cert: false,
+        reads_now: false,
         reads_path: false,
         reads_segments: false,
         reads_query: false,
@@ -328,6 +332,7 @@ fn compile_here(source: &str, scope: Scope, roles: &[String]) -> Result<Program,
         source: source.to_owned(),
         root,
         reads_cert: c.reads_cert,
+        reads_now: c.reads_now,
         reads_path: c.reads_path,
         reads_segments: c.reads_segments,
         reads_query: c.reads_query,
@@ -468,7 +473,10 @@ impl Checker<'_> {
             return Ok((Node::Local(*slot), ty.clone()));
         }
         match name {
-            "now" => Ok((Node::Var(Var::Now), Ty::Time)),
+            "now" => {
+                self.reads_now = true;
+                Ok((Node::Var(Var::Now), Ty::Time))
+            }
             "roles" if self.scope == Scope::Rule => Ok((Node::Var(Var::Roles), Ty::List(Box::new(Ty::Str)))),
             "roles" | "request" if self.scope == Scope::Role => Err(self.err(
                 e,

@@ -112,6 +112,11 @@ impl When {
         self.0.reads_cert
     }
 
+    /// Whether the expression reads `now`.
+    pub fn reads_now(&self) -> bool {
+        self.0.reads_now
+    }
+
     pub(crate) fn eval(&self, facts: &Facts<'_>) -> Result<bool, EvalError> {
         eval::run(&self.0, facts)
     }

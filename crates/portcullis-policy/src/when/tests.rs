@@ -329,6 +329,35 @@ fn reading_cert_is_known_at_load() {
     assert!(!reads("request.method == 'GET' && now.getHours() > 8"));
 }
 
+/// The gate reads the clock for a request only when a rule's condition reads `now`, so
+/// every way to read it must be known at load.
+#[test]
+fn reading_the_clock_is_known_at_load() {
+    let names = role_names();
+    let reads = |s: &str| When::compile(s, Scope::Rule, &names).unwrap().reads_now();
+    assert!(reads("now.getHours() > 8"));
+    assert!(reads(
+        "request.method == 'GET' || now < timestamp('2030-01-01T00:00:00Z')"
+    ));
+    assert!(reads(
+        "['a', 'b'].exists(r, r in roles && now.getDayOfWeek() == 1)"
+    ));
+    assert!(reads("cert.not_after - now > duration('24h')"));
+    assert!(!reads("request.path.startsWith('/users/' + cert.cn)"));
+    assert!(!reads("cert.not_after > timestamp('2030-01-01T00:00:00Z')"));
+
+    let mut policy = crate::Policy::new();
+    let rule = |p: &mut crate::Policy, src: &str| {
+        let when = When::compile(src, Scope::Rule, &[]).unwrap();
+        p.add_rule_when("/**", &[], None, crate::Requirement::Anyone, Some(when))
+            .unwrap();
+    };
+    rule(&mut policy, "request.method == 'GET'");
+    assert!(!policy.reads_clock());
+    rule(&mut policy, "now.getHours() < 18");
+    assert!(policy.reads_clock());
+}
+
 /// Findings of the attacker review of the first version, each a bypass or a crash there.
 mod review {
     use super::*;
