@@ -133,7 +133,7 @@ pub fn run(dir: &Path, programs: &Programs, backend: Backend) -> Result<()> {
         );
         per.push((per_hs, per_rs, per_rq));
     }
-    if let [bare, gate, ..] = per[..] {
+    if let (Backend::Builtin, [bare, gate, ..]) = (backend, &per[..]) {
         println!(
             "gate vs bare: {:+.1}% per full handshake, {:+.1}% per resumed one, {:+.1}% per keep-alive request",
             (gate.0 / bare.0 - 1.0) * 100.0,
