@@ -494,6 +494,8 @@ async fn watch<F: Future>(
     let mut draining: Option<Instant> = None;
     // Since which tick the socket has waited on the client, and its write count then.
     let mut socket_wait: Option<(u64, u64)> = None;
+    // The socket's write count at the previous tick.
+    let mut written = 0;
     let wake = Arc::new(sidewake::SideWake::default());
     loop {
         let events = async {
@@ -526,6 +528,8 @@ async fn watch<F: Future>(
             _ => None,
         };
         let socket_stalled = socket_wait.is_some_and(|(since, _)| now - since >= write_ticks);
+        // Still delivering a response whose body has ended (hyper holds its last bytes).
+        let writing = std::mem::replace(&mut written, writes) != writes;
         if socket_stalled || activity.body_stalled(now, write_ticks) {
             shared.metrics.closed(Closed::Stalled);
             return;
@@ -540,8 +544,14 @@ async fn watch<F: Future>(
             }
             Some(_) => {}
             // A head begun and not finished, or none begun: as hyper's own header timeout
-            // would, without an answer.
-            None if header_limit.is_some_and(|h| idle >= h) => {
+            // would, without an answer. Not while the last response is still being taken
+            // (the write limit bounds that), nor after a client asked to close: hyper
+            // closes those itself once the response is out, and cutting one could pass a
+            // truncated response without a length for a whole one.
+            None if header_limit.is_some_and(|h| idle >= h)
+                && !(blocked || writing)
+                && !activity.client_closes() =>
+            {
                 ask(serving.as_mut(), Ask::Cut);
                 draining = Some(Instant::now());
             }

@@ -8,17 +8,26 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
-
-use atomic_waker::AtomicWaker;
 
 /// The events' waker: marks them woken, then wakes the task.
 #[derive(Debug, Default)]
 pub(crate) struct SideWake {
     woken: AtomicBool,
-    task: AtomicWaker,
+    /// The task's waker, kept (never taken out by a wake: then a wake between a poll
+    /// that found the mark and the next one would leave nothing registered, and the
+    /// watchdog asleep for good). Locked only by the events' wakes — the watchdog's
+    /// tick, a stop, a revocation — and when the task's waker changes, never per request.
+    task: Mutex<Option<Waker>>,
+}
+
+impl SideWake {
+    fn task(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
+        // Nothing panics while holding it; the waker inside is whole either way.
+        self.task.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Wake for SideWake {
@@ -28,7 +37,9 @@ impl Wake for SideWake {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::Release);
-        self.task.wake();
+        if let Some(task) = &*self.task() {
+            task.wake_by_ref();
+        }
     }
 }
 
@@ -41,8 +52,7 @@ pub(crate) async fn race<S: Future>(
 ) -> Option<S::Output> {
     let mut side = pin!(side);
     let side_waker = Waker::from(wake.clone());
-    // The task's waker as last registered. `AtomicWaker::wake` takes it, so it is
-    // registered again after every side wake, and whenever the task's waker changes.
+    // The task's waker as last stored in `wake`, to see without a lock when it changes.
     let mut task: Option<Waker> = None;
     wake.woken.store(true, Ordering::Relaxed);
     poll_fn(|cx| {
@@ -50,13 +60,13 @@ pub(crate) async fn race<S: Future>(
             return Poll::Ready(None);
         }
         let moved = !task.as_ref().is_some_and(|t| t.will_wake(cx.waker()));
+        if moved {
+            *wake.task() = Some(cx.waker().clone());
+            task = Some(cx.waker().clone());
+        }
         let woken = wake.woken.load(Ordering::Relaxed) && wake.woken.swap(false, Ordering::Acquire);
         if !(woken || moved) {
             return Poll::Pending;
-        }
-        wake.task.register(cx.waker());
-        if moved {
-            task = Some(cx.waker().clone());
         }
         side.as_mut()
             .poll(&mut Context::from_waker(&side_waker))
@@ -122,6 +132,40 @@ mod tests {
         assert_eq!(main_polls, 100);
         // The first poll, and the timer's wake.
         assert_eq!(side_polls, 2);
+    }
+
+    /// Counts the wakes of the task.
+    struct Task(AtomicUsize);
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Every wake of the side wakes the task, whatever came before: a waker taken out by
+    /// one wake (as `AtomicWaker::wake` does) and not registered again before the next
+    /// poll would leave the watchdog asleep for good — no timeouts, no revocation.
+    #[test]
+    fn every_side_wake_reaches_the_task() {
+        let wake = Arc::new(SideWake::default());
+        let task = Arc::new(Task(AtomicUsize::new(0)));
+        let waker = Waker::from(task.clone());
+        let mut cx = Context::from_waker(&waker);
+        let main = pin!(std::future::pending::<()>());
+        let mut raced = pin!(race(&wake, main, std::future::pending::<()>()));
+        assert!(raced.as_mut().poll(&mut cx).is_pending());
+        for n in 1..=3 {
+            wake.wake_by_ref();
+            assert_eq!(task.0.load(Ordering::Relaxed), n);
+        }
+        // Polled after the wakes, and woken again.
+        assert!(raced.as_mut().poll(&mut cx).is_pending());
+        wake.wake_by_ref();
+        assert_eq!(task.0.load(Ordering::Relaxed), 4);
     }
 
     #[tokio::test]

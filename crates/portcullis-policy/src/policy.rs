@@ -539,17 +539,17 @@ impl Policy {
         }
     }
 
-    /// The first rule matching `req` decides; `who` is `None` for a caller without a
-    /// (valid) certificate. No match: denied.
-    ///
-    /// Looks only at the rules the index files along the request's path; allocates
-    /// nothing. Decides exactly as [`Policy::explain`], which tries every rule in order.
     /// Whether some rule's condition reads `now`: if none does, [`Request::now`] decides
     /// nothing, and a caller may spare itself reading the clock.
     pub fn reads_clock(&self) -> bool {
         self.reads_clock
     }
 
+    /// The first rule matching `req` decides; `who` is `None` for a caller without a
+    /// (valid) certificate. No match: denied.
+    ///
+    /// Looks only at the rules the index files along the request's path; allocates
+    /// nothing. Decides exactly as [`Policy::explain`], which tries every rule in order.
     pub fn decide(&self, req: &Request<'_>, who: Option<RoleSet>) -> Decision<'_> {
         match self.index.first_match(&self.rules, req) {
             Some(i) => self.judge(i, req, who),

@@ -372,9 +372,16 @@ fn client_refusal(c: &TlsConn) -> Option<String> {
     let server_closed = c.tcp.down.fin.is_some() || c.tcp.down.rst_us.is_some();
     let client_closed_at = c.tcp.up.fin.map(|f| f.0).or(c.tcp.up.rst_us);
     let server_closed_at = c.tcp.down.fin.map(|f| f.0).or(c.tcp.down.rst_us);
-    // A server alert before the client closed ended the handshake: a client that closes
-    // on reading it, before the server's FIN reaches the capture, refused nothing.
-    if alert(&c.server).is_some_and(|(at, _)| client_closed_at.is_none_or(|cl| at <= cl)) {
+    // A fatal server alert before the client closed ended the handshake: a client that
+    // closes on reading it, before the server's FIN reaches the capture, refused nothing.
+    // (Times are the capture's: near the server, a client's FIN sent just before the
+    // alert arrived can show after it; the alert is the server's verdict either way.)
+    let server_ended = c.server.alerts.iter().any(|a| {
+        a.fatal
+            && a.code.is_some_and(|code| code != 0)
+            && client_closed_at.is_none_or(|cl| a.us <= cl)
+    });
+    if server_ended {
         return None;
     }
     match (client_closed_at, server_closed_at) {

@@ -27,9 +27,16 @@ use crate::verified::Verified;
 
 /// Chains one site remembers at most. An entry holds the chain and the parsed client,
 /// about 3 KB for a P-256 leaf and intermediate (shared with the connections open with
-/// it): some 12 MB at worst. More distinct certificates resuming within a ticket lifetime
-/// than that only means some resumptions are verified in full again.
+/// it): some 12 MB for 4,096 such clients, about 50 MB at worst (chains of
+/// [`MAX_CHAIN_BYTES`], and only from holders of valid certificates). More distinct
+/// certificates than that only means some are parsed, or verified, in full again.
 const CAPACITY: usize = 4_096;
+
+/// Longer chains are verified and parsed every time, never remembered: a client with one
+/// valid certificate could otherwise pad its chain with certificates the verifier
+/// ignores, up to rustls's 64 KB message, and fill the site's memory with them. Two P-256
+/// certificates take about 1.2 KB, two RSA-4096 ones about 3.5 KB.
+const MAX_CHAIN_BYTES: usize = 4 * 1024;
 
 /// A site's verifier, with the chains it accepted (see the module documentation).
 pub struct Recheck {
@@ -145,15 +152,7 @@ impl Recheck {
             }
         }
         super::verify_chain(self.verifier.as_ref(), chain, now)?;
-        let verified = Arc::new(Verified::from_chain(chain)?);
-        if let Some(window) = Window::of(chain) {
-            let accepted = Accepted {
-                window,
-                verified: verified.clone(),
-            };
-            self.generations().insert(key, accepted);
-        }
-        Ok(verified)
+        self.remember(key, chain)
     }
 
     /// The client of a chain that this site's verifier accepted in the handshake just
@@ -167,7 +166,16 @@ impl Recheck {
         if let Some(a) = self.generations().get(&key) {
             return Ok(a.verified);
         }
+        self.remember(key, chain)
+    }
+
+    /// The client of a chain just verified, remembered with the window of its verdict.
+    fn remember(&self, key: Key, chain: &[CertificateDer<'_>]) -> Result<Arc<Verified>, Rejection> {
         let verified = Arc::new(Verified::from_chain(chain)?);
+        let bytes: usize = chain.iter().map(|c| c.len()).sum();
+        if bytes > MAX_CHAIN_BYTES {
+            return Ok(verified);
+        }
         if let Some(window) = Window::of(chain) {
             let accepted = Accepted {
                 window,
@@ -420,6 +428,14 @@ mod tests {
         // Another chain is another client.
         let bob = recheck.accepted(&pki.chain("bob", -1, 24)).unwrap();
         assert_eq!(bob.identity.common_name.as_deref(), Some("bob"));
+        assert_eq!(recheck.remembered(), 2);
+        // A chain padded past the limit is served but not remembered.
+        let mut padded = pki.chain("carol", -1, 24);
+        while padded.iter().map(|c| c.len()).sum::<usize>() <= MAX_CHAIN_BYTES {
+            padded.push(padded[1].clone());
+        }
+        let carol = recheck.accepted(&padded).unwrap();
+        assert_eq!(carol.identity.common_name.as_deref(), Some("carol"));
         assert_eq!(recheck.remembered(), 2);
     }
 
