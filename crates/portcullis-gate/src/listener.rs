@@ -93,6 +93,18 @@ impl Gate {
         tcp: TcpStream,
         peer_addr: SocketAddr,
     ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Arc<Connection>)> {
+        let local_port = tcp.local_addr().map_or(0, |a| a.port());
+        self.accept_on(tcp, peer_addr, local_port).await
+    }
+
+    /// [`Gate::accept`] for a connection accepted on `local_port` (every connection a
+    /// listener accepts has its port: `serve` asks the kernel once, not per connection).
+    async fn accept_on(
+        &self,
+        tcp: TcpStream,
+        peer_addr: SocketAddr,
+        local_port: u16,
+    ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Arc<Connection>)> {
         let metrics = &self.shared.metrics;
         let fail = |outcome: HandshakeOutcome, detail: &str| {
             metrics.handshake(outcome);
@@ -133,8 +145,7 @@ impl Gate {
             Ok(Err((outcome, detail))) => return fail(outcome, &detail),
             Err(_) => return fail(HandshakeOutcome::Timeout, "no complete handshake in time"),
         };
-        let (tcp, session) = tls.get_ref();
-        let local_port = tcp.local_addr().map_or(0, |a| a.port());
+        let session = tls.get_ref().1;
         let sni = session.server_name().map(str::to_owned);
         // With client authentication off, no certificate is an identity — not even one a
         // session ticket brings back from a configuration that asked for it.
@@ -265,6 +276,7 @@ pub async fn serve(
     let per_client = Arc::new(PerClient::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
+    let local_port = listener.local_addr().map_or(0, |a| a.port());
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -291,7 +303,7 @@ pub async fn serve(
         let current = current.clone();
         let stop = stop_rx.clone();
         tokio::spawn(async move {
-            connection(current, gate, tcp, peer_addr, stop).await;
+            connection(current, gate, tcp, peer_addr, local_port, stop).await;
             drop((permit, client_slot));
         });
     }
@@ -317,6 +329,7 @@ async fn connection(
     gate: Arc<Gate>,
     tcp: TcpStream,
     peer_addr: SocketAddr,
+    local_port: u16,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let shared = gate.shared.clone();
@@ -327,7 +340,7 @@ async fn connection(
     // handshake would otherwise stay in this task for the connection's whole life (about
     // 5 KiB per idle connection). After the block only `serving`'s box holds the stream.
     let (conn, mut serving) = {
-        let Some((tls, conn)) = Box::pin(gate.accept(tcp, peer_addr)).await else {
+        let Some((tls, conn)) = Box::pin(gate.accept_on(tcp, peer_addr, local_port)).await else {
             return;
         };
         // A reload while this handshake ran may have revoked the certificate after the old
