@@ -212,9 +212,26 @@ fn pki(sb: &Sandbox) -> (Cert, Cert) {
 
 // === the seed's case ===
 
-/// Node to an IP address without `servername` sends no SNI; a server that needs SNI drops
-/// it. curl with the name works. Both in one capture: the doctor names `sni-required` for
-/// Node's connection, with the name curl's working connection used.
+/// A server that drops connections without SNI (`localhost`), trusted through `ca.pem`.
+fn sni_only_server(sb: &Sandbox) -> u16 {
+    let (_ca, leaf) = pki(sb);
+    Server {
+        sni_only: Some("localhost"),
+        ..Server::new(&leaf)
+    }
+    .start()
+}
+
+/// The seed's working client: curl with the name.
+fn curl_by_name_works(sb: &Sandbox, port: u16) {
+    let ok = curl(sb, port, "localhost", &["--cacert", "ca.pem"]);
+    assert!(
+        ok.status.success(),
+        "curl by name failed: {}",
+        common::text(&ok)
+    );
+}
+
 /// The seed's failing client: Node's `https.get` to the server's IP address, which sends
 /// no SNI (Node never sends an IP address as SNI), trusting the test CA. It must fail.
 fn node_by_ip_fails(sb: &Sandbox, port: u16) {
@@ -234,23 +251,16 @@ fn node_by_ip_fails(sb: &Sandbox, port: u16) {
     );
 }
 
+/// Node to an IP address without `servername` sends no SNI; a server that needs SNI drops
+/// it. curl with the name works. Both in one capture: the doctor names `sni-required` for
+/// Node's connection, with the name curl's working connection used.
 #[test]
 fn seed_node_by_ip_fails_curl_by_name_works() {
     let sb = Sandbox::new();
-    let (_ca, leaf) = pki(&sb);
-    let port = Server {
-        sni_only: Some("localhost"),
-        ..Server::new(&leaf)
-    }
-    .start();
+    let port = sni_only_server(&sb);
     let cap = capture(&sb, "tcpdump", &[port]);
     node_by_ip_fails(&sb, port);
-    let ok = curl(&sb, port, "localhost", &["--cacert", "ca.pem"]);
-    assert!(
-        ok.status.success(),
-        "curl by name failed: {}",
-        common::text(&ok)
-    );
+    curl_by_name_works(&sb, port);
     let file = cap.stop();
 
     let (code, report) = diagnose(&sb, &file, &[]);
@@ -675,22 +685,12 @@ sys.exit(0)"
 #[test]
 fn compare_seed_node_without_sni_vs_curl_with_the_name() {
     let sb = Sandbox::new();
-    let (_ca, leaf) = pki(&sb);
-    let port = Server {
-        sni_only: Some("localhost"),
-        ..Server::new(&leaf)
-    }
-    .start();
+    let port = sni_only_server(&sb);
     let cap = capture_as(&sb, "tcpdump", &[port], "bad");
     node_by_ip_fails(&sb, port);
     let bad = cap.stop();
     let cap = capture_as(&sb, "tcpdump", &[port], "good");
-    let ok = curl(&sb, port, "localhost", &["--cacert", "ca.pem"]);
-    assert!(
-        ok.status.success(),
-        "curl by name failed: {}",
-        common::text(&ok)
-    );
+    curl_by_name_works(&sb, port);
     let good = cap.stop();
 
     let run = compare(&sb, &good, &bad, &[]);

@@ -733,18 +733,12 @@ fn the_connection_cap_refuses_the_excess_and_the_gate_stays_up() {
         "builtin:whoami",
         "admin = \"127.0.0.1:0\"\n[limits]\nmax_connections = 20\nhandshake_timeout_secs = 30",
     ));
+    let admin = gate.admin_addr();
     let refused = || {
-        let out = std::process::Command::new("curl")
-            .args(["-sS", &format!("http://{}/metrics", gate.admin_addr())])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix("portcullis_connections_refused_total{reason=\"max-connections\"} ")
-            })
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no refusal counter: {text}"))
+        metric(
+            &admin,
+            "portcullis_connections_refused_total{reason=\"max-connections\"}",
+        )
     };
     let mut idle = stalled(gate.port, 20);
     // The 20 slots are taken once the gate has accepted them; then every further

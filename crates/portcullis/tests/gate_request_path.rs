@@ -859,19 +859,7 @@ fn idle_connections_give_their_buffers_back_and_carry_on() {
         "admin = \"127.0.0.1:0\"\n[limits]\nidle_timeout_secs = 12\nheader_timeout_secs = 6",
     ));
     let admin = gate.admin_addr();
-    let parked = || -> u64 {
-        let out = std::process::Command::new("curl")
-            .args(["-sS", "--max-time", "5", &format!("http://{admin}/metrics")])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.lines()
-            .find_map(|l| l.strip_prefix("portcullis_parked_connections "))
-            .unwrap_or_else(|| panic!("no parked gauge in {text}"))
-            .trim()
-            .parse()
-            .unwrap()
-    };
+    let parked = || metric(&admin, "portcullis_parked_connections");
     let mut c = H1::connect(&pki, gate.port, Sni::Name("localhost"), As::Client("bob"));
     let r = c.request(&get("/public/one", "")).unwrap();
     assert_eq!(r.received().url, "/public/one");
@@ -1078,20 +1066,8 @@ fn a_stalled_log_drops_lines_and_never_holds_up_requests() {
         let r = c.request(&get("/public", "")).unwrap();
         assert_eq!(r.status, 200, "request {i}");
     }
-    let metrics = std::process::Command::new("curl")
-        .args(["-sS", "--max-time", "5"])
-        .arg(format!("http://{}/metrics", admin.unwrap()))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&metrics.stdout).into_owned();
-    let dropped: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("portcullis_log_dropped_lines_total "))
-        .unwrap_or_else(|| panic!("no dropped-lines counter in {text}"))
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(dropped > 0, "no line was dropped: {text}");
+    let dropped = metric(&admin.unwrap(), "portcullis_log_dropped_lines_total");
+    assert!(dropped > 0, "no line was dropped");
     let _ = child.kill();
     let _ = child.wait();
 }

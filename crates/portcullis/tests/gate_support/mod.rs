@@ -692,6 +692,20 @@ pub fn s_client_exchange(
     )
 }
 
+/// The value of one series (`name` or `name{labels}`, as the admin listener at `admin`
+/// writes it) in the gate's metrics.
+pub fn metric(admin: &str, series: &str) -> u64 {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", &format!("http://{admin}/metrics")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in {text}"))
+}
+
 pub fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
