@@ -126,6 +126,9 @@ pub struct Row {
     pub upstream_connections: Option<u64>,
 }
 
+/// One figure of a measurement.
+type Field = fn(&Measurement) -> Option<f64>;
+
 /// What a goal's figure is divided by.
 #[derive(Debug, Clone, Copy)]
 enum Against {
@@ -141,6 +144,10 @@ pub struct Goal {
     pub goal: String,
     /// With the access log off, then on.
     pub measured: [f64; 2],
+    /// The same ratio within each round, its median and range, with the access log off,
+    /// then on. A round runs every server once, one after the other, so its servers share
+    /// the machine's state of the moment; the range shows how far that moves a ratio.
+    pub rounds: [Option<Spread>; 2],
     pub limit: f64,
     pub unit: &'static str,
     pub met: [bool; 2],
@@ -186,12 +193,15 @@ impl Summary {
             }
         };
         let rows: Vec<Row> = variants.iter().map(|v| row(*v)).collect();
-        let median = |v: Variant, f: fn(&Row) -> Option<Spread>| {
-            rows.iter()
-                .find(|r| r.server == v.label())
-                .and_then(f)
-                .map_or(f64::NAN, |s| s.median)
+        // One figure of one server, round by round.
+        let values = |v: Variant, f: Field| -> Vec<f64> {
+            results
+                .iter()
+                .filter(|(w, _)| *w == v)
+                .filter_map(|(_, m)| f(m))
+                .collect()
         };
+        let median = |v: Variant, f: Field| Spread::of(values(v, f)).map_or(f64::NAN, |s| s.median);
         let gates = |proxy| {
             [
                 Variant::new(Kind::Gate, proxy),
@@ -201,20 +211,26 @@ impl Summary {
         let nginx = |proxy| Variant::new(Kind::Nginx, proxy);
         let bare = Variant::new(Kind::Bare, false);
         let mut goals = Vec::new();
-        let mut goal = |text: &str,
-                        proxy: bool,
-                        against: Against,
-                        f: fn(&Row) -> Option<Spread>,
-                        limit: f64,
-                        unit| {
+        let mut goal = |text: &str, proxy: bool, against: Against, f: Field, limit: f64, unit| {
+            let full: Field = |m| Some(m.handshake_us);
             let measured = gates(proxy).map(|g| match against {
                 Against::Server(a) => median(g, f) / median(a, f),
-                Against::OwnFullHandshake => median(g, f) / median(g, |r| r.handshake_us),
+                Against::OwnFullHandshake => median(g, f) / median(g, full),
                 Against::Nothing => median(g, f),
+            });
+            let rounds = gates(proxy).map(|g| {
+                let of = match against {
+                    Against::Server(a) => values(a, f),
+                    Against::OwnFullHandshake => values(g, full),
+                    Against::Nothing => return None,
+                };
+                let ratios = values(g, f).into_iter().zip(of).map(|(x, y)| x / y);
+                Spread::of(ratios.collect())
             });
             goals.push(Goal {
                 goal: text.into(),
                 measured,
+                rounds,
                 limit,
                 unit,
                 met: measured.map(|m| m <= limit),
@@ -224,7 +240,7 @@ impl Summary {
             "full handshake, vs the bare server",
             false,
             Against::Server(bare),
-            |r| r.handshake_us,
+            |m| Some(m.handshake_us),
             1.05,
             "×",
         );
@@ -232,7 +248,7 @@ impl Summary {
             "resumed connection, vs a full handshake",
             false,
             Against::OwnFullHandshake,
-            |r| r.resumed_us,
+            |m| Some(m.resumed_us),
             0.4,
             "×",
         );
@@ -240,7 +256,7 @@ impl Summary {
             "keep-alive request (built-in page), vs nginx `return 200`",
             false,
             Against::Server(nginx(false)),
-            |r| r.request_us,
+            |m| Some(m.request_us),
             1.0,
             "×",
         );
@@ -248,7 +264,7 @@ impl Summary {
             "proxied keep-alive request, vs nginx `proxy_pass`",
             true,
             Against::Server(nginx(true)),
-            |r| r.request_us,
+            |m| Some(m.request_us),
             0.7,
             "×",
         );
@@ -256,7 +272,7 @@ impl Summary {
             "proxied new connection, vs nginx `proxy_pass`",
             true,
             Against::Server(nginx(true)),
-            |r| r.handshake_us,
+            |m| Some(m.handshake_us),
             0.4,
             "×",
         );
@@ -264,7 +280,7 @@ impl Summary {
             "memory per idle mTLS connection",
             false,
             Against::Nothing,
-            |r| r.idle_kib,
+            |m| m.idle.as_ref().map(|i| i.kib_per_connection),
             20.0,
             "KiB",
         );
@@ -272,7 +288,7 @@ impl Summary {
             "p99 at the fixed rate (built-in page), vs nginx",
             false,
             Against::Server(nginx(false)),
-            |r| r.p99_ms_at_rate,
+            |m| Some(m.p99_ms_at_rate),
             1.0,
             "×",
         );
@@ -280,7 +296,7 @@ impl Summary {
             "p99 at the fixed rate (proxied), vs nginx",
             true,
             Against::Server(nginx(true)),
-            |r| r.p99_ms_at_rate,
+            |m| Some(m.p99_ms_at_rate),
             1.0,
             "×",
         );
@@ -318,7 +334,10 @@ impl Summary {
             let cell = |i: usize| {
                 let mark = if g.met[i] { "met" } else { "**missed**" };
                 if g.unit == "×" {
-                    format!("{:.2}× {mark}", g.measured[i])
+                    let rounds = g.rounds[i]
+                        .map(|r| format!(" (rounds {:.2}–{:.2})", r.min, r.max))
+                        .unwrap_or_default();
+                    format!("{:.2}× {mark}{rounds}", g.measured[i])
                 } else {
                     format!("{:.1} {} {mark}", g.measured[i], g.unit)
                 }
