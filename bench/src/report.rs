@@ -167,32 +167,6 @@ impl Summary {
                 variants.push(*v);
             }
         }
-        let row = |v: Variant| {
-            let of = |f: &dyn Fn(&Measurement) -> Option<f64>| {
-                Spread::of(
-                    results
-                        .iter()
-                        .filter(|(w, _)| *w == v)
-                        .filter_map(|(_, m)| f(m))
-                        .collect(),
-                )
-            };
-            Row {
-                server: v.label(),
-                handshake_us: of(&|m| Some(m.handshake_us)),
-                resumed_us: of(&|m| Some(m.resumed_us)),
-                request_us: of(&|m| Some(m.request_us)),
-                idle_kib: of(&|m| m.idle.as_ref().map(|i| i.kib_per_connection)),
-                p99_ms_at_rate: of(&|m| Some(m.p99_ms_at_rate)),
-                requests_per_s: of(&|m| Some(m.requests_per_s)),
-                upstream_connections: results
-                    .iter()
-                    .filter(|(w, _)| *w == v)
-                    .filter_map(|(_, m)| m.upstream_connections)
-                    .max(),
-            }
-        };
-        let rows: Vec<Row> = variants.iter().map(|v| row(*v)).collect();
         // One figure of one server, round by round.
         let values = |v: Variant, f: Field| -> Vec<f64> {
             results
@@ -201,6 +175,24 @@ impl Summary {
                 .filter_map(|(_, m)| f(m))
                 .collect()
         };
+        let row = |v: Variant| {
+            let of = |f: Field| Spread::of(values(v, f));
+            Row {
+                server: v.label(),
+                handshake_us: of(|m| Some(m.handshake_us)),
+                resumed_us: of(|m| Some(m.resumed_us)),
+                request_us: of(|m| Some(m.request_us)),
+                idle_kib: of(|m| m.idle.as_ref().map(|i| i.kib_per_connection)),
+                p99_ms_at_rate: of(|m| Some(m.p99_ms_at_rate)),
+                requests_per_s: of(|m| Some(m.requests_per_s)),
+                upstream_connections: results
+                    .iter()
+                    .filter(|(w, _)| *w == v)
+                    .filter_map(|(_, m)| m.upstream_connections)
+                    .max(),
+            }
+        };
+        let rows: Vec<Row> = variants.iter().map(|v| row(*v)).collect();
         let median = |v: Variant, f: Field| Spread::of(values(v, f)).map_or(f64::NAN, |s| s.median);
         let gates = |proxy| {
             [

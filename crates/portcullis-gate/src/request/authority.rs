@@ -71,11 +71,12 @@ fn syntax(s: &[u8]) -> Option<(Range<usize>, Option<u16>)> {
     } else {
         let end = s.iter().position(|&b| b == b':').unwrap_or(s.len());
         let name = &s[..end];
+        // Every byte looked at, without an early exit: the compiler checks 16 at a time.
         let ok = !name.is_empty()
             && name.len() <= 253
-            && name
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
+            && name.iter().fold(true, |ok, &b| {
+                ok & (b.is_ascii_alphanumeric() | (b == b'-') | (b == b'.'))
+            });
         if !ok {
             return None;
         }
@@ -83,11 +84,15 @@ fn syntax(s: &[u8]) -> Option<(Range<usize>, Option<u16>)> {
     };
     match rest {
         [] => Some((host, None)),
-        [b':', port @ ..]
-            if (1..=5).contains(&port.len()) && port.iter().all(u8::is_ascii_digit) =>
-        {
-            let port = std::str::from_utf8(port).ok()?.parse::<u16>().ok()?;
-            Some((host, Some(port)))
+        [b':', port @ ..] if (1..=5).contains(&port.len()) => {
+            let mut n = 0u32;
+            for &d in port {
+                if !d.is_ascii_digit() {
+                    return None;
+                }
+                n = n * 10 + u32::from(d - b'0');
+            }
+            Some((host, Some(u16::try_from(n).ok()?)))
         }
         _ => None,
     }
@@ -125,7 +130,10 @@ pub fn check(
         (true, None, None) => return Err(Problem::Missing),
     };
     let (host, given_port) = syntax(raw).ok_or(Problem::Invalid)?;
-    let value = if raw.iter().any(u8::is_ascii_uppercase) {
+    let value = if raw
+        .iter()
+        .fold(false, |any, b| any | b.is_ascii_uppercase())
+    {
         HeaderValue::from_bytes(&raw.to_ascii_lowercase()).map_err(|_| Problem::Invalid)?
     } else {
         match first {
