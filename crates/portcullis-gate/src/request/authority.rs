@@ -187,6 +187,11 @@ mod tests {
             h1(&["127.0.0.1"], "/", None).unwrap(),
             "127.0.0.1 127.0.0.1"
         );
+        // Leading zeros name the same port, as the number they spell.
+        assert_eq!(
+            h1(&["localhost:08443"], "/", sni).unwrap(),
+            "localhost:08443 localhost"
+        );
         assert_eq!(
             h1(&["localhost"], "http://localhost/x", sni).unwrap(),
             "localhost localhost"
@@ -202,6 +207,10 @@ mod tests {
             (&["localhost:443:443"], "/", Problem::Invalid),
             (&["localhost:x"], "/", Problem::Invalid),
             (&["localhost:99999"], "/", Problem::Invalid),
+            (&["localhost:65536"], "/", Problem::Invalid),
+            (&["localhost:008443"], "/", Problem::Invalid),
+            (&["localhost:+8443"], "/", Problem::Invalid),
+            (&["localhost:8443 "], "/", Problem::Invalid),
             (&["localhost:1"], "/", Problem::Unknown),
             (&["localhost:"], "/", Problem::Invalid),
             (&["[::1"], "/", Problem::Invalid),
