@@ -33,6 +33,7 @@ use crate::pages;
 use crate::park::{self, Http1};
 use crate::request;
 use crate::sidewake;
+use crate::tls::TicketHold;
 
 /// The gate in force. A reload stores a new one; the next request on every open
 /// connection is decided by it. Reading it takes no lock.
@@ -94,24 +95,25 @@ impl Gate {
         peer_addr: SocketAddr,
     ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Arc<Connection>)> {
         let local_port = tcp.local_addr().map_or(0, |a| a.port());
+        let _ = tcp.set_nodelay(true);
         self.accept_on(tcp, peer_addr, local_port).await
     }
 
-    /// [`Gate::accept`] for a connection accepted on `local_port` (every connection a
-    /// listener accepts has its port: `serve` asks the kernel once, not per connection).
-    async fn accept_on(
+    /// [`Gate::accept`] over any stream, for a connection accepted on `local_port` (every
+    /// connection a listener accepts has its port: `serve` asks the kernel once, not per
+    /// connection).
+    async fn accept_on<IO: AsyncRead + AsyncWrite + Unpin>(
         &self,
-        tcp: TcpStream,
+        tcp: IO,
         peer_addr: SocketAddr,
         local_port: u16,
-    ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Arc<Connection>)> {
+    ) -> Option<(tokio_rustls::server::TlsStream<IO>, Arc<Connection>)> {
         let metrics = &self.shared.metrics;
         let fail = |outcome: HandshakeOutcome, detail: &str| {
             metrics.handshake(outcome);
             log::handshake_failed(peer_addr, outcome, detail);
             None
         };
-        let _ = tcp.set_nodelay(true);
         // Read the ClientHello first: its SNI chooses the site, and so the certificate,
         // the client CAs and the client-auth mode of the handshake.
         let handshake = async {
@@ -340,9 +342,13 @@ async fn connection(
     // handshake would otherwise stay in this task for the connection's whole life (about
     // 5 KiB per idle connection). After the block only `serving`'s box holds the stream.
     let (conn, mut serving) = {
-        let Some((tls, conn)) = Box::pin(gate.accept_on(tcp, peer_addr, local_port)).await else {
+        let _ = tcp.set_nodelay(true);
+        let tcp = TicketHold::new(tcp);
+        let Some((mut tls, conn)) = Box::pin(gate.accept_on(tcp, peer_addr, local_port)).await
+        else {
             return;
         };
+        tls.get_mut().0.release();
         // A reload while this handshake ran may have revoked the certificate after the old
         // configuration verified it, and before this connection was registered for the
         // reload's sweep: check it against the configuration in force now.
@@ -428,7 +434,7 @@ async fn connection(
 /// 3.3 asks for ALPN). What it read is put back for the HTTP connection. `None` when
 /// the client sends nothing within `within`, or the read fails.
 async fn starts_with_h2_preface(
-    io: &mut Written<tokio_rustls::server::TlsStream<TcpStream>>,
+    io: &mut Written<tokio_rustls::server::TlsStream<TicketHold>>,
     within: Duration,
 ) -> Option<bool> {
     const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -617,9 +623,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Written<T> {
     }
 }
 
-impl park::Socket for Written<tokio_rustls::server::TlsStream<TcpStream>> {
+impl park::Socket for Written<tokio_rustls::server::TlsStream<TicketHold>> {
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.inner.get_ref().0.poll_read_ready(cx)
+        self.inner.get_ref().0.tcp().poll_read_ready(cx)
     }
 
     fn unread(&mut self, bytes: Bytes) {

@@ -797,6 +797,39 @@ fn the_left_most_cn_is_the_identity() {
     );
 }
 
+/// A TLS 1.3 session ticket travels with the first response, not in a write and a TCP
+/// segment of its own: after the handshake the gate sends nothing until it answers, and the
+/// client resumes with what the response brought. A handshake that fails still gets its
+/// alert (the refusals above and in gate_e2e).
+#[test]
+fn session_tickets_come_with_the_first_response() {
+    let pki = Pki::new();
+    let gate = Gate::start(&pki.config("optional", "builtin:whoami", ""));
+    let config = client_config(&pki, As::Client("alice"), &[b"http/1.1"]);
+    let mut first = H1::connect_with(config.clone(), gate.port);
+    assert!(
+        !first.sends_within(Duration::from_millis(300)),
+        "the gate sent something after the handshake, before any request"
+    );
+    let r = first.request(&get("/me", "")).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(json(&r.body)["subject"]["cn"], "alice");
+    let mut again = H1::connect_with(config, gate.port);
+    assert!(
+        again.resumed(),
+        "the tickets of the first response did not resume"
+    );
+    let r = again.request(&get("/me", "")).unwrap();
+    assert_eq!(json(&r.body)["subject"]["cn"], "alice");
+    // HTTP/2: the server's SETTINGS take the ticket along.
+    let me = H2Request {
+        path: "/me",
+        ..H2Request::default()
+    };
+    let r = h2(&pki, gate.port, As::Client("alice"), &me).unwrap();
+    assert_eq!(json(&r.body)["subject"]["cn"], "alice", "{r:?}");
+}
+
 #[test]
 fn slow_headers_and_oversized_headers_are_cut_off() {
     let pki = Pki::new();

@@ -2,6 +2,7 @@
 //! client certificate verifier for the configured mode. Verification is always
 //! rustls/webpki's; nothing here can turn it off.
 
+mod hold;
 mod recheck;
 mod tickets;
 mod verifier;
@@ -21,6 +22,7 @@ use x509_parser::prelude::*;
 use crate::config::{ClientAuth, InvalidCert, SiteConfig};
 use crate::error::{Error, Result};
 
+pub(crate) use hold::TicketHold;
 pub use recheck::Recheck;
 pub use tickets::{SharedKeyTicketer, ticketer};
 pub use verifier::{handshake_failure, verify_chain};

@@ -208,6 +208,31 @@ impl H1 {
         H1::finish(conn, tcp)
     }
 
+    /// Connects with `config` as it is (its session store included), SNI localhost.
+    pub fn connect_with(config: Arc<rustls::ClientConfig>, port: u16) -> H1 {
+        let name = ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(config, name).unwrap();
+        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        H1::finish(conn, tcp).unwrap()
+    }
+
+    /// Whether the handshake resumed a session.
+    pub fn resumed(&self) -> bool {
+        self.stream.get_ref().conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    }
+
+    /// Whether the server sends anything within `within` (looked at on the socket, below
+    /// TLS, and left there to be read).
+    pub fn sends_within(&self, within: Duration) -> bool {
+        let sock = &self.stream.get_ref().sock;
+        sock.set_read_timeout(Some(within)).unwrap();
+        let sent = sock.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0);
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        sent
+    }
+
     /// Finishes a handshake now, so that refusals show here.
     fn finish(conn: rustls::ClientConnection, tcp: TcpStream) -> Result<H1, String> {
         let mut stream = rustls::StreamOwned::new(conn, tcp);
