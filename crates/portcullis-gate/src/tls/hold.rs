@@ -23,6 +23,10 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// The most a connection holds back: two tickets with a chain of a few certificates take
+/// 3 KB.
+const MAX_HELD: usize = 16 * 1024;
+
 /// The client's TCP stream under TLS, holding back the tickets until [`TicketHold::release`]
 /// and the next write.
 #[derive(Debug)]
@@ -66,7 +70,13 @@ impl TicketHold {
         if bufs.iter().find(|b| !b.is_empty()).and_then(|b| b.first()) != Some(&23) {
             return false;
         }
-        let mut bytes = Vec::with_capacity(bufs.iter().map(|b| b.len()).sum());
+        // Each ticket seals the client's chain, which the client chooses: past the cap the
+        // tickets go out now, as they used to.
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if self.held.len() + total > MAX_HELD {
+            return false;
+        }
+        let mut bytes = Vec::with_capacity(total);
         for b in bufs {
             bytes.extend_from_slice(b);
         }
@@ -196,14 +206,70 @@ impl Drop for TicketHold {
 
 #[cfg(test)]
 mod tests {
-    use super::only_application_data;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::{MAX_HELD, TicketHold, only_application_data};
+
+    fn record(kind: u8, body: &[u8]) -> Vec<u8> {
+        let len = u16::try_from(body.len()).unwrap().to_be_bytes();
+        [&[kind, 3, 3, len[0], len[1]][..], body].concat()
+    }
+
+    /// A connected pair over loopback: the peer's end, and the gate's end in a hold.
+    async fn pair() -> (TcpStream, TicketHold) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        (client, TicketHold::new(listener.accept().await.unwrap().0))
+    }
+
+    /// `n` bytes from the peer's end, or `None` when they do not come within a second.
+    async fn read(client: &mut TcpStream, n: usize) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; n];
+        let read = client.read_exact(&mut buf);
+        match tokio::time::timeout(Duration::from_secs(1), read).await {
+            Ok(Ok(_)) => Some(buf),
+            _ => None,
+        }
+    }
+
+    /// Over loopback: what is held reaches the peer with the first write after the
+    /// handshake, before it and in order, not with a flush; past the cap nothing is held.
+    #[tokio::test]
+    async fn held_records_go_first_with_the_next_write_and_the_cap_holds() {
+        let (mut client, mut hold) = pair().await;
+        // The ClientHello came in; the first flight goes out at once.
+        hold.read_since_write = true;
+        let flight = record(22, &[1; 100]);
+        hold.write_all(&flight).await.unwrap();
+        hold.flush().await.unwrap();
+        assert_eq!(read(&mut client, flight.len()).await.unwrap(), flight);
+        // The client's flight came in; the tickets are held, even past a flush.
+        hold.read_since_write = true;
+        let ticket = record(23, &[2; 1000]);
+        hold.write_all(&ticket).await.unwrap();
+        hold.flush().await.unwrap();
+        assert_eq!(read(&mut client, 1).await, None, "a held ticket went out");
+        hold.release();
+        let response = record(23, &[3; 50]);
+        hold.write_all(&response).await.unwrap();
+        let both = [ticket, response].concat();
+        assert_eq!(read(&mut client, both.len()).await.unwrap(), both);
+
+        // Tickets sealing a large client chain: past the cap they go out at once.
+        let (mut client, mut hold) = pair().await;
+        hold.read_since_write = true;
+        let big = record(23, &vec![4; MAX_HELD]);
+        hold.write_all(&big).await.unwrap();
+        assert_eq!(read(&mut client, big.len()).await.unwrap(), big);
+    }
 
     #[test]
     fn only_whole_application_data_records_are_held() {
-        let record = |kind: u8, body: &[u8]| {
-            let len = u16::try_from(body.len()).unwrap().to_be_bytes();
-            [&[kind, 3, 3, len[0], len[1]][..], body].concat()
-        };
         let ticket = record(23, &[7; 40]);
         assert!(only_application_data(&ticket));
         assert!(only_application_data(
