@@ -57,12 +57,13 @@ impl TicketHold {
     }
 
     /// The handshake is over: nothing more is held, and what was goes out first with the
-    /// next write (or flush).
+    /// next write (or the shutdown).
     pub(crate) fn release(&mut self) {
         self.handshaking = false;
     }
 
-    fn holds(&self, bufs: &[IoSlice<'_>]) -> bool {
+    /// Whether a write may be held; [`only_application_data`] decides on its bytes.
+    fn may_hold(&self, bufs: &[IoSlice<'_>]) -> bool {
         if !(self.handshaking && self.read_since_write && self.last_write_whole) {
             return false;
         }
@@ -73,14 +74,7 @@ impl TicketHold {
         // Each ticket seals the client's chain, which the client chooses: past the cap the
         // tickets go out now, as they used to.
         let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if self.held.len() + total > MAX_HELD {
-            return false;
-        }
-        let mut bytes = Vec::with_capacity(total);
-        for b in bufs {
-            bytes.extend_from_slice(b);
-        }
-        only_application_data(&bytes)
+        self.held.len() + total <= MAX_HELD
     }
 
     /// Writes what is held, then `bufs`, in one call where the socket takes it; returns
@@ -109,7 +103,7 @@ impl TicketHold {
             }
         }
         if total == 0 {
-            // A flush with nothing held: no empty `writev`.
+            // A shutdown with nothing held: no empty `writev`.
             return Poll::Ready(Ok(0));
         }
         let n = ready!(Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs))?;
@@ -167,11 +161,16 @@ impl AsyncWrite for TicketHold {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        if self.holds(bufs) {
+        if self.may_hold(bufs) {
+            // Copied once, then looked at: kept if it is tickets, given back if not.
+            let start = self.held.len();
             for b in bufs {
                 self.held.extend_from_slice(b);
             }
-            return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
+            if only_application_data(&self.held[start..]) {
+                return Poll::Ready(Ok(self.held.len() - start));
+            }
+            self.held.truncate(start);
         }
         self.poll_send(cx, bufs)
     }
