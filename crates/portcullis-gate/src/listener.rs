@@ -371,8 +371,7 @@ async fn connection(
                 if park::ends_keep_alive(&req) {
                     conn.activity.set_client_closes();
                 }
-                let (current, shared, conn) = (current.clone(), shared.clone(), conn.clone());
-                async move { Ok::<_, Infallible>(request::handle(&current, &shared, &conn, req).await) }
+                request::handle(&current, &shared, &conn, req)
             })
         };
         let alpn_h2 = tls.get_ref().1.alpn_protocol().map(|p| p == b"h2");

@@ -23,7 +23,11 @@ mod forward;
 mod headers;
 mod judge;
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::request::Parts;
@@ -31,7 +35,7 @@ use http::{Request, Response, Uri};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
-use crate::conn::{Binding, Connection, Peer, Tracked};
+use crate::conn::{Binding, Connection, InFlight, Peer, Tracked};
 use crate::gate::{Gate, Shared};
 use crate::log;
 use crate::outcome::Decision;
@@ -227,12 +231,18 @@ fn request_host(uri: &Uri, headers: &http::HeaderMap) -> String {
 
 /// The whole pipeline for `portcullis serve`: [`admit`], then the upstream or the built-in
 /// page; then metrics and the access log.
-pub async fn handle(
+///
+/// Everything but the upstream and the enrolment endpoints runs here, when hyper hands the
+/// request over, not when it first polls the future: the request's head lives in hyper's
+/// read buffer, and hyper reads on (to see a client leave) before it polls. A head still
+/// alive then makes hyper allocate a new read buffer for every request; dropped here, the
+/// buffer is reused.
+pub fn handle(
     current: &arc_swap::ArcSwap<Gate>,
-    shared: &Shared,
-    conn: &Connection,
+    shared: &Arc<Shared>,
+    conn: &Arc<Connection>,
     req: Request<Incoming>,
-) -> Response<Body> {
+) -> Step {
     let busy = conn.activity.begin();
     let start = Instant::now();
     let (mut parts, body) = req.into_parts();
@@ -248,70 +258,142 @@ pub async fn handle(
             listener.access_log != log::Format::Off,
         )
     };
-    let path = logging.then(|| parts.uri.path().to_owned());
-    let (resp, decision, rule, upstream_time) = match admitted {
-        Ok(a) if a.enroll => {
-            let page = match &a.binding.site.enroll {
-                Some(e) => e.handle(conn, &a.binding, &parts, body).await,
-                None => a
-                    .binding
-                    .site
+    let exchange = Exchange {
+        busy,
+        start,
+        method,
+        path: logging.then(|| parts.uri.path().to_owned()),
+    };
+    let (a, parts, body) = match admitted {
+        Ok(a) if a.enroll => (a, parts, body),
+        Ok(a) if a.binding.site.client.is_some() => {
+            forward::add_headers(&mut parts.headers, conn, &a.binding, &a.authority);
+            (a, parts, body)
+        }
+        Ok(a) => {
+            let page = forward::whoami(conn, &a.binding, parts.uri.path(), a.html);
+            drop((parts, body));
+            let resp = exchange.finish(
+                shared,
+                conn,
+                page.map(Either::Right),
+                Decision::Allow,
+                Some(a.rule),
+                None,
+            );
+            return Step::Answered(std::future::ready(resp));
+        }
+        Err(r) => {
+            drop((parts, body));
+            let resp = exchange.finish(
+                shared,
+                conn,
+                r.page.map(Either::Right),
+                r.decision,
+                r.rule,
+                None,
+            );
+            return Step::Answered(std::future::ready(resp));
+        }
+    };
+    let (shared, conn) = (shared.clone(), conn.clone());
+    Step::Awaited(Box::pin(async move {
+        let site = &a.binding.site;
+        let (resp, rule, upstream_time) = if a.enroll {
+            let page = match &site.enroll {
+                Some(e) => e.handle(&conn, &a.binding, &parts, body).await,
+                None => site
                     .pages
                     .refusal(&Refusal::NoRule { who: "anonymous" }, a.html),
             };
-            (page.map(Either::Right), Decision::Allow, None, None)
-        }
-        Ok(a) => {
-            let site = &a.binding.site;
-            let (resp, upstream_time) = if site.client.is_some() {
-                forward::add_headers(&mut parts.headers, conn, &a.binding, &a.authority);
-                forward::upstream(
-                    site,
-                    timeout,
-                    &shared.metrics,
-                    parts,
-                    body,
-                    &a.authority,
-                    a.html,
-                )
-                .await
-            } else {
-                let page = forward::whoami(conn, &a.binding, parts.uri.path(), a.html);
-                (page.map(Either::Right), None)
-            };
-            (resp, Decision::Allow, Some(a.rule), upstream_time)
-        }
-        Err(r) => (r.page.map(Either::Right), r.decision, r.rule, None),
-    };
-    let end = Instant::now();
-    let elapsed = end.saturating_duration_since(start);
-    let status = resp.status().as_u16();
-    shared.metrics.response(status, elapsed.as_secs_f64());
-    if let Some(path) = &path {
-        let (identity, fingerprint): (std::borrow::Cow<'_, str>, _) = match &conn.peer {
-            Peer::Verified(v) => (
-                v.label.as_str().into(),
-                Some(v.identity.fingerprint_sha256.as_str()),
-            ),
-            Peer::Anonymous => ("anonymous".into(), None),
-            Peer::Failed(why) => (format!("anonymous(FAILED:{})", why.as_str()).into(), None),
+            (page.map(Either::Right), None, None)
+        } else {
+            let (resp, upstream_time) = forward::upstream(
+                site,
+                timeout,
+                &shared.metrics,
+                parts,
+                body,
+                &a.authority,
+                a.html,
+            )
+            .await;
+            (resp, Some(a.rule), upstream_time)
         };
-        log::request(&log::RequestLine {
-            client: conn.log_client(),
-            sni: conn.sni.as_deref(),
-            identity: &identity,
-            fingerprint,
-            method: method.as_str(),
-            path,
-            rule,
-            decision,
-            status,
-            bytes: hyper::body::Body::size_hint(resp.body()).exact(),
-            upstream: upstream_time,
-            total: elapsed,
-        });
+        exchange.finish(&shared, &conn, resp, Decision::Allow, rule, upstream_time)
+    }))
+}
+
+/// A response, ready or awaited, as hyper's service returns it.
+///
+/// Small on purpose: hyper moves the future into place on every request, and the
+/// upstream's future is large. That one is boxed, an allocation beside a proxied exchange;
+/// the built-in page and refusals are not.
+pub enum Step {
+    Answered(std::future::Ready<Response<Body>>),
+    Awaited(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+}
+
+impl Future for Step {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Step::Answered(ready) => Pin::new(ready).poll(cx).map(Ok),
+            Step::Awaited(later) => later.as_mut().poll(cx).map(Ok),
+        }
     }
-    // The body stays in flight until it is delivered; the handler itself is done.
-    busy.end_at(end);
-    resp.map(|b| Tracked::new(b, &conn.activity))
+}
+
+/// What one request's metrics and access-log line need from its start.
+struct Exchange {
+    busy: InFlight,
+    start: Instant,
+    method: http::Method,
+    /// The path to log, when the access log is on.
+    path: Option<String>,
+}
+
+impl Exchange {
+    fn finish(
+        self,
+        shared: &Shared,
+        conn: &Connection,
+        resp: Response<pages::Body>,
+        decision: Decision,
+        rule: Option<usize>,
+        upstream: Option<Duration>,
+    ) -> Response<Body> {
+        let end = Instant::now();
+        let elapsed = end.saturating_duration_since(self.start);
+        let status = resp.status().as_u16();
+        shared.metrics.response(status, elapsed.as_secs_f64());
+        if let Some(path) = &self.path {
+            let (identity, fingerprint): (std::borrow::Cow<'_, str>, _) = match &conn.peer {
+                Peer::Verified(v) => (
+                    v.label.as_str().into(),
+                    Some(v.identity.fingerprint_sha256.as_str()),
+                ),
+                Peer::Anonymous => ("anonymous".into(), None),
+                Peer::Failed(why) => (format!("anonymous(FAILED:{})", why.as_str()).into(), None),
+            };
+            log::request(&log::RequestLine {
+                client: conn.log_client(),
+                sni: conn.sni.as_deref(),
+                identity: &identity,
+                fingerprint,
+                method: self.method.as_str(),
+                path,
+                rule,
+                decision,
+                status,
+                bytes: hyper::body::Body::size_hint(resp.body()).exact(),
+                upstream,
+                total: elapsed,
+            });
+        }
+        // The body stays in flight until it is delivered; the handler itself is done.
+        self.busy.end_at(end);
+        resp.map(|b| Tracked::new(b, &conn.activity))
+    }
 }
