@@ -242,7 +242,7 @@ pub fn handle(
     shared: &Arc<Shared>,
     conn: &Arc<Connection>,
     req: Request<Incoming>,
-) -> Step {
+) -> Step<impl Future<Output = Response<Body>> + Send + use<>> {
     let busy = conn.activity.begin();
     let start = Instant::now();
     let (mut parts, body) = req.into_parts();
@@ -264,85 +264,84 @@ pub fn handle(
         method,
         path: logging.then(|| parts.uri.path().to_owned()),
     };
-    let (a, parts, body) = match admitted {
-        Ok(a) if a.enroll => (a, parts, body),
-        Ok(a) if a.binding.site.client.is_some() => {
-            forward::add_headers(&mut parts.headers, conn, &a.binding, &a.authority);
-            (a, parts, body)
+    let (page, decision, rule) = match admitted {
+        Ok(a) if a.enroll || a.binding.site.client.is_some() => {
+            if !a.enroll {
+                forward::add_headers(&mut parts.headers, conn, &a.binding, &a.authority);
+            }
+            let (shared, conn) = (shared.clone(), conn.clone());
+            return Step::Awaited {
+                later: awaited(a, parts, body, exchange, shared, conn, timeout),
+            };
         }
         Ok(a) => {
             let page = forward::whoami(conn, &a.binding, parts.uri.path(), a.html);
-            drop((parts, body));
-            let resp = exchange.finish(
-                shared,
-                conn,
-                page.map(Either::Right),
-                Decision::Allow,
-                Some(a.rule),
-                None,
-            );
-            return Step::Answered(std::future::ready(resp));
+            (page, Decision::Allow, Some(a.rule))
         }
-        Err(r) => {
-            drop((parts, body));
-            let resp = exchange.finish(
-                shared,
-                conn,
-                r.page.map(Either::Right),
-                r.decision,
-                r.rule,
-                None,
-            );
-            return Step::Answered(std::future::ready(resp));
-        }
+        Err(r) => (r.page, r.decision, r.rule),
     };
-    let (shared, conn) = (shared.clone(), conn.clone());
-    Step::Awaited(Box::pin(async move {
-        let site = &a.binding.site;
-        let (resp, rule, upstream_time) = if a.enroll {
-            let page = match &site.enroll {
-                Some(e) => e.handle(&conn, &a.binding, &parts, body).await,
-                None => site
-                    .pages
-                    .refusal(&Refusal::NoRule { who: "anonymous" }, a.html),
-            };
-            (page.map(Either::Right), None, None)
-        } else {
-            let (resp, upstream_time) = forward::upstream(
-                site,
-                timeout,
-                &shared.metrics,
-                parts,
-                body,
-                &a.authority,
-                a.html,
-            )
-            .await;
-            (resp, Some(a.rule), upstream_time)
-        };
-        exchange.finish(&shared, &conn, resp, Decision::Allow, rule, upstream_time)
-    }))
+    drop((parts, body));
+    let resp = exchange.finish(shared, conn, page.map(Either::Right), decision, rule, None);
+    Step::Answered {
+        ready: std::future::ready(resp),
+    }
 }
 
-/// A response, ready or awaited, as hyper's service returns it.
-///
-/// Small on purpose: hyper moves the future into place on every request, and the
-/// upstream's future is large. That one is boxed, an allocation beside a proxied exchange;
-/// the built-in page and refusals are not.
-pub enum Step {
-    Answered(std::future::Ready<Response<Body>>),
-    Awaited(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+pin_project_lite::pin_project! {
+    /// A response, ready or awaited, as hyper's service returns it. Not boxed: hyper keeps
+    /// one future per connection and moves each request's into it, and a box would cost
+    /// every proxied request an allocation and a copy.
+    #[project = Projected]
+    pub enum Step<F> {
+        Answered { ready: std::future::Ready<Response<Body>> },
+        Awaited { #[pin] later: F },
+    }
 }
 
-impl Future for Step {
+impl<F: Future<Output = Response<Body>>> Future for Step<F> {
     type Output = Result<Response<Body>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Step::Answered(ready) => Pin::new(ready).poll(cx).map(Ok),
-            Step::Awaited(later) => later.as_mut().poll(cx).map(Ok),
+        match self.project() {
+            Projected::Answered { ready } => Pin::new(ready).poll(cx).map(Ok),
+            Projected::Awaited { later } => later.poll(cx).map(Ok),
         }
     }
+}
+
+/// The upstream or the enrolment endpoints.
+async fn awaited(
+    a: Admitted,
+    parts: Parts,
+    body: Incoming,
+    exchange: Exchange,
+    shared: Arc<Shared>,
+    conn: Arc<Connection>,
+    timeout: Duration,
+) -> Response<Body> {
+    let site = &a.binding.site;
+    let (resp, rule, upstream_time) = if a.enroll {
+        let page = match &site.enroll {
+            Some(e) => e.handle(&conn, &a.binding, &parts, body).await,
+            None => site
+                .pages
+                .refusal(&Refusal::NoRule { who: "anonymous" }, a.html),
+        };
+        (page.map(Either::Right), None, None)
+    } else {
+        let (resp, upstream_time) = forward::upstream(
+            site,
+            timeout,
+            &shared.metrics,
+            parts,
+            body,
+            &a.authority,
+            a.html,
+        )
+        .await;
+        (resp, Some(a.rule), upstream_time)
+    };
+    exchange.finish(&shared, &conn, resp, Decision::Allow, rule, upstream_time)
 }
 
 /// What one request's metrics and access-log line need from its start.
