@@ -384,6 +384,18 @@ fn first_line(program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|e| format!("({program}: {e})"))
 }
 
+/// The commit of the source tree this bench was built from, wherever it runs.
+fn commit() -> String {
+    let tree = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    match Command::new("git")
+        .args(["-C", tree, "describe", "--always", "--dirty"])
+        .output()
+    {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => "commit unknown".to_string(),
+    }
+}
+
 impl Machine {
     pub fn read(programs: &Programs) -> Result<Machine> {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo")?;
@@ -405,11 +417,7 @@ impl Machine {
             nginx: first_line(&nginx, &["-v"]),
             openssl: first_line("openssl", &["version"]),
             oha: first_line(&oha, &["--version"]),
-            portcullis: format!(
-                "{} ({})",
-                first_line(&portcullis, &["--version"]),
-                first_line("git", &["describe", "--always", "--dirty"])
-            ),
+            portcullis: format!("{} ({})", first_line(&portcullis, &["--version"]), commit()),
             date: first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         })
     }
