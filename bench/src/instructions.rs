@@ -104,11 +104,7 @@ pub fn run(dir: &Path, programs: &Programs, backend: Backend) -> Result<()> {
     const MORE_RQ: usize = 2_200;
     println!("server instructions (valgrind callgrind), differences between runs:");
     let mut per = Vec::new();
-    let kinds: &[Kind] = match backend {
-        Backend::Builtin => &[Kind::Bare, Kind::Gate, Kind::GateLogged],
-        Backend::Proxy { .. } => &[Kind::Gate, Kind::GateLogged],
-    };
-    for &kind in kinds {
+    for kind in [Kind::Bare, Kind::Gate, Kind::GateLogged] {
         let more = |work: Work| count(kind, backend, dir, programs, work);
         let base = more(BASE)?;
         let hs = more(Work {
@@ -133,7 +129,7 @@ pub fn run(dir: &Path, programs: &Programs, backend: Backend) -> Result<()> {
         );
         per.push((per_hs, per_rs, per_rq));
     }
-    if let (Backend::Builtin, [bare, gate, ..]) = (backend, &per[..]) {
+    if let [bare, gate, ..] = &per[..] {
         println!(
             "gate vs bare: {:+.1}% per full handshake, {:+.1}% per resumed one, {:+.1}% per keep-alive request",
             (gate.0 / bare.0 - 1.0) * 100.0,

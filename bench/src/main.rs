@@ -41,7 +41,7 @@ enum Command {
     /// Run the comparison and print a markdown table.
     Run(RunArgs),
     /// Instructions per handshake and per request under valgrind's callgrind: the gate
-    /// and the bare server (or the gate proxying, with --proxy).
+    /// and the bare server, with the built-in page or (--proxy) both proxying.
     Instructions {
         #[arg(long)]
         proxy: bool,
