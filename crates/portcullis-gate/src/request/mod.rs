@@ -236,7 +236,11 @@ fn request_host(uri: &Uri, headers: &http::HeaderMap) -> String {
 /// request over, not when it first polls the future: the request's head lives in hyper's
 /// read buffer, and hyper reads on (to see a client leave) before it polls. A head still
 /// alive then makes hyper allocate a new read buffer for every request; dropped here, the
-/// buffer is reused.
+/// buffer is reused. Two consequences: on HTTP/2 this runs on the connection's task, not
+/// the stream's, so a panic here would end every stream of the connection (the workspace
+/// lints refuse `unwrap` and `expect`); and a request whose client left during hyper's
+/// read-ahead is judged, counted and logged, where it used to be dropped unjudged — the
+/// answer is never sent, as with any answer to a client that has gone.
 pub fn handle(
     current: &arc_swap::ArcSwap<Gate>,
     shared: &Arc<Shared>,

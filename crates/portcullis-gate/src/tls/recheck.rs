@@ -16,7 +16,7 @@
 //! files it was checked against.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
@@ -150,7 +150,7 @@ impl Recheck {
         chain: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<Arc<Verified>, Rejection> {
-        let key = self.hasher.hash_one(chain);
+        let key = self.key(chain);
         let secs = now.as_secs();
         if self.deadline.is_none_or(|d| secs < d) {
             let found = self.generations().get(key, chain);
@@ -169,7 +169,7 @@ impl Recheck {
     /// bytes alone. A client reconnecting gets the same `Verified`, and its connections
     /// hold one copy.
     pub fn accepted(&self, chain: &[CertificateDer<'_>]) -> Result<Arc<Verified>, Rejection> {
-        let key = self.hasher.hash_one(chain);
+        let key = self.key(chain);
         if let Some(a) = self.generations().get(key, chain) {
             return Ok(a.verified);
         }
@@ -191,6 +191,17 @@ impl Recheck {
             self.generations().insert(key, accepted);
         }
         Ok(verified)
+    }
+
+    fn key(&self, chain: &[CertificateDer<'_>]) -> Key {
+        let mut hasher = self.hasher.build_hasher();
+        for der in chain {
+            // Lengths first, so that no two different chains feed the hash the same bytes
+            // (a certificate's own `Hash` is its bytes alone).
+            hasher.write_usize(der.len());
+            hasher.write(der);
+        }
+        hasher.finish()
     }
 
     fn generations(&self) -> std::sync::MutexGuard<'_, Generations> {
@@ -446,7 +457,7 @@ mod tests {
         let alice = pki.chain("alice", -1, 24);
         let mallory = pki.chain("mallory", -1, 24);
         let first = recheck.accepted(&alice).unwrap();
-        let key = recheck.hasher.hash_one(&alice[..]);
+        let key = recheck.key(&alice);
         assert!(recheck.generations().get(key, &mallory).is_none());
         let found = recheck.generations().get(key, &alice).unwrap();
         assert!(Arc::ptr_eq(&found.verified, &first));
@@ -461,6 +472,14 @@ mod tests {
         // Mallory's own chain makes mallory's client.
         let m = recheck.accepted(&mallory).unwrap();
         assert_eq!(m.identity.common_name.as_deref(), Some("mallory"));
+        // The same bytes after the leaf, split into certificates differently, make another
+        // key: lengths are hashed too.
+        let tail = alice[1].as_ref();
+        let split = |at: usize| {
+            let part = |b: &[u8]| CertificateDer::from(b.to_vec());
+            vec![alice[0].clone(), part(&tail[..at]), part(&tail[at..])]
+        };
+        assert_ne!(recheck.key(&split(10)), recheck.key(&split(11)));
     }
 
     #[test]
