@@ -258,11 +258,7 @@ impl Activity {
     }
 
     fn now_ms(&self) -> u64 {
-        self.ms_at(Instant::now())
-    }
-
-    fn ms_at(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.opened).as_millis()).unwrap_or(u64::MAX)
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Marks work as started; the guard marks it ended, however it ends.
@@ -347,25 +343,11 @@ impl Activity {
 #[derive(Debug)]
 pub struct InFlight(Option<Arc<Activity>>);
 
-impl InFlight {
-    /// Ends it as of `at`, a moment the caller has just read from the clock (so that
-    /// ending it reads no clock again).
-    pub fn end_at(mut self, at: Instant) {
-        self.end(at);
-    }
-
-    fn end(&mut self, at: Instant) {
-        if let Some(a) = self.0.take() {
-            a.idle_since_ms.store(a.ms_at(at), Relaxed);
-            a.in_flight.fetch_sub(1, Relaxed);
-        }
-    }
-}
-
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.is_some() {
-            self.end(Instant::now());
+        if let Some(a) = self.0.take() {
+            a.idle_since_ms.store(a.now_ms(), Relaxed);
+            a.in_flight.fetch_sub(1, Relaxed);
         }
     }
 }
@@ -382,7 +364,18 @@ pub struct Tracked<B> {
 }
 
 impl<B> Tracked<B> {
-    pub fn new(inner: B, activity: &Arc<Activity>) -> Tracked<B> {
+    /// The body of the request whose in-flight mark is `busy`: the mark stays until the
+    /// body is delivered or dropped (the request is in flight until then).
+    pub fn new(inner: B, busy: InFlight) -> Tracked<B> {
+        let Some(activity) = &busy.0 else {
+            // Already ended: nothing to track (a fresh mark always has its activity).
+            return Tracked {
+                inner,
+                busy,
+                slot: None,
+                owed: false,
+            };
+        };
         // Owed from the start: hyper is to poll a new body at once.
         let value = slot_value(activity.ticks.load(Relaxed), true);
         let slot = activity
@@ -397,7 +390,7 @@ impl<B> Tracked<B> {
         }
         Tracked {
             inner,
-            busy: activity.begin(),
+            busy,
             slot,
             owed: true,
         }
@@ -476,7 +469,7 @@ mod tests {
     }
 
     fn body(a: &Arc<Activity>) -> Tracked<Full<bytes::Bytes>> {
-        Tracked::new(Full::new(bytes::Bytes::from_static(b"x")), a)
+        Tracked::new(Full::new(bytes::Bytes::from_static(b"x")), a.begin())
     }
 
     #[test]

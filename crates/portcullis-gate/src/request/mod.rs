@@ -395,8 +395,7 @@ impl Exchange {
                 total: elapsed,
             });
         }
-        // The body stays in flight until it is delivered; the handler itself is done.
-        self.busy.end_at(end);
-        resp.map(|b| Tracked::new(b, &conn.activity))
+        // The request stays in flight until its body is delivered.
+        resp.map(|b| Tracked::new(b, self.busy))
     }
 }
