@@ -265,7 +265,7 @@ impl Activity {
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);
         self.begun.fetch_add(1, Relaxed);
-        InFlight(Some(self.clone()))
+        InFlight(self.clone())
     }
 
     /// Requests and response bodies begun so far.
@@ -341,14 +341,13 @@ impl Activity {
 
 /// Something in flight on a connection; ends when dropped.
 #[derive(Debug)]
-pub struct InFlight(Option<Arc<Activity>>);
+pub struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(a) = self.0.take() {
-            a.idle_since_ms.store(a.now_ms(), Relaxed);
-            a.in_flight.fetch_sub(1, Relaxed);
-        }
+        let a = &self.0;
+        a.idle_since_ms.store(a.now_ms(), Relaxed);
+        a.in_flight.fetch_sub(1, Relaxed);
     }
 }
 
@@ -367,15 +366,7 @@ impl<B> Tracked<B> {
     /// The body of the request whose in-flight mark is `busy`: the mark stays until the
     /// body is delivered or dropped (the request is in flight until then).
     pub fn new(inner: B, busy: InFlight) -> Tracked<B> {
-        let Some(activity) = &busy.0 else {
-            // Already ended: nothing to track (a fresh mark always has its activity).
-            return Tracked {
-                inner,
-                busy,
-                slot: None,
-                owed: false,
-            };
-        };
+        let activity = &busy.0;
         // Owed from the start: hyper is to poll a new body at once.
         let value = slot_value(activity.ticks.load(Relaxed), true);
         let slot = activity
@@ -398,8 +389,7 @@ impl<B> Tracked<B> {
 
     /// Records progress, and whether the next frame is owed by the client's side.
     fn progress(&mut self, owed: bool) {
-        // A body's InFlight ends only when the body is dropped.
-        let Some(a) = &self.busy.0 else { return };
+        let a = &self.busy.0;
         let tick = a.ticks.load(Relaxed);
         match self.slot {
             Some(i) => a.bodies[i].store(slot_value(tick, owed), Relaxed),
@@ -420,7 +410,7 @@ impl<B> Tracked<B> {
 
 impl<B> Drop for Tracked<B> {
     fn drop(&mut self) {
-        let Some(a) = &self.busy.0 else { return };
+        let a = &self.busy.0;
         match self.slot {
             Some(i) => a.bodies[i].store(0, Relaxed),
             None if self.owed => {
