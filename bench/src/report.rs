@@ -142,15 +142,16 @@ enum Against {
 #[derive(Debug, Clone, Serialize)]
 pub struct Goal {
     pub goal: String,
-    /// With the access log off, then on.
-    pub measured: [f64; 2],
+    /// With the access log off, then on; `None` where a server it needs was not measured
+    /// (`--only`).
+    pub measured: [Option<f64>; 2],
     /// The same ratio within each round, its median and range, with the access log off,
     /// then on. A round runs every server once, one after the other, so its servers share
     /// the machine's state of the moment; the range shows how far that moves a ratio.
     pub rounds: [Option<Spread>; 2],
     pub limit: f64,
     pub unit: &'static str,
-    pub met: [bool; 2],
+    pub met: [Option<bool>; 2],
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -193,7 +194,7 @@ impl Summary {
             }
         };
         let rows: Vec<Row> = variants.iter().map(|v| row(*v)).collect();
-        let median = |v: Variant, f: Field| Spread::of(values(v, f)).map_or(f64::NAN, |s| s.median);
+        let median = |v: Variant, f: Field| Spread::of(values(v, f)).map(|s| s.median);
         let gates = |proxy| {
             [
                 Variant::new(Kind::Gate, proxy),
@@ -205,10 +206,13 @@ impl Summary {
         let mut goals = Vec::new();
         let mut goal = |text: &str, proxy: bool, against: Against, f: Field, limit: f64, unit| {
             let full: Field = |m| Some(m.handshake_us);
-            let measured = gates(proxy).map(|g| match against {
-                Against::Server(a) => median(g, f) / median(a, f),
-                Against::OwnFullHandshake => median(g, f) / median(g, full),
-                Against::Nothing => median(g, f),
+            let measured = gates(proxy).map(|g| {
+                let x = median(g, f)?;
+                match against {
+                    Against::Server(a) => Some(x / median(a, f)?),
+                    Against::OwnFullHandshake => Some(x / median(g, full)?),
+                    Against::Nothing => Some(x),
+                }
             });
             let rounds = gates(proxy).map(|g| {
                 let of = match against {
@@ -225,7 +229,7 @@ impl Summary {
                 rounds,
                 limit,
                 unit,
-                met: measured.map(|m| m <= limit),
+                met: measured.map(|m| m.map(|m| m <= limit)),
             });
         };
         goal(
@@ -324,14 +328,21 @@ impl Summary {
         );
         for g in &self.goals {
             let cell = |i: usize| {
-                let mark = if g.met[i] { "met" } else { "**missed**" };
+                let Some(measured) = g.measured[i] else {
+                    return "not measured".to_string();
+                };
+                let mark = if g.met[i] == Some(true) {
+                    "met"
+                } else {
+                    "**missed**"
+                };
                 if g.unit == "×" {
                     let rounds = g.rounds[i]
                         .map(|r| format!(" (rounds {:.2}–{:.2})", r.min, r.max))
                         .unwrap_or_default();
-                    format!("{:.2}× {mark}{rounds}", g.measured[i])
+                    format!("{measured:.2}× {mark}{rounds}")
                 } else {
-                    format!("{:.1} {} {mark}", g.measured[i], g.unit)
+                    format!("{measured:.1} {} {mark}", g.unit)
                 }
             };
             let limit = if g.unit == "×" {
@@ -437,5 +448,77 @@ impl fmt::Display for Machine {
             self.portcullis,
             self.date
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(handshake_us: f64, request_us: f64) -> Measurement {
+        Measurement {
+            handshake_us,
+            resumed_us: handshake_us / 3.0,
+            request_us,
+            requests_per_s: 1.0,
+            p50_ms_at_rate: 1.0,
+            p99_ms_at_rate: 2.0,
+            idle: None,
+            upstream_connections: None,
+        }
+    }
+
+    fn goal<'a>(summary: &'a Summary, text: &str) -> &'a Goal {
+        summary
+            .goals
+            .iter()
+            .find(|g| g.goal.starts_with(text))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_goal_is_the_ratio_of_the_medians_and_unmeasured_without_its_servers() {
+        let results = [
+            // Round by round, as the bench interleaves them.
+            (Variant::new(Kind::Bare, false), measured(300.0, 6.0)),
+            (Variant::new(Kind::Gate, false), measured(330.0, 8.0)),
+            (Variant::new(Kind::Bare, false), measured(310.0, 6.0)),
+            (Variant::new(Kind::Gate, false), measured(310.0, 7.0)),
+            (Variant::new(Kind::Bare, false), measured(290.0, 6.0)),
+            (Variant::new(Kind::Gate, false), measured(400.0, 9.0)),
+        ];
+        let summary = Summary::new(&results);
+        let handshake = goal(&summary, "full handshake");
+        // The gate's median 330 over the bare server's 300; nothing ran with the log.
+        assert!((handshake.measured[0].unwrap() - 1.1).abs() < 1e-9);
+        assert_eq!(handshake.met, [Some(false), None]);
+        // No nginx in this run: its ratios are not computed, not "missed".
+        let keep_alive = goal(&summary, "keep-alive request (built-in page)");
+        assert_eq!(keep_alive.measured, [None, None]);
+        let machine = Machine {
+            cpu: String::new(),
+            cpus: 2,
+            kernel: String::new(),
+            nginx: String::new(),
+            openssl: String::new(),
+            oha: String::new(),
+            portcullis: String::new(),
+            date: String::new(),
+        };
+        let table = summary.markdown(&machine, "1 round");
+        let line = table
+            .lines()
+            .find(|l| l.starts_with("| keep-alive request (built-in page)"))
+            .unwrap();
+        assert!(line.contains("| not measured | not measured |"), "{line}");
+        assert!(!table.contains("NaN"), "{table}");
+        let line = table
+            .lines()
+            .find(|l| l.starts_with("| full handshake"))
+            .unwrap();
+        assert!(
+            line.contains("1.10× **missed** (rounds 1.00–1.38)"),
+            "{line}"
+        );
     }
 }
