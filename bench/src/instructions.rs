@@ -1,14 +1,17 @@
-//! Instructions instead of seconds: the gate and the bare server under valgrind's
-//! callgrind, driven by the bench's own client. Counts repeat exactly from run to run, so
-//! this is the mode for finding where the time goes and for checking that a change
-//! helped; `BENCH_KEEP=DIR` keeps the profiles for `callgrind_annotate`.
+//! Counts instead of seconds: nginx (one process, no master), the bare server and the gate,
+//! driven by the bench's own client, with their user-space instructions counted by
+//! valgrind's callgrind and their system calls by strace. The counts repeat almost exactly
+//! from run to run, so this is the mode for finding where the time goes, for checking that
+//! a change helped, and for comparing servers on a host too noisy for CPU time.
+//! `BENCH_KEEP=DIR` keeps the profiles for `callgrind_annotate` and strace's tables.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::sync::Arc;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
-use std::process::{Command, Stdio};
-
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::client::{Client, Sessions};
 use crate::servers::{Backend, Kind, Programs, Server};
@@ -24,26 +27,57 @@ struct Work {
     requests: usize,
 }
 
-/// Instructions the server executes for `work`.
-fn count(kind: Kind, backend: Backend, dir: &Path, programs: &Programs, work: Work) -> Result<u64> {
+#[derive(Debug, Clone, Copy)]
+enum Counter {
+    /// User-space instructions, under valgrind's callgrind.
+    Instructions,
+    /// System calls: the kernel's share, which callgrind does not see. strace is attached
+    /// after the warm-up and counts every thread.
+    SystemCalls,
+}
+
+impl Counter {
+    fn name(self) -> &'static str {
+        match self {
+            Counter::Instructions => "callgrind",
+            Counter::SystemCalls => "strace",
+        }
+    }
+}
+
+/// What `counter` counts while the server does `work`.
+fn count(
+    counter: Counter,
+    kind: Kind,
+    backend: Backend,
+    dir: &Path,
+    programs: &Programs,
+    work: Work,
+) -> Result<u64> {
     let Work {
         handshakes,
         resumptions,
         requests,
     } = work;
     let out = dir.join(format!(
-        "callgrind.{}.{handshakes}.{resumptions}.{requests}",
+        "{}.{}.{handshakes}.{resumptions}.{requests}",
+        counter.name(),
         kind.name()
     ));
-    let valgrind = Programs {
-        wrapper: Some(vec![
-            "valgrind".into(),
-            "--tool=callgrind".into(),
-            format!("--callgrind-out-file={}", out.display()),
-        ]),
-        ..programs.clone()
+    let server = match counter {
+        Counter::Instructions => {
+            let valgrind = Programs {
+                wrapper: Some(vec![
+                    "valgrind".into(),
+                    "--tool=callgrind".into(),
+                    format!("--callgrind-out-file={}", out.display()),
+                ]),
+                ..programs.clone()
+            };
+            Server::start(kind, backend, dir, &valgrind)?
+        }
+        Counter::SystemCalls => Server::start(kind, backend, dir, programs)?,
     };
-    let server = Server::start(kind, backend, dir, &valgrind)?;
     let client = Arc::new(Client::new(dir, server.port, "/me", Sessions::Full)?);
     let resuming = Arc::new(Client::new(dir, server.port, "/me", Sessions::Resume)?);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -56,12 +90,18 @@ fn count(kind: Kind, backend: Backend, dir: &Path, programs: &Programs, work: Wo
         resuming.handshakes(10, 1).await
     })?;
     let already = resuming.resumed();
-    let status = Command::new("callgrind_control")
-        .args(["--zero", &server.pid().to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()?;
-    anyhow::ensure!(status.success(), "callgrind_control failed: {status}");
+    let strace = match counter {
+        Counter::Instructions => {
+            let status = Command::new("callgrind_control")
+                .args(["--zero", &server.pid().to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            anyhow::ensure!(status.success(), "callgrind_control failed: {status}");
+            None
+        }
+        Counter::SystemCalls => Some(attach_strace(&server, &out)?),
+    };
     rt.block_on(async {
         client.handshakes(handshakes, 1).await?;
         resuming.handshakes(resumptions, 1).await?;
@@ -73,6 +113,9 @@ fn count(kind: Kind, backend: Backend, dir: &Path, programs: &Programs, work: Wo
         kind.name(),
         resuming.resumed() - already
     );
+    if let Some(strace) = strace {
+        detach(strace)?;
+    }
     // SIGTERM: valgrind writes the profile as the process ends.
     server.terminate()?;
     if let Some(keep) = std::env::var_os("BENCH_KEEP") {
@@ -82,60 +125,153 @@ fn count(kind: Kind, backend: Backend, dir: &Path, programs: &Programs, work: Wo
         )?;
     }
     let text = std::fs::read_to_string(&out)?;
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("summary:")
-                .or_else(|| l.strip_prefix("totals:"))
-        })
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no totals in the callgrind profile")
+    match counter {
+        Counter::Instructions => text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("summary:")
+                    .or_else(|| l.strip_prefix("totals:"))
+            })
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .context("no totals in the callgrind profile"),
+        // `100.00  0.116092  4  25953  2597 total`: the calls are the fourth column.
+        Counter::SystemCalls => text
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|t| t.last() == Some(&"total"))
+            .and_then(|t| t.get(3)?.parse().ok())
+            .with_context(|| format!("no total in strace's table {}", out.display())),
+    }
 }
 
-/// Per-handshake, per-resumption and per-request instructions from the differences between runs, so that
-/// start-up and warm-up cancel out.
-pub fn run(dir: &Path, programs: &Programs, backend: Backend) -> Result<()> {
+/// strace attached to every thread of the server's processes, counting into `out`; returns
+/// once it has said it attached to each process (`Process N attached with K threads`).
+fn attach_strace(server: &Server, out: &Path) -> Result<Child> {
+    let mut command = Command::new("strace");
+    command.args(["-f", "-c", "-o"]).arg(out);
+    let processes = server.processes()?;
+    for pid in &processes {
+        command.arg("-p").arg(pid.to_string());
+    }
+    let mut strace = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting strace (apt-get install strace)")?;
+    let stderr = strace.stderr.take().context("no stderr")?;
+    let (tx, rx) = mpsc::channel();
+    // Reads strace's messages to the end, so that it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(" attached") && tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for _ in &processes {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if rx.recv_timeout(left).is_err() {
+            let _ = strace.kill();
+            bail!("strace did not attach to the server's processes {processes:?} in 10 s");
+        }
+    }
+    Ok(strace)
+}
+
+/// SIGINT: strace detaches and writes its table.
+fn detach(mut strace: Child) -> Result<()> {
+    Command::new("kill")
+        .args(["-INT", &strace.id().to_string()])
+        .status()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while strace.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            strace.kill()?;
+            bail!("strace did not detach in 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Per full handshake, per resumed one and per keep-alive request.
+type PerOperation = [f64; 3];
+
+/// Per-operation counts from the differences between runs, so that start-up and warm-up
+/// cancel out.
+fn per_operation(
+    counter: Counter,
+    kind: Kind,
+    backend: Backend,
+    dir: &Path,
+    programs: &Programs,
+) -> Result<PerOperation> {
     const BASE: Work = Work {
         handshakes: 20,
         resumptions: 20,
         requests: 200,
     };
-    const MORE_HS: usize = 120;
-    const MORE_RS: usize = 120;
-    const MORE_RQ: usize = 2_200;
-    println!("server instructions (valgrind callgrind), differences between runs:");
-    let mut per = Vec::new();
-    for kind in [Kind::Bare, Kind::Gate, Kind::GateLogged] {
-        let more = |work: Work| count(kind, backend, dir, programs, work);
-        let base = more(BASE)?;
-        let hs = more(Work {
-            handshakes: MORE_HS,
-            ..BASE
-        })?;
-        let rs = more(Work {
-            resumptions: MORE_RS,
-            ..BASE
-        })?;
-        let rq = more(Work {
-            requests: MORE_RQ,
-            ..BASE
-        })?;
-        let per_hs = (hs - base) as f64 / (MORE_HS - BASE.handshakes) as f64;
-        let per_rs = (rs - base) as f64 / (MORE_RS - BASE.resumptions) as f64;
-        let per_rq = (rq - base) as f64 / (MORE_RQ - BASE.requests) as f64;
+    const MORE: Work = Work {
+        handshakes: 120,
+        resumptions: 120,
+        requests: 2_200,
+    };
+    let more = |work: Work| count(counter, kind, backend, dir, programs, work);
+    let base = more(BASE)? as f64;
+    let hs = more(Work {
+        handshakes: MORE.handshakes,
+        ..BASE
+    })? as f64;
+    let rs = more(Work {
+        resumptions: MORE.resumptions,
+        ..BASE
+    })? as f64;
+    let rq = more(Work {
+        requests: MORE.requests,
+        ..BASE
+    })? as f64;
+    Ok([
+        (hs - base) / (MORE.handshakes - BASE.handshakes) as f64,
+        (rs - base) / (MORE.resumptions - BASE.resumptions) as f64,
+        (rq - base) / (MORE.requests - BASE.requests) as f64,
+    ])
+}
+
+pub fn run(dir: &Path, programs: &Programs, backend: Backend) -> Result<()> {
+    println!(
+        "per full handshake, per resumed one and per keep-alive request (differences between runs):\n\
+         user-space instructions (valgrind callgrind) | system calls (strace -c)"
+    );
+    let kinds = [Kind::Nginx, Kind::Bare, Kind::Gate, Kind::GateLogged];
+    let mut instructions = Vec::new();
+    for kind in kinds {
+        let i = per_operation(Counter::Instructions, kind, backend, dir, programs)?;
+        let s = per_operation(Counter::SystemCalls, kind, backend, dir, programs)?;
         println!(
-            "{:<12} {per_hs:>10.0} per full handshake {per_rs:>10.0} per resumed one ({:.2}×) {per_rq:>8.0} per keep-alive request",
+            "{:<15} {:>10.0} {:>10.0} {:>8.0} | {:>5.1} {:>5.1} {:>5.2}",
             kind.name(),
-            per_rs / per_hs
+            i[0],
+            i[1],
+            i[2],
+            s[0],
+            s[1],
+            s[2]
         );
-        per.push((per_hs, per_rs, per_rq));
+        instructions.push(i);
     }
-    if let [bare, gate, ..] = &per[..] {
-        println!(
-            "gate vs bare: {:+.1}% per full handshake, {:+.1}% per resumed one, {:+.1}% per keep-alive request",
-            (gate.0 / bare.0 - 1.0) * 100.0,
-            (gate.1 / bare.1 - 1.0) * 100.0,
-            (gate.2 / bare.2 - 1.0) * 100.0
-        );
+    if let [nginx, bare, gates @ ..] = &instructions[..] {
+        for (gate, name) in gates.iter().zip(["gate", "gate+log"]) {
+            for (other, against) in [(bare, "bare"), (nginx, "nginx")] {
+                let r = |i: usize| gate[i] / other[i];
+                println!(
+                    "instructions, {name} vs {against}: {:.3}× per full handshake, {:.3}× per resumed one, {:.3}× per keep-alive request",
+                    r(0),
+                    r(1),
+                    r(2)
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -40,8 +40,9 @@ struct Cli {
 enum Command {
     /// Run the comparison and print a markdown table.
     Run(RunArgs),
-    /// Instructions per handshake and per request under valgrind's callgrind: the gate
-    /// and the bare server, with the built-in page or (--proxy) both proxying.
+    /// User-space instructions (valgrind's callgrind) and system calls (strace) per
+    /// handshake and per request: nginx, the bare server and the gate, serving a page or
+    /// (--proxy) proxying. Repeatable where CPU time is not.
     Instructions {
         #[arg(long)]
         proxy: bool,

@@ -109,6 +109,11 @@ impl Server {
         Ok(ticks as f64 / 100.0)
     }
 
+    /// The server's process and its children (nginx's master and worker).
+    pub fn processes(&self) -> Result<Vec<u32>> {
+        tree(self.child.id())
+    }
+
     /// Resident memory of the server and its child processes, in KiB.
     pub fn rss_kib(&self) -> Result<u64> {
         let mut kib = 0;
@@ -316,7 +321,9 @@ fn start_gate(kind: Kind, backend: Backend, dir: &Path, programs: &Programs) -> 
     }
 }
 
-fn nginx_config(dir: &Path, port: u16, backend: Backend) -> String {
+/// `single`: one process without a master (`master_process off`), for valgrind, which
+/// counts the process it started.
+fn nginx_config(dir: &Path, port: u16, backend: Backend, single: bool) -> String {
     let location = match backend {
         Backend::Builtin => "return 200 \"ok\\n\";".to_string(),
         // As a user would write it: a keep-alive pool, the identity in headers that
@@ -345,8 +352,10 @@ fn nginx_config(dir: &Path, port: u16, backend: Backend) -> String {
         }
     };
     let d = dir.display();
+    let master = if single { "off" } else { "on" };
     format!(
         r#"worker_processes 1;
+master_process {master};
 daemon off;
 pid {d}/nginx.pid;
 error_log {d}/nginx-error.log warn;
@@ -389,7 +398,8 @@ fn start_nginx(backend: Backend, dir: &Path, programs: &Programs) -> Result<Serv
         .local_addr()?
         .port();
     let config = dir.join("nginx.conf");
-    fs::write(&config, nginx_config(dir, port, backend))?;
+    let single = programs.wrapper.is_some();
+    fs::write(&config, nginx_config(dir, port, backend, single))?;
     let child = programs
         .server(&programs.nginx)
         .arg("-p")
