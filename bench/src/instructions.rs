@@ -243,7 +243,13 @@ pub fn run(dir: &Path, programs: &Programs, backend: Backend) -> Result<()> {
         "per full handshake, per resumed one and per keep-alive request (differences between runs):\n\
          user-space instructions (valgrind callgrind) | system calls (strace -c)"
     );
-    let kinds = [Kind::Nginx, Kind::Bare, Kind::Gate, Kind::GateLogged];
+    let kinds = [
+        Kind::Nginx,
+        Kind::NginxLogged,
+        Kind::Bare,
+        Kind::Gate,
+        Kind::GateLogged,
+    ];
     let mut instructions = Vec::new();
     for kind in kinds {
         let i = per_operation(Counter::Instructions, kind, backend, dir, programs)?;
@@ -260,9 +266,12 @@ pub fn run(dir: &Path, programs: &Programs, backend: Backend) -> Result<()> {
         );
         instructions.push(i);
     }
-    if let [nginx, bare, gates @ ..] = &instructions[..] {
-        for (gate, name) in gates.iter().zip(["gate", "gate+log"]) {
-            for (other, against) in [(bare, "bare"), (nginx, "nginx")] {
+    if let [nginx, nginx_log, bare, gate, gate_log] = &instructions[..] {
+        for (gate, name, nginx, nginx_name) in [
+            (gate, "gate", nginx, "nginx"),
+            (gate_log, "gate+log", nginx_log, "nginx+log"),
+        ] {
+            for (other, against) in [(bare, "bare"), (nginx, nginx_name)] {
                 let r = |i: usize| gate[i] / other[i];
                 println!(
                     "instructions, {name} vs {against}: {:.3}× per full handshake, {:.3}× per resumed one, {:.3}× per keep-alive request",

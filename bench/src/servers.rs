@@ -17,8 +17,11 @@ pub const CLIENT_CPU: &str = "1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// nginx with `ssl_verify_client on`.
+    /// nginx with `ssl_verify_client on`, access log off.
     Nginx,
+    /// The same with an access log (the `combined` format, buffered, to a file): what the
+    /// gate with its access log is compared with.
+    NginxLogged,
     /// The bare rustls + hyper server.
     Bare,
     /// `portcullis serve`, access log off.
@@ -31,6 +34,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Nginx => "nginx",
+            Kind::NginxLogged => "nginx+log",
             Kind::Bare => "bare",
             Kind::Gate => "portcullis",
             Kind::GateLogged => "portcullis+log",
@@ -78,7 +82,7 @@ impl Programs {
 impl Server {
     pub fn start(kind: Kind, backend: Backend, dir: &Path, programs: &Programs) -> Result<Server> {
         match kind {
-            Kind::Nginx => start_nginx(backend, dir, programs),
+            Kind::Nginx | Kind::NginxLogged => start_nginx(kind, backend, dir, programs),
             Kind::Bare => {
                 let mut command = programs.server(&programs.bench);
                 command.arg("bare").arg(dir);
@@ -323,7 +327,7 @@ fn start_gate(kind: Kind, backend: Backend, dir: &Path, programs: &Programs) -> 
 
 /// `single`: one process without a master (`master_process off`), for valgrind, which
 /// counts the process it started.
-fn nginx_config(dir: &Path, port: u16, backend: Backend, single: bool) -> String {
+fn nginx_config(kind: Kind, dir: &Path, port: u16, backend: Backend, single: bool) -> String {
     let location = match backend {
         Backend::Builtin => "return 200 \"ok\\n\";".to_string(),
         // As a user would write it: a keep-alive pool, the identity in headers that
@@ -353,6 +357,13 @@ fn nginx_config(dir: &Path, port: u16, backend: Backend, single: bool) -> String
     };
     let d = dir.display();
     let master = if single { "off" } else { "on" };
+    // As a user who logs would write it, with a buffer (64 KiB, written at least every
+    // second) rather than a write(2) per request.
+    let access_log = if kind == Kind::NginxLogged {
+        format!("{d}/nginx-access.log combined buffer=64k flush=1s")
+    } else {
+        "off".to_string()
+    };
     format!(
         r#"worker_processes 1;
 master_process {master};
@@ -361,7 +372,7 @@ pid {d}/nginx.pid;
 error_log {d}/nginx-error.log warn;
 events {{ worker_connections 15000; }}
 http {{
-    access_log off;
+    access_log {access_log};
     keepalive_timeout 600s;
     keepalive_requests 10000000;
     {upstream}
@@ -392,14 +403,14 @@ http {{
     )
 }
 
-fn start_nginx(backend: Backend, dir: &Path, programs: &Programs) -> Result<Server> {
+fn start_nginx(kind: Kind, backend: Backend, dir: &Path, programs: &Programs) -> Result<Server> {
     // nginx cannot listen on port 0 and say which port it got: take a free one.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let config = dir.join("nginx.conf");
     let single = programs.wrapper.is_some();
-    fs::write(&config, nginx_config(dir, port, backend, single))?;
+    fs::write(&config, nginx_config(kind, dir, port, backend, single))?;
     let child = programs
         .server(&programs.nginx)
         .arg("-p")
@@ -409,11 +420,7 @@ fn start_nginx(backend: Backend, dir: &Path, programs: &Programs) -> Result<Serv
         .stderr(Stdio::inherit())
         .spawn()
         .context("starting nginx")?;
-    let mut server = Server {
-        kind: Kind::Nginx,
-        port,
-        child,
-    };
+    let mut server = Server { kind, port, child };
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Some(status) = server.child.try_wait()? {
