@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::client::{Client, Sessions};
-use crate::servers::{Backend, Kind, Programs, Server};
+use crate::servers::{Backend, Kind, Programs, Server, signal_and_wait};
 
 /// What the client does once counting starts, in this order.
 #[derive(Debug, Clone, Copy)]
@@ -113,8 +113,9 @@ fn count(
         kind.name(),
         resuming.resumed() - already
     );
-    if let Some(strace) = strace {
-        detach(strace)?;
+    if let Some(mut strace) = strace {
+        // SIGINT: strace detaches and writes its table.
+        signal_and_wait(&mut strace, "INT", "strace")?;
     }
     // SIGTERM: valgrind writes the profile as the process ends.
     server.terminate()?;
@@ -177,22 +178,6 @@ fn attach_strace(server: &Server, out: &Path) -> Result<Child> {
         }
     }
     Ok(strace)
-}
-
-/// SIGINT: strace detaches and writes its table.
-fn detach(mut strace: Child) -> Result<()> {
-    Command::new("kill")
-        .args(["-INT", &strace.id().to_string()])
-        .status()?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while strace.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            strace.kill()?;
-            bail!("strace did not detach in 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 /// Per full handshake, per resumed one and per keep-alive request.

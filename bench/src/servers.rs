@@ -145,23 +145,29 @@ impl Server {
     }
 
     fn stop(&mut self) -> Result<()> {
-        if self.child.try_wait()?.is_some() {
-            return Ok(());
-        }
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                self.child.kill()?;
-                self.child.wait()?;
-                bail!("{} did not exit on SIGTERM in 10 s", self.kind.name());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+        signal_and_wait(&mut self.child, "TERM", self.kind.name())
     }
+}
+
+/// Sends `child` the signal (`TERM`, `INT`…) unless it has exited, and waits for it to
+/// exit, killing it after 10 s.
+pub fn signal_and_wait(child: &mut Child, signal: &str, name: &str) -> Result<()> {
+    if child.try_wait()?.is_some() {
+        return Ok(());
+    }
+    Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            child.kill()?;
+            child.wait()?;
+            bail!("{name} did not exit on SIG{signal} in 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 impl Drop for Server {

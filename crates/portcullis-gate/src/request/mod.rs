@@ -367,8 +367,7 @@ impl Exchange {
         rule: Option<usize>,
         upstream: Option<Duration>,
     ) -> Response<Body> {
-        let end = Instant::now();
-        let elapsed = end.saturating_duration_since(self.start);
+        let elapsed = self.start.elapsed();
         let status = resp.status().as_u16();
         shared.metrics.response(status, elapsed.as_secs_f64());
         if let Some(path) = &self.path {
