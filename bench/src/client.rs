@@ -116,6 +116,27 @@ impl Client {
         Ok(())
     }
 
+    /// `total` requests spread over the held connections, all of them busy at once;
+    /// gives the connections back for the next batch.
+    pub async fn requests(self: &Arc<Self>, held: Vec<Held>, total: usize) -> Result<Vec<Held>> {
+        let each = total.div_ceil(held.len().max(1));
+        let mut tasks = Vec::new();
+        for mut connection in held {
+            let client = self.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..each {
+                    client.get(&mut connection).await?;
+                }
+                Ok::<_, anyhow::Error>(connection)
+            }));
+        }
+        let mut back = Vec::new();
+        for task in tasks {
+            back.push(task.await??);
+        }
+        Ok(back)
+    }
+
     /// `total` connections, `concurrency` at a time, each a handshake and one request,
     /// closed after it.
     pub async fn handshakes(self: &Arc<Self>, total: usize, concurrency: usize) -> Result<()> {

@@ -13,6 +13,7 @@ mod bare;
 mod client;
 mod instructions;
 mod oha;
+mod pairs;
 mod pki;
 mod report;
 mod servers;
@@ -40,6 +41,9 @@ struct Cli {
 enum Command {
     /// Run the comparison and print a markdown table.
     Run(RunArgs),
+    /// The goals decided by a few percent, two servers at a time, loaded in turn in
+    /// short slices: steadier than `run` on a host whose speed drifts.
+    Pairs(PairsArgs),
     /// User-space instructions (valgrind's callgrind) and system calls (strace) per
     /// handshake and per request: nginx, the bare server and the gate, serving a page or
     /// (--proxy) proxying. Repeatable where CPU time is not.
@@ -117,6 +121,30 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct PairsArgs {
+    /// Rounds; each starts every pair's servers afresh.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Slices per server per round.
+    #[arg(long, default_value_t = 10)]
+    slices: usize,
+    /// Full handshakes per slice (about a second of a server's CPU).
+    #[arg(long, default_value_t = 2000)]
+    handshakes: usize,
+    /// Keep-alive requests per slice.
+    #[arg(long, default_value_t = 100_000)]
+    requests: usize,
+    /// Run only the pairs whose goal contains one of these (e.g. `handshake`, `proxied`).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    #[command(flatten)]
+    programs: ProgramArgs,
+    /// Where to write the slices and ratios as JSON.
+    #[arg(long, default_value = "bench/pairs.json")]
+    json: PathBuf,
+}
+
+#[derive(Args)]
 struct ProgramArgs {
     /// The `portcullis` binary (default: next to this one).
     #[arg(long)]
@@ -148,6 +176,7 @@ fn main() -> Result<()> {
         Command::Bare { dir, upstream } => bare::serve_tls(&dir, upstream),
         Command::Upstream => bare::serve_upstream(),
         Command::Run(args) => run(args),
+        Command::Pairs(args) => run_pairs(args),
         Command::Load {
             dir,
             port,
@@ -262,6 +291,54 @@ fn run(args: RunArgs) -> Result<()> {
         "summary": summary,
         "measurements": results.iter().map(|(v, m)| serde_json::json!({
             "server": v.label(), "measurement": m,
+        })).collect::<Vec<_>>(),
+    });
+    std::fs::write(&args.json, serde_json::to_string_pretty(&json)? + "\n")
+        .with_context(|| format!("writing {}", args.json.display()))?;
+    eprintln!("wrote {}", args.json.display());
+    Ok(())
+}
+
+fn run_pairs(args: PairsArgs) -> Result<()> {
+    let programs = args.programs.programs()?;
+    let dir = tempfile::tempdir()?;
+    pki::create(dir.path())?;
+    let machine = report::Machine::read(&programs)?;
+    eprintln!("{machine}");
+    let (_upstream, upstream_port) = start_upstream(&programs)?;
+    let sizes = pairs::Sizes {
+        rounds: args.rounds,
+        slices: args.slices,
+        handshakes: args.handshakes,
+        requests: args.requests,
+    };
+    let chosen: Vec<&pairs::Pair> = pairs::PAIRS
+        .iter()
+        .filter(|p| args.only.is_empty() || args.only.iter().any(|o| p.goal.contains(o.as_str())))
+        .collect();
+    let mut outcomes: Vec<pairs::Outcome> = chosen.iter().map(|p| pairs::Outcome::new(p)).collect();
+    for round in 1..=args.rounds {
+        for (pair, outcome) in chosen.iter().zip(&mut outcomes) {
+            eprint!("round {round}/{}: {:<60} ", args.rounds, pair.goal);
+            let slices = pairs::run(pair, upstream_port, dir.path(), &programs, sizes)
+                .with_context(|| format!("measuring {}", pair.goal))?;
+            match slices.ratio() {
+                Some(r) => eprintln!("{:.3}× ({:.3}–{:.3})", r.median, r.min, r.max),
+                None => eprintln!("no slices"),
+            }
+            outcome.rounds.push(slices);
+        }
+    }
+    println!(
+        "{}
+{machine}",
+        pairs::markdown(&outcomes, sizes)
+    );
+    let json = serde_json::json!({
+        "machine": machine,
+        "sizes": sizes,
+        "pairs": outcomes.iter().map(|o| serde_json::json!({
+            "outcome": o, "ratio": o.ratio(), "met": o.met(),
         })).collect::<Vec<_>>(),
     });
     std::fs::write(&args.json, serde_json::to_string_pretty(&json)? + "\n")

@@ -84,7 +84,7 @@ pub struct Spread {
 }
 
 impl Spread {
-    fn of(mut values: Vec<f64>) -> Option<Spread> {
+    pub fn of(mut values: Vec<f64>) -> Option<Spread> {
         if values.is_empty() {
             return None;
         }
@@ -102,7 +102,7 @@ impl Spread {
         })
     }
 
-    fn cell(spread: Option<Spread>, decimals: usize) -> String {
+    pub fn cell(spread: Option<Spread>, decimals: usize) -> String {
         match spread {
             None => "—".into(),
             Some(s) => format!(

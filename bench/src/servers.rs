@@ -1,6 +1,7 @@
 //! Starting the servers under comparison, pinned to CPU 0, and reading what they spent:
 //! CPU time and resident memory of the whole process tree (nginx's master and worker).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -118,6 +119,32 @@ impl Server {
         tree(self.child.id())
     }
 
+    /// CPU time of every thread of the server's processes, to the nanosecond (the first
+    /// field of /proc/PID/task/TID/schedstat), for phases too short for `cpu_seconds`'
+    /// 10 ms ticks. Unlike those, a thread's time leaves with the thread: `CpuTime::since`
+    /// refuses an interval in which one exited.
+    pub fn cpu_time(&self) -> Result<CpuTime> {
+        let mut threads = BTreeMap::new();
+        for pid in tree(self.child.id())? {
+            for task in fs::read_dir(format!("/proc/{pid}/task"))? {
+                let tid = task?.file_name();
+                let Ok(schedstat) = fs::read_to_string(format!(
+                    "/proc/{pid}/task/{}/schedstat",
+                    tid.to_string_lossy()
+                )) else {
+                    continue; // exited meanwhile
+                };
+                let ns = schedstat
+                    .split_whitespace()
+                    .next()
+                    .context("empty schedstat")?
+                    .parse::<u64>()?;
+                threads.insert(tid.to_string_lossy().parse::<u32>()?, ns);
+            }
+        }
+        Ok(CpuTime { threads })
+    }
+
     /// Resident memory of the server and its child processes, in KiB.
     pub fn rss_kib(&self) -> Result<u64> {
         let mut kib = 0;
@@ -130,6 +157,32 @@ impl Server {
             kib += line.trim().trim_end_matches("kB").trim().parse::<u64>()?;
         }
         Ok(kib)
+    }
+}
+
+/// Each thread's CPU time so far, in nanoseconds.
+pub struct CpuTime {
+    threads: BTreeMap<u32, u64>,
+}
+
+impl CpuTime {
+    /// Seconds of CPU spent since `before`.
+    pub fn since(&self, before: &CpuTime) -> Result<f64> {
+        if let Some(gone) = before
+            .threads
+            .keys()
+            .find(|t| !self.threads.contains_key(t))
+        {
+            bail!("thread {gone} exited during the measurement, taking its CPU time with it");
+        }
+        let mut ns = 0;
+        for (tid, &now) in &self.threads {
+            let then = before.threads.get(tid).copied().unwrap_or(0);
+            ns += now
+                .checked_sub(then)
+                .with_context(|| format!("thread {tid} was replaced by another"))?;
+        }
+        Ok(ns as f64 / 1e9)
     }
 }
 
@@ -213,6 +266,15 @@ fn tree(root: u32) -> Result<Vec<u32>> {
     Ok(all)
 }
 
+/// What a server's files in the work directory are called: distinct for every server, so
+/// that two can run at once (`portcullis-bench pairs`).
+fn file_stem(kind: Kind, backend: Backend) -> String {
+    match backend {
+        Backend::Builtin => kind.name().to_string(),
+        Backend::Proxy { .. } => format!("{}-proxy", kind.name()),
+    }
+}
+
 /// Reads `port N` from a child's first line of output.
 pub fn announced_port(child: &mut Child) -> Result<u16> {
     let stdout = child.stdout.take().context("no stdout")?;
@@ -286,9 +348,10 @@ require = "authenticated"
 }
 
 fn start_gate(kind: Kind, backend: Backend, dir: &Path, programs: &Programs) -> Result<Server> {
-    let config = dir.join(format!("{}.toml", kind.name()));
+    let stem = file_stem(kind, backend);
+    let config = dir.join(format!("{stem}.toml"));
     fs::write(&config, gate_config(kind, backend))?;
-    let log_path = dir.join(format!("{}.log", kind.name()));
+    let log_path = dir.join(format!("{stem}.log"));
     let log = fs::File::create(&log_path)?;
     let child = programs
         .server(&programs.portcullis)
@@ -362,11 +425,12 @@ fn nginx_config(kind: Kind, dir: &Path, port: u16, backend: Backend, single: boo
         }
     };
     let d = dir.display();
+    let stem = file_stem(kind, backend);
     let master = if single { "off" } else { "on" };
     // As a user who logs would write it, with a buffer (64 KiB, written at least every
     // second) rather than a write(2) per request.
     let access_log = if kind == Kind::NginxLogged {
-        format!("{d}/nginx-access.log combined buffer=64k flush=1s")
+        format!("{d}/{stem}-access.log combined buffer=64k flush=1s")
     } else {
         "off".to_string()
     };
@@ -374,8 +438,8 @@ fn nginx_config(kind: Kind, dir: &Path, port: u16, backend: Backend, single: boo
         r#"worker_processes 1;
 master_process {master};
 daemon off;
-pid {d}/nginx.pid;
-error_log {d}/nginx-error.log warn;
+pid {d}/{stem}.pid;
+error_log {d}/{stem}-error.log warn;
 events {{ worker_connections 15000; }}
 http {{
     access_log {access_log};
@@ -414,7 +478,8 @@ fn start_nginx(kind: Kind, backend: Backend, dir: &Path, programs: &Programs) ->
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let config = dir.join("nginx.conf");
+    let stem = file_stem(kind, backend);
+    let config = dir.join(format!("{stem}.conf"));
     let single = programs.wrapper.is_some();
     fs::write(&config, nginx_config(kind, dir, port, backend, single))?;
     let child = programs
@@ -430,7 +495,7 @@ fn start_nginx(kind: Kind, backend: Backend, dir: &Path, programs: &Programs) ->
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Some(status) = server.child.try_wait()? {
-            let log = fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default();
+            let log = fs::read_to_string(dir.join(format!("{stem}-error.log"))).unwrap_or_default();
             bail!("nginx exited ({status}):\n{log}");
         }
         if Instant::now() > deadline {
