@@ -5,7 +5,8 @@
 //! of a goal run side by side, are loaded in turn for a second or two each, A B B A …,
 //! and each pair of neighbouring slices gives a ratio: a slow minute slows both sides of
 //! it. CPU time is read to the nanosecond (schedstat), so short slices lose no precision
-//! to the kernel's 10 ms ticks.
+//! to the kernel's 10 ms ticks. Each round starts the servers afresh, since where a
+//! process lands in memory can move its speed by a few percent for its whole life.
 
 use std::path::Path;
 use std::sync::Arc;
