@@ -293,10 +293,7 @@ fn run(args: RunArgs) -> Result<()> {
             "server": v.label(), "measurement": m,
         })).collect::<Vec<_>>(),
     });
-    std::fs::write(&args.json, serde_json::to_string_pretty(&json)? + "\n")
-        .with_context(|| format!("writing {}", args.json.display()))?;
-    eprintln!("wrote {}", args.json.display());
-    Ok(())
+    write_json(&args.json, &json)
 }
 
 fn run_pairs(args: PairsArgs) -> Result<()> {
@@ -329,11 +326,7 @@ fn run_pairs(args: PairsArgs) -> Result<()> {
             outcome.rounds.push(slices);
         }
     }
-    println!(
-        "{}
-{machine}",
-        pairs::markdown(&outcomes, sizes)
-    );
+    println!("{}\n{machine}", pairs::markdown(&outcomes, sizes));
     let json = serde_json::json!({
         "machine": machine,
         "sizes": sizes,
@@ -341,9 +334,13 @@ fn run_pairs(args: PairsArgs) -> Result<()> {
             "outcome": o, "ratio": o.ratio(), "met": o.met(),
         })).collect::<Vec<_>>(),
     });
-    std::fs::write(&args.json, serde_json::to_string_pretty(&json)? + "\n")
-        .with_context(|| format!("writing {}", args.json.display()))?;
-    eprintln!("wrote {}", args.json.display());
+    write_json(&args.json, &json)
+}
+
+fn write_json(path: &Path, json: &serde_json::Value) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(json)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
     Ok(())
 }
 
