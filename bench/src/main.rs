@@ -259,13 +259,7 @@ fn run(args: RunArgs) -> Result<()> {
                 continue;
             }
             eprint!("round {round}/{}: {:<28} ", args.runs, variant.label());
-            let backend = if variant.proxy {
-                Backend::Proxy {
-                    port: upstream_port,
-                }
-            } else {
-                Backend::Builtin
-            };
+            let backend = variant.backend(upstream_port);
             let before = upstream_connections(upstream_port)?;
             let server = Server::start(variant.kind, backend, dir, &programs)?;
             let mut m = measure(&server, variant, dir, &programs, &args)

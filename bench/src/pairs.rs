@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::client::{Client, Held, Sessions};
 use crate::report::{Spread, Variant};
-use crate::servers::{Backend, Kind, Programs, Server};
+use crate::servers::{Kind, Programs, Server};
 
 /// What a slice does to a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -216,12 +216,7 @@ impl Side {
         work: Work,
         rt: &tokio::runtime::Runtime,
     ) -> Result<Side> {
-        let backend = if variant.proxy {
-            Backend::Proxy { port: upstream }
-        } else {
-            Backend::Builtin
-        };
-        let server = Server::start(variant.kind, backend, dir, programs)?;
+        let server = Server::start(variant.kind, variant.backend(upstream), dir, programs)?;
         let client = Arc::new(Client::new(dir, server.port, "/me", Sessions::Full)?);
         // Warm up: caches filled, the allocator's pools grown, the upstream pool open.
         rt.block_on(client.handshakes(200, 4))?;

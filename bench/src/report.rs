@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::servers::{Kind, Programs};
+use crate::servers::{Backend, Kind, Programs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Variant {
@@ -18,6 +18,15 @@ pub struct Variant {
 impl Variant {
     pub const fn new(kind: Kind, proxy: bool) -> Variant {
         Variant { kind, proxy }
+    }
+
+    /// What is behind the server: the built-in page, or the upstream on `upstream`.
+    pub fn backend(self, upstream: u16) -> Backend {
+        if self.proxy {
+            Backend::Proxy { port: upstream }
+        } else {
+            Backend::Builtin
+        }
     }
 
     pub fn label(self) -> String {
