@@ -153,11 +153,13 @@ fn a_browser_enrols_and_the_bundle_reaches_me_in_another_browser() {
     assert_kept_to_itself(&v, &origin);
     // It travelled in the fragment and the request body, never in a logged path: the
     // gate's log has the requests and the issue, not the token.
-    let log = gate.output();
+    // The log is written in batches: wait for the lines rather than race them.
     assert!(
-        log.contains("/enroll/csr") && log.contains("enroll: token used"),
-        "{log}"
+        gate.logged_more(&["/enroll/csr"], 0) && gate.logged_more(&["enroll: token used"], 0),
+        "{}",
+        gate.output()
     );
+    let log = gate.output();
     assert!(!log.contains(&token), "{log}");
 
     // OpenSSL 3 reads the file with the password, and says how it is protected.
