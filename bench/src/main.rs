@@ -122,18 +122,8 @@ struct RunArgs {
 
 #[derive(Args)]
 struct PairsArgs {
-    /// Rounds; each starts every pair's servers afresh.
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
-    /// Slices per server per round.
-    #[arg(long, default_value_t = 10)]
-    slices: usize,
-    /// Full handshakes per slice (about a second of a server's CPU).
-    #[arg(long, default_value_t = 2000)]
-    handshakes: usize,
-    /// Keep-alive requests per slice.
-    #[arg(long, default_value_t = 100_000)]
-    requests: usize,
+    #[command(flatten)]
+    sizes: pairs::Sizes,
     /// Run only the pairs whose goal contains one of these (e.g. `handshake`, `proxied`).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -297,20 +287,15 @@ fn run_pairs(args: PairsArgs) -> Result<()> {
     let machine = report::Machine::read(&programs)?;
     eprintln!("{machine}");
     let (_upstream, upstream_port) = start_upstream(&programs)?;
-    let sizes = pairs::Sizes {
-        rounds: args.rounds,
-        slices: args.slices,
-        handshakes: args.handshakes,
-        requests: args.requests,
-    };
+    let sizes = args.sizes;
     let chosen: Vec<&pairs::Pair> = pairs::PAIRS
         .iter()
         .filter(|p| args.only.is_empty() || args.only.iter().any(|o| p.goal.contains(o.as_str())))
         .collect();
     let mut outcomes: Vec<pairs::Outcome> = chosen.iter().map(|p| pairs::Outcome::new(p)).collect();
-    for round in 1..=args.rounds {
+    for round in 1..=sizes.rounds {
         for (pair, outcome) in chosen.iter().zip(&mut outcomes) {
-            eprint!("round {round}/{}: {:<60} ", args.rounds, pair.goal);
+            eprint!("round {round}/{}: {:<60} ", sizes.rounds, pair.goal);
             let slices = pairs::run(pair, upstream_port, dir.path(), &programs, sizes)
                 .with_context(|| format!("measuring {}", pair.goal))?;
             match slices.ratio() {

@@ -22,9 +22,9 @@ use crate::servers::{Kind, Programs, Server};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Work {
-    /// Full mTLS handshakes with one request each, 4 at a time.
+    /// Full mTLS handshakes with one request each, [`CONCURRENT`] at a time.
     Handshakes,
-    /// Requests on 16 connections opened before the first slice, all busy at once.
+    /// Requests on [`HELD`] connections opened before the first slice.
     Requests,
 }
 
@@ -111,16 +111,27 @@ pub const PAIRS: [Pair; 8] = [
     ),
 ];
 
-/// How much work each slice is.
-#[derive(Debug, Clone, Copy, Serialize)]
+/// How many rounds and slices, and how much work each slice is.
+#[derive(Debug, Clone, Copy, Serialize, clap::Args)]
 pub struct Sizes {
-    /// Rounds: each starts every pair's servers afresh.
+    /// Rounds; each starts every pair's servers afresh.
+    #[arg(long, default_value_t = 3)]
     pub rounds: usize,
     /// Slices per server per round.
+    #[arg(long, default_value_t = 10)]
     pub slices: usize,
+    /// Full handshakes per slice (about a second of a server's CPU).
+    #[arg(long, default_value_t = 2000)]
     pub handshakes: usize,
+    /// Keep-alive requests per slice.
+    #[arg(long, default_value_t = 100_000)]
     pub requests: usize,
 }
+
+/// Connections held open for [`Work::Requests`], all busy at once.
+const HELD: usize = 16;
+/// Handshakes in flight at once.
+const CONCURRENT: usize = 4;
 
 /// One round of a pair: both servers' CPU µs per operation, slice by slice.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -219,10 +230,10 @@ impl Side {
         let server = Server::start(variant.kind, variant.backend(upstream), dir, programs)?;
         let client = Arc::new(Client::new(dir, server.port, "/me", Sessions::Full)?);
         // Warm up: caches filled, the allocator's pools grown, the upstream pool open.
-        rt.block_on(client.handshakes(200, 4))?;
+        rt.block_on(client.handshakes(200, CONCURRENT))?;
         let mut held = Vec::new();
         if work == Work::Requests {
-            held = rt.block_on(client.hold(16, 4))?;
+            held = rt.block_on(client.hold(HELD, CONCURRENT))?;
             held = rt.block_on(client.requests(held, 20_000))?;
         }
         Ok(Side {
@@ -237,7 +248,7 @@ impl Side {
         let before = self.server.cpu_time()?;
         let operations = match work {
             Work::Handshakes => {
-                rt.block_on(self.client.handshakes(sizes.handshakes, 4))?;
+                rt.block_on(self.client.handshakes(sizes.handshakes, CONCURRENT))?;
                 sizes.handshakes
             }
             Work::Requests => {
@@ -315,7 +326,7 @@ pub fn markdown(outcomes: &[Outcome], sizes: Sizes) -> String {
         ));
     }
     out.push_str(&format!(
-        "\n{} rounds of {} slices per server, alternating; a slice is {} full handshakes or {} keep-alive requests on 16 connections.\n",
+        "\n{} rounds of {} slices per server, alternating; a slice is {} full handshakes or {} keep-alive requests on {HELD} connections.\n",
         sizes.rounds, sizes.slices, sizes.handshakes, sizes.requests
     ));
     out

@@ -127,11 +127,9 @@ impl Server {
         let mut threads = BTreeMap::new();
         for pid in tree(self.child.id())? {
             for task in fs::read_dir(format!("/proc/{pid}/task"))? {
-                let tid = task?.file_name();
-                let Ok(schedstat) = fs::read_to_string(format!(
-                    "/proc/{pid}/task/{}/schedstat",
-                    tid.to_string_lossy()
-                )) else {
+                let tid: u32 = task?.file_name().to_string_lossy().parse()?;
+                let Ok(schedstat) = fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat"))
+                else {
                     continue; // exited meanwhile
                 };
                 let ns = schedstat
@@ -139,7 +137,7 @@ impl Server {
                     .next()
                     .context("empty schedstat")?
                     .parse::<u64>()?;
-                threads.insert(tid.to_string_lossy().parse::<u32>()?, ns);
+                threads.insert(tid, ns);
             }
         }
         Ok(CpuTime { threads })
